@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Build and test pcsecret. Stages, in order (stop at the first failure):
+#   unit  build/       gcc, RelWithDebInfo; ctest (the suite starts its own PostgreSQL)
+#   asan  build-asan/  AddressSanitizer + UBSan (-DPCS_SANITIZE=ON); ctest
+#   fuzz  build-fuzz/  clang + libFuzzer (-DPCS_FUZZ=ON); tests/fuzz/run.sh for PCS_FUZZ_SECONDS
+# Environment:
+#   PCS_TEST_STAGES   stages to run (default "unit asan fuzz"), e.g. PCS_TEST_STAGES=unit
+#   PCS_FUZZ_SECONDS  time budget handed to tests/fuzz/run.sh (default 30)
+#   PCS_CTEST_JOBS    ctest parallelism (default 2)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+STAGES=${PCS_TEST_STAGES:-unit asan fuzz}
+FUZZ_SECONDS=${PCS_FUZZ_SECONDS:-30}
+CTEST_JOBS=${PCS_CTEST_JOBS:-2}
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+read -r -a stage_list <<<"$STAGES"
+if ((${#stage_list[@]} == 0)); then
+	echo "test.sh: PCS_TEST_STAGES is empty (choose from: unit asan fuzz)" >&2
+	exit 2
+fi
+for s in "${stage_list[@]}"; do
+	case $s in
+	unit | asan | fuzz) ;;
+	*)
+		echo "test.sh: unknown stage '$s' in PCS_TEST_STAGES (choose from: unit asan fuzz)" >&2
+		exit 2
+		;;
+	esac
+done
+
+T0=$SECONDS
+current=""
+summary=()
+
+elapsed() {
+	local s=$(($1))
+	printf '%dm%02ds' $((s / 60)) $((s % 60))
+}
+
+banner() {
+	printf '\n==============================================================================\n'
+	printf '== pcsecret tests: %s\n' "$*"
+	printf '== %s\n' "$(date '+%Y-%m-%d %H:%M:%S')"
+	printf '==============================================================================\n'
+}
+
+on_exit() {
+	local rc=$?
+	if ((rc != 0)); then
+		printf '\n'
+		for line in "${summary[@]}"; do printf '  %s\n' "$line"; done
+		printf 'pcsecret tests: FAILED in stage "%s" (exit %d) after %s\n' \
+			"${current:-setup}" "$rc" "$(elapsed $((SECONDS - T0)))" >&2
+	fi
+}
+trap on_exit EXIT
+
+# configure_and_build DIR [cmake args...]
+configure_and_build() {
+	local dir=$1
+	shift
+	cmake -S "$ROOT" -B "$dir" "$@"
+	cmake --build "$dir" -j"$JOBS"
+}
+
+# run_ctest DIR [ctest args...]
+run_ctest() {
+	local dir=$1
+	shift
+	ctest --test-dir "$dir" --output-on-failure --no-tests=error -j"$CTEST_JOBS" "$@"
+}
+
+stage_unit() {
+	configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DPCS_SANITIZE=OFF -DPCS_FUZZ=OFF -DPCS_TESTS=ON
+	run_ctest build
+}
+
+stage_asan() {
+	configure_and_build build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DPCS_SANITIZE=ON -DPCS_FUZZ=OFF -DPCS_TESTS=ON
+	local lsan=""
+	if [[ -f $ROOT/tests/lsan.supp ]]; then
+		lsan="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
+	fi
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		LSAN_OPTIONS=$lsan \
+		run_ctest build-asan --label-exclude docker # shell-only checks: the unit stage ran them
+}
+
+stage_fuzz() {
+	if ! command -v clang >/dev/null 2>&1; then
+		echo "fuzz: clang is not installed; skipping the fuzz stage"
+		return 10
+	fi
+	if [[ ! -f $ROOT/tests/fuzz/run.sh ]]; then
+		echo "fuzz: tests/fuzz/run.sh does not exist; skipping the fuzz stage"
+		return 10
+	fi
+	# A cache made with another compiler would be reset by CMake without our -D options: start over.
+	if [[ -f build-fuzz/CMakeCache.txt ]] &&
+		! grep -q '^CMAKE_C_COMPILER:[A-Z]*=.*clang' build-fuzz/CMakeCache.txt; then
+		rm -rf build-fuzz
+	fi
+	CC=clang configure_and_build build-fuzz -DCMAKE_C_COMPILER=clang \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCS_SANITIZE=OFF -DPCS_FUZZ=ON -DPCS_TESTS=ON
+	bash "$ROOT/tests/fuzz/run.sh" build-fuzz "$FUZZ_SECONDS"
+}
+
+banner "setup: dependencies (stages: ${stage_list[*]})"
+current=deps
+bash "$ROOT/scripts/install-deps.sh"
+if [[ ${CI:-} == true ]]; then
+	echo "CI: $(nproc) cores; gcc $(gcc -dumpfullversion); $(cmake --version | sed -n 1p)"
+fi
+
+n=0
+for s in "${stage_list[@]}"; do
+	n=$((n + 1))
+	current=$s
+	case $s in
+	unit) what="unit: gcc build in build/, ctest -j$CTEST_JOBS" ;;
+	asan) what="asan: ASan+UBSan build in build-asan/, ctest -j$CTEST_JOBS" ;;
+	fuzz) what="fuzz: clang+libFuzzer build in build-fuzz/, ${FUZZ_SECONDS}s" ;;
+	esac
+	banner "stage $n/${#stage_list[@]} $what"
+	t=$SECONDS
+	# A stage function runs under errexit; it returns 10 to report "skipped".
+	set +e
+	(
+		set -e
+		"stage_$s"
+	)
+	rc=$?
+	set -e
+	if ((rc == 10)); then
+		summary+=("$s: skipped")
+		continue
+	fi
+	if ((rc != 0)); then
+		summary+=("$s: FAILED ($(elapsed $((SECONDS - t))))")
+		exit "$rc"
+	fi
+	summary+=("$s: passed ($(elapsed $((SECONDS - t))))")
+done
+
+current=""
+banner "summary"
+for line in "${summary[@]}"; do printf '  %s\n' "$line"; done
+echo "  total: $(elapsed $((SECONDS - T0)))"
+echo "pcsecret tests: all stages passed"

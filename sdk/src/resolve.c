@@ -1,0 +1,280 @@
+/*
+ * pcs_resolve and pcs_get_env: turn references into values. Values leave the wire buffers
+ * (wiped by pbwipe_allocator) only into sodium_malloc'd memory that the *_free functions wipe.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "pbwipe.h"
+#include "ref.h"
+#include "rpc.h"
+#include "status.h"
+
+/* A value as the caller gets it: the bytes, then a NUL not counted in the length. */
+static int
+value_copy(const ProtobufCBinaryData *src, unsigned char **out, size_t *len, pcs_error *err)
+{
+	unsigned char *v;
+
+	if ((v = sodium_malloc(src->len + 1)) == NULL)
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate %zu bytes of "
+		    "secure memory for a value", src->len + 1);
+	if (src->len > 0)
+		memcpy(v, src->data, src->len);
+	v[src->len] = '\0';
+	*out = v;
+	*len = src->len;
+	return 0;
+}
+
+static int
+dup_string(const char *s, char **out, pcs_error *err)
+{
+	if ((*out = strdup(s != NULL ? s : "")) == NULL)
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	return 0;
+}
+
+/*
+ * The reply's values are in request order. A field the server echoes must match what was
+ * asked, so a reordering bug on either side can never put one secret where another belongs.
+ */
+static int
+ref_matches(const Pcsecret__V1__SecretRef *asked, const Pcsecret__V1__SecretRef *got)
+{
+	if (got == NULL)
+		return 1;
+	if (asked->secret_id[0] != '\0' && got->secret_id[0] != '\0' &&
+	    strcmp(asked->secret_id, got->secret_id) != 0)
+		return 0;
+	if (asked->company[0] != '\0' && got->company[0] != '\0' &&
+	    (strcmp(asked->company, got->company) != 0 || strcmp(asked->name, got->name) != 0))
+		return 0;
+	if (asked->version != 0 && got->version != 0 && asked->version != got->version)
+		return 0;
+	return 1;
+}
+
+/* "company/agent" or NULL/"" (the caller itself) into the two request fields. */
+static int
+agent_split(const char *agent, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1],
+    pcs_error *err)
+{
+	pcs_error perr;
+
+	company[0] = name[0] = '\0';
+	if (agent == NULL || agent[0] == '\0')
+		return 0;
+	if (ref_parse_path(agent, company, name, &perr) != 0)
+		return pcs_fail(err, PCS_INVALID_ARGUMENT, "invalid agent: %s", perr.message);
+	return 0;
+}
+
+PCS_EXPORT int
+pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size_t nrefs,
+    pcs_value **out, pcs_error *err)
+{
+	Pcsecret__V1__ResolveRequest req = PCSECRET__V1__RESOLVE_REQUEST__INIT;
+	Pcsecret__V1__SecretRef *srefs = NULL, **srefp = NULL;
+	Pcsecret__V1__ResolveReply *rep;
+	ProtobufCMessage *msg = NULL;
+	struct pcs_ref *parsed = NULL;
+	pcs_value *vals = NULL;
+	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
+	size_t i;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (client == NULL || out == NULL || (refs == NULL && nrefs > 0)) {
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_resolve: a required argument is NULL");
+		goto out;
+	}
+	if (nrefs == 0) {
+		r = 0;
+		goto out;
+	}
+	/* Validate everything before any I/O: a bad reference costs no round trip. */
+	if ((r = agent_split(agent, company, name, err)) != 0)
+		goto out;
+	if ((parsed = calloc(nrefs, sizeof(*parsed))) == NULL ||
+	    (srefs = calloc(nrefs, sizeof(*srefs))) == NULL ||
+	    (srefp = calloc(nrefs, sizeof(*srefp))) == NULL) {
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu references",
+		    nrefs);
+		goto out;
+	}
+	for (i = 0; i < nrefs; i++) {
+		if (refs[i] == NULL) {
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "reference %zu of %zu is NULL",
+			    i + 1, nrefs);
+			goto out;
+		}
+		/* ref_parse's message quotes the reference, which is what the caller needs. */
+		if ((r = ref_parse(refs[i], &parsed[i], err)) != 0)
+			goto out;
+		pcsecret__v1__secret_ref__init(&srefs[i]);
+		srefs[i].secret_id = parsed[i].secret_id;
+		srefs[i].company = parsed[i].company;
+		srefs[i].name = parsed[i].name;
+		srefs[i].version = parsed[i].version;
+		srefp[i] = &srefs[i];
+	}
+	req.n_refs = nrefs;
+	req.refs = srefp;
+	req.agent = (char *)(agent != NULL ? agent : "");
+	if ((r = pcs_rpc_call(client, "Resolve", &req.base, &msg, err)) != 0)
+		goto out;
+	rep = (Pcsecret__V1__ResolveReply *)msg;
+	if (rep->n_values != nrefs) {
+		r = pcs_fail(err, PCS_INTERNAL, "pcsecretd returned %zu values for %zu references",
+		    rep->n_values, nrefs);
+		goto out;
+	}
+	if ((vals = calloc(nrefs, sizeof(*vals))) == NULL) {
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu values", nrefs);
+		goto out;
+	}
+	for (i = 0; i < nrefs; i++) {
+		if (!ref_matches(&srefs[i], rep->values[i]->ref)) {
+			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd answered reference %zu (%.160s) "
+			    "with a value for another secret", i + 1, refs[i]);
+			goto out;
+		}
+		if ((r = dup_string(refs[i], &vals[i].ref, err)) != 0 ||
+		    (r = dup_string(rep->values[i]->secret_id, &vals[i].secret_id, err)) != 0 ||
+		    (r = value_copy(&rep->values[i]->value, &vals[i].data, &vals[i].len, err)) != 0)
+			goto out;
+		vals[i].version = rep->values[i]->version;
+	}
+	*out = vals;
+	vals = NULL;
+	r = 0;
+out:
+	pcs_values_free(vals, nrefs);
+	if (msg != NULL)
+		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
+	free(srefp);
+	free(srefs);
+	free(parsed);
+	return r;
+}
+
+PCS_EXPORT void
+pcs_values_free(pcs_value *values, size_t n)
+{
+	size_t i;
+
+	if (values == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		free(values[i].ref);
+		free(values[i].secret_id);
+		/* sodium_free wipes before it unmaps. */
+		sodium_free(values[i].data);
+	}
+	free(values);
+}
+
+static int
+env_ref_string(const Pcsecret__V1__SecretRef *sref, char **out, pcs_error *err)
+{
+	struct pcs_ref ref;
+	char buf[sizeof(PCS_REF_PREFIX) + 2 * PCS_NAME_MAX + 16];
+	size_t clen, nlen, ilen;
+
+	memset(&ref, 0, sizeof(ref));
+	if (sref == NULL)
+		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned an environment entry "
+		    "without its reference");
+	clen = strlen(sref->company);
+	nlen = strlen(sref->name);
+	ilen = strlen(sref->secret_id);
+	if (clen > PCS_NAME_MAX || nlen > PCS_NAME_MAX || ilen > PCS_UUID_LEN)
+		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned a reference with an "
+		    "over-long name");
+	memcpy(ref.company, sref->company, clen + 1);
+	memcpy(ref.name, sref->name, nlen + 1);
+	memcpy(ref.secret_id, sref->secret_id, ilen + 1);
+	ref.version = sref->version;
+	if (ref_format(&ref, buf, sizeof(buf)) != 0)
+		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned a reference that cannot "
+		    "be formatted");
+	return dup_string(buf, out, err);
+}
+
+PCS_EXPORT int
+pcs_get_env(pcs_client *client, const char *agent, pcs_env_entry **out, size_t *count,
+    pcs_error *err)
+{
+	Pcsecret__V1__GetAgentEnvRequest req = PCSECRET__V1__GET_AGENT_ENV_REQUEST__INIT;
+	Pcsecret__V1__GetAgentEnvReply *rep;
+	Pcsecret__V1__EnvValue *ev;
+	ProtobufCMessage *msg = NULL;
+	pcs_env_entry *env = NULL;
+	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
+	size_t i, n = 0;
+	int r;
+
+	if (out != NULL)
+		*out = NULL;
+	if (count != NULL)
+		*count = 0;
+	if (client == NULL || out == NULL || count == NULL) {
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_get_env: a required argument is NULL");
+		goto out;
+	}
+	if ((r = agent_split(agent, company, name, err)) != 0)
+		goto out;
+	req.company = company;
+	req.agent = name;
+	if ((r = pcs_rpc_call(client, "GetAgentEnv", &req.base, &msg, err)) != 0)
+		goto out;
+	rep = (Pcsecret__V1__GetAgentEnvReply *)msg;
+	n = rep->n_env;
+	/* calloc(0) may return NULL; one spare entry keeps success distinct from failure. */
+	if ((env = calloc(n + 1, sizeof(*env))) == NULL) {
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu entries", n);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		ev = rep->env[i];
+		/* Launchers pass these names to setenv: never let the server smuggle in '='. */
+		if (!env_name_valid(ev->env_name)) {
+			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd returned an invalid environment "
+			    "variable name \"%.64s\"", ev->env_name);
+			goto out;
+		}
+		if ((r = dup_string(ev->env_name, &env[i].name, err)) != 0 ||
+		    (r = env_ref_string(ev->ref, &env[i].ref, err)) != 0 ||
+		    (r = value_copy(&ev->value, &env[i].value, &env[i].len, err)) != 0)
+			goto out;
+		env[i].version = ev->version;
+	}
+	*out = env;
+	*count = n;
+	env = NULL;
+	r = 0;
+out:
+	pcs_env_free(env, n);
+	if (msg != NULL)
+		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
+	return r;
+}
+
+PCS_EXPORT void
+pcs_env_free(pcs_env_entry *env, size_t count)
+{
+	size_t i;
+
+	if (env == NULL)
+		return;
+	for (i = 0; i < count; i++) {
+		free(env[i].name);
+		free(env[i].ref);
+		sodium_free(env[i].value);
+	}
+	free(env);
+}

@@ -1,0 +1,137 @@
+#include "authz.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const role_names[] = {
+	[ROLE_NONE] = "none", [ROLE_ADMIN] = "admin", [ROLE_OPERATOR] = "operator",
+	[ROLE_LAUNCHER] = "launcher", [ROLE_AGENT] = "agent",
+};
+
+const char *authz_role_name(enum role role)
+{
+	if ((unsigned)role >= sizeof(role_names) / sizeof(role_names[0]))
+		return "none";
+	return role_names[role];
+}
+
+enum role authz_role_from_name(const char *name)
+{
+	for (unsigned i = ROLE_ADMIN; i < sizeof(role_names) / sizeof(role_names[0]); i++)
+		if (name != NULL && strcmp(name, role_names[i]) == 0)
+			return (enum role)i;
+	return ROLE_NONE;
+}
+
+int authz_has_company(const struct principal *p, const char *company)
+{
+	if (company == NULL)
+		return 0;
+	for (size_t i = 0; i < p->ncompanies; i++)
+		if (strcmp(p->companies[i], company) == 0)
+			return 1;
+	return 0;
+}
+
+void authz_describe(const struct principal *p, char *buf, size_t size)
+{
+	size_t o;
+
+	switch (p->role) {
+	case ROLE_ADMIN:
+		snprintf(buf, size, "admin");
+		return;
+	case ROLE_AGENT:
+		snprintf(buf, size, "agent %s/%s", p->ncompanies ? p->companies[0] : "", p->agent);
+		return;
+	case ROLE_OPERATOR:
+	case ROLE_LAUNCHER:
+		o = (size_t)snprintf(buf, size, "%s of ", authz_role_name(p->role));
+		for (size_t i = 0; i < p->ncompanies && o < size; i++)
+			o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", p->companies[i]);
+		return;
+	case ROLE_NONE:
+		break;
+	}
+	snprintf(buf, size, "uid %u (unknown)", p->uid);
+}
+
+static int deny(pcs_error *err, const struct principal *p, const char *what)
+{
+	char who[128];
+
+	authz_describe(p, who, sizeof(who));
+	return pcs_fail(err, PCS_PERMISSION_DENIED, "%s may not %s", who, what);
+}
+
+static int need_company(const struct principal *p, const char *company, const char *what,
+    pcs_error *err)
+{
+	char buf[PCS_NAME_MAX + 64];
+
+	if (company == NULL || company[0] == '\0')
+		return deny(err, p, what);
+	if (authz_has_company(p, company))
+		return 0;
+	snprintf(buf, sizeof(buf), "%s of company %s", what, company);
+	return deny(err, p, buf);
+}
+
+int authz_check(const struct principal *p, const struct authz_request *rq, pcs_error *err)
+{
+	if (p == NULL || p->role == ROLE_NONE)
+		return pcs_fail(err, PCS_UNAUTHENTICATED, "uid %u gid %u matches no principal",
+		    p ? p->uid : 0, p ? p->gid : 0);
+
+	switch (rq->action) {
+	case AUTHZ_SESSION:
+		return 0;
+	case AUTHZ_COMPANY_CREATE:
+	case AUTHZ_PRINCIPAL_ADMIN:
+		if (p->role == ROLE_ADMIN)
+			return 0;
+		return deny(err, p, rq->action == AUTHZ_COMPANY_CREATE ? "create companies" :
+		    "manage principals");
+	case AUTHZ_COMPANY_LIST:
+		if (p->role == ROLE_AGENT)
+			return deny(err, p, "list companies");
+		return 0;
+	case AUTHZ_SECRET_WRITE:
+	case AUTHZ_SECRET_READ:
+	case AUTHZ_AGENT_WRITE:
+		if (p->role == ROLE_ADMIN)
+			return 0;
+		if (p->role != ROLE_OPERATOR)
+			return deny(err, p, rq->action == AUTHZ_AGENT_WRITE ? "manage agents" :
+			    "manage secrets");
+		return need_company(p, rq->company,
+		    rq->action == AUTHZ_AGENT_WRITE ? "manage agents" : "manage secrets", err);
+	case AUTHZ_AGENT_READ:
+		if (p->role == ROLE_ADMIN)
+			return 0;
+		if (p->role != ROLE_OPERATOR && p->role != ROLE_LAUNCHER)
+			return deny(err, p, "read agent configuration");
+		return need_company(p, rq->company, "read agent configuration", err);
+	case AUTHZ_VALUE_READ:
+		/* Admins and operators manage secrets but never see values. */
+		if (p->role == ROLE_LAUNCHER)
+			return need_company(p, rq->company, "resolve values for agents", err);
+		if (p->role == ROLE_AGENT) {
+			if (rq->company != NULL && rq->company[0] != '\0' &&
+			    (!authz_has_company(p, rq->company) || rq->agent == NULL ||
+			    strcmp(rq->agent, p->agent) != 0))
+				return deny(err, p, "resolve values for another agent");
+			return 0;
+		}
+		return deny(err, p, "read secret values (only agents and launchers can)");
+	case AUTHZ_AUDIT_READ:
+		if (p->role == ROLE_ADMIN)
+			return 0;
+		if (p->role != ROLE_OPERATOR)
+			return deny(err, p, "read the audit log");
+		if (rq->company == NULL || rq->company[0] == '\0')
+			return 0; /* the listing is filtered to its companies */
+		return need_company(p, rq->company, "read the audit log", err);
+	}
+	return pcs_fail(err, PCS_INTERNAL, "unknown authorization action %d", (int)rq->action);
+}

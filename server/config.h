@@ -1,0 +1,42 @@
+/*
+ * config: the daemon's settings. Sources, later ones winning: built-in defaults, a config file
+ * (--config or PCSECRET_CONFIG; lines "key = value", '#' comments), the environment
+ * (PCSECRET_<KEY>, or PCSECRET_<KEY>_FILE naming a file that holds the value), then flags
+ * (--key-with-dashes VALUE). docs/configuration.md lists every key.
+ */
+#ifndef PCS_SERVER_CONFIG_H
+#define PCS_SERVER_CONFIG_H
+
+#include <stdint.h>
+#include "status.h"
+
+struct config {
+	char *socket;
+	char *socket_group;       /* name or number; empty = the daemon's own group */
+	char *socket_mode;        /* octal, default 0660 */
+	char *database_url;       /* libpq connection string or URI */
+	char *master_key_file;
+	char *log_file;           /* empty = stderr */
+	char *log_level;
+	int64_t pool_size;
+	int64_t max_frame;        /* bytes */
+	int64_t max_connections;
+	int64_t max_inflight;     /* calls in flight per connection */
+	int64_t max_refs;         /* refs per Resolve */
+	int64_t max_output;       /* bytes queued to a peer before it is cut off */
+	int64_t idle_timeout_ms;
+	int64_t read_timeout_ms;  /* a partial frame must complete within this */
+	int64_t call_timeout_ms;  /* default deadline of a call that sets none */
+	int64_t drain_timeout_ms;
+	int dev;                  /* --dev: private cluster, key and socket in a temporary dir */
+	int help, version;
+};
+
+/* Fills cfg from all sources. argv is not modified. */
+int config_load(struct config *cfg, int argc, char **argv, pcs_error *err);
+/* Sets one key from a string (used by --dev to fill in what it created). */
+int config_set(struct config *cfg, const char *key, const char *value, pcs_error *err);
+void config_free(struct config *cfg);
+void config_usage(const char *prog);
+
+#endif

@@ -1,0 +1,420 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "dispatch.h"
+#include "frame.h"
+#include "log.h"
+#include "pcsecret.pb-c.h"
+
+/* Frames handled per read event before yielding to other connections (fairness). */
+#define CONN_FRAMES_PER_EVENT 32
+#define CONN_READ_CHUNK 65536
+
+static void conn_process(struct conn *c);
+static void conn_arm_timer(struct conn *c);
+
+uint64_t conn_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void wipe_free(uint8_t *p, size_t len)
+{
+	if (p != NULL) {
+		explicit_bzero(p, len);
+		free(p);
+	}
+}
+
+static void conn_free(struct conn *c)
+{
+	event_free(c->rev);
+	event_free(c->wev);
+	event_free(c->tev);
+	if (c->out != NULL)
+		evbuffer_free(c->out); /* reference chunks are wiped by their cleanup callback */
+	wipe_free(c->in, c->in_cap);
+	free(c);
+}
+
+void conn_ref(struct conn *c) { c->refs++; }
+
+void conn_unref(struct conn *c)
+{
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+	if (c->closed)
+		return;
+	c->closed = 1;
+	event_del(c->rev);
+	event_del(c->wev);
+	event_del(c->tev);
+	close(c->fd);
+	c->fd = -1;
+	TAILQ_REMOVE(&c->srv->conns, c, link);
+	c->srv->nconns--;
+	log_event(LOG_DEBUG, "conn_closed", "conn=%llu uid=%u pid=%d reason=%s",
+	    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, log_q(reason));
+	conn_unref(c);
+}
+
+void conn_close_all(struct server *srv, const char *reason)
+{
+	struct conn *c;
+
+	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+		conn_close(c, reason);
+}
+
+static void frame_cleanup(const void *data, size_t len, void *arg)
+{
+	(void)arg;
+	frame_free((uint8_t *)(uintptr_t)data, len);
+}
+
+static void conn_want_write(struct conn *c)
+{
+	if (!c->closed && evbuffer_get_length(c->out) > 0)
+		event_add(c->wev, NULL);
+}
+
+void conn_send_reply(struct conn *c, uint64_t call_id, int status, const char *message,
+    const uint8_t *reply, size_t len)
+{
+	Pcsecret__V1__Reply r = PCSECRET__V1__REPLY__INIT;
+	uint8_t *frame = NULL;
+	size_t frame_len = 0;
+	pcs_error err;
+
+	if (c->closed)
+		return;
+	r.call_id = call_id;
+	r.status = (Pcsecret__V1__StatusCode)status;
+	r.message = (char *)(message ? message : "");
+	r.reply.data = (uint8_t *)(uintptr_t)reply;
+	r.reply.len = reply ? len : 0;
+	if (frame_pack(&r.base, (uint32_t)c->srv->cfg->max_frame, &frame, &frame_len, &err) != 0) {
+		/* A reply too large for a frame: say so instead of the reply. */
+		r.status = PCSECRET__V1__STATUS_CODE__RESOURCE_EXHAUSTED;
+		r.message = err.message;
+		r.reply.data = NULL;
+		r.reply.len = 0;
+		if (frame_pack(&r.base, (uint32_t)c->srv->cfg->max_frame, &frame, &frame_len, &err) != 0) {
+			conn_close(c, "cannot encode reply");
+			return;
+		}
+	}
+	/* Added by reference so the frame, which may carry values, is wiped once written. */
+	if (evbuffer_add_reference(c->out, frame, frame_len, frame_cleanup, NULL) != 0) {
+		frame_free(frame, frame_len);
+		conn_close(c, "out of memory");
+		return;
+	}
+	if (evbuffer_get_length(c->out) > (size_t)c->srv->cfg->max_output) {
+		log_event(LOG_WARN, "conn_slow_reader", "conn=%llu uid=%u pid=%d queued=%zu",
+		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid,
+		    evbuffer_get_length(c->out));
+		conn_close(c, "peer is not reading its replies");
+		return;
+	}
+	conn_want_write(c);
+}
+
+void conn_protocol_error(struct conn *c, int status, const char *message)
+{
+	log_event(LOG_INFO, "protocol_error", "conn=%llu uid=%u pid=%d status=%s msg=%s",
+	    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, pcs_status_name(status),
+	    log_q(message));
+	conn_send_reply(c, 0, status, message, NULL, 0);
+	if (c->closed)
+		return;
+	c->close_after_flush = 1;
+	event_del(c->rev);
+}
+
+static void conn_maybe_finish(struct conn *c)
+{
+	if (c->closed)
+		return;
+	if ((c->close_after_flush || (c->read_eof && c->inflight == 0)) &&
+	    evbuffer_get_length(c->out) == 0)
+		conn_close(c, c->close_after_flush ? "protocol error" : "peer closed");
+}
+
+static void on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	int n;
+
+	(void)fd;
+	(void)what;
+	n = evbuffer_write(c->out, c->fd);
+	if (n < 0 && errno != EAGAIN && errno != EINTR) {
+		conn_close(c, "write failed");
+		return;
+	}
+	if (n > 0)
+		c->last_activity_ms = conn_now_ms();
+	if (evbuffer_get_length(c->out) > 0)
+		event_add(c->wev, NULL);
+	else
+		conn_maybe_finish(c);
+}
+
+static void consume(struct conn *c, size_t n)
+{
+	memmove(c->in, c->in + n, c->in_len - n);
+	explicit_bzero(c->in + c->in_len - n, n);
+	c->in_len -= n;
+}
+
+/* Handles whole frames already buffered, within the per-event and in-flight bounds. */
+static void conn_process(struct conn *c)
+{
+	uint32_t max = (uint32_t)c->srv->cfg->max_frame, body_len;
+	pcs_error err;
+	int handled = 0, r;
+
+	while (!c->closed && !c->close_after_flush && c->in_len > 0) {
+		if (c->inflight >= (size_t)c->srv->cfg->max_inflight) {
+			event_del(c->rev); /* resumed by conn_call_done */
+			return;
+		}
+		if (handled == CONN_FRAMES_PER_EVENT) {
+			event_active(c->rev, EV_READ, 0); /* come back after others had a turn */
+			return;
+		}
+		r = frame_peek(c->in, c->in_len, max, &body_len, &err);
+		if (r < 0) {
+			conn_protocol_error(c, -r, err.message);
+			return;
+		}
+		if (r == 0) {
+			if (c->partial_since_ms == 0)
+				c->partial_since_ms = conn_now_ms();
+			break;
+		}
+		c->partial_since_ms = 0;
+		r = dispatch_frame(c, c->in + FRAME_HEADER_LEN, body_len);
+		if (c->closed)
+			return;
+		consume(c, FRAME_HEADER_LEN + body_len);
+		if (r < 0)
+			return;
+		handled++;
+	}
+	if (!c->closed && !c->close_after_flush && !c->read_eof &&
+	    c->inflight < (size_t)c->srv->cfg->max_inflight)
+		event_add(c->rev, NULL);
+	conn_arm_timer(c);
+	conn_maybe_finish(c);
+}
+
+static int conn_grow(struct conn *c, size_t need)
+{
+	size_t cap = c->in_cap ? c->in_cap : 4096;
+	uint8_t *p;
+
+	while (cap < need)
+		cap *= 2;
+	if (cap == c->in_cap)
+		return 0;
+	if ((p = malloc(cap)) == NULL)
+		return -1;
+	/* Not realloc: the old block may hold values and must be wiped before it is freed. */
+	if (c->in_len > 0)
+		memcpy(p, c->in, c->in_len);
+	wipe_free(c->in, c->in_cap);
+	c->in = p;
+	c->in_cap = cap;
+	return 0;
+}
+
+static void read_some(struct conn *c);
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	/* A handler may close the connection; keep it alive until this callback returns. */
+	conn_ref(c);
+	read_some(c);
+	conn_unref(c);
+}
+
+static void read_some(struct conn *c)
+{
+	size_t limit = (size_t)c->srv->cfg->max_frame + FRAME_HEADER_LEN, want;
+	ssize_t n;
+
+	if (c->closed)
+		return;
+	/* Frames already buffered first: the event may have been re-activated for fairness. */
+	if (c->read_eof || c->in_len >= limit || c->in_len >= CONN_READ_CHUNK) {
+		conn_process(c);
+		return;
+	}
+	want = CONN_READ_CHUNK;
+	if (c->in_len + want > limit)
+		want = limit - c->in_len;
+	if (conn_grow(c, c->in_len + want) != 0) {
+		conn_close(c, "out of memory");
+		return;
+	}
+	n = read(c->fd, c->in + c->in_len, want);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			conn_process(c);
+			return;
+		}
+		conn_close(c, "read failed");
+		return;
+	}
+	if (n == 0) {
+		c->read_eof = 1;
+		event_del(c->rev);
+		conn_process(c);
+		if (!c->closed && c->in_len > 0 && c->inflight == 0 &&
+		    evbuffer_get_length(c->out) == 0)
+			conn_close(c, "peer closed in the middle of a frame");
+		return;
+	}
+	c->in_len += (size_t)n;
+	c->last_activity_ms = conn_now_ms();
+	conn_process(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	uint64_t now = conn_now_ms();
+	const struct config *cfg = c->srv->cfg;
+
+	(void)fd;
+	(void)what;
+	if (c->partial_since_ms != 0 && now - c->partial_since_ms >= (uint64_t)cfg->read_timeout_ms) {
+		log_event(LOG_INFO, "conn_read_timeout", "conn=%llu uid=%u pid=%d buffered=%zu",
+		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, c->in_len);
+		conn_close(c, "incomplete frame timed out");
+		return;
+	}
+	if (c->inflight == 0 && now - c->last_activity_ms >= (uint64_t)cfg->idle_timeout_ms) {
+		conn_close(c, "idle");
+		return;
+	}
+	conn_arm_timer(c);
+}
+
+static void conn_arm_timer(struct conn *c)
+{
+	const struct config *cfg = c->srv->cfg;
+	uint64_t now = conn_now_ms(), due;
+	struct timeval tv;
+
+	if (c->closed)
+		return;
+	if (c->partial_since_ms != 0)
+		due = c->partial_since_ms + (uint64_t)cfg->read_timeout_ms;
+	else
+		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
+	due = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(due / 1000);
+	tv.tv_usec = (suseconds_t)((due % 1000) * 1000);
+	event_add(c->tev, &tv);
+}
+
+void conn_call_done(struct conn *c)
+{
+	c->inflight--;
+	if (c->closed)
+		return;
+	c->last_activity_ms = conn_now_ms();
+	/*
+	 * Deferred to the loop, not called here: a call can finish while its own frame is still
+	 * being dispatched, and the frame loop must not run inside itself.
+	 */
+	if (c->in_len > 0 && !c->close_after_flush)
+		event_active(c->rev, EV_READ, 0);
+	else if (!c->read_eof && !c->close_after_flush)
+		event_add(c->rev, NULL);
+	conn_maybe_finish(c);
+}
+
+static void read_peer(struct conn *c)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	gid_t groups[CONN_MAX_GROUPS];
+	socklen_t glen = sizeof(groups);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+	} else {
+		/* Without kernel credentials the peer is nobody: every call is UNAUTHENTICATED. */
+		c->uid = (uid_t)-1;
+		c->gid = (gid_t)-1;
+	}
+	c->groups[0] = c->gid;
+	c->ngroups = 1;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
+		for (size_t i = 0; i < glen / sizeof(gid_t) && c->ngroups < CONN_MAX_GROUPS; i++)
+			if (groups[i] != c->gid)
+				c->groups[c->ngroups++] = groups[i];
+	}
+	c->principal.uid = (uint32_t)c->uid;
+	c->principal.gid = (uint32_t)c->gid;
+	c->principal.pid = (uint32_t)c->pid;
+}
+
+struct conn *conn_new(struct server *srv, int fd)
+{
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return NULL;
+	}
+	c->srv = srv;
+	c->fd = fd;
+	c->id = ++srv->next_conn_id;
+	c->refs = 1;
+	c->last_activity_ms = conn_now_ms();
+	read_peer(c);
+	c->rev = event_new(srv->base, fd, EV_READ, on_read, c);
+	c->wev = event_new(srv->base, fd, EV_WRITE, on_write, c);
+	c->tev = evtimer_new(srv->base, on_timer, c);
+	c->out = evbuffer_new();
+	if (c->rev == NULL || c->wev == NULL || c->tev == NULL || c->out == NULL) {
+		close(fd);
+		conn_free(c);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	srv->stats.connections_total++;
+	event_add(c->rev, NULL);
+	conn_arm_timer(c);
+	log_event(LOG_DEBUG, "conn_open", "conn=%llu uid=%u gid=%u pid=%d",
+	    (unsigned long long)c->id, (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
+	return c;
+}

@@ -1,0 +1,477 @@
+#include "dispatch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+
+#include "audit.h"
+#include "config.h"
+#include "conn.h"
+#include "handlers.h"
+#include "log.h"
+#include "pbwipe.h"
+#include "pcsecret.pb-c.h"
+#include "server.h"
+
+/* How long a finished call waits for its audit row before failing closed. */
+#define AUDIT_GRACE_MS 5000
+#define MAX_TIMEOUT_MS 3600000u
+
+static Pcsecret__V1__PcSecret_Service service = PCSECRET__V1__PC_SECRET__INIT(handle_);
+static unsigned hello_index;
+
+struct call {
+	struct conn *conn;
+	struct server *srv;
+	uint64_t call_id;
+	char method[64];
+	ProtobufCMessage *request;
+	struct event *timer;
+	uint32_t timeout_ms;
+	struct store_job *job;
+	call_db_cb db_cb;
+	int db_audited;
+	int authorized;
+	int ended;             /* status decided; its audit row and reply are on their way */
+	int audited;           /* an OK audit row was committed with the call's work */
+	int status;
+	char message[256];
+	uint8_t *reply;
+	size_t reply_len;
+	char company[PCS_NAME_MAX + 1];
+	char secret[2 * PCS_NAME_MAX + 8];
+	char version[16];
+	char actor[32];
+	void *state;
+	void (*state_free)(void *);
+};
+
+int dispatch_init(pcs_error *err)
+{
+	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
+	const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(d,
+	    "Hello");
+
+	if (m == NULL)
+		return pcs_fail(err, PCS_INTERNAL, "service has no Hello method");
+	hello_index = (unsigned)(m - d->methods);
+	/* The INIT macro fills every slot at compile time; this guards against a NULL one. */
+	for (unsigned i = 0; i < d->n_methods; i++) {
+		void (*const *slots)(void) = (void (*const *)(void))(const void *)(&service.base + 1);
+		if (slots[i] == NULL)
+			return pcs_fail(err, PCS_INTERNAL, "no handler for %s", d->methods[i].name);
+	}
+	return 0;
+}
+
+struct server *call_server(const struct call *c) { return c->srv; }
+struct conn *call_conn(const struct call *c) { return c->conn; }
+const ProtobufCMessage *call_request(const struct call *c) { return c->request; }
+const struct principal *call_principal(const struct call *c) { return &c->conn->principal; }
+const char *call_actor(const struct call *c) { return c->actor; }
+void *call_state(struct call *c) { return c->state; }
+
+void call_set_state(struct call *c, void *state, void (*free_fn)(void *))
+{
+	if (c->state != NULL && c->state_free != NULL)
+		c->state_free(c->state);
+	c->state = state;
+	c->state_free = free_fn;
+}
+
+void call_set_target(struct call *c, const char *company, const char *secret,
+    const char *version)
+{
+	if (company != NULL)
+		snprintf(c->company, sizeof(c->company), "%s", company);
+	if (secret != NULL)
+		snprintf(c->secret, sizeof(c->secret), "%s", secret);
+	if (version != NULL)
+		snprintf(c->version, sizeof(c->version), "%s", version);
+}
+
+int call_authorize(struct call *c, const struct authz_request *rq)
+{
+	pcs_error err;
+	int r = authz_check(&c->conn->principal, rq, &err);
+
+	if (r != 0) {
+		call_fail_err(c, r, &err);
+		return r;
+	}
+	c->authorized = 1;
+	return 0;
+}
+
+static void call_free(struct call *c)
+{
+	if (c->job != NULL)
+		store_cancel(c->job);
+	call_set_state(c, NULL, NULL);
+	if (c->request != NULL)
+		protobuf_c_message_free_unpacked(c->request, &pbwipe_allocator);
+	if (c->reply != NULL) {
+		explicit_bzero(c->reply, c->reply_len);
+		free(c->reply);
+	}
+	if (c->timer != NULL)
+		event_free(c->timer);
+	free(c);
+}
+
+static void drop_reply(struct call *c)
+{
+	if (c->reply != NULL) {
+		explicit_bzero(c->reply, c->reply_len);
+		free(c->reply);
+		c->reply = NULL;
+		c->reply_len = 0;
+	}
+}
+
+static void call_send(struct call *c)
+{
+	struct conn *conn = c->conn;
+	enum log_level lvl = c->status == PCS_OK ? LOG_DEBUG : LOG_INFO;
+
+	log_event(lvl, "call", "conn=%llu call_id=%llu method=%s uid=%u pid=%d status=%s%s%s",
+	    (unsigned long long)conn->id, (unsigned long long)c->call_id, c->method,
+	    (unsigned)conn->uid, (int)conn->pid, pcs_status_name(c->status),
+	    c->status ? " msg=" : "", c->status ? log_q(c->message) : "");
+	c->srv->stats.calls_total++;
+	if (c->status != PCS_OK)
+		c->srv->stats.calls_failed++;
+	conn_send_reply(conn, c->call_id, c->status, c->status ? c->message : "", c->reply,
+	    c->reply_len);
+	call_free(c);
+	conn_call_done(conn);
+	conn_unref(conn);
+}
+
+static void on_audit_written(const struct store_result *res, void *arg)
+{
+	struct call *c = arg;
+
+	c->job = NULL;
+	if (store_result_status(res) != 0) {
+		log_event(LOG_ERROR, "audit_failed", "call_id=%llu method=%s status=%s",
+		    (unsigned long long)c->call_id, c->method,
+		    pcs_status_name(-store_result_status(res)));
+		drop_reply(c);
+		c->status = PCS_UNAVAILABLE;
+		snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");
+	}
+	call_send(c);
+}
+
+static void fill_audit(struct call *c, struct audit_row *row, char *principal, size_t size,
+    int status, const char *message)
+{
+	if (c->conn->hello_state == 2)
+		authz_describe(&c->conn->principal, principal, size);
+	else
+		snprintf(principal, size, "uid %u (before Hello)", (unsigned)c->conn->uid);
+	row->instance_id = c->srv->instance_id;
+	row->call_id = (unsigned long long)c->call_id;
+	row->uid = (unsigned long)c->conn->uid;
+	row->gid = (unsigned long)c->conn->gid;
+	row->pid = (long)c->conn->pid;
+	row->principal = principal;
+	row->method = c->method;
+	row->company = c->company[0] ? c->company : NULL;
+	row->secret = c->secret[0] ? c->secret : NULL;
+	row->version = c->version[0] ? c->version : NULL;
+	row->status = pcs_status_name(status);
+	row->message = status != PCS_OK ? message : NULL;
+}
+
+static void arm(struct call *c, uint32_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+
+	evtimer_add(c->timer, &tv);
+}
+
+/* The status is decided: write the audit row unless the work committed one, then reply. */
+static void call_end(struct call *c)
+{
+	struct audit_row row;
+	struct audit_buf buf;
+	const char *values[AUDIT_NPARAMS];
+	char principal[160];
+	struct store_query q;
+	pcs_error err;
+
+	if (c->ended)
+		return;
+	c->ended = 1;
+	if (c->job != NULL) {
+		store_cancel(c->job);
+		c->job = NULL;
+	}
+	call_set_state(c, NULL, NULL);
+	if (c->status == PCS_OK && !c->authorized) {
+		drop_reply(c);
+		c->status = PCS_INTERNAL;
+		snprintf(c->message, sizeof(c->message), "handler for %s did not authorize", c->method);
+	}
+	if (c->audited && c->status == PCS_OK) {
+		call_send(c);
+		return;
+	}
+	fill_audit(c, &row, principal, sizeof(principal), c->status, c->message);
+	audit_params(&row, &buf, values);
+	memset(&q, 0, sizeof(q));
+	q.sql = audit_insert_sql;
+	q.nparams = AUDIT_NPARAMS;
+	q.values = values;
+	c->job = store_submit(c->srv->store, &q, on_audit_written, c, &err);
+	if (c->job == NULL) {
+		drop_reply(c);
+		c->status = PCS_UNAVAILABLE;
+		snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");
+		call_send(c);
+		return;
+	}
+	arm(c, AUDIT_GRACE_MS);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct call *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (!c->ended) {
+		/* Whatever the running statement does now, the client is told it did not finish. */
+		drop_reply(c);
+		c->audited = 0;
+		c->status = PCS_DEADLINE_EXCEEDED;
+		snprintf(c->message, sizeof(c->message), "%s exceeded its deadline of %u ms",
+		    c->method, c->timeout_ms);
+		call_end(c);
+		return;
+	}
+	store_cancel(c->job);
+	c->job = NULL;
+	drop_reply(c);
+	c->status = PCS_UNAVAILABLE;
+	snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");
+	call_send(c);
+}
+
+void call_reply(struct call *c, const ProtobufCMessage *reply)
+{
+	size_t len;
+
+	if (c->ended)
+		return;
+	len = protobuf_c_message_get_packed_size(reply);
+	if ((c->reply = malloc(len ? len : 1)) == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	c->reply_len = protobuf_c_message_pack(reply, c->reply);
+	c->status = PCS_OK;
+	call_end(c);
+}
+
+static void call_vfail(struct call *c, int code, const char *fmt, va_list ap)
+{
+	if (c->ended)
+		return;
+	drop_reply(c);
+	c->status = code > 0 ? code : -code;
+	if (c->status == PCS_OK)
+		c->status = PCS_INTERNAL;
+	vsnprintf(c->message, sizeof(c->message), fmt, ap);
+	call_end(c);
+}
+
+void call_fail(struct call *c, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	call_vfail(c, code, fmt, ap);
+	va_end(ap);
+}
+
+void call_fail_err(struct call *c, int r, const pcs_error *err)
+{
+	call_fail(c, r, "%s", err->message);
+}
+
+void call_fail_res(struct call *c, const struct store_result *res)
+{
+	call_fail(c, store_result_status(res), "%s", store_result_message(res));
+}
+
+static void on_db_done(const struct store_result *res, void *arg)
+{
+	struct call *c = arg;
+
+	c->job = NULL;
+	if (store_result_status(res) != 0) {
+		call_fail_res(c, res);
+		return;
+	}
+	if (c->db_audited)
+		c->audited = 1;
+	c->db_cb(c, res);
+}
+
+void call_db(struct call *c, const struct store_query *q, int audited, call_db_cb cb)
+{
+	char sql[4096], principal[160];
+	const char *values[STORE_MAX_PARAMS + AUDIT_NPARAMS];
+	int lengths[STORE_MAX_PARAMS + AUDIT_NPARAMS], formats[STORE_MAX_PARAMS + AUDIT_NPARAMS];
+	struct store_query wq = *q;
+	struct audit_row row;
+	struct audit_buf buf;
+	pcs_error err;
+
+	if (c->ended)
+		return;
+	c->db_cb = cb;
+	c->db_audited = audited;
+	if (audited) {
+		if (q->nparams > STORE_MAX_PARAMS ||
+		    audit_wrap_sql(sql, sizeof(sql), q->sql, q->nparams + 1) != 0) {
+			call_fail(c, PCS_INTERNAL, "statement for %s is too large", c->method);
+			return;
+		}
+		fill_audit(c, &row, principal, sizeof(principal), PCS_OK, NULL);
+		for (int i = 0; i < q->nparams; i++) {
+			values[i] = q->values[i];
+			lengths[i] = q->lengths ? q->lengths[i] : 0;
+			formats[i] = q->formats ? q->formats[i] : 0;
+		}
+		audit_params(&row, &buf, values + q->nparams);
+		for (int i = q->nparams; i < q->nparams + AUDIT_NPARAMS; i++) {
+			lengths[i] = 0;
+			formats[i] = 0;
+		}
+		wq.sql = sql;
+		wq.nparams = q->nparams + AUDIT_NPARAMS;
+		wq.values = values;
+		wq.lengths = lengths;
+		wq.formats = formats;
+	}
+	c->job = store_submit(c->srv->store, &wq, on_db_done, c, &err);
+	if (c->job == NULL)
+		call_fail_err(c, -err.code, &err);
+}
+
+void call_db_text(struct call *c, const char *sql, const char *const *values, int n,
+    int audited, call_db_cb cb)
+{
+	struct store_query q = { sql, n, values, NULL, NULL };
+
+	call_db(c, &q, audited, cb);
+}
+
+static void generic_closure(const ProtobufCMessage *msg, void *data)
+{
+	struct call *c = data;
+
+	if (msg != NULL)
+		call_reply(c, msg);
+	else
+		call_fail(c, PCS_INTERNAL, "%s failed", c->method);
+}
+
+/* Finds the method by id or by "pcsecret.v1.PcSecret/Name"; -1 with a message otherwise. */
+static int find_method(const Pcsecret__V1__Call *env, char *msg, size_t size)
+{
+	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
+	const ProtobufCMethodDescriptor *m;
+	const char *name = env->method ? env->method : "";
+	size_t plen = strlen(d->name);
+
+	if (env->method_id != 0) {
+		if (env->method_id > d->n_methods) {
+			snprintf(msg, size, "method id %u is not defined (1..%u)", env->method_id,
+			    d->n_methods);
+			return -1;
+		}
+		return (int)env->method_id - 1;
+	}
+	if (name[0] == '/')
+		name++;
+	if (strncmp(name, d->name, plen) == 0 && name[plen] == '/' &&
+	    (m = protobuf_c_service_descriptor_get_method_by_name(d, name + plen + 1)) != NULL)
+		return (int)(m - d->methods);
+	snprintf(msg, size, "unknown method \"%.64s\"", name);
+	return -1;
+}
+
+int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
+{
+	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
+	Pcsecret__V1__Call *env;
+	struct call *c;
+	char msg[160];
+	int idx;
+
+	env = pcsecret__v1__call__unpack(&pbwipe_allocator, len, body);
+	if (env == NULL) {
+		conn_protocol_error(conn, PCS_INVALID_ARGUMENT, "frame is not a valid pcsecret.v1.Call");
+		return -1;
+	}
+	if (env->call_id == 0) {
+		protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
+		conn_protocol_error(conn, PCS_INVALID_ARGUMENT,
+		    "call_id 0 is reserved for connection errors");
+		return -1;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->timer = evtimer_new(conn->srv->base, on_timer, c)) == NULL) {
+		free(c);
+		protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
+		conn_protocol_error(conn, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		return -1;
+	}
+	c->conn = conn;
+	c->srv = conn->srv;
+	c->call_id = env->call_id;
+	snprintf(c->actor, sizeof(c->actor), "uid:%u", (unsigned)conn->uid);
+	conn_ref(conn);
+	conn->inflight++;
+	c->timeout_ms = env->timeout_ms != 0 ? env->timeout_ms : (uint32_t)conn->srv->cfg->call_timeout_ms;
+	if (c->timeout_ms > MAX_TIMEOUT_MS)
+		c->timeout_ms = MAX_TIMEOUT_MS;
+	arm(c, c->timeout_ms);
+
+	idx = find_method(env, msg, sizeof(msg));
+	if (idx < 0) {
+		snprintf(c->method, sizeof(c->method), "unknown");
+		call_fail(c, PCS_UNIMPLEMENTED, "%s", msg);
+		goto out;
+	}
+	snprintf(c->method, sizeof(c->method), "%s", d->methods[idx].name);
+	if ((unsigned)idx == hello_index && conn->hello_state != 0) {
+		call_fail(c, PCS_FAILED_PRECONDITION, "Hello was already called on this connection");
+		goto out;
+	}
+	if ((unsigned)idx != hello_index && conn->hello_state != 2) {
+		call_fail(c, PCS_FAILED_PRECONDITION, "call Hello before %s", c->method);
+		goto out;
+	}
+	c->request = protobuf_c_message_unpack(d->methods[idx].input, &pbwipe_allocator,
+	    env->request.len, env->request.data);
+	if (c->request == NULL) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "request is not a valid %s",
+		    d->methods[idx].input->name);
+		goto out;
+	}
+	if ((unsigned)idx == hello_index)
+		conn->hello_state = 1;
+	protobuf_c_service_invoke_internal(&service.base, (unsigned)idx, c->request,
+	    generic_closure, c);
+out:
+	protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
+	return 0;
+}

@@ -1,0 +1,65 @@
+/*
+ * dispatch: turns one Call envelope into a call of the handler the generated service
+ * descriptor names, and owns every call's life: Hello gating, the deadline, the database job
+ * it waits on, the audit row (written before any reply leaves: fail-closed) and the reply.
+ *
+ * Handlers (h_*.c) have the generated rpc signatures; their closure_data is the struct call.
+ * Each handler must call call_authorize() before it replies OK (a reply without it becomes
+ * INTERNAL, so a forgotten check fails closed), and ends the call with exactly one of
+ * call_reply() or call_fail(), possibly later from a database callback.
+ */
+#ifndef PCS_SERVER_DISPATCH_H
+#define PCS_SERVER_DISPATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+#include "authz.h"
+#include "status.h"
+#include "store.h"
+
+struct conn;
+struct call;
+
+typedef void (*call_db_cb)(struct call *c, const struct store_result *res);
+
+/* Checks that every rpc has a handler. */
+int dispatch_init(pcs_error *err);
+/* Handles one whole frame body from c. Returns -1 when the connection must close. */
+int dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
+
+/* What the audit row names. Any may be NULL. */
+void call_set_target(struct call *c, const char *company, const char *secret,
+    const char *version);
+int call_authorize(struct call *c, const struct authz_request *rq);
+const struct principal *call_principal(const struct call *c);
+struct conn *call_conn(const struct call *c);
+/* "uid:1000" etc., for created_by columns. */
+const char *call_actor(const struct call *c);
+struct server *call_server(const struct call *c);
+/* The unpacked request; valid until the call ends. */
+const ProtobufCMessage *call_request(const struct call *c);
+
+/*
+ * Runs q; cb gets the result unless the call ended first (deadline). With audited set, the
+ * audit row is written in the same statement (so the same transaction) as q, and q must be a
+ * single SELECT: it is wrapped as WITH r AS (q), a AS (INSERT INTO audit_log ...) SELECT * FROM r.
+ * On failure the call is failed with the store's status and cb is not called.
+ */
+void call_db(struct call *c, const struct store_query *q, int audited, call_db_cb cb);
+/* call_db with text parameters only. */
+void call_db_text(struct call *c, const char *sql, const char *const *values, int n,
+    int audited, call_db_cb cb);
+/* Handler state freed (and wiped by free_fn) when the call ends, however it ends. */
+void call_set_state(struct call *c, void *state, void (*free_fn)(void *));
+void *call_state(struct call *c);
+
+void call_reply(struct call *c, const ProtobufCMessage *reply);
+void call_fail(struct call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Fails with the status and message of a pcs_error (r is its negative code). */
+void call_fail_err(struct call *c, int r, const pcs_error *err);
+/* Fails with a store result's status and message. */
+void call_fail_res(struct call *c, const struct store_result *res);
+
+#endif

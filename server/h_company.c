@@ -1,0 +1,85 @@
+/* CreateCompany, ListCompanies. */
+#include <stdlib.h>
+
+#include "dispatch.h"
+#include "handlers.h"
+#include "ref.h"
+#include "rows.h"
+
+static void on_created(struct call *c, const struct store_result *res)
+{
+	Pcsecret__V1__CreateCompanyReply rep = PCSECRET__V1__CREATE_COMPANY_REPLY__INIT;
+	Pcsecret__V1__Company co;
+
+	rows_company(res, 0, &co);
+	rep.company = &co;
+	call_reply(c, &rep.base);
+}
+
+PCS_HANDLER(create_company, CreateCompanyRequest, CreateCompanyReply)
+{
+	HANDLER_PROLOGUE(c);
+	struct authz_request rq = { AUTHZ_COMPANY_CREATE, NULL, NULL };
+	const char *values[2];
+
+	if (call_authorize(c, &rq) != 0)
+		return;
+	if (!name_valid(in->name)) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid: use 1 to 128 "
+		    "lowercase letters, digits, '-', '_' or '.'", in->name);
+		return;
+	}
+	call_set_target(c, in->name, NULL, NULL);
+	values[0] = in->name;
+	values[1] = call_actor(c);
+	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_create_company($1, $2)", values, 2,
+	    1, on_created);
+}
+
+static void on_listed(struct call *c, const struct store_result *res)
+{
+	Pcsecret__V1__ListCompaniesReply rep = PCSECRET__V1__LIST_COMPANIES_REPLY__INIT;
+	int n = store_result_ntuples(res);
+	Pcsecret__V1__Company *items = calloc((size_t)n + 1, sizeof(*items));
+	Pcsecret__V1__Company **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+
+	if (items == NULL || ptrs == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		rows_company(res, i, &items[i]);
+		ptrs[i] = &items[i];
+	}
+	rep.companies = ptrs;
+	rep.n_companies = (size_t)n;
+	call_reply(c, &rep.base);
+out:
+	free(items);
+	free(ptrs);
+}
+
+PCS_HANDLER(list_companies, ListCompaniesRequest, ListCompaniesReply)
+{
+	HANDLER_PROLOGUE(c);
+	const struct principal *p = call_principal(c);
+	struct authz_request rq = { AUTHZ_COMPANY_LIST, NULL, NULL };
+	const char *names[AUTHZ_MAX_COMPANIES], *values[1];
+	char *only = NULL;
+
+	(void)in;
+	if (call_authorize(c, &rq) != 0)
+		return;
+	if (p->role != ROLE_ADMIN) {
+		for (size_t i = 0; i < p->ncompanies; i++)
+			names[i] = p->companies[i];
+		if ((only = rows_text_array(names, p->ncompanies)) == NULL) {
+			call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+	}
+	values[0] = only;
+	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_list_companies($1)", values, 1, 1,
+	    on_listed);
+	free(only);
+}

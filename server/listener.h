@@ -1,0 +1,21 @@
+/*
+ * listener: the Unix socket. Created under a tight umask with the configured mode and group.
+ * A stale socket file (nobody accepting) is replaced; a live daemon on the same path is
+ * detected and start-up fails instead of stealing its socket. accept() failing with
+ * EMFILE/ENFILE pauses accepting for a second instead of spinning; connections over
+ * max_connections get a RESOURCE_EXHAUSTED frame and are closed.
+ */
+#ifndef PCS_SERVER_LISTENER_H
+#define PCS_SERVER_LISTENER_H
+
+#include "server.h"
+#include "status.h"
+
+int listener_open(struct server *srv, const char *path, const char *mode, const char *group,
+    pcs_error *err);
+/* Stops accepting (drain). */
+void listener_stop(struct server *srv);
+/* Stops accepting and removes the socket file. */
+void listener_close(struct server *srv);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * pcsecretd: start-up (settings, master key, migrations, keyring check), the event loop, and
+ * shutdown (SIGTERM/SIGINT drain, SIGHUP reopens the log). Only start-up may exit on errors.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "conn.h"
+#include "crypto.h"
+#include "devmode.h"
+#include "dispatch.h"
+#include "listener.h"
+#include "log.h"
+#include "migrate.h"
+#include "server.h"
+#include "store.h"
+
+static struct server srv;
+static struct devmode dev;
+static struct event *drain_timer;
+static uint64_t drain_deadline_ms;
+
+static void harden(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	/* Memory holds keys and values: no core files, no ptrace by other users. */
+	setrlimit(RLIMIT_CORE, &none);
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Migrations, keyring check and instance registration, over one blocking connection. */
+static int prepare_database(const struct config *cfg, pcs_error *err)
+{
+	struct store_sync *db = NULL;
+	struct store_result *res = NULL;
+	uint8_t check[CRYPTO_CHECK_LEN];
+	char check_hex[2 * CRYPTO_CHECK_LEN + 1], host[256], pid[16];
+	const char *key_id = crypto_master_key_id(srv.master);
+	const char *values[4];
+	struct store_query q = { 0 };
+	int r;
+
+	if ((r = store_sync_connect(cfg->database_url, &db, err)) != 0 ||
+	    (r = migrate_run(db, err)) != 0)
+		goto out;
+	crypto_master_check_value(srv.master, check);
+	crypto_hex(check_hex, check, sizeof(check));
+	/* The first daemon on an empty database records its key; any later one must match it. */
+	values[0] = key_id;
+	values[1] = check_hex;
+	q.sql = "INSERT INTO keyring (key_id, check_value, state) SELECT $1, decode($2, 'hex'), "
+	    "'active' WHERE NOT EXISTS (SELECT 1 FROM keyring) AND NOT EXISTS "
+	    "(SELECT 1 FROM secret_versions) ON CONFLICT DO NOTHING";
+	q.nparams = 2;
+	q.values = values;
+	if ((r = store_sync_exec(db, &q, &res, err)) != 0)
+		goto out;
+	store_result_free(res);
+	res = NULL;
+	q.sql = "SELECT key_id, encode(check_value, 'hex') FROM keyring WHERE state = 'active'";
+	q.nparams = 0;
+	if ((r = store_sync_exec(db, &q, &res, err)) != 0)
+		goto out;
+	if (store_result_ntuples(res) == 0) {
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "the database holds secrets but no active "
+		    "master key record; refusing to start rather than write with a new key");
+		goto out;
+	}
+	if (strcmp(store_result_value(res, 0, 0), key_id) != 0 ||
+	    strcmp(store_result_value(res, 0, 1), check_hex) != 0) {
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "the master key in %s (key id %s) is not the "
+		    "key this database was initialised with (key id %s)", cfg->master_key_file, key_id,
+		    store_result_value(res, 0, 0));
+		goto out;
+	}
+	store_result_free(res);
+	res = NULL;
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "unknown");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	values[0] = srv.instance_id;
+	values[1] = host;
+	values[2] = pid;
+	values[3] = PCS_VERSION;
+	q.sql = "INSERT INTO instances (id, host, pid, version) VALUES ($1, $2, $3, $4)";
+	q.nparams = 4;
+	r = store_sync_exec(db, &q, &res, err);
+out:
+	store_result_free(res);
+	store_sync_close(db);
+	return r;
+}
+
+static void on_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c;
+	size_t busy = 0;
+	struct timeval tick = { 0, 50000 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	TAILQ_FOREACH(c, &srv.conns, link)
+		busy += c->inflight + (evbuffer_get_length(c->out) > 0);
+	if (busy == 0 || conn_now_ms() >= drain_deadline_ms) {
+		if (busy != 0)
+			log_event(LOG_WARN, "drain_timeout", "calls_abandoned=%zu", busy);
+		conn_close_all(&srv, "shutting down");
+		event_base_loopexit(srv.base, NULL);
+		return;
+	}
+	evtimer_add(drain_timer, &tick);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	pcs_error err;
+
+	(void)what;
+	(void)arg;
+	if (sig == SIGHUP) {
+		if (log_reopen(&err) != 0)
+			fprintf(stderr, "pcsecretd: %s\n", err.message);
+		log_event(LOG_INFO, "log_reopened", NULL);
+		return;
+	}
+	if (srv.draining)
+		return;
+	srv.draining = 1;
+	log_event(LOG_INFO, "draining", "signal=%d connections=%zu", (int)sig, srv.nconns);
+	listener_stop(&srv);
+	drain_deadline_ms = conn_now_ms() + (uint64_t)srv.cfg->drain_timeout_ms;
+	on_drain_check(-1, 0, NULL);
+}
+
+static void on_store_log(int level, const char *event, const char *detail, void *arg)
+{
+	(void)arg;
+	log_event(level == 0 ? LOG_INFO : level == 1 ? LOG_WARN : LOG_ERROR, event, "detail=%s",
+	    log_q(detail));
+}
+
+static void fatal(const pcs_error *err)
+{
+	fprintf(stderr, "pcsecretd: %s: %s\n", pcs_status_name(err->code), err->message);
+	devmode_stop(&dev);
+	exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	static struct config cfg;
+	struct event *sigs[4] = { NULL, NULL, NULL, NULL };
+	const int signums[4] = { SIGTERM, SIGINT, SIGHUP, 0 };
+	pcs_error err;
+	int lvl;
+
+	harden();
+	if (config_load(&cfg, argc, argv, &err) != 0) {
+		fprintf(stderr, "pcsecretd: %s\n", err.message);
+		config_usage(argv[0]);
+		return 2;
+	}
+	if (cfg.help) {
+		config_usage(argv[0]);
+		return 0;
+	}
+	if (cfg.version) {
+		printf("pcsecretd %s (protocol %d)\n", PCS_VERSION, PCS_PROTOCOL_VERSION);
+		return 0;
+	}
+	if ((lvl = log_level_from_name(cfg.log_level)) < 0) {
+		fprintf(stderr, "pcsecretd: log_level must be debug, info, warn or error\n");
+		return 2;
+	}
+	log_set_level((enum log_level)lvl);
+	if (cfg.log_file[0] != '\0' && log_open(cfg.log_file, &err) != 0)
+		fatal(&err);
+	if (crypto_init(&err) != 0)
+		fatal(&err);
+	if (cfg.dev) {
+		fprintf(stderr, "pcsecretd: --dev: starting a private PostgreSQL cluster...\n");
+		if (devmode_start(&dev, &cfg, &err) != 0)
+			fatal(&err);
+	}
+	if (cfg.database_url[0] == '\0') {
+		pcs_fail(&err, PCS_INVALID_ARGUMENT, "no database: set --database-url, "
+		    "PCSECRET_DATABASE_URL or PCSECRET_DATABASE_URL_FILE (or use --dev)");
+		fatal(&err);
+	}
+	if (cfg.master_key_file[0] == '\0') {
+		pcs_fail(&err, PCS_INVALID_ARGUMENT, "no master key: set --master-key-file or "
+		    "PCSECRET_MASTER_KEY_FILE (make one with: pcctl keys init --out FILE)");
+		fatal(&err);
+	}
+	if (crypto_master_load(cfg.master_key_file, &srv.master, &err) != 0)
+		fatal(&err);
+	crypto_uuid(srv.instance_id);
+	srv.cfg = &cfg;
+	srv.self_uid = geteuid();
+	TAILQ_INIT(&srv.conns);
+	if (prepare_database(&cfg, &err) != 0)
+		fatal(&err);
+	if (dispatch_init(&err) != 0)
+		fatal(&err);
+	if ((srv.base = event_base_new()) == NULL) {
+		pcs_fail(&err, PCS_INTERNAL, "cannot create the event loop");
+		fatal(&err);
+	}
+	if (store_open(srv.base, cfg.database_url, (int)cfg.pool_size, &srv.store, &err) != 0)
+		fatal(&err);
+	store_set_logger(srv.store, on_store_log, NULL);
+	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, &err) != 0)
+		fatal(&err);
+	drain_timer = evtimer_new(srv.base, on_drain_check, NULL);
+	for (int i = 0; signums[i] != 0; i++) {
+		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
+		evsignal_add(sigs[i], NULL);
+	}
+	log_event(LOG_INFO, "listening", "socket=%s instance=%s version=%s key_id=%s pool=%lld",
+	    log_q(cfg.socket), srv.instance_id, PCS_VERSION, crypto_master_key_id(srv.master),
+	    (long long)cfg.pool_size);
+	if (cfg.dev) {
+		printf("export PCSECRET_SOCKET=%s\n", cfg.socket);
+		fflush(stdout);
+		fprintf(stderr, "pcsecretd: --dev ready; you (uid %u) are admin. Ctrl-C stops it and "
+		    "removes %s\n", (unsigned)srv.self_uid, dev.dir);
+	}
+	event_base_dispatch(srv.base);
+
+	log_event(LOG_INFO, "stopped", "calls=%llu failed=%llu",
+	    (unsigned long long)srv.stats.calls_total, (unsigned long long)srv.stats.calls_failed);
+	listener_close(&srv);
+	conn_close_all(&srv, "shutting down");
+	store_close(srv.store);
+	for (int i = 0; sigs[i] != NULL; i++)
+		event_free(sigs[i]);
+	event_free(drain_timer);
+	event_base_free(srv.base);
+	crypto_master_free(srv.master);
+	devmode_stop(&dev);
+	config_free(&cfg);
+	return 0;
+}

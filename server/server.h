@@ -1,0 +1,42 @@
+/* The daemon's shared context: one per process, owned by main. */
+#ifndef PCS_SERVER_SERVER_H
+#define PCS_SERVER_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+struct event_base;
+struct event;
+struct config;
+struct store;
+struct crypto_master;
+struct conn;
+struct listener;
+
+TAILQ_HEAD(conn_list, conn);
+
+struct server_stats {
+	uint64_t connections_total;
+	uint64_t connections_refused;  /* over max_connections */
+	uint64_t calls_total;
+	uint64_t calls_failed;
+};
+
+struct server {
+	struct event_base *base;
+	const struct config *cfg;
+	struct store *store;
+	struct crypto_master *master;
+	char instance_id[37];
+	uid_t self_uid;
+	struct conn_list conns;
+	size_t nconns;
+	uint64_t next_conn_id;
+	struct listener *listener;
+	int draining;
+	struct server_stats stats;
+};
+
+#endif

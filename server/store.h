@@ -1,0 +1,109 @@
+/*
+ * store: the only module that talks to PostgreSQL (the only file that includes libpq-fe.h).
+ *
+ * A small pool of non-blocking libpq connections driven by the daemon's libevent loop. Jobs
+ * are single SQL statements with parameters; they queue FIFO until a connection is free and
+ * their callback runs on the loop thread with the result. Lost connections are re-established
+ * with exponential backoff; jobs queued meanwhile wait (their owner enforces deadlines by
+ * cancelling them). The store never sees plaintext: values are sealed before they get here.
+ *
+ * A blocking API (store_sync_*) exists for start-up only (migrations, keyring check), before
+ * the loop serves anyone.
+ */
+#ifndef PCS_SERVER_STORE_H
+#define PCS_SERVER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+struct event_base;
+struct store;
+struct store_job;
+struct store_result;
+struct store_sync;
+
+#define STORE_MAX_PARAMS 32
+
+/* One statement. Parameters are text unless formats[i] == 1 (binary, e.g. bytea). */
+struct store_query {
+	const char *sql;
+	int nparams;
+	const char *const *values;  /* NULL entry = SQL NULL */
+	const int *lengths;         /* only read for binary parameters; may be NULL */
+	const int *formats;         /* may be NULL: all text */
+};
+
+/*
+ * Called once per job on the loop thread, unless the job was cancelled. res is owned by the
+ * store and valid only during the call.
+ */
+typedef void (*store_cb)(const struct store_result *res, void *arg);
+
+struct store_stats {
+	int connections_up;
+	int pool_size;
+	size_t queued;
+	uint64_t completed;
+	uint64_t failed;
+};
+
+/* Starts pool_size connections (non-blocking, returns at once). */
+int store_open(struct event_base *base, const char *conninfo, int pool_size,
+    struct store **out, pcs_error *err);
+/*
+ * Connection events, for the daemon's log: "db_connected", "db_reconnected" (info),
+ * "db_connect_failed" (warn; detail is libpq's connection error on one line, never the
+ * connection string), "db_connection_lost" (error; detail is a SQLSTATE or a fixed phrase).
+ * Called on the loop thread; detail may be NULL.
+ */
+typedef void (*store_log_fn)(int level /* 0 info, 1 warn, 2 error */, const char *event,
+    const char *detail, void *arg);
+void store_set_logger(struct store *s, store_log_fn fn, void *arg);
+/*
+ * Cancels every queued job (their callbacks are not called) and closes the connections.
+ * May be called from a job's callback: the store is then freed when the callback returns.
+ */
+void store_close(struct store *s);
+/*
+ * Queues q (its SQL and parameters are copied; parameter copies are wiped on free). Returns
+ * the job, or NULL with err filled (-PCS_RESOURCE_EXHAUSTED when the queue is full).
+ */
+struct store_job *store_submit(struct store *s, const struct store_query *q, store_cb cb,
+    void *arg, pcs_error *err);
+/* The callback will not be called. Safe on a job whose statement is already running. */
+void store_cancel(struct store_job *job);
+void store_get_stats(const struct store *s, struct store_stats *out);
+/* Returns 1 when no job is queued or running (used when draining). */
+int store_idle(const struct store *s);
+
+/*
+ * Result access. store_result_status is 0 or a negative pcs status:
+ *   SQLSTATE "PS0nn" raised by our SQL functions -> -nn with the function's message
+ *   (messages raised by our own functions name the problem and never contain values);
+ *   unique_violation -> -PCS_ALREADY_EXISTS; serialization failure/deadlock -> -PCS_ABORTED;
+ *   connection lost -> -PCS_UNAVAILABLE; anything else -> -PCS_INTERNAL "database error
+ *   (SQLSTATE x)". PostgreSQL's own message text is never passed on (it can repeat values).
+ */
+int store_result_status(const struct store_result *r);
+const char *store_result_message(const struct store_result *r);
+int store_result_ntuples(const struct store_result *r);
+int store_result_nfields(const struct store_result *r);
+/* Text value of a cell ("" for NULL). */
+const char *store_result_value(const struct store_result *r, int row, int col);
+int store_result_isnull(const struct store_result *r, int row, int col);
+/* Decodes a bytea cell into a new malloc'd buffer (*out, *len); the caller frees it. */
+int store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out,
+    size_t *len);
+
+/* Start-up only: blocking connection and statements. */
+int store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err);
+/* Runs q; on success *out is a result the caller frees with store_result_free. */
+int store_sync_exec(struct store_sync *c, const struct store_query *q, struct store_result **out,
+    pcs_error *err);
+/* Runs a script of several statements without parameters (a migration file). */
+int store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err);
+void store_result_free(struct store_result *r);
+void store_sync_close(struct store_sync *c);
+
+#endif
