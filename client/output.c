@@ -4,7 +4,7 @@
 
 #include "output.h"
 
-#define KV_WIDTH 12
+#define KV_WIDTH 13
 
 struct table {
 	size_t ncols;

@@ -897,13 +897,18 @@ cmd_audit_list(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 	    "SECRET", "VERSION", "STATUS", "MESSAGE");
 	for (i = 0; t != NULL && i < rep->n_entries; i++) {
 		const Pcsecret__V1__AuditEntry *e = rep->entries[i];
-		char secret[2 * PCS_NAME_MAX + 2];
+		char secret[2 * PCS_NAME_MAX + 16];
 
 		(void)snprintf(call, sizeof(call), "%" PRIu64, e->call_id);
 		(void)snprintf(peer, sizeof(peer), "%u/%u/%u", e->peer_uid, e->peer_gid,
 		    e->peer_pid);
-		(void)snprintf(secret, sizeof(secret), "%.128s%s%.128s", e->company,
-		    e->company[0] != '\0' && e->secret[0] != '\0' ? "/" : "", e->secret);
+		/* The daemon may already write the secret as COMPANY/NAME. */
+		if (strchr(e->secret, '/') != NULL || e->company[0] == '\0' ||
+		    e->secret[0] == '\0')
+			(void)snprintf(secret, sizeof(secret), "%.256s", e->secret);
+		else
+			(void)snprintf(secret, sizeof(secret), "%.128s/%.128s", e->company,
+			    e->secret);
 		if (table_add(t, e->at, e->instance_id, call, peer, e->principal, e->method,
 		    secret, e->version, e->status, e->message) != 0) {
 			table_free(t);

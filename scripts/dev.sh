@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build pcsecret and run a throwaway development daemon:
+# Build and install pcsecret, then run a throwaway development daemon:
 #   scripts/dev.sh [pcsecretd flags...]
 # `pcsecretd --dev` makes a private PostgreSQL cluster, a fresh master key and a socket in a
 # temporary directory, and prints `export PCSECRET_SOCKET=...` for pcctl/pcrun. Ctrl-C stops it.
@@ -15,10 +15,15 @@ cd "$ROOT"
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 		-DPCS_SANITIZE=OFF -DPCS_FUZZ=OFF -DPCS_TESTS=ON
 	cmake --build build -j"$(nproc)"
+	# pcctl, pcrun, pcsecretd and libpcsecret on every user's PATH (agents run pcrun as
+	# their own users). PCS_PREFIX changes where; the default is /usr/local.
+	cmake --install build --prefix "${PCS_PREFIX:-/usr/local}"
+	if [[ -w /etc/ld.so.conf.d || $(id -u) == 0 ]]; then ldconfig 2>/dev/null || true; fi
 } >&2
 
-if [[ ! -x build/server/pcsecretd ]]; then
-	echo "dev.sh: build/server/pcsecretd was not built" >&2
+PCSECRETD="${PCS_PREFIX:-/usr/local}/sbin/pcsecretd"
+if [[ ! -x $PCSECRETD ]]; then
+	echo "dev.sh: $PCSECRETD was not installed" >&2
 	exit 1
 fi
-exec build/server/pcsecretd --dev "$@"
+exec "$PCSECRETD" --dev "$@"

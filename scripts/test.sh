@@ -107,8 +107,9 @@ stage_fuzz() {
 		! grep -q '^CMAKE_C_COMPILER:[A-Z]*=.*clang' build-fuzz/CMakeCache.txt; then
 		rm -rf build-fuzz
 	fi
-	CC=clang configure_and_build build-fuzz -DCMAKE_C_COMPILER=clang \
+	CC=clang cmake -S "$ROOT" -B build-fuzz -DCMAKE_C_COMPILER=clang \
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPCS_SANITIZE=OFF -DPCS_FUZZ=ON -DPCS_TESTS=ON
+	cmake --build build-fuzz -j"$JOBS" --target fuzz_targets
 	bash "$ROOT/tests/fuzz/run.sh" build-fuzz "$FUZZ_SECONDS"
 }
 

@@ -135,7 +135,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 }
 
 int listener_open(struct server *srv, const char *path, const char *mode, const char *group,
-    pcs_error *err)
+    int open_to_all, pcs_error *err)
 {
 	struct listener *l = NULL;
 	struct sockaddr_un sa;
@@ -152,7 +152,7 @@ int listener_open(struct server *srv, const char *path, const char *mode, const 
 		goto out;
 	}
 	m = (mode_t)mv;
-	if (m & 0007) {
+	if ((m & 0007) && !open_to_all) {
 		r = pcs_fail(err, PCS_INVALID_ARGUMENT,
 		    "socket mode %s gives access to every local user; use 0660 and a group", mode);
 		goto out;

@@ -11,8 +11,9 @@
 #include "server.h"
 #include "status.h"
 
+/* open_to_all: --dev only; allows a mode with bits for others (peers are still identified). */
 int listener_open(struct server *srv, const char *path, const char *mode, const char *group,
-    pcs_error *err);
+    int open_to_all, pcs_error *err);
 /* Stops accepting (drain). */
 void listener_stop(struct server *srv);
 /* Stops accepting and removes the socket file. */

@@ -194,6 +194,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pcsecretd: --dev: starting a private PostgreSQL cluster...\n");
 		if (devmode_start(&dev, &cfg, &err) != 0)
 			fatal(&err);
+		/*
+		 * Like Vault's dev server: reachable by every local user so agents running as their
+		 * own users can try it. Peers are still identified by uid; unknown ones are refused.
+		 */
+		if (config_set(&cfg, "socket_mode", "0666", &err) != 0)
+			fatal(&err);
 	}
 	if (cfg.database_url[0] == '\0') {
 		pcs_fail(&err, PCS_INVALID_ARGUMENT, "no database: set --database-url, "
@@ -222,7 +228,7 @@ int main(int argc, char **argv)
 	if (store_open(srv.base, cfg.database_url, (int)cfg.pool_size, &srv.store, &err) != 0)
 		fatal(&err);
 	store_set_logger(srv.store, on_store_log, NULL);
-	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, &err) != 0)
+	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, cfg.dev, &err) != 0)
 		fatal(&err);
 	drain_timer = evtimer_new(srv.base, on_drain_check, NULL);
 	for (int i = 0; signums[i] != 0; i++) {
@@ -235,8 +241,10 @@ int main(int argc, char **argv)
 	if (cfg.dev) {
 		printf("export PCSECRET_SOCKET=%s\n", cfg.socket);
 		fflush(stdout);
-		fprintf(stderr, "pcsecretd: --dev ready; you (uid %u) are admin. Ctrl-C stops it and "
-		    "removes %s\n", (unsigned)srv.self_uid, dev.dir);
+		fprintf(stderr, "pcsecretd: --dev ready; you (uid %u) are admin. Not for production: "
+		    "the socket is open to every local user (each is still identified by uid) and all "
+		    "data lives in %s, removed when you press Ctrl-C.\n", (unsigned)srv.self_uid,
+		    dev.dir);
 	}
 	event_base_dispatch(srv.base);
 

@@ -37,24 +37,37 @@ dup_string(const char *s, char **out, pcs_error *err)
 	return 0;
 }
 
+static int
+ref_equal(const Pcsecret__V1__SecretRef *a, const Pcsecret__V1__SecretRef *b)
+{
+	return strcmp(a->secret_id, b->secret_id) == 0 && strcmp(a->company, b->company) == 0 &&
+	    strcmp(a->name, b->name) == 0 && a->version == b->version;
+}
+
 /*
- * The reply's values are in request order. A field the server echoes must match what was
- * asked, so a reordering bug on either side can never put one secret where another belongs.
+ * Which request reference the reply's value j answers. A value that echoes its reference (as
+ * the proto asks) is matched by it, so the order of the reply does not matter and no secret
+ * can land where another was asked for; one without is taken to be in request order.
  */
 static int
-ref_matches(const Pcsecret__V1__SecretRef *asked, const Pcsecret__V1__SecretRef *got)
+reply_slot(const Pcsecret__V1__SecretRef *asked, size_t n, const unsigned char *used,
+    const Pcsecret__V1__ResolvedValue *v, size_t j, size_t *slot)
 {
-	if (got == NULL)
-		return 1;
-	if (asked->secret_id[0] != '\0' && got->secret_id[0] != '\0' &&
-	    strcmp(asked->secret_id, got->secret_id) != 0)
+	size_t i;
+
+	if (v->ref == NULL) {
+		if (j >= n || used[j])
+			return -1;
+		*slot = j;
 		return 0;
-	if (asked->company[0] != '\0' && got->company[0] != '\0' &&
-	    (strcmp(asked->company, got->company) != 0 || strcmp(asked->name, got->name) != 0))
-		return 0;
-	if (asked->version != 0 && got->version != 0 && asked->version != got->version)
-		return 0;
-	return 1;
+	}
+	for (i = 0; i < n; i++) {
+		if (!used[i] && ref_equal(&asked[i], v->ref)) {
+			*slot = i;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* "company/agent" or NULL/"" (the caller itself) into the two request fields. */
@@ -79,11 +92,13 @@ pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size
 	Pcsecret__V1__ResolveRequest req = PCSECRET__V1__RESOLVE_REQUEST__INIT;
 	Pcsecret__V1__SecretRef *srefs = NULL, **srefp = NULL;
 	Pcsecret__V1__ResolveReply *rep;
+	const Pcsecret__V1__ResolvedValue *v;
 	ProtobufCMessage *msg = NULL;
 	struct pcs_ref *parsed = NULL;
+	unsigned char *used = NULL;
 	pcs_value *vals = NULL;
 	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
-	size_t i;
+	size_t i, j;
 	int r;
 
 	if (out != NULL)
@@ -133,21 +148,24 @@ pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size
 		    rep->n_values, nrefs);
 		goto out;
 	}
-	if ((vals = calloc(nrefs, sizeof(*vals))) == NULL) {
+	if ((vals = calloc(nrefs, sizeof(*vals))) == NULL ||
+	    (used = calloc(nrefs, sizeof(*used))) == NULL) {
 		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu values", nrefs);
 		goto out;
 	}
-	for (i = 0; i < nrefs; i++) {
-		if (!ref_matches(&srefs[i], rep->values[i]->ref)) {
-			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd answered reference %zu (%.160s) "
-			    "with a value for another secret", i + 1, refs[i]);
+	for (j = 0; j < nrefs; j++) {
+		v = rep->values[j];
+		if (reply_slot(srefs, nrefs, used, v, j, &i) != 0) {
+			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd answered with a value for a "
+			    "reference that was not asked for");
 			goto out;
 		}
+		used[i] = 1;
 		if ((r = dup_string(refs[i], &vals[i].ref, err)) != 0 ||
-		    (r = dup_string(rep->values[i]->secret_id, &vals[i].secret_id, err)) != 0 ||
-		    (r = value_copy(&rep->values[i]->value, &vals[i].data, &vals[i].len, err)) != 0)
+		    (r = dup_string(v->secret_id, &vals[i].secret_id, err)) != 0 ||
+		    (r = value_copy(&v->value, &vals[i].data, &vals[i].len, err)) != 0)
 			goto out;
-		vals[i].version = rep->values[i]->version;
+		vals[i].version = v->version;
 	}
 	*out = vals;
 	vals = NULL;
@@ -156,6 +174,7 @@ out:
 	pcs_values_free(vals, nrefs);
 	if (msg != NULL)
 		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
+	free(used);
 	free(srefp);
 	free(srefs);
 	free(parsed);

@@ -40,7 +40,9 @@ enum fake_mode {
 	MODE_CONN_ERROR,   /* a call_id 0 error frame, then close */
 	MODE_SILENT,       /* never answer */
 	MODE_MID_FRAME,    /* half a frame, then close */
-	MODE_CLOSE_IDLE    /* close right after the Hello reply, as an idle timeout would */
+	MODE_CLOSE_IDLE,   /* close right after the Hello reply, as an idle timeout would */
+	MODE_REVERSED,     /* Resolve values in reverse order, each echoing its reference */
+	MODE_WRONG_REF     /* a Resolve value for a reference that was not asked for */
 };
 
 struct fake {
@@ -188,7 +190,7 @@ echo_value(const Pcsecret__V1__SecretRef *ref, char *buf, size_t size)
 }
 
 static int
-answer_resolve(int fd, const Pcsecret__V1__Call *call)
+answer_resolve(int fd, const Pcsecret__V1__Call *call, int mode)
 {
 	Pcsecret__V1__ResolveRequest *req;
 	Pcsecret__V1__ResolveReply rep = PCSECRET__V1__RESOLVE_REPLY__INIT;
@@ -214,6 +216,12 @@ answer_resolve(int fd, const Pcsecret__V1__Call *call)
 		vals[i].value.len = strlen(text[i]);
 		valp[i] = &vals[i];
 	}
+	if (mode == MODE_REVERSED) {
+		for (i = 0; i < req->n_refs; i++)
+			valp[i] = &vals[req->n_refs - 1 - i];
+	}
+	if (mode == MODE_WRONG_REF && req->n_refs > 0)
+		vals[0].ref = req->refs[req->n_refs - 1];
 	rep.n_values = req->n_refs;
 	rep.values = valp;
 	r = send_reply(fd, call->call_id, PCS_OK, NULL, &rep.base);
@@ -323,7 +331,7 @@ fake_answer(struct fake *f, int fd, const Pcsecret__V1__Call *call)
 		break;
 	}
 	if (strcmp(name, "Resolve") == 0)
-		return answer_resolve(fd, call);
+		return answer_resolve(fd, call, atomic_load(&f->mode));
 	if (strcmp(name, "GetAgentEnv") == 0)
 		return answer_get_env(fd, call);
 	if (strcmp(name, "CreateSecret") == 0 || strcmp(name, "UpdateSecret") == 0)
@@ -574,6 +582,33 @@ test_resolve_request_and_order(void **state)
 	    "value-of-0b7c4c9e-8a1f-4f61-9d1e-3f2a3b4c5d6e");
 	assert_int_equal(vals[2].data[vals[2].len], '\0');
 	pcs_values_free(vals, 3);
+	pcs_close(c);
+}
+
+/* Values are placed by the reference they echo, whatever order the reply has. */
+static void
+test_resolve_reply_order(void **state)
+{
+	struct fake *f = *state;
+	const char *refs[] = { "pcs:acme/a", "pcs:acme/b@2", "pcs:acme/a@2" };
+	pcs_value *vals = NULL;
+	pcs_error err = { 0 };
+	pcs_client *c = connect_fake(f, 0);
+
+	atomic_store(&f->mode, MODE_REVERSED);
+	assert_int_equal(pcs_resolve(c, NULL, refs, 3, &vals, &err), 0);
+	assert_string_equal((char *)vals[0].data, "value-of-acme/a");
+	assert_int_equal(vals[0].version, 7);
+	assert_string_equal((char *)vals[1].data, "value-of-acme/b");
+	assert_int_equal(vals[1].version, 2);
+	assert_string_equal(vals[2].ref, "pcs:acme/a@2");
+	assert_int_equal(vals[2].version, 2);
+	pcs_values_free(vals, 3);
+	vals = NULL;
+
+	atomic_store(&f->mode, MODE_WRONG_REF);
+	assert_int_equal(pcs_resolve(c, NULL, refs, 3, &vals, &err), -PCS_INTERNAL);
+	assert_null(vals);
 	pcs_close(c);
 }
 
@@ -1301,6 +1336,7 @@ main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_hello_principal),
 		T(test_resolve_request_and_order),
+		T(test_resolve_reply_order),
 		T(test_resolve_server_error),
 		T(test_unrelated_reply_skipped),
 		T(test_connection_error_frame),
