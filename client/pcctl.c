@@ -44,6 +44,7 @@ struct command {
 struct opt {
 	const char *name;
 	const char **value;
+	int *flag;      /* a flag without a value (--force): set to 1 when given */
 };
 
 static int usage_fail(struct ctl *ctl, pcs_error *err, const char *fmt, ...)
@@ -107,6 +108,12 @@ parse_args(struct ctl *ctl, int argc, char **argv, const struct opt *opts, int n
 		if ((o == NULL || o->name == NULL) && !(nlen == 6 &&
 		    strncmp(arg + 2, "socket", 6) == 0))
 			return usage_fail(ctl, err, "unknown option %.*s", (int)nlen + 2, arg);
+		if (o != NULL && o->name != NULL && o->flag != NULL) {
+			if (eq != NULL)
+				return usage_fail(ctl, err, "option --%s takes no value", o->name);
+			*o->flag = 1;
+			continue;
+		}
 		if (eq != NULL)
 			val = eq + 1;
 		else if (i + 1 < argc)
@@ -364,7 +371,7 @@ cmd_secret_create(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 	ProtobufCMessage *msg = NULL;
 	const char *description = NULL, *from_file = NULL;
 	const struct opt opts[] = {
-		{ "description", &description }, { "from-file", &from_file }, { NULL, NULL }
+		{ "description", &description, NULL }, { "from-file", &from_file, NULL }, { NULL, NULL, NULL }
 	};
 	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1], prompt[320];
 	unsigned char *value = NULL;
@@ -416,8 +423,8 @@ cmd_secret_update(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 	ProtobufCMessage *msg = NULL;
 	const char *from_file = NULL, *expected = NULL, *token = NULL;
 	const struct opt opts[] = {
-		{ "from-file", &from_file }, { "expected-version", &expected },
-		{ "idempotency-token", &token }, { NULL, NULL }
+		{ "from-file", &from_file, NULL }, { "expected-version", &expected, NULL },
+		{ "idempotency-token", &token, NULL }, { NULL, NULL, NULL }
 	};
 	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1], prompt[320];
 	unsigned char *value = NULL;
@@ -593,7 +600,7 @@ cmd_agent_create(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 	const Pcsecret__V1__AgentInfo *a;
 	ProtobufCMessage *msg = NULL;
 	const char *uid = NULL;
-	const struct opt opts[] = { { "uid", &uid }, { NULL, NULL } };
+	const struct opt opts[] = { { "uid", &uid, NULL }, { NULL, NULL, NULL } };
 	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
 	char *pos[1];
 	int r;
@@ -733,6 +740,119 @@ out:
 	return r;
 }
 
+static int
+cmd_secret_delete(struct ctl *ctl, int argc, char **argv, pcs_error *err)
+{
+	Pcsecret__V1__DeleteSecretRequest req = PCSECRET__V1__DELETE_SECRET_REQUEST__INIT;
+	const Pcsecret__V1__DeleteSecretReply *rep;
+	ProtobufCMessage *msg = NULL;
+	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
+	char *pos[1];
+	int force = 0, r;
+	const struct opt opts[] = { { "force", NULL, &force }, { NULL, NULL, NULL } };
+	json_t *a;
+
+	if ((r = parse_args(ctl, argc, argv, opts, 1, pos, err)) != 0 || ctl->help)
+		goto out;
+	if ((r = ref_parse_path(pos[0], company, name, err)) != 0)
+		goto out;
+	req.company = company;
+	req.name = name;
+	req.force = force != 0;
+	if ((r = ctl_call(ctl, "DeleteSecret", &req.base, &msg, err)) != 0)
+		goto out;
+	rep = (const Pcsecret__V1__DeleteSecretReply *)msg;
+	if (ctl->json) {
+		a = json_array();
+		for (size_t i = 0; a != NULL && i < rep->n_unbound; i++)
+			(void)json_array_append_new(a, json_text(rep->unbound[i]));
+		r = emit(json_pack("{s:s, s:s, s:o}", "deleted", pos[0], "status", "deleted",
+		    "unbound", a), err);
+		goto out;
+	}
+	printf("deleted secret %s/%s\n", company, name);
+	for (size_t i = 0; i < rep->n_unbound; i++) {
+		printf("removed binding ");
+		out_safe(stdout, rep->unbound[i]);
+		printf("\n");
+	}
+	r = 0;
+out:
+	reply_free(msg);
+	return r;
+}
+
+static int
+cmd_agent_list(struct ctl *ctl, int argc, char **argv, pcs_error *err)
+{
+	Pcsecret__V1__ListAgentsRequest req = PCSECRET__V1__LIST_AGENTS_REQUEST__INIT;
+	const Pcsecret__V1__ListAgentsReply *rep;
+	ProtobufCMessage *msg = NULL;
+	struct table *t = NULL;
+	char uid[16];
+	char *pos[1];
+	json_t *a;
+	int r;
+
+	if ((r = parse_args(ctl, argc, argv, NULL, 1, pos, err)) != 0 || ctl->help)
+		goto out;
+	req.company = pos[0];
+	if ((r = ctl_call(ctl, "ListAgents", &req.base, &msg, err)) != 0)
+		goto out;
+	rep = (const Pcsecret__V1__ListAgentsReply *)msg;
+	if (ctl->json) {
+		a = json_array();
+		for (size_t i = 0; a != NULL && i < rep->n_agents; i++)
+			(void)json_array_append_new(a, j_agent(rep->agents[i]));
+		r = emit(a, err);
+		goto out;
+	}
+	t = table_new(4, "NAME", "UID", "CREATED", "CREATED BY");
+	for (size_t i = 0; t != NULL && i < rep->n_agents; i++) {
+		const Pcsecret__V1__AgentInfo *ag = rep->agents[i];
+
+		(void)snprintf(uid, sizeof(uid), "%u", ag->uid);
+		if (table_add(t, ag->name, uid, ag->created_at, ag->created_by) != 0) {
+			table_free(t);
+			t = NULL;
+		}
+	}
+	r = print_table(t, err);
+	t = NULL;
+out:
+	table_free(t);
+	reply_free(msg);
+	return r;
+}
+
+static int
+cmd_agent_delete(struct ctl *ctl, int argc, char **argv, pcs_error *err)
+{
+	Pcsecret__V1__DeleteAgentRequest req = PCSECRET__V1__DELETE_AGENT_REQUEST__INIT;
+	ProtobufCMessage *msg = NULL;
+	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
+	char *pos[1];
+	int r;
+
+	if ((r = parse_args(ctl, argc, argv, NULL, 1, pos, err)) != 0 || ctl->help)
+		goto out;
+	if ((r = ref_parse_path(pos[0], company, name, err)) != 0)
+		goto out;
+	req.company = company;
+	req.name = name;
+	if ((r = ctl_call(ctl, "DeleteAgent", &req.base, &msg, err)) != 0)
+		goto out;
+	if (ctl->json) {
+		r = emit(json_pack("{s:s}", "deleted", pos[0]), err);
+		goto out;
+	}
+	printf("deleted agent %s/%s, its bindings and its principal\n", company, name);
+	r = 0;
+out:
+	reply_free(msg);
+	return r;
+}
+
 static void
 rule_match(const Pcsecret__V1__PrincipalRule *p, char *buf, size_t size)
 {
@@ -747,8 +867,8 @@ cmd_principal_add(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 	ProtobufCMessage *msg = NULL;
 	const char *uid = NULL, *gid = NULL, *role = NULL, *company = NULL;
 	const struct opt opts[] = {
-		{ "uid", &uid }, { "gid", &gid }, { "role", &role }, { "company", &company },
-		{ NULL, NULL }
+		{ "uid", &uid, NULL }, { "gid", &gid, NULL }, { "role", &role, NULL }, { "company", &company, NULL },
+		{ NULL, NULL, NULL }
 	};
 	char match[64];
 	int r;
@@ -871,7 +991,7 @@ cmd_audit_list(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 	Pcsecret__V1__ListAuditReply *rep;
 	ProtobufCMessage *msg = NULL;
 	const char *company = NULL, *limit = NULL;
-	const struct opt opts[] = { { "company", &company }, { "limit", &limit }, { NULL, NULL } };
+	const struct opt opts[] = { { "company", &company, NULL }, { "limit", &limit, NULL }, { NULL, NULL, NULL } };
 	struct table *t = NULL;
 	char call[24], peer[48];
 	json_t *a;
@@ -927,7 +1047,7 @@ static int
 cmd_keys_init(struct ctl *ctl, int argc, char **argv, pcs_error *err)
 {
 	const char *path = NULL;
-	const struct opt opts[] = { { "out", &path }, { NULL, NULL } };
+	const struct opt opts[] = { { "out", &path, NULL }, { NULL, NULL, NULL } };
 	int r;
 
 	if ((r = parse_args(ctl, argc, argv, opts, 0, NULL, err)) != 0 || ctl->help)
@@ -956,6 +1076,11 @@ static const struct command commands[] = {
 	{ "secret", "list", "COMPANY", "list a company's secrets", cmd_secret_list },
 	{ "secret", "show", "COMPANY/NAME", "a secret's metadata and versions",
 	    cmd_secret_show },
+	{ "secret", "delete", "COMPANY/NAME [--force]", "delete a secret (refused while agents "
+	    "use it, unless --force, which also removes their bindings)", cmd_secret_delete },
+	{ "agent", "list", "COMPANY", "list a company's agents", cmd_agent_list },
+	{ "agent", "delete", "COMPANY/AGENT", "delete an agent, its bindings and its principal",
+	    cmd_agent_delete },
 	{ "agent", "create", "COMPANY/AGENT --uid UID", "create an agent run as Unix uid UID",
 	    cmd_agent_create },
 	{ "agent", "show", "COMPANY/AGENT", "an agent and its environment bindings",

@@ -416,26 +416,23 @@ BEGIN
     RETURN QUERY SELECT * FROM pcs_describe_agent(p_company, p_agent);
 END $$;
 
--- Resolving. The rows for refs i = 1..n given as parallel arrays (secret id or company+name;
--- version 0 = latest), on behalf of agent p_company/p_agent: a ref resolves only if the
--- agent's env config binds that secret with that same version selector. All or nothing.
--- A ref the agent was not granted is PERMISSION_DENIED whether or not the secret exists, so
--- agents cannot probe for names.
+-- Resolving. One row per ref i = 1..n given as parallel arrays (secret id or company+name;
+-- version 0 = latest), on behalf of agent p_company/p_agent: granted says whether the agent's
+-- env config binds that secret with that same version selector. The daemon's authz decides
+-- from it; the sealed value is returned only for granted refs, and nothing at all about a ref
+-- that is not granted, so agents cannot probe for names.
 CREATE FUNCTION pcs_resolve(p_company text, p_agent text, p_ids text[], p_companies text[],
     p_names text[], p_versions integer[])
-RETURNS TABLE (idx integer, company_id uuid, secret_id uuid, version integer,
-               ciphertext bytea, nonce bytea, wrapped_key bytea, key_id text)
+RETURNS TABLE (idx integer, granted boolean, company_id uuid, secret_id uuid, version integer,
+               state text, ciphertext bytea, nonce bytea, wrapped_key bytea, key_id text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
     v_agent uuid := pcs_agent_id(p_company, p_agent);
     i integer; v_secret uuid; v_company uuid; v_current integer; v_version integer;
-    v_label text; v_row secret_versions%ROWTYPE;
+    v_row secret_versions%ROWTYPE;
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
-        v_label := CASE WHEN coalesce(p_ids[i], '') <> '' THEN 'pcs:' || p_ids[i]
-                        ELSE 'pcs:' || p_companies[i] || '/' || p_names[i] END
-                   || CASE WHEN p_versions[i] = 0 THEN '' ELSE '@' || p_versions[i] END;
         v_secret := NULL;
         SELECT s.id, s.company_id, s.current_version INTO v_secret, v_company, v_current
           FROM secrets s JOIN agent_env e ON e.secret_id = s.id AND e.agent_id = v_agent
@@ -447,21 +444,19 @@ BEGIN
                                               WHERE c.name = p_companies[i]) END
          LIMIT 1;
         IF v_secret IS NULL THEN
-            PERFORM pcs_raise(7, format('%s is not granted to agent %s/%s', v_label,
-                                        p_company, p_agent));
+            RETURN QUERY SELECT i, false, NULL::uuid, NULL::uuid, NULL::integer, NULL::text,
+                                NULL::bytea, NULL::bytea, NULL::bytea, NULL::text;
+            CONTINUE;
         END IF;
         v_version := CASE WHEN p_versions[i] = 0 THEN v_current ELSE p_versions[i] END;
+        v_row := NULL;
         SELECT * INTO v_row FROM secret_versions sv
          WHERE sv.secret_id = v_secret AND sv.version = v_version;
-        IF NOT FOUND THEN
-            PERFORM pcs_raise(5, format('%s: version %s does not exist', v_label, v_version));
-        END IF;
-        IF v_row.state <> 'active' THEN
-            PERFORM pcs_raise(9, format('%s: version %s is %s', v_label, v_version,
-                                        v_row.state));
-        END IF;
-        RETURN QUERY SELECT i, v_company, v_secret, v_version, v_row.ciphertext, v_row.nonce,
-                            v_row.wrapped_key, v_row.key_id;
+        RETURN QUERY SELECT i, true, v_company, v_secret, v_version, v_row.state,
+                            CASE WHEN v_row.state = 'active' THEN v_row.ciphertext END,
+                            CASE WHEN v_row.state = 'active' THEN v_row.nonce END,
+                            CASE WHEN v_row.state = 'active' THEN v_row.wrapped_key END,
+                            v_row.key_id;
     END LOOP;
 END $$;
 
@@ -492,6 +487,57 @@ BEGIN
                                         r.env_name, r.version, r.company, r.name));
         END IF;
     END LOOP;
+END $$;
+
+CREATE FUNCTION pcs_list_agents(p_company text)
+RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
+               created_by text, env_name text, ref_company text, ref_name text,
+               ref_version integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company);
+BEGIN
+    RETURN QUERY SELECT a.id, p_company, a.name, a.uid, a.created_at, a.created_by,
+                        NULL::text, NULL::text, NULL::text, NULL::integer
+                   FROM agents a WHERE a.company_id = v_company ORDER BY a.name;
+END $$;
+
+-- Removing an agent removes its bindings and its principal (ON DELETE CASCADE).
+CREATE FUNCTION pcs_delete_agent(p_company text, p_agent text)
+RETURNS TABLE (id uuid)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_agent uuid := pcs_agent_id(p_company, p_agent);
+BEGIN
+    DELETE FROM agents a WHERE a.id = v_agent;
+    RETURN QUERY SELECT v_agent;
+END $$;
+
+-- Soft delete: the name becomes free and nothing resolves it any more. Refused while agents
+-- reference the secret, naming them, unless p_force, which also removes those bindings.
+CREATE FUNCTION pcs_delete_secret(p_company text, p_name text, p_force boolean)
+RETURNS TABLE (unbound text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_users text[];
+BEGIN
+    SELECT s.id INTO v_secret FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+    END IF;
+    SELECT array_agg(c.name || '/' || a.name || ':' || e.env_name ORDER BY c.name, a.name,
+                     e.env_name)
+      INTO v_users
+      FROM agent_env e JOIN agents a ON a.id = e.agent_id JOIN companies c ON c.id = a.company_id
+     WHERE e.secret_id = v_secret;
+    IF v_users IS NOT NULL AND NOT p_force THEN
+        PERFORM pcs_raise(9, format('secret %s/%s is used by %s; unset those or delete with force',
+                                    p_company, p_name, array_to_string(v_users, ', ')));
+    END IF;
+    DELETE FROM agent_env e WHERE e.secret_id = v_secret;
+    UPDATE secrets SET deleted_at = now() WHERE secrets.id = v_secret;
+    RETURN QUERY SELECT u FROM unnest(coalesce(v_users, '{}')) AS u;
 END $$;
 
 -- Principal rules (admin, operator, launcher; agents get theirs from pcs_create_agent).

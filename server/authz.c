@@ -8,6 +8,40 @@ static const char *const role_names[] = {
 	[ROLE_LAUNCHER] = "launcher", [ROLE_AGENT] = "agent",
 };
 
+static const struct {
+	const char *method;
+	enum authz_action action;
+} method_actions[] = {
+	{ "Hello", AUTHZ_SESSION },
+	{ "CreateCompany", AUTHZ_COMPANY_CREATE },
+	{ "ListCompanies", AUTHZ_COMPANY_LIST },
+	{ "CreateSecret", AUTHZ_SECRET_WRITE },
+	{ "UpdateSecret", AUTHZ_SECRET_WRITE },
+	{ "DeleteSecret", AUTHZ_SECRET_WRITE },
+	{ "ListSecrets", AUTHZ_SECRET_READ },
+	{ "DescribeSecret", AUTHZ_SECRET_READ },
+	{ "Resolve", AUTHZ_VALUE_READ },
+	{ "GetAgentEnv", AUTHZ_VALUE_READ },
+	{ "CreateAgent", AUTHZ_AGENT_WRITE },
+	{ "SetAgentEnv", AUTHZ_AGENT_WRITE },
+	{ "UnsetAgentEnv", AUTHZ_AGENT_WRITE },
+	{ "DeleteAgent", AUTHZ_AGENT_WRITE },
+	{ "DescribeAgent", AUTHZ_AGENT_READ },
+	{ "ListAgents", AUTHZ_AGENT_READ },
+	{ "AddPrincipal", AUTHZ_PRINCIPAL_ADMIN },
+	{ "ListPrincipals", AUTHZ_PRINCIPAL_ADMIN },
+	{ "RemovePrincipal", AUTHZ_PRINCIPAL_ADMIN },
+	{ "ListAudit", AUTHZ_AUDIT_READ },
+};
+
+int authz_method_action(const char *method)
+{
+	for (size_t i = 0; i < sizeof(method_actions) / sizeof(method_actions[0]); i++)
+		if (method != NULL && strcmp(method_actions[i].method, method) == 0)
+			return (int)method_actions[i].action;
+	return -1;
+}
+
 const char *authz_role_name(enum role role)
 {
 	if ((unsigned)role >= sizeof(role_names) / sizeof(role_names[0]))
@@ -77,6 +111,34 @@ static int need_company(const struct principal *p, const char *company, const ch
 	return deny(err, p, buf);
 }
 
+/* Values go to an agent (for itself) or a launcher (for its companies' agents), nobody else. */
+static int check_value(const struct principal *p, const struct authz_request *rq,
+    pcs_error *err)
+{
+	int own;
+
+	switch (p->role) {
+	case ROLE_LAUNCHER:
+		if (need_company(p, rq->company, "resolve values for agents", err) != 0)
+			return -PCS_PERMISSION_DENIED;
+		break;
+	case ROLE_AGENT:
+		own = rq->company == NULL || rq->company[0] == '\0' ||
+		    (authz_has_company(p, rq->company) && rq->agent != NULL &&
+		    strcmp(rq->agent, p->agent) == 0);
+		if (!own)
+			return deny(err, p, "resolve values for another agent");
+		break;
+	default:
+		/* Admins and operators manage secrets but never see values. */
+		return deny(err, p, "read secret values (only agents and launchers can)");
+	}
+	if (rq->grant == AUTHZ_GRANT_NO)
+		return pcs_fail(err, PCS_PERMISSION_DENIED, "not granted to agent %s/%s",
+		    rq->company ? rq->company : "", rq->agent ? rq->agent : "");
+	return 0;
+}
+
 int authz_check(const struct principal *p, const struct authz_request *rq, pcs_error *err)
 {
 	if (p == NULL || p->role == ROLE_NONE)
@@ -113,17 +175,7 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 			return deny(err, p, "read agent configuration");
 		return need_company(p, rq->company, "read agent configuration", err);
 	case AUTHZ_VALUE_READ:
-		/* Admins and operators manage secrets but never see values. */
-		if (p->role == ROLE_LAUNCHER)
-			return need_company(p, rq->company, "resolve values for agents", err);
-		if (p->role == ROLE_AGENT) {
-			if (rq->company != NULL && rq->company[0] != '\0' &&
-			    (!authz_has_company(p, rq->company) || rq->agent == NULL ||
-			    strcmp(rq->agent, p->agent) != 0))
-				return deny(err, p, "resolve values for another agent");
-			return 0;
-		}
-		return deny(err, p, "read secret values (only agents and launchers can)");
+		return check_value(p, rq, err);
 	case AUTHZ_AUDIT_READ:
 		if (p->role == ROLE_ADMIN)
 			return 0;

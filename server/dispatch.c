@@ -92,10 +92,21 @@ void call_set_target(struct call *c, const char *company, const char *secret,
 		snprintf(c->version, sizeof(c->version), "%s", version);
 }
 
-int call_authorize(struct call *c, const struct authz_request *rq)
+const char *call_method(const struct call *c) { return c->method; }
+
+int call_authorize(struct call *c, const char *company, const char *agent)
 {
+	struct authz_request rq = { AUTHZ_SESSION, company, agent, AUTHZ_GRANT_NA };
+	int action = authz_method_action(c->method);
 	pcs_error err;
-	int r = authz_check(&c->conn->principal, rq, &err);
+	int r;
+
+	if (action < 0) {
+		call_fail(c, PCS_INTERNAL, "no authorization policy for %s", c->method);
+		return -PCS_INTERNAL;
+	}
+	rq.action = (enum authz_action)action;
+	r = authz_check(&c->conn->principal, &rq, &err);
 
 	if (r != 0) {
 		call_fail_err(c, r, &err);

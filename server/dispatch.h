@@ -31,7 +31,13 @@ int dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
 /* What the audit row names. Any may be NULL. */
 void call_set_target(struct call *c, const char *company, const char *secret,
     const char *version);
-int call_authorize(struct call *c, const struct authz_request *rq);
+/*
+ * Checks the caller may run this call's method (its action comes from authz's method table)
+ * on company (and, for value methods, agent). Fails the call and returns <0 when not.
+ */
+int call_authorize(struct call *c, const char *company, const char *agent);
+/* The rpc's name ("Resolve"). */
+const char *call_method(const struct call *c);
 const struct principal *call_principal(const struct call *c);
 struct conn *call_conn(const struct call *c);
 /* "uid:1000" etc., for created_by columns. */

@@ -1,18 +1,18 @@
 /* CreateAgent, DescribeAgent, SetAgentEnv, UnsetAgentEnv: agent configuration, no values. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "dispatch.h"
 #include "handlers.h"
 #include "ref.h"
 #include "rows.h"
 
-static int authorize_agent(struct call *c, enum authz_action action, const char *company,
+static int authorize_agent(struct call *c, const char *company,
     const char *agent)
 {
-	struct authz_request rq = { action, company, NULL };
 	char target[2 * PCS_NAME_MAX + 8];
 
-	if (call_authorize(c, &rq) != 0)
+	if (call_authorize(c, company, NULL) != 0)
 		return -1;
 	if (!name_valid(company)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", company);
@@ -54,7 +54,7 @@ PCS_HANDLER(create_agent, CreateAgentRequest, CreateAgentReply)
 	const char *values[4];
 	char uid[16];
 
-	if (authorize_agent(c, AUTHZ_AGENT_WRITE, in->company, in->name) != 0)
+	if (authorize_agent(c, in->company, in->name) != 0)
 		return;
 	if (in->uid == 0) {
 		call_fail(c, PCS_INVALID_ARGUMENT,
@@ -75,7 +75,7 @@ PCS_HANDLER(describe_agent, DescribeAgentRequest, DescribeAgentReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
 
-	if (authorize_agent(c, AUTHZ_AGENT_READ, in->company, in->name) != 0)
+	if (authorize_agent(c, in->company, in->name) != 0)
 		return;
 	values[0] = in->company;
 	values[1] = in->name;
@@ -90,7 +90,7 @@ PCS_HANDLER(set_agent_env, SetAgentEnvRequest, SetAgentEnvReply)
 	const char *values[8];
 	char version[16];
 
-	if (authorize_agent(c, AUTHZ_AGENT_WRITE, in->company, in->agent) != 0)
+	if (authorize_agent(c, in->company, in->agent) != 0)
 		return;
 	if (!env_name_valid(in->env_name)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "\"%.64s\" is not a valid environment variable "
@@ -129,7 +129,7 @@ PCS_HANDLER(unset_agent_env, UnsetAgentEnvRequest, UnsetAgentEnvReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[3];
 
-	if (authorize_agent(c, AUTHZ_AGENT_WRITE, in->company, in->agent) != 0)
+	if (authorize_agent(c, in->company, in->agent) != 0)
 		return;
 	if (!env_name_valid(in->env_name)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "\"%.64s\" is not a valid environment variable name",
@@ -141,4 +141,70 @@ PCS_HANDLER(unset_agent_env, UnsetAgentEnvRequest, UnsetAgentEnvReply)
 	values[2] = in->env_name;
 	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_unset_agent_env($1, $2, $3)", values,
 	    3, 1, reply_unset);
+}
+
+static void reply_list(struct call *c, const struct store_result *res)
+{
+	Pcsecret__V1__ListAgentsReply rep = PCSECRET__V1__LIST_AGENTS_REPLY__INIT;
+	int n = store_result_ntuples(res);
+	Pcsecret__V1__AgentInfo *items = calloc((size_t)n + 1, sizeof(*items));
+	Pcsecret__V1__AgentInfo **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+
+	if (items == NULL || ptrs == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		pcsecret__v1__agent_info__init(&items[i]);
+		items[i].id = (char *)rows_str(res, i, 0);
+		items[i].company = (char *)rows_str(res, i, 1);
+		items[i].name = (char *)rows_str(res, i, 2);
+		items[i].uid = rows_u32(res, i, 3);
+		items[i].created_at = (char *)rows_str(res, i, 4);
+		items[i].created_by = (char *)rows_str(res, i, 5);
+		ptrs[i] = &items[i];
+	}
+	rep.agents = ptrs;
+	rep.n_agents = (size_t)n;
+	call_reply(c, &rep.base);
+out:
+	free(items);
+	free(ptrs);
+}
+
+PCS_HANDLER(list_agents, ListAgentsRequest, ListAgentsReply)
+{
+	HANDLER_PROLOGUE(c);
+	const char *values[1];
+
+	if (call_authorize(c, in->company, NULL) != 0)
+		return;
+	if (!name_valid(in->company)) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
+		return;
+	}
+	call_set_target(c, in->company, NULL, NULL);
+	values[0] = in->company;
+	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_list_agents($1)", values, 1, 1,
+	    reply_list);
+}
+
+static void reply_deleted(struct call *c, const struct store_result *res)
+{
+	Pcsecret__V1__DeleteAgentReply rep = PCSECRET__V1__DELETE_AGENT_REPLY__INIT;
+
+	(void)res;
+	call_reply(c, &rep.base);
+}
+
+PCS_HANDLER(delete_agent, DeleteAgentRequest, DeleteAgentReply)
+{
+	HANDLER_PROLOGUE(c);
+	const char *values[2];
+
+	if (authorize_agent(c, in->company, in->name) != 0)
+		return;
+	values[0] = in->company;
+	values[1] = in->name;
+	call_db_text(c, "SELECT id FROM pcs_delete_agent($1, $2)", values, 2, 1, reply_deleted);
 }

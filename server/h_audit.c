@@ -52,12 +52,11 @@ PCS_HANDLER(list_audit, ListAuditRequest, ListAuditReply)
 {
 	HANDLER_PROLOGUE(c);
 	const struct principal *p = call_principal(c);
-	struct authz_request rq = { AUTHZ_AUDIT_READ, in->company, NULL };
 	const char *names[AUTHZ_MAX_COMPANIES], *values[2];
 	char *only = NULL, limit[16];
 	unsigned lim = in->limit == 0 ? 100 : in->limit;
 
-	if (call_authorize(c, &rq) != 0)
+	if (call_authorize(c, in->company, NULL) != 0)
 		return;
 	if (lim > 1000)
 		lim = 1000;

@@ -20,20 +20,20 @@ static int target_agent(struct call *c, const char *company_in, const char *agen
     char company[PCS_NAME_MAX + 1], char agent[PCS_NAME_MAX + 1])
 {
 	const struct principal *p = call_principal(c);
-	struct authz_request rq = { AUTHZ_VALUE_READ, NULL, NULL };
 
-	if (company_in[0] == '\0' && agent_in[0] == '\0' && p->role == ROLE_AGENT) {
-		snprintf(company, PCS_NAME_MAX + 1, "%s", p->companies[0]);
-		snprintf(agent, PCS_NAME_MAX + 1, "%s", p->agent);
-	} else if (company_in[0] == '\0' && agent_in[0] == '\0') {
-		/* Admins and operators learn they may not at all, launchers what is missing. */
-		if (p->role != ROLE_LAUNCHER) {
-			call_authorize(c, &rq);
+	if (company_in[0] == '\0' && agent_in[0] == '\0') {
+		if (p->role == ROLE_LAUNCHER) {
+			call_fail(c, PCS_INVALID_ARGUMENT, "a launcher must name the agent "
+			    "(company/agent) it resolves for");
 			return -1;
 		}
-		call_fail(c, PCS_INVALID_ARGUMENT, "a launcher must name the agent (company/agent) "
-		    "it resolves for");
-		return -1;
+		if (p->role != ROLE_AGENT) {
+			/* Admins and operators learn they may not at all. */
+			call_authorize(c, NULL, NULL);
+			return -1;
+		}
+		snprintf(company, PCS_NAME_MAX + 1, "%s", p->companies[0]);
+		snprintf(agent, PCS_NAME_MAX + 1, "%s", p->agent);
 	} else {
 		if (!name_valid(company_in) || !name_valid(agent_in)) {
 			call_fail(c, PCS_INVALID_ARGUMENT, "agent \"%.128s/%.128s\" is not a valid "
@@ -43,9 +43,7 @@ static int target_agent(struct call *c, const char *company_in, const char *agen
 		snprintf(company, PCS_NAME_MAX + 1, "%s", company_in);
 		snprintf(agent, PCS_NAME_MAX + 1, "%s", agent_in);
 	}
-	rq.company = company;
-	rq.agent = agent;
-	return call_authorize(c, &rq);
+	return call_authorize(c, company, agent);
 }
 
 /* Opens the sealed value in columns [first .. first+3] (ciphertext, nonce, wrapped, key id). */
@@ -87,16 +85,42 @@ static void opened_free(struct opened *o)
 	free(o->plain);
 }
 
-/* Rows: idx, company_id, secret_id, version, ciphertext, nonce, wrapped_key, key_id. */
+/* Company and agent of the call's target, kept for the per-reference checks. */
+struct target {
+	char company[PCS_NAME_MAX + 1];
+	char agent[PCS_NAME_MAX + 1];
+};
+
+/* How a reference is named in messages: as the caller wrote it. */
+static void ref_label(const Pcsecret__V1__SecretRef *r, char *buf, size_t size)
+{
+	struct pcs_ref ref;
+
+	memset(&ref, 0, sizeof(ref));
+	snprintf(ref.secret_id, sizeof(ref.secret_id), "%s", r->secret_id);
+	snprintf(ref.company, sizeof(ref.company), "%s", r->secret_id[0] ? "" : r->company);
+	snprintf(ref.name, sizeof(ref.name), "%s", r->secret_id[0] ? "" : r->name);
+	ref.version = r->version;
+	if (ref_format(&ref, buf, size) != 0)
+		snprintf(buf, size, "reference");
+}
+
+/*
+ * Rows: idx, granted, company_id, secret_id, version, state, ciphertext, nonce, wrapped_key,
+ * key_id. Every ref must be granted (authz decides from the row) and its version active.
+ */
 static void on_resolved(struct call *c, const struct store_result *res)
 {
 	const Pcsecret__V1__ResolveRequest *in =
 	    (const Pcsecret__V1__ResolveRequest *)call_request(c);
+	const struct target *t = call_state(c);
 	Pcsecret__V1__ResolveReply rep = PCSECRET__V1__RESOLVE_REPLY__INIT;
 	int n = store_result_ntuples(res);
 	Pcsecret__V1__ResolvedValue *items = calloc((size_t)n + 1, sizeof(*items));
 	Pcsecret__V1__ResolvedValue **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
 	struct opened o = { calloc((size_t)n + 1, sizeof(struct crypto_plain)), 0 };
+	char label[2 * PCS_NAME_MAX + 64];
+	pcs_error err;
 
 	if (items == NULL || ptrs == NULL || o.plain == NULL) {
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
@@ -107,18 +131,36 @@ static void on_resolved(struct call *c, const struct store_result *res)
 		goto out;
 	}
 	for (int i = 0; i < n; i++) {
-		uint32_t version = rows_u32(res, i, 3);
 		size_t idx = (size_t)rows_u32(res, i, 0) - 1;
+		struct authz_request rq = { AUTHZ_VALUE_READ, t->company, t->agent,
+			strcmp(rows_str(res, i, 1), "t") == 0 ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO };
+		uint32_t version = rows_u32(res, i, 4);
+		int r;
+
 		if (idx >= in->n_refs) {
 			call_fail(c, PCS_INTERNAL, "resolve returned an unknown reference");
 			goto out;
 		}
-		if (open_row(c, res, i, 4, rows_str(res, i, 1), rows_str(res, i, 2), version,
+		ref_label(in->refs[idx], label, sizeof(label));
+		if ((r = authz_check(call_principal(c), &rq, &err)) != 0) {
+			call_fail(c, r, "%s: %s", label, err.message);
+			goto out;
+		}
+		if (store_result_isnull(res, i, 5)) {
+			call_fail(c, PCS_NOT_FOUND, "%s: version %u does not exist", label, version);
+			goto out;
+		}
+		if (strcmp(rows_str(res, i, 5), "active") != 0) {
+			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label, version,
+			    rows_str(res, i, 5));
+			goto out;
+		}
+		if (open_row(c, res, i, 6, rows_str(res, i, 2), rows_str(res, i, 3), version,
 		    &o.plain[o.n]) != 0)
 			goto out;
 		pcsecret__v1__resolved_value__init(&items[i]);
 		items[i].ref = in->refs[idx];
-		items[i].secret_id = (char *)rows_str(res, i, 2);
+		items[i].secret_id = (char *)rows_str(res, i, 3);
 		items[i].version = version;
 		items[i].value.data = o.plain[o.n].data;
 		items[i].value.len = o.plain[o.n].len;
@@ -143,6 +185,7 @@ PCS_HANDLER(resolve, ResolveRequest, ResolveReply)
 	const char **ids = NULL, **companies = NULL, **names = NULL, **versions = NULL;
 	char (*vbuf)[12] = NULL, *arrays[4] = { NULL, NULL, NULL, NULL };
 	const char *values[6];
+	struct target *t = NULL;
 	pcs_error err;
 
 	if (in->agent[0] != '\0' &&
@@ -203,6 +246,13 @@ PCS_HANDLER(resolve, ResolveRequest, ResolveReply)
 	if (n > 1)
 		snprintf(first + strlen(first), sizeof(first) - strlen(first), " (+%zu more)", n - 1);
 	snprintf(version, sizeof(version), "%s", in->refs[0]->version ? vbuf[0] : "latest");
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	snprintf(t->company, sizeof(t->company), "%s", company);
+	snprintf(t->agent, sizeof(t->agent), "%s", agent);
+	call_set_state(c, t, free);
 	call_set_target(c, company, first, version);
 	values[0] = company;
 	values[1] = agent;
@@ -210,8 +260,13 @@ PCS_HANDLER(resolve, ResolveRequest, ResolveReply)
 	values[3] = arrays[1];
 	values[4] = arrays[2];
 	values[5] = arrays[3];
-	call_db_text(c, "SELECT idx, company_id, secret_id, version, ciphertext, nonce, wrapped_key, "
-	    "key_id FROM pcs_resolve($1, $2, $3, $4, $5, $6)", values, 6, 1, on_resolved);
+	/*
+	 * Not audited in the statement: authz decides from its rows, and the audit row (written
+	 * before the reply leaves) must carry that decision.
+	 */
+	call_db_text(c, "SELECT idx, granted, company_id, secret_id, version, state, ciphertext, "
+	    "nonce, wrapped_key, key_id FROM pcs_resolve($1, $2, $3, $4, $5, $6)", values, 6, 0,
+	    on_resolved);
 out:
 	for (int i = 0; i < 4; i++)
 		free(arrays[i]);

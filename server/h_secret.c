@@ -47,12 +47,9 @@ static int check_names(struct call *c, const char *company, const char *name)
 	return 0;
 }
 
-static int authorize_secret(struct call *c, enum authz_action action, const char *company,
-    const char *name)
+static int authorize_secret(struct call *c, const char *company, const char *name)
 {
-	struct authz_request rq = { action, company, NULL };
-
-	if (call_authorize(c, &rq) != 0 || check_names(c, company, name) != 0)
+	if (call_authorize(c, company, NULL) != 0 || check_names(c, company, name) != 0)
 		return -1;
 	call_set_target(c, company, name, NULL);
 	return 0;
@@ -135,7 +132,7 @@ PCS_HANDLER(create_secret, CreateSecretRequest, CreateSecretReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
 
-	if (authorize_secret(c, AUTHZ_SECRET_WRITE, in->company, in->name) != 0 ||
+	if (authorize_secret(c, in->company, in->name) != 0 ||
 	    check_value(c, &in->value) != 0)
 		return;
 	if (strlen(in->description) > DESCRIPTION_MAX) {
@@ -200,7 +197,7 @@ PCS_HANDLER(update_secret, UpdateSecretRequest, UpdateSecretReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[3];
 
-	if (authorize_secret(c, AUTHZ_SECRET_WRITE, in->company, in->name) != 0 ||
+	if (authorize_secret(c, in->company, in->name) != 0 ||
 	    check_value(c, &in->value) != 0)
 		return;
 	if (strlen(in->idempotency_token) > 128) {
@@ -240,10 +237,9 @@ out:
 PCS_HANDLER(list_secrets, ListSecretsRequest, ListSecretsReply)
 {
 	HANDLER_PROLOGUE(c);
-	struct authz_request rq = { AUTHZ_SECRET_READ, in->company, NULL };
 	const char *values[1];
 
-	if (call_authorize(c, &rq) != 0)
+	if (call_authorize(c, in->company, NULL) != 0)
 		return;
 	if (!name_valid(in->company)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
@@ -291,11 +287,43 @@ PCS_HANDLER(describe_secret, DescribeSecretRequest, DescribeSecretReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
 
-	if (authorize_secret(c, AUTHZ_SECRET_READ, in->company, in->name) != 0)
+	if (authorize_secret(c, in->company, in->name) != 0)
 		return;
 	values[0] = in->company;
 	values[1] = in->name;
 	call_db_text(c, "SELECT " ROWS_SECRET_COLS ", version, state, pcs_ts(version_created_at), "
 	    "version_created_by, key_id FROM pcs_describe_secret($1, $2)", values, 2, 1,
 	    on_described);
+}
+
+static void on_deleted(struct call *c, const struct store_result *res)
+{
+	Pcsecret__V1__DeleteSecretReply rep = PCSECRET__V1__DELETE_SECRET_REPLY__INIT;
+	int n = store_result_ntuples(res);
+	char **unbound = calloc((size_t)n + 1, sizeof(*unbound));
+
+	if (unbound == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		unbound[i] = (char *)rows_str(res, i, 0);
+	rep.unbound = unbound;
+	rep.n_unbound = (size_t)n;
+	call_reply(c, &rep.base);
+	free(unbound);
+}
+
+PCS_HANDLER(delete_secret, DeleteSecretRequest, DeleteSecretReply)
+{
+	HANDLER_PROLOGUE(c);
+	const char *values[3];
+
+	if (authorize_secret(c, in->company, in->name) != 0)
+		return;
+	values[0] = in->company;
+	values[1] = in->name;
+	values[2] = in->force ? "true" : "false";
+	call_db_text(c, "SELECT unbound FROM pcs_delete_secret($1, $2, $3)", values, 3, 1,
+	    on_deleted);
 }

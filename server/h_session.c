@@ -13,10 +13,9 @@ static void hello_reply(struct call *c)
 	struct server *srv = call_server(c);
 	Pcsecret__V1__HelloReply rep = PCSECRET__V1__HELLO_REPLY__INIT;
 	struct principal_proto pp;
-	struct authz_request rq = { AUTHZ_SESSION, NULL, NULL };
 
 	conn->hello_state = 2;
-	if (call_authorize(c, &rq) != 0)
+	if (call_authorize(c, NULL, NULL) != 0)
 		return;
 	principal_to_proto(&conn->principal, &pp);
 	rep.protocol_version = PCS_PROTOCOL_VERSION;

@@ -29,6 +29,9 @@ PCS_HANDLER(add_principal, AddPrincipalRequest, AddPrincipalReply);    /* h_prin
 PCS_HANDLER(list_principals, ListPrincipalsRequest, ListPrincipalsReply);
 PCS_HANDLER(remove_principal, RemovePrincipalRequest, RemovePrincipalReply);
 PCS_HANDLER(list_audit, ListAuditRequest, ListAuditReply);             /* h_audit.c */
+PCS_HANDLER(list_agents, ListAgentsRequest, ListAgentsReply);          /* h_agent.c */
+PCS_HANDLER(delete_agent, DeleteAgentRequest, DeleteAgentReply);
+PCS_HANDLER(delete_secret, DeleteSecretRequest, DeleteSecretReply);    /* h_secret.c */
 
 /* The start of every handler: the call, and no use of the generated service arguments. */
 #define HANDLER_PROLOGUE(c)            \
