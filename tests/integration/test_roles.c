@@ -1,0 +1,389 @@
+/*
+ * Who may do what, end to end: real Unix users (useradd here, userdel after), one per role,
+ * running pcctl, pcrun and the SDK example through runuser against the real daemon. Operators
+ * are matched through a group rule, so supplementary groups are exercised. Every call's
+ * outcome is checked, and then that the audit log holds a row with that outcome.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "it.h"
+#include "pgtest.h"
+
+#define VALUE_SHARED "ROLES-SHARED-9d1c3b7a"
+#define VALUE_HIDDEN "ROLES-HIDDEN-5e8f2a61"
+
+enum who { ADMIN, OPERATOR, LAUNCHER, AGENT, NOBODY, NWHO };
+static const char *const users[NWHO] = { "pcsm-admin", "pcsm-op", "pcsm-launch", "pcsm-agent",
+	"pcsm-nobody" };
+static uid_t uids[NWHO];
+static gid_t operators_gid;
+static struct it_daemon D;
+static char conninfo[512], prefix[64], bin[128];
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static void remove_accounts(void)
+{
+	for (int i = 0; i < NWHO; i++)
+		sh("userdel %s >/dev/null 2>&1", users[i]);
+	sh("groupdel pcsm-operators >/dev/null 2>&1");
+	sh("groupdel pcsm-clients >/dev/null 2>&1");
+}
+
+static int make_accounts(void)
+{
+	struct passwd *pw;
+	struct group *gr;
+
+	remove_accounts();
+	/* The daemon's socket belongs to IT_GROUP: every user here may connect. */
+	if (getgrgid(IT_GROUP) == NULL && sh("groupadd -g %d pcsm-clients", IT_GROUP) != 0)
+		return -1;
+	if (sh("groupadd pcsm-operators") != 0)
+		return -1;
+	for (int i = 0; i < NWHO; i++) {
+		if (sh("useradd --no-create-home --shell /bin/sh -G %d%s %s", IT_GROUP,
+		    i == OPERATOR ? ",pcsm-operators" : "", users[i]) != 0)
+			return -1;
+		if ((pw = getpwnam(users[i])) == NULL)
+			return -1;
+		uids[i] = pw->pw_uid;
+	}
+	if ((gr = getgrnam("pcsm-operators")) == NULL)
+		return -1;
+	operators_gid = gr->gr_gid;
+	return 0;
+}
+
+/* Runs bin/<prog> args... as user w (via runuser); returns the exit status. */
+static int run_as(enum who w, const char *stdin_data, const char *const *env,
+    struct it_result *r, const char *prog, ...)
+{
+	const char *argv[40];
+	char path[192];
+	va_list ap;
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", bin, prog);
+	if (w == ADMIN + NWHO) { /* root */
+		argv[n++] = path;
+	} else {
+		argv[n++] = "/usr/sbin/runuser";
+		argv[n++] = "-u";
+		argv[n++] = users[w];
+		argv[n++] = "--";
+		argv[n++] = path;
+	}
+	va_start(ap, prog);
+	while (n < 38 && (argv[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	va_end(ap);
+	argv[n] = NULL;
+	assert_int_equal(it_run(0, D.socket, env, stdin_data, argv, r), 0);
+	return r->status;
+}
+
+#define ROOT (ADMIN + NWHO)
+
+static int setup(void **state)
+{
+	struct it_result r;
+	char gid[16];
+
+	(void)state;
+	if (!it_is_root())
+		return 0;
+	if (make_accounts() != 0) {
+		fprintf(stderr, "cannot create test accounts\n");
+		return -1;
+	}
+	snprintf(prefix, sizeof(prefix), "/tmp/pcs-roles-XXXXXX");
+	if (mkdtemp(prefix) == NULL || sh("chmod 755 %s", prefix) != 0 ||
+	    sh("cmake --install '%s' --prefix '%s' >/dev/null", getenv("PCS_BUILD_DIR"), prefix) != 0)
+		return -1;
+	snprintf(bin, sizeof(bin), "%s/bin", prefix);
+	if (sh("cp '%s' '%s/pcsecret-resolve' && chmod 755 '%s/pcsecret-resolve'",
+	    it_path("sdk/examples/resolve"), bin, bin) != 0)
+		return -1;
+	if (it_database("it_roles", conninfo, sizeof(conninfo)) != 0 ||
+	    it_daemon_start(&D, conninfo, NULL) != 0)
+		return -1;
+	/* The world the matrix runs in, made by root (a bootstrap admin). */
+	snprintf(gid, sizeof(gid), "%u", (unsigned)operators_gid);
+	char uid_admin[16], uid_launch[16], uid_agent[16];
+	snprintf(uid_admin, sizeof(uid_admin), "%u", (unsigned)uids[ADMIN]);
+	snprintf(uid_launch, sizeof(uid_launch), "%u", (unsigned)uids[LAUNCHER]);
+	snprintf(uid_agent, sizeof(uid_agent), "%u", (unsigned)uids[AGENT]);
+	const char *setup_cmds[][9] = {
+		{ "company", "create", "acme" },
+		{ "company", "create", "beta" },
+		{ "principal", "add", "--uid", uid_admin, "--role", "admin" },
+		{ "principal", "add", "--gid", gid, "--role", "operator", "--company", "acme" },
+		{ "principal", "add", "--uid", uid_launch, "--role", "launcher", "--company", "acme" },
+		{ "agent", "create", "acme/bot", "--uid", uid_agent },
+		{ "agent", "create", "beta/bot2", "--uid", "40099" },
+	};
+	for (size_t i = 0; i < sizeof(setup_cmds) / sizeof(setup_cmds[0]); i++) {
+		const char **a = setup_cmds[i];
+		if (run_as(ROOT, NULL, NULL, &r, "pcctl", a[0], a[1], a[2], a[3], a[4], a[5], a[6],
+		    a[7], a[8]) != 0) {
+			fprintf(stderr, "setup %s %s failed: %s\n", a[0], a[1], r.err);
+			return -1;
+		}
+		it_result_free(&r);
+	}
+	if (run_as(ROOT, VALUE_SHARED, NULL, &r, "pcctl", "secret", "create", "acme/shared",
+	    (char *)NULL) != 0 ||
+	    (it_result_free(&r), run_as(ROOT, VALUE_HIDDEN, NULL, &r, "pcctl", "secret", "create",
+	    "acme/hidden", (char *)NULL)) != 0 ||
+	    (it_result_free(&r), run_as(ROOT, "b", NULL, &r, "pcctl", "secret", "create",
+	    "beta/other", (char *)NULL)) != 0 ||
+	    (it_result_free(&r), run_as(ROOT, NULL, NULL, &r, "pcctl", "agent", "set-env",
+	    "acme/bot", "SHARED", "pcs:acme/shared", (char *)NULL)) != 0)
+		return -1;
+	it_result_free(&r);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	if (!it_is_root())
+		return 0;
+	it_daemon_cleanup(&D);
+	if (strncmp(prefix, "/tmp/pcs-roles-", 15) == 0)
+		sh("rm -rf '%s'", prefix);
+	remove_accounts();
+	return 0;
+}
+
+/* Expected status names per caller: admin, operator, launcher, agent, nobody. */
+struct op {
+	const char *method;             /* the rpc the audit row must name */
+	const char *denied_method;      /* the rpc that records a refusal, when another one */
+	const char *expect[NWHO];
+	const char *prog;
+	const char *stdin_data;
+	const char *env;                /* one NAME=value for pcrun, or NULL */
+	const char *args[10];
+};
+
+#define OK "OK"
+#define NO "PERMISSION_DENIED"
+#define UN "UNAUTHENTICATED"
+#define IA "INVALID_ARGUMENT"
+
+static const struct op ops[] = {
+	{ "Hello", NULL, { OK, OK, OK, OK, UN }, "pcctl", NULL, NULL, { "whoami" } },
+	{ "CreateCompany", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "company", "create", "new-%s" } },
+	{ "ListCompanies", NULL, { OK, OK, OK, NO, UN }, "pcctl", NULL, NULL, { "company", "list" } },
+	{ "CreateSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", "v", NULL,
+	  { "secret", "create", "acme/s-%s" } },
+	{ "UpdateSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", "v2", NULL,
+	  { "secret", "update", "acme/s-%s" } },
+	{ "ListSecrets", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL, { "secret", "list", "acme" } },
+	{ "ListSecrets", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL, { "secret", "list", "beta" } },
+	{ "DescribeSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "show", "acme/shared" } },
+	{ "CreateAgent", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "agent", "create", "acme/a-%s", "--uid", "6%u" } },
+	{ "ListAgents", NULL, { OK, OK, OK, NO, UN }, "pcctl", NULL, NULL, { "agent", "list", "acme" } },
+	{ "DescribeAgent", NULL, { OK, OK, OK, NO, UN }, "pcctl", NULL, NULL,
+	  { "agent", "show", "acme/bot" } },
+	{ "DescribeAgent", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "agent", "show", "beta/bot2" } },
+	{ "SetAgentEnv", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "agent", "set-env", "acme/a-%s", "K", "pcs:acme/shared" } },
+	{ "UnsetAgentEnv", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "agent", "unset-env", "acme/a-%s", "K" } },
+	{ "DeleteAgent", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "agent", "delete", "acme/a-%s" } },
+	{ "DeleteSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "delete", "acme/s-%s" } },
+	{ "ListPrincipals", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL, { "principal", "list" } },
+	{ "AddPrincipal", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "principal", "add", "--uid", "5%u", "--role", "launcher", "--company", "beta" } },
+	{ "RemovePrincipal", NULL, { "NOT_FOUND", NO, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "principal", "remove", "999999" } },
+	{ "ListAudit", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "audit", "list", "--company", "acme", "--limit", "3" } },
+	{ "ListAudit", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "audit", "list", "--company", "beta" } },
+	/* Values: GetAgentEnv through pcrun --agent, Resolve through references. */
+	{ "GetAgentEnv", NULL, { NO, NO, OK, OK, UN }, "pcrun", NULL, NULL,
+	  { "--agent", "acme/bot", "--", "/bin/sh", "-c", "printf '%%s' \"$SHARED\"" } },
+	{ "GetAgentEnv", NULL, { NO, NO, NO, NO, UN }, "pcrun", NULL, NULL,
+	  { "--agent", "beta/bot2", "--", "/bin/true" } },
+	{ "Resolve", "GetAgentEnv", { NO, NO, OK, OK, UN }, "pcrun", NULL, "X=pcs:acme/shared",
+	  { "--agent", "acme/bot", "--", "/bin/sh", "-c", "printf '%%s' \"$X\"" } },
+	{ "Resolve", "GetAgentEnv", { NO, NO, NO, NO, UN }, "pcrun", NULL, "X=pcs:acme/hidden",
+	  { "--agent", "acme/bot", "--", "/bin/true" } },
+	{ "Resolve", NULL, { NO, NO, IA, OK, UN }, "pcrun", NULL, "X=pcs:acme/shared",
+	  { "--", "/bin/sh", "-c", "printf '%%s' \"$X\"" } },
+	{ "Resolve", NULL, { NO, NO, IA, NO, UN }, "pcrun", NULL, "X=pcs:acme/hidden",
+	  { "--", "/bin/true" } },
+	{ "Resolve", NULL, { NO, NO, IA, OK, UN }, "pcsecret-resolve", NULL, NULL,
+	  { "pcs:acme/shared" } },
+};
+
+/* Copies template t into out, with %s as the user's short name, %u its uid, %% as %. */
+static void fill(const char *t, enum who w, char *out, size_t size)
+{
+	size_t o = 0;
+
+	for (; *t != '\0' && o + 1 < size; t++) {
+		if (t[0] == '%' && (t[1] == 's' || t[1] == 'u' || t[1] == '%')) {
+			char tmp[32];
+			if (t[1] == 's')
+				snprintf(tmp, sizeof(tmp), "%s", users[w] + 5);
+			else if (t[1] == 'u')
+				snprintf(tmp, sizeof(tmp), "%u", (unsigned)uids[w]);
+			else
+				snprintf(tmp, sizeof(tmp), "%%");
+			o += (size_t)snprintf(out + o, size - o, "%s", tmp);
+			t++;
+			continue;
+		}
+		out[o++] = *t;
+	}
+	out[o < size ? o : size - 1] = '\0';
+}
+
+static void expand(const struct op *op, enum who w, char buf[10][96], const char **argv)
+{
+	size_t n = 0;
+
+	for (; n < 10 && op->args[n] != NULL; n++) {
+		fill(op->args[n], w, buf[n], sizeof(buf[n]));
+		argv[n] = buf[n];
+	}
+	argv[n] = NULL;
+}
+
+static void test_matrix(void **state)
+{
+	char sql[512], buf[10][96];
+	const char *a[11];
+
+	(void)state;
+	if (!it_is_root())
+		skip();
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		const struct op *op = &ops[i];
+		for (int w = 0; w < NWHO; w++) {
+			const char *env[2] = { op->env, NULL };
+			struct it_result r;
+			const char *want = op->expect[w];
+			int ok = strcmp(want, OK) == 0;
+			char *rows;
+
+			expand(op, (enum who)w, buf, a);
+			run_as((enum who)w, op->stdin_data, op->env ? env : NULL, &r, op->prog, a[0], a[1],
+			    a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], (char *)NULL);
+			if (ok != (r.status == 0) || (!ok && strstr(r.err, want) == NULL))
+				fail_msg("%s %s %s as %s: exit %d, want %s; stderr: %s", op->prog, a[0],
+				    a[1] ? a[1] : "", users[w], r.status, want, r.err);
+			/* Values only ever reach the resolving agent or launcher. */
+			if (w == ADMIN || w == OPERATOR || w == NOBODY)
+				assert_null(strstr(r.out, VALUE_SHARED));
+			assert_null(strstr(r.out, VALUE_HIDDEN));
+			assert_null(strstr(r.err, VALUE_HIDDEN));
+			for (size_t k = 0; ok && strcmp(op->prog, "pcrun") == 0 && a[k] != NULL; k++)
+				if (strstr(a[k], "printf") != NULL)
+					assert_string_equal(r.out, VALUE_SHARED);
+			it_result_free(&r);
+
+			/* Unknown peers are refused at Hello; some refusals come from an earlier rpc. */
+			const char *method = strcmp(want, UN) == 0 ? "Hello" :
+			    (!ok && op->denied_method && strcmp(want, IA) != 0) ? op->denied_method :
+			    op->method;
+			snprintf(sql, sizeof(sql), "SELECT count(*) FROM audit_log WHERE peer_uid = %u "
+			    "AND method = '%s' AND status = '%s'", (unsigned)uids[w], method, want);
+			rows = pgtest_query_text(conninfo, sql);
+			if (rows == NULL || atoi(rows) < 1)
+				fail_msg("no audit row for %s as %s with status %s", method, users[w], want);
+			free(rows);
+		}
+	}
+}
+
+static void test_whoami_names_the_rule(void **state)
+{
+	struct it_result r;
+	char rule[64];
+
+	(void)state;
+	if (!it_is_root())
+		skip();
+	assert_int_equal(run_as(OPERATOR, NULL, NULL, &r, "pcctl", "whoami", (char *)NULL), 0);
+	snprintf(rule, sizeof(rule), "gid %u", (unsigned)operators_gid);
+	assert_non_null(strstr(r.out, "operator"));
+	assert_non_null(strstr(r.out, rule));
+	it_result_free(&r);
+	assert_int_equal(run_as(AGENT, NULL, NULL, &r, "pcctl", "--json", "whoami", (char *)NULL), 0);
+	assert_non_null(strstr(r.out, "\"acme/bot\""));
+	it_result_free(&r);
+}
+
+static void test_agent_lifecycle_rules(void **state)
+{
+	struct it_result r;
+
+	(void)state;
+	if (!it_is_root())
+		skip();
+	/* A secret still bound is not deleted; the error names who uses it. */
+	assert_int_equal(run_as(OPERATOR, NULL, NULL, &r, "pcctl", "secret", "delete", "acme/shared",
+	    (char *)NULL), 1);
+	assert_non_null(strstr(r.err, "FAILED_PRECONDITION"));
+	assert_non_null(strstr(r.err, "acme/bot:SHARED"));
+	it_result_free(&r);
+	/* No inheritance: a new agent resolves nothing until configured. */
+	assert_int_equal(run_as(ROOT, NULL, NULL, &r, "pcctl", "agent", "delete", "acme/bot",
+	    (char *)NULL), 0);
+	it_result_free(&r);
+	char uid[16];
+	snprintf(uid, sizeof(uid), "%u", (unsigned)uids[AGENT]);
+	assert_int_equal(run_as(ROOT, NULL, NULL, &r, "pcctl", "agent", "create", "acme/bot", "--uid",
+	    uid, (char *)NULL), 0);
+	it_result_free(&r);
+	const char *env[] = { "X=pcs:acme/shared", NULL };
+	assert_int_equal(run_as(AGENT, NULL, env, &r, "pcrun", "--", "/bin/true", (char *)NULL), 1);
+	assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
+	it_result_free(&r);
+	/* Deleting the agent removed its bindings, so the secret can go without force now. */
+	assert_int_equal(run_as(OPERATOR, NULL, NULL, &r, "pcctl", "secret", "delete", "acme/shared",
+	    (char *)NULL), 0);
+	it_result_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_matrix),
+		cmocka_unit_test(test_whoami_names_the_rule),
+		cmocka_unit_test(test_agent_lifecycle_rules),
+	};
+	return cmocka_run_group_tests_name("roles", tests, setup, teardown);
+}
