@@ -4,6 +4,7 @@
 
 #include "dispatch.h"
 #include "handlers.h"
+#include "hutil.h"
 #include "ref.h"
 #include "rows.h"
 
@@ -12,19 +13,15 @@ static int authorize_agent(struct call *c, const char *company,
 {
 	char target[2 * PCS_NAME_MAX + 8];
 
-	if (call_authorize(c, company, NULL) != 0)
+	if (h_company(c, company) != 0)
 		return -1;
-	if (!name_valid(company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", company);
-		return -1;
-	}
 	if (!name_valid(agent)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "agent name \"%.128s\" is invalid: use 1 to 128 "
 		    "lowercase letters, digits, '-', '_' or '.'", agent);
 		return -1;
 	}
 	snprintf(target, sizeof(target), "agent:%s", agent);
-	call_set_target(c, company, target, NULL);
+	call_set_target(c, NULL, target, NULL);
 	return 0;
 }
 
@@ -147,13 +144,11 @@ static void reply_list(struct call *c, const struct store_result *res)
 {
 	Pcsecret__V1__ListAgentsReply rep = PCSECRET__V1__LIST_AGENTS_REPLY__INIT;
 	int n = store_result_ntuples(res);
-	Pcsecret__V1__AgentInfo *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__AgentInfo **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+	Pcsecret__V1__AgentInfo *items = NULL;
+	Pcsecret__V1__AgentInfo **ptrs = NULL;
 
-	if (items == NULL || ptrs == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
+	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+		return;
 	for (int i = 0; i < n; i++) {
 		pcsecret__v1__agent_info__init(&items[i]);
 		items[i].id = (char *)rows_str(res, i, 0);
@@ -162,12 +157,10 @@ static void reply_list(struct call *c, const struct store_result *res)
 		items[i].uid = rows_u32(res, i, 3);
 		items[i].created_at = (char *)rows_str(res, i, 4);
 		items[i].created_by = (char *)rows_str(res, i, 5);
-		ptrs[i] = &items[i];
 	}
 	rep.agents = ptrs;
 	rep.n_agents = (size_t)n;
 	call_reply(c, &rep.base);
-out:
 	free(items);
 	free(ptrs);
 }
@@ -177,13 +170,8 @@ PCS_HANDLER(list_agents, ListAgentsRequest, ListAgentsReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[1];
 
-	if (call_authorize(c, in->company, NULL) != 0)
+	if (h_company(c, in->company) != 0)
 		return;
-	if (!name_valid(in->company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
-		return;
-	}
-	call_set_target(c, in->company, NULL, NULL);
 	values[0] = in->company;
 	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_list_agents($1)", values, 1, 1,
 	    reply_list);

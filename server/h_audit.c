@@ -4,6 +4,7 @@
 
 #include "dispatch.h"
 #include "handlers.h"
+#include "hutil.h"
 #include "ref.h"
 #include "rows.h"
 
@@ -14,13 +15,11 @@ static void on_listed(struct call *c, const struct store_result *res)
 {
 	Pcsecret__V1__ListAuditReply rep = PCSECRET__V1__LIST_AUDIT_REPLY__INIT;
 	int n = store_result_ntuples(res);
-	Pcsecret__V1__AuditEntry *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__AuditEntry **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+	Pcsecret__V1__AuditEntry *items = NULL;
+	Pcsecret__V1__AuditEntry **ptrs = NULL;
 
-	if (items == NULL || ptrs == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
+	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+		return;
 	for (int i = 0; i < n; i++) {
 		Pcsecret__V1__AuditEntry *e = &items[i];
 		pcsecret__v1__audit_entry__init(e);
@@ -38,12 +37,10 @@ static void on_listed(struct call *c, const struct store_result *res)
 		e->version = (char *)rows_str(res, i, 11);
 		e->status = (char *)rows_str(res, i, 12);
 		e->message = (char *)rows_str(res, i, 13);
-		ptrs[i] = e;
 	}
 	rep.entries = ptrs;
 	rep.n_entries = (size_t)n;
 	call_reply(c, &rep.base);
-out:
 	free(items);
 	free(ptrs);
 }

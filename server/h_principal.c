@@ -5,6 +5,7 @@
 
 #include "dispatch.h"
 #include "handlers.h"
+#include "hutil.h"
 #include "ref.h"
 #include "rows.h"
 
@@ -56,21 +57,16 @@ static void on_listed(struct call *c, const struct store_result *res)
 {
 	Pcsecret__V1__ListPrincipalsReply rep = PCSECRET__V1__LIST_PRINCIPALS_REPLY__INIT;
 	int n = store_result_ntuples(res);
-	Pcsecret__V1__PrincipalRule *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__PrincipalRule **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+	Pcsecret__V1__PrincipalRule *items = NULL;
+	Pcsecret__V1__PrincipalRule **ptrs = NULL;
 
-	if (items == NULL || ptrs == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
+	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+		return;
+	for (int i = 0; i < n; i++)
 		rows_principal(res, i, &items[i]);
-		ptrs[i] = &items[i];
-	}
 	rep.principals = ptrs;
 	rep.n_principals = (size_t)n;
 	call_reply(c, &rep.base);
-out:
 	free(items);
 	free(ptrs);
 }

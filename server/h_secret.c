@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "dispatch.h"
 #include "handlers.h"
+#include "hutil.h"
 #include "ref.h"
 #include "rows.h"
 #include "server.h"
@@ -32,26 +33,16 @@ static int check_value(struct call *c, const ProtobufCBinaryData *v)
 	return 0;
 }
 
-static int check_names(struct call *c, const char *company, const char *name)
+static int authorize_secret(struct call *c, const char *company, const char *name)
 {
-	if (!name_valid(company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid: use 1 to 128 "
-		    "lowercase letters, digits, '-', '_' or '.'", company);
+	if (h_company(c, company) != 0)
 		return -1;
-	}
 	if (!name_valid(name)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "secret name \"%.128s\" is invalid: use 1 to 128 "
 		    "lowercase letters, digits, '-', '_' or '.'", name);
 		return -1;
 	}
-	return 0;
-}
-
-static int authorize_secret(struct call *c, const char *company, const char *name)
-{
-	if (call_authorize(c, company, NULL) != 0 || check_names(c, company, name) != 0)
-		return -1;
-	call_set_target(c, company, name, NULL);
+	call_set_target(c, NULL, name, NULL);
 	return 0;
 }
 
@@ -215,21 +206,16 @@ static void on_listed(struct call *c, const struct store_result *res)
 {
 	Pcsecret__V1__ListSecretsReply rep = PCSECRET__V1__LIST_SECRETS_REPLY__INIT;
 	int n = store_result_ntuples(res);
-	Pcsecret__V1__SecretInfo *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__SecretInfo **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+	Pcsecret__V1__SecretInfo *items = NULL;
+	Pcsecret__V1__SecretInfo **ptrs = NULL;
 
-	if (items == NULL || ptrs == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	for (int i = 0; i < n; i++) {
+	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+		return;
+	for (int i = 0; i < n; i++)
 		rows_secret(res, i, &items[i]);
-		ptrs[i] = &items[i];
-	}
 	rep.secrets = ptrs;
 	rep.n_secrets = (size_t)n;
 	call_reply(c, &rep.base);
-out:
 	free(items);
 	free(ptrs);
 }
@@ -239,13 +225,8 @@ PCS_HANDLER(list_secrets, ListSecretsRequest, ListSecretsReply)
 	HANDLER_PROLOGUE(c);
 	const char *values[1];
 
-	if (call_authorize(c, in->company, NULL) != 0)
+	if (h_company(c, in->company) != 0)
 		return;
-	if (!name_valid(in->company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
-		return;
-	}
-	call_set_target(c, in->company, NULL, NULL);
 	values[0] = in->company;
 	call_db_text(c, "SELECT " ROWS_SECRET_COLS " FROM pcs_list_secrets($1)", values, 1, 1,
 	    on_listed);
@@ -256,13 +237,11 @@ static void on_described(struct call *c, const struct store_result *res)
 	Pcsecret__V1__DescribeSecretReply rep = PCSECRET__V1__DESCRIBE_SECRET_REPLY__INIT;
 	Pcsecret__V1__SecretInfo info;
 	int n = store_result_ntuples(res);
-	Pcsecret__V1__VersionInfo *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__VersionInfo **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
+	Pcsecret__V1__VersionInfo *items = NULL;
+	Pcsecret__V1__VersionInfo **ptrs = NULL;
 
-	if (items == NULL || ptrs == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
+	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+		return;
 	rows_secret(res, 0, &info);
 	for (int i = 0; i < n; i++) {
 		pcsecret__v1__version_info__init(&items[i]);
@@ -271,13 +250,11 @@ static void on_described(struct call *c, const struct store_result *res)
 		items[i].created_at = (char *)rows_str(res, i, 10);
 		items[i].created_by = (char *)rows_str(res, i, 11);
 		items[i].key_id = (char *)rows_str(res, i, 12);
-		ptrs[i] = &items[i];
 	}
 	info.versions = ptrs;
 	info.n_versions = (size_t)n;
 	rep.secret = &info;
 	call_reply(c, &rep.base);
-out:
 	free(items);
 	free(ptrs);
 }
