@@ -34,4 +34,26 @@ extern const char audit_insert_sql[];
  */
 int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param);
 
+/*
+ * Group commit. Rows queued while a batch is being written go out together in the next one
+ * (one multi-row INSERT, one commit); each row's callback runs once the batch holding it is
+ * durable, with 0 or the store's negative status. A lone row is written at once.
+ */
+struct event_base;
+struct store;
+struct audit_queue;
+struct audit_entry;
+typedef void (*audit_done_fn)(int status, void *arg);
+
+struct audit_queue *audit_queue_new(struct event_base *base, struct store *store);
+/* Cancels everything queued or being written; no callback runs after this. */
+void audit_queue_free(struct audit_queue *q);
+/* Copies row. NULL when out of memory. */
+struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row *row,
+    audit_done_fn fn, void *arg);
+/* Batches written so far (for tests and status). */
+unsigned long audit_queue_batches(const struct audit_queue *q);
+/* Its callback will not run (its row may still be written). */
+void audit_cancel(struct audit_entry *e);
+
 #endif

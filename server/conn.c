@@ -248,6 +248,15 @@ static int conn_grow(struct conn *c, size_t need)
 
 static void read_some(struct conn *c);
 
+/* 1 when the input buffer starts with a whole frame or a header to refuse. */
+static int frame_buffered(const struct conn *c)
+{
+	uint32_t body_len;
+	pcs_error err;
+
+	return frame_peek(c->in, c->in_len, (uint32_t)c->srv->cfg->max_frame, &body_len, &err) != 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -267,8 +276,12 @@ static void read_some(struct conn *c)
 
 	if (c->closed)
 		return;
-	/* Frames already buffered first: the event may have been re-activated for fairness. */
-	if (c->read_eof || c->in_len >= limit || c->in_len >= CONN_READ_CHUNK) {
+	/*
+	 * Frames already buffered first: the event may have been re-activated for fairness. Only
+	 * a whole frame (or a bad header) counts: a frame larger than what is buffered must be
+	 * read on, whatever the buffer's size, or it would never complete.
+	 */
+	if (c->read_eof || c->in_len >= limit || frame_buffered(c)) {
 		conn_process(c);
 		return;
 	}
@@ -331,10 +344,15 @@ static void conn_arm_timer(struct conn *c)
 
 	if (c->closed)
 		return;
-	if (c->partial_since_ms != 0)
+	if (c->partial_since_ms != 0) {
 		due = c->partial_since_ms + (uint64_t)cfg->read_timeout_ms;
-	else
+	} else if (c->inflight > 0) {
+		/* Not idle: each call has its own deadline. Re-armed when the last one ends. */
+		event_del(c->tev);
+		return;
+	} else {
 		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
+	}
 	due = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(due / 1000);
 	tv.tv_usec = (suseconds_t)((due % 1000) * 1000);
@@ -347,6 +365,7 @@ void conn_call_done(struct conn *c)
 	if (c->closed)
 		return;
 	c->last_activity_ms = conn_now_ms();
+	conn_arm_timer(c);
 	/*
 	 * Deferred to the loop, not called here: a call can finish while its own frame is still
 	 * being dispatched, and the frame loop must not run inside itself.

@@ -31,6 +31,7 @@ struct call {
 	struct event *timer;
 	uint32_t timeout_ms;
 	struct store_job *job;
+	struct audit_entry *audit_entry;
 	call_db_cb db_cb;
 	int db_audited;
 	int authorized;
@@ -120,6 +121,8 @@ static void call_free(struct call *c)
 {
 	if (c->job != NULL)
 		store_cancel(c->job);
+	if (c->audit_entry != NULL)
+		audit_cancel(c->audit_entry);
 	call_set_state(c, NULL, NULL);
 	if (c->request != NULL)
 		protobuf_c_message_free_unpacked(c->request, &pbwipe_allocator);
@@ -161,15 +164,14 @@ static void call_send(struct call *c)
 	conn_unref(conn);
 }
 
-static void on_audit_written(const struct store_result *res, void *arg)
+static void on_audit_written(int status, void *arg)
 {
 	struct call *c = arg;
 
-	c->job = NULL;
-	if (store_result_status(res) != 0) {
+	c->audit_entry = NULL;
+	if (status != 0) {
 		log_event(LOG_ERROR, "audit_failed", "call_id=%llu method=%s status=%s",
-		    (unsigned long long)c->call_id, c->method,
-		    pcs_status_name(-store_result_status(res)));
+		    (unsigned long long)c->call_id, c->method, pcs_status_name(-status));
 		drop_reply(c);
 		c->status = PCS_UNAVAILABLE;
 		snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");
@@ -209,11 +211,7 @@ static void arm(struct call *c, uint32_t ms)
 static void call_end(struct call *c)
 {
 	struct audit_row row;
-	struct audit_buf buf;
-	const char *values[AUDIT_NPARAMS];
 	char principal[160];
-	struct store_query q;
-	pcs_error err;
 
 	if (c->ended)
 		return;
@@ -233,13 +231,10 @@ static void call_end(struct call *c)
 		return;
 	}
 	fill_audit(c, &row, principal, sizeof(principal), c->status, c->message);
-	audit_params(&row, &buf, values);
-	memset(&q, 0, sizeof(q));
-	q.sql = audit_insert_sql;
-	q.nparams = AUDIT_NPARAMS;
-	q.values = values;
-	c->job = store_submit(c->srv->store, &q, on_audit_written, c, &err);
-	if (c->job == NULL) {
+	if (c->srv->audit == NULL)
+		c->srv->audit = audit_queue_new(c->srv->base, c->srv->store);
+	if (c->srv->audit == NULL ||
+	    (c->audit_entry = audit_enqueue(c->srv->audit, &row, on_audit_written, c)) == NULL) {
 		drop_reply(c);
 		c->status = PCS_UNAVAILABLE;
 		snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");
@@ -265,8 +260,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		call_end(c);
 		return;
 	}
-	store_cancel(c->job);
-	c->job = NULL;
+	audit_cancel(c->audit_entry);
+	c->audit_entry = NULL;
 	drop_reply(c);
 	c->status = PCS_UNAVAILABLE;
 	snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");

@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "audit.h"
 #include "config.h"
 #include "conn.h"
 #include "crypto.h"
@@ -252,6 +253,7 @@ int main(int argc, char **argv)
 	    (unsigned long long)srv.stats.calls_total, (unsigned long long)srv.stats.calls_failed);
 	listener_close(&srv);
 	conn_close_all(&srv, "shutting down");
+	audit_queue_free(srv.audit);
 	store_close(srv.store);
 	for (int i = 0; sigs[i] != NULL; i++)
 		event_free(sigs[i]);

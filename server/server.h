@@ -14,6 +14,7 @@ struct store;
 struct crypto_master;
 struct conn;
 struct listener;
+struct audit_queue;
 
 TAILQ_HEAD(conn_list, conn);
 
@@ -28,6 +29,7 @@ struct server {
 	struct event_base *base;
 	const struct config *cfg;
 	struct store *store;
+	struct audit_queue *audit;      /* group commit of audit rows not written with the work */
 	struct crypto_master *master;
 	char instance_id[37];
 	uid_t self_uid;

@@ -46,9 +46,9 @@ struct store_job {
 	void *arg;
 	char *sql;
 	int nparams;
-	const char *values[STORE_MAX_PARAMS];
-	int lengths[STORE_MAX_PARAMS];
-	int formats[STORE_MAX_PARAMS];
+	const char **values;
+	int *lengths;
+	int *formats;
 	/* All parameter bytes in one block so one explicit_bzero covers them. */
 	char *data;
 	size_t data_len;
@@ -344,9 +344,9 @@ query_check(const struct store_query *q, pcs_error *err)
 
 	if (q == NULL || q->sql == NULL)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no SQL statement");
-	if (q->nparams < 0 || q->nparams > STORE_MAX_PARAMS)
+	if (q->nparams < 0 || q->nparams > STORE_PARAMS_LIMIT)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%d parameters (at most %d)",
-		    q->nparams, STORE_MAX_PARAMS);
+		    q->nparams, STORE_PARAMS_LIMIT);
 	if (q->nparams > 0 && q->values == NULL)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "parameters without values");
 	for (i = 0; i < q->nparams; i++) {
@@ -371,6 +371,9 @@ job_free(struct store_job *job)
 		free(job->data);
 	}
 	free(job->sql);
+	free(job->values);
+	free(job->lengths);
+	free(job->formats);
 	PQclear(job->res.pg);
 	free(job);
 }
@@ -390,6 +393,12 @@ job_new(const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
 	job->cb = cb;
 	job->arg = arg;
 	job->nparams = q->nparams;
+	if ((job->values = calloc((size_t)q->nparams + 1, sizeof(*job->values))) == NULL ||
+	    (job->lengths = calloc((size_t)q->nparams + 1, sizeof(*job->lengths))) == NULL ||
+	    (job->formats = calloc((size_t)q->nparams + 1, sizeof(*job->formats))) == NULL) {
+		pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
 	for (i = 0; i < q->nparams; i++) {
 		if (q->values[i] == NULL)
 			continue;

@@ -23,7 +23,10 @@ struct store_job;
 struct store_result;
 struct store_sync;
 
+/* Parameters an rpc's own statement takes at most (audit rows add theirs). */
 #define STORE_MAX_PARAMS 32
+/* PostgreSQL's protocol limit on parameters of one statement. */
+#define STORE_PARAMS_LIMIT 65535
 
 /* One statement. Parameters are text unless formats[i] == 1 (binary, e.g. bytea). */
 struct store_query {

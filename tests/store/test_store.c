@@ -355,9 +355,9 @@ test_generic_error_hides_text(void **state)
 static void
 test_submit_validation(void **state)
 {
-	const char *v[STORE_MAX_PARAMS + 1] = { 0 };
+	static const char *v[STORE_PARAMS_LIMIT + 1];
 	int fmt[] = { 1 };
-	struct store_query many = { "SELECT 1", STORE_MAX_PARAMS + 1, v, NULL, NULL };
+	struct store_query many = { "SELECT 1", STORE_PARAMS_LIMIT + 1, v, NULL, NULL };
 	struct store_query binary_no_len = { "SELECT $1::bytea", 1, v, NULL, fmt };
 	struct store *s = open_store(1);
 	pcs_error err = { 0, "" };

@@ -1,0 +1,156 @@
+/*
+ * pcbench: resolve load against a running pcsecretd through libpcsecret.
+ *
+ *   pcbench [--uid UID] [--procs P] [--conns C] [--calls N] [--refs K] REF...
+ *
+ * Forks P processes (each switching to UID first when given, so it resolves as that agent);
+ * each opens C connections and makes N Resolve calls of K references (the REFs, repeated)
+ * round-robin over them, one at a time per connection. Prints throughput and latency
+ * percentiles. Needs the socket in PCSECRET_SOCKET.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pcsecret.h"
+
+static double now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* One worker: writes one latency (µs, as double) per call to fd; exits non-zero on error. */
+static int worker(int fd, uid_t uid, int conns, long calls, const char **refs, size_t nrefs)
+{
+	pcs_client **c = calloc((size_t)conns, sizeof(*c));
+	pcs_error err;
+	int status = 1;
+
+	if (c == NULL)
+		return 1;
+	if (uid != 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid(uid) != 0)) {
+		fprintf(stderr, "pcbench: cannot become uid %u: %s\n", (unsigned)uid, strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < conns; i++) {
+		if (pcs_connect(NULL, &c[i], &err) != 0) {
+			fprintf(stderr, "pcbench: connect: %s: %s\n", pcs_status_name(err.code),
+			    err.message);
+			goto out;
+		}
+	}
+	for (long k = 0; k < calls; k++) {
+		pcs_value *v = NULL;
+		double t0 = now_us(), dt;
+		if (pcs_resolve(c[k % conns], NULL, refs, nrefs, &v, &err) != 0) {
+			fprintf(stderr, "pcbench: resolve: %s: %s\n", pcs_status_name(err.code),
+			    err.message);
+			goto out;
+		}
+		dt = now_us() - t0;
+		pcs_values_free(v, nrefs);
+		if (write(fd, &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
+			goto out;
+	}
+	status = 0;
+out:
+	for (int i = 0; i < conns; i++)
+		pcs_close(c[i]);
+	free(c);
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	long procs = 4, conns = 1, calls = 2000, krefs = 1;
+	uid_t uid = 0;
+	const char **refs = NULL;
+	size_t nuser = 0, nrefs;
+	int fds[2], failed = 0, i;
+
+	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+		if (i + 1 >= argc)
+			goto usage;
+		long v = strtol(argv[i + 1], NULL, 10);
+		if (strcmp(argv[i], "--uid") == 0)
+			uid = (uid_t)v;
+		else if (strcmp(argv[i], "--procs") == 0)
+			procs = v;
+		else if (strcmp(argv[i], "--conns") == 0)
+			conns = v;
+		else if (strcmp(argv[i], "--calls") == 0)
+			calls = v;
+		else if (strcmp(argv[i], "--refs") == 0)
+			krefs = v;
+		else
+			goto usage;
+	}
+	nuser = (size_t)(argc - i);
+	if (nuser == 0 || procs < 1 || conns < 1 || calls < 1 || krefs < 1)
+		goto usage;
+	nrefs = (size_t)krefs;
+	if ((refs = calloc(nrefs, sizeof(*refs))) == NULL)
+		return 1;
+	for (size_t k = 0; k < nrefs; k++)
+		refs[k] = argv[i + (int)(k % nuser)];
+	if (pipe(fds) != 0)
+		return 1;
+
+	double t0 = now_us();
+	for (long p = 0; p < procs; p++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(fds[0]);
+			_exit(worker(fds[1], uid, (int)conns, calls, refs, nrefs));
+		}
+	}
+	close(fds[1]);
+	size_t total = (size_t)(procs * calls), got = 0;
+	double *lat = malloc(total * sizeof(*lat));
+	if (lat == NULL)
+		return 1;
+	while (got < total) {
+		ssize_t n = read(fds[0], lat + got, (total - got) * sizeof(*lat));
+		if (n <= 0)
+			break;
+		got += (size_t)n / sizeof(*lat);
+	}
+	double elapsed = (now_us() - t0) / 1e6;
+	for (long p = 0; p < procs; p++) {
+		int st;
+		if (wait(&st) > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+			failed++;
+	}
+	if (failed || got == 0) {
+		fprintf(stderr, "pcbench: %d worker(s) failed\n", failed);
+		return 1;
+	}
+	qsort(lat, got, sizeof(*lat), cmp_double);
+	printf("resolves=%zu refs_per_call=%zu procs=%ld conns_per_proc=%ld seconds=%.2f "
+	    "calls_per_sec=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f\n", got, nrefs,
+	    procs, conns, elapsed, (double)got / elapsed, lat[got / 2], lat[got * 9 / 10],
+	    lat[got * 99 / 100], lat[got - 1]);
+	free(lat);
+	free(refs);
+	return 0;
+usage:
+	fprintf(stderr, "usage: %s [--uid UID] [--procs P] [--conns C] [--calls N] [--refs K] "
+	    "REF...\n", argv[0]);
+	return 2;
+}
