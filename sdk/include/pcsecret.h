@@ -2,11 +2,22 @@
  * libpcsecret: resolve pcsecret references from an agent process.
  *
  * Every function returns 0 on success or a negative status code (-PCS_NOT_FOUND, ...) and fills
- * the pcs_error it is given. The library never exits, prints, or logs. Values are returned in
- * memory the library wipes when it is freed with the matching *_free function.
+ * the pcs_error it is given (which may be NULL). The library never exits, prints, logs, or
+ * starts a thread. Values are returned in memory the library wipes when it is freed with the
+ * matching *_free function.
  *
- * Threads: a pcs_client may be shared by several threads; calls on it are serialised
- * internally (see docs/sdk.md).
+ * Threads (see docs/sdk.md):
+ *  - One pcs_client may be used by any number of threads at once. Their calls are pipelined on
+ *    the client's one connection: each is sent whole as soon as the socket is free, replies are
+ *    matched to callers by call id in whatever order the daemon sends them, and each call has
+ *    its own deadline (pcs_options.call_timeout_ms). A calling thread may spend part of its
+ *    wait reading replies on behalf of the others.
+ *  - pcs_close must not be called while any other thread is inside a call on that client, or
+ *    could start one; as with close(2), the caller orders this (e.g. join the threads first).
+ *  - Results (pcs_value arrays, pcs_env_entry arrays, pcs_error) belong to the thread that got
+ *    them. The strings returned by pcs_client_role and pcs_client_instance stay valid until
+ *    pcs_close, even across reconnections.
+ *  - A pcs_error is written only by the call it is passed to: give each thread its own.
  */
 #ifndef PCSECRET_H
 #define PCSECRET_H
@@ -53,16 +64,36 @@ const char *pcs_status_name(int code);
 
 typedef struct pcs_client pcs_client;
 
+/*
+ * Zero-initialise it (pcs_options o = { 0 };) and set what you need: zero means the default
+ * for every field. Its layout is fixed for the life of this soname: a program built against
+ * an older header passes the struct it knows, so new settings come as functions on the client
+ * (pcs_set_max_refs_per_call), never as new fields here.
+ */
 typedef struct pcs_options {
 	const char *socket_path;  /* NULL: $PCSECRET_SOCKET, else PCS_DEFAULT_SOCKET */
-	int connect_timeout_ms;   /* <= 0: 5000 */
-	int call_timeout_ms;      /* <= 0: 10000; sent to the server as the call's deadline */
+	int connect_timeout_ms;   /* <= 0: 5000; bounds connect + Hello, also on reconnection */
+	int call_timeout_ms;      /* <= 0: 10000; per call, and sent as the call's deadline */
 } pcs_options;
 
 /* Connects and performs the Hello handshake. opts may be NULL. */
 int pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err);
-/* Closes the connection and frees the client. NULL is allowed. */
+/*
+ * Closes the connection and frees the client. NULL is allowed. No other thread may be using
+ * the client, or start to, during or after this call.
+ */
 void pcs_close(pcs_client *client);
+
+/* The daemon's default limit on references in one Resolve call (its max_refs setting). */
+#define PCS_MAX_REFS_PER_CALL 256
+
+/*
+ * How many references pcs_resolve puts in one Resolve call; a larger resolve is split into
+ * calls of at most this many, sent pipelined. 0 restores PCS_MAX_REFS_PER_CALL. Set it to the
+ * daemon's max_refs when that was configured lower. Safe to call from any thread at any time;
+ * resolves that start afterwards use the new value.
+ */
+int pcs_set_max_refs_per_call(pcs_client *client, size_t max_refs, pcs_error *err);
 
 /* The principal the server sees for this connection, from the handshake ("agent", ...). */
 const char *pcs_client_role(const pcs_client *client);
@@ -77,8 +108,10 @@ typedef struct pcs_value {
 } pcs_value;
 
 /*
- * Resolves refs ("pcs:acme/key", "pcs:acme/key@3", "pcs:<uuid>@latest") in one call.
- * All or nothing: on failure no value is returned and err names the failing reference.
+ * Resolves refs ("pcs:acme/key", "pcs:acme/key@3", "pcs:<uuid>@latest"): in one Resolve call,
+ * or, beyond pcs_set_max_refs_per_call's limit (256), in several pipelined ones.
+ * All or nothing: on failure no value is returned and err names the failing reference (with
+ * several calls, the first failing one in request order).
  * agent: NULL when the caller is the agent; "company/agent" when a launcher resolves for one.
  * On success *out is an array of nrefs values in the order of refs; free it with pcs_values_free.
  */

@@ -1,10 +1,25 @@
 /*
- * The blocking client: one Unix-socket connection to pcsecretd, the Hello handshake, and calls.
+ * The blocking client: one Unix-socket connection to pcsecretd, shared by every thread that
+ * calls on the pcs_client; the Hello handshake; pipelined calls.
  *
- * A mutex serialises calls, so each client has at most one call in flight; replies to other
- * call ids (stale or unsolicited) are read and dropped. Every wait is a poll() bounded by the
- * call's deadline. After a timeout, an I/O error or a connection-level error the connection
- * is in an unknown state: it is closed and the next call reconnects (with a new Hello).
+ * The library starts no thread of its own, so the callers do all the I/O:
+ *  - c->lock guards the client's state. No blocking I/O happens while it is held.
+ *  - A call takes a call_id, then the write role (c->writing) for as long as it takes to put
+ *    its whole frame on the socket, so frames never interleave. Its slot (struct
+ *    pcs_rpc_call) is registered before the first byte leaves: the reply may arrive before
+ *    send() returns.
+ *  - The daemon replies in any order. Whichever waiting caller finds the read role
+ *    (c->reading) free takes it, reads frames and hands each reply to its slot, signalling the
+ *    slot's condition variable. Once its own reply is in, or its deadline has passed, it passes
+ *    the role to another waiting caller. A reply nobody waits for any more (a timed-out call's)
+ *    is wiped and dropped; the connection stays up.
+ *  - A connection-level failure (a Reply with call_id 0, EOF, an I/O error, a bad frame, a
+ *    frame cut short by a timeout) fails every registered call with that status and shuts the
+ *    socket down, so a writer blocked in send() and a reader blocked in poll() return at once.
+ *    When neither role is held any more the descriptor is closed; the next call reconnects with
+ *    a new Hello. A call none of whose bytes were sent is retried once on the new connection.
+ *
+ * pcs_close must not run while another thread uses the client (documented in pcsecret.h).
  */
 #include <errno.h>
 #include <poll.h>
@@ -31,21 +46,49 @@
 #define RBUF_MAX (FRAME_HEADER_LEN + FRAME_DEFAULT_MAX)
 /* A full listen backlog makes a Unix connect fail with EAGAIN; retry this often. */
 #define CONNECT_RETRY_MS 10
-/* Internal to this file: the call was not sent at all, so retrying it cannot repeat it. */
-#define CALL_NOT_SENT 1
+/* Internal to this file: a wait on the socket reached the call's deadline. */
+#define IO_TIMEOUT 1
 
 struct hello_node {
 	Pcsecret__V1__HelloReply *reply;
 	struct hello_node *next;
 };
 
+/* One call from the moment it has a call_id until its caller has its result. */
+struct pcs_rpc_call {
+	struct pcs_rpc_call *prev, *next;  /* in c->calls while registered */
+	const ProtobufCMethodDescriptor *m;
+	uint64_t call_id;
+	int timeout_ms;
+	int64_t deadline;           /* 0 until the call first has a connection */
+	pthread_cond_t cond;        /* done, or the read role may be free */
+	int registered;
+	int waiting;                /* blocked on cond: a candidate for the read role */
+	int done;                   /* rep, or status and err, are set */
+	int status;                 /* when done: 0 (rep holds the Reply) or -PCS_xxx */
+	pcs_error err;
+	Pcsecret__V1__Reply *rep;
+};
+
 struct pcs_client {
-	pthread_mutex_t lock;         /* held for the whole of a call */
-	int fd;                       /* -1: broken or closed; the next call reconnects */
+	pthread_mutex_t lock;
+	pthread_cond_t state;         /* write role released; connection up, failed or gone */
+	pthread_condattr_t condattr;  /* CLOCK_MONOTONIC, for every condition variable */
+	int fd;                       /* -1: none; the next call connects */
+	uint64_t gen;                 /* counts connections, so a failure hits only its own */
+	int broken;                   /* failed; fd is closed once neither role is held */
+	int writing;                  /* a caller is sending a frame on fd */
+	int reading;                  /* a caller is reading fd and owns rbuf */
+	int connecting;               /* a caller is connecting; it owns rbuf */
+	uint64_t connect_seq;         /* counts finished connection attempts */
+	int connect_status;           /* the last attempt's result, shared with its waiters */
+	pcs_error connect_err;
+	struct pcs_rpc_call *calls;   /* registered: sent or being sent, reply not yet taken */
+	uint64_t next_call_id;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int connect_timeout_ms;
 	int call_timeout_ms;
-	uint64_t next_call_id;
+	atomic_size_t max_refs;       /* 0: PCS_MAX_REFS_PER_CALL */
 	uint8_t *rbuf;                /* received bytes not yet consumed; wiped as consumed */
 	size_t rlen;
 	size_t rcap;
@@ -56,7 +99,7 @@ struct pcs_client {
 	struct hello_node *_Atomic hellos;
 };
 
-/* One call's bookkeeping, for its deadline and its messages. */
+/* What a wait on the socket is bounded by, and what its timeout message says. */
 struct call_ctx {
 	const char *method;
 	int timeout_ms;
@@ -80,6 +123,19 @@ remaining_ms(int64_t deadline)
 	if (left <= 0)
 		return 0;
 	return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/* Waits on cond until signalled or until deadline (CLOCK_MONOTONIC ms); 0 or ETIMEDOUT. */
+static int
+cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline)
+{
+	struct timespec ts;
+
+	if (remaining_ms(deadline) == 0)
+		return ETIMEDOUT;
+	ts.tv_sec = (time_t)(deadline / 1000);
+	ts.tv_nsec = (long)(deadline % 1000) * 1000000L;
+	return pthread_cond_timedwait(cond, lock, &ts) == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
 static const char *
@@ -111,10 +167,10 @@ wait_fd(int fd, short events, int64_t deadline)
 }
 
 static int
-fail_timeout(const struct call_ctx *ctx, pcs_error *err)
+fail_timeout(const char *method, int timeout_ms, pcs_error *err)
 {
-	return pcs_fail(err, PCS_DEADLINE_EXCEEDED, "call %s timed out after %d ms", ctx->method,
-	    ctx->timeout_ms);
+	return pcs_fail(err, PCS_DEADLINE_EXCEEDED, "call %s timed out after %d ms", method,
+	    timeout_ms);
 }
 
 static int
@@ -126,6 +182,19 @@ fail_io(const pcs_client *c, const char *what, int e, pcs_error *err)
 	    errstr(e, buf, sizeof(buf)));
 }
 
+static int
+status_code(int wire)
+{
+	return wire > PCS_OK && wire <= PCS_UNAUTHENTICATED ? wire : PCS_UNKNOWN;
+}
+
+static void
+error_copy(pcs_error *dst, const pcs_error *src)
+{
+	if (dst != NULL)
+		*dst = *src;
+}
+
 static void
 rbuf_consume(pcs_client *c, size_t n)
 {
@@ -134,14 +203,10 @@ rbuf_consume(pcs_client *c, size_t n)
 	c->rlen -= n;
 }
 
-/* Forgets the connection; whatever it had buffered may hold values, so it is wiped. */
+/* Whatever a dead connection left buffered may hold values. */
 static void
-conn_drop(pcs_client *c)
+rbuf_clear(pcs_client *c)
 {
-	if (c->fd != -1) {
-		(void)close(c->fd);
-		c->fd = -1;
-	}
 	if (c->rbuf != NULL)
 		sodium_memzero(c->rbuf, c->rlen);
 	c->rlen = 0;
@@ -188,7 +253,7 @@ conn_connect_error(const pcs_client *c, int e, pcs_error *err)
 }
 
 static int
-conn_open(pcs_client *c, int timeout_ms, int64_t deadline, pcs_error *err)
+conn_open(const pcs_client *c, int64_t deadline, int *fdp, pcs_error *err)
 {
 	struct sockaddr_un sa;
 	struct timespec pause;
@@ -211,7 +276,7 @@ conn_open(pcs_client *c, int timeout_ms, int64_t deadline, pcs_error *err)
 			if (remaining_ms(deadline) == 0) {
 				r = pcs_fail(err, PCS_UNAVAILABLE, "cannot connect to pcsecretd at "
 				    "%s: its listen queue stayed full for %d ms", c->path,
-				    timeout_ms);
+				    c->connect_timeout_ms);
 				goto out;
 			}
 			pause.tv_sec = 0;
@@ -227,7 +292,7 @@ conn_open(pcs_client *c, int timeout_ms, int64_t deadline, pcs_error *err)
 		if ((w = wait_fd(fd, POLLOUT, deadline)) == 0) {
 			r = pcs_fail(err, PCS_UNAVAILABLE,
 			    "cannot connect to pcsecretd at %s: timed out after %d ms", c->path,
-			    timeout_ms);
+			    c->connect_timeout_ms);
 			goto out;
 		}
 		if (w < 0) {
@@ -244,7 +309,7 @@ conn_open(pcs_client *c, int timeout_ms, int64_t deadline, pcs_error *err)
 		}
 		break;
 	}
-	c->fd = fd;
+	*fdp = fd;
 	fd = -1;
 	r = 0;
 out:
@@ -253,17 +318,20 @@ out:
 	return r;
 }
 
-/* *sent says how many bytes left, so a failed first write can be retried safely. */
+/*
+ * Sends the whole frame. Returns 0, IO_TIMEOUT (err untouched), or a negative status; *sent
+ * says how many bytes left either way, so a caller knows whether the daemon saw anything.
+ */
 static int
-send_all(pcs_client *c, const uint8_t *buf, size_t len, const struct call_ctx *ctx,
-    size_t *sent, pcs_error *err)
+send_all(const pcs_client *c, int fd, const uint8_t *buf, size_t len,
+    const struct call_ctx *ctx, size_t *sent, pcs_error *err)
 {
 	ssize_t n;
 	int w;
 
 	*sent = 0;
 	while (*sent < len) {
-		n = send(c->fd, buf + *sent, len - *sent, MSG_NOSIGNAL);
+		n = send(fd, buf + *sent, len - *sent, MSG_NOSIGNAL);
 		if (n >= 0) {
 			*sent += (size_t)n;
 			continue;
@@ -272,8 +340,8 @@ send_all(pcs_client *c, const uint8_t *buf, size_t len, const struct call_ctx *c
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK)
 			return fail_io(c, "lost the connection to", errno, err);
-		if ((w = wait_fd(c->fd, POLLOUT, ctx->deadline)) == 0)
-			return fail_timeout(ctx, err);
+		if ((w = wait_fd(fd, POLLOUT, ctx->deadline)) == 0)
+			return IO_TIMEOUT;
 		if (w < 0)
 			return fail_io(c, "lost the connection to", -w, err);
 	}
@@ -281,11 +349,14 @@ send_all(pcs_client *c, const uint8_t *buf, size_t len, const struct call_ctx *c
 }
 
 /*
- * Waits until rbuf starts with a whole frame and returns its body length; the frame stays in
- * rbuf until the caller consumes it.
+ * Reads until rbuf starts with a whole frame, then unpacks it as a Reply and consumes it.
+ * Returns 0 with *rep set, IO_TIMEOUT (a partial frame stays in rbuf for the next reader), or
+ * a negative status: the connection is unusable. The caller owns rbuf (read role, or it is
+ * connecting).
  */
 static int
-read_frame(pcs_client *c, const struct call_ctx *ctx, uint32_t *body_len, pcs_error *err)
+read_reply(pcs_client *c, int fd, const struct call_ctx *ctx, Pcsecret__V1__Reply **rep,
+    pcs_error *err)
 {
 	pcs_error perr;
 	uint32_t blen = 0;
@@ -293,12 +364,11 @@ read_frame(pcs_client *c, const struct call_ctx *ctx, uint32_t *body_len, pcs_er
 	ssize_t n;
 	int p, w, r;
 
+	*rep = NULL;
 	for (;;) {
 		p = frame_peek(c->rbuf, c->rlen, FRAME_DEFAULT_MAX, &blen, &perr);
-		if (p == 1) {
-			*body_len = blen;
-			return 0;
-		}
+		if (p == 1)
+			break;
 		if (p < 0)
 			return pcs_fail(err, PCS_INTERNAL, "pcsecretd at %s sent a bad frame: %s",
 			    c->path, perr.message);
@@ -310,11 +380,11 @@ read_frame(pcs_client *c, const struct call_ctx *ctx, uint32_t *body_len, pcs_er
 			need = RBUF_INITIAL;
 		if ((r = rbuf_reserve(c, need, err)) != 0)
 			return r;
-		if ((w = wait_fd(c->fd, POLLIN, ctx->deadline)) == 0)
-			return fail_timeout(ctx, err);
+		if ((w = wait_fd(fd, POLLIN, ctx->deadline)) == 0)
+			return IO_TIMEOUT;
 		if (w < 0)
 			return fail_io(c, "lost the connection to", -w, err);
-		n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+		n = read(fd, c->rbuf + c->rlen, c->rcap - c->rlen);
 		if (n > 0) {
 			c->rlen += (size_t)n;
 			continue;
@@ -325,85 +395,30 @@ read_frame(pcs_client *c, const struct call_ctx *ctx, uint32_t *body_len, pcs_er
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return fail_io(c, "lost the connection to", errno, err);
 	}
+	*rep = pcsecret__v1__reply__unpack(&pbwipe_allocator, blen, c->rbuf + FRAME_HEADER_LEN);
+	rbuf_consume(c, FRAME_HEADER_LEN + blen);
+	if (*rep == NULL)
+		return pcs_fail(err, PCS_INTERNAL, "pcsecretd at %s sent a reply that is not a "
+		    "pcsecret.v1.Reply", c->path);
+	return 0;
 }
 
+/* The error a Reply with call_id 0 reports for the whole connection. */
 static int
-status_code(int wire)
+conn_error_of(const Pcsecret__V1__Reply *rep, pcs_error *err)
 {
-	return wire > PCS_OK && wire <= PCS_UNAUTHENTICATED ? wire : PCS_UNKNOWN;
+	return pcs_fail(err, rep->status == 0 ? PCS_INTERNAL : status_code((int)rep->status),
+	    "%s", rep->message[0] != '\0' ? rep->message : "pcsecretd reported a connection error");
 }
 
-/*
- * Sends one Call and reads frames until its Reply. Returns CALL_NOT_SENT when the
- * connection turned out dead before a single byte of the call left (the daemon closed an
- * idle connection): nothing was sent, so the caller may reconnect and retry.
- */
+/* A call's Reply into the method's output message. Frees rep. */
 static int
-call_once(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
-    const ProtobufCMessage *req, int timeout_ms, ProtobufCMessage **reply, pcs_error *err)
+reply_open(const pcs_client *c, const ProtobufCMethodDescriptor *m, Pcsecret__V1__Reply *rep,
+    ProtobufCMessage **reply, pcs_error *err)
 {
 	static const uint8_t empty[1];
-	Pcsecret__V1__Call call = PCSECRET__V1__CALL__INIT;
-	Pcsecret__V1__Reply *rep = NULL;
-	struct call_ctx ctx;
-	pcs_error serr;
-	uint8_t *reqbuf = NULL, *frame = NULL;
-	size_t reqlen, flen = 0, sent = 0;
-	uint32_t blen = 0;
 	int r;
 
-	ctx.method = m->name;
-	ctx.timeout_ms = timeout_ms;
-	ctx.deadline = now_ms() + timeout_ms;
-	reqlen = protobuf_c_message_get_packed_size(req);
-	if ((reqbuf = malloc(reqlen > 0 ? reqlen : 1)) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate %zu bytes for a %s "
-		    "request", reqlen, m->name);
-		goto out;
-	}
-	(void)protobuf_c_message_pack(req, reqbuf);
-	call.call_id = c->next_call_id++;
-	call.method_id = method_id;
-	call.timeout_ms = (uint32_t)timeout_ms;
-	call.request.data = reqbuf;
-	call.request.len = reqlen;
-	if ((r = frame_pack(&call.base, FRAME_DEFAULT_MAX, &frame, &flen, err)) != 0)
-		goto out;
-	if ((r = send_all(c, frame, flen, &ctx, &sent, &serr)) != 0) {
-		if (sent == 0 && r == -PCS_UNAVAILABLE)
-			r = CALL_NOT_SENT;
-		else if (err != NULL)
-			*err = serr;
-		conn_drop(c);
-		goto out;
-	}
-	for (;;) {
-		if ((r = read_frame(c, &ctx, &blen, err)) != 0) {
-			conn_drop(c);
-			goto out;
-		}
-		rep = pcsecret__v1__reply__unpack(&pbwipe_allocator, blen,
-		    c->rbuf + FRAME_HEADER_LEN);
-		rbuf_consume(c, FRAME_HEADER_LEN + blen);
-		if (rep == NULL) {
-			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd at %s sent a reply that is not "
-			    "a pcsecret.v1.Reply", c->path);
-			conn_drop(c);
-			goto out;
-		}
-		if (rep->call_id == 0) {
-			/* The daemon is about to close: the connection is over, not just this call. */
-			r = pcs_fail(err, rep->status == 0 ? PCS_INTERNAL : status_code((int)rep->status),
-			    "%s", rep->message[0] != '\0' ? rep->message :
-			    "pcsecretd reported a connection error");
-			conn_drop(c);
-			goto out;
-		}
-		if (rep->call_id == call.call_id)
-			break;
-		protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
-		rep = NULL;
-	}
 	if (rep->status != PCSECRET__V1__STATUS_CODE__OK) {
 		r = pcs_fail(err, status_code((int)rep->status), "%s", rep->message[0] != '\0' ?
 		    rep->message : "pcsecretd gave no message");
@@ -418,9 +433,34 @@ call_once(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
 	}
 	r = 0;
 out:
-	if (rep != NULL)
-		protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
-	frame_free(frame, flen);
+	protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
+	return r;
+}
+
+/* One Call frame: the envelope around req. Free *frame with frame_free (it may hold values). */
+static int
+call_frame(const ProtobufCMethodDescriptor *m, uint32_t method_id, const ProtobufCMessage *req,
+    uint64_t call_id, int timeout_ms, uint8_t **frame, size_t *flen, pcs_error *err)
+{
+	Pcsecret__V1__Call call = PCSECRET__V1__CALL__INIT;
+	uint8_t *reqbuf = NULL;
+	size_t reqlen;
+	int r;
+
+	reqlen = protobuf_c_message_get_packed_size(req);
+	if ((reqbuf = malloc(reqlen > 0 ? reqlen : 1)) == NULL) {
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate %zu bytes for a %s "
+		    "request", reqlen, m->name);
+		goto out;
+	}
+	(void)protobuf_c_message_pack(req, reqbuf);
+	call.call_id = call_id;
+	call.method_id = method_id;
+	call.timeout_ms = (uint32_t)timeout_ms;
+	call.request.data = reqbuf;
+	call.request.len = reqlen;
+	r = frame_pack(&call.base, FRAME_DEFAULT_MAX, frame, flen, err);
+out:
 	if (reqbuf != NULL) {
 		sodium_memzero(reqbuf, reqlen);
 		free(reqbuf);
@@ -441,20 +481,29 @@ method_find(const char *name, uint32_t *method_id)
 	return m;
 }
 
-/* Connects and says Hello; c->fd is -1 and the caller holds the lock (or is c's only user). */
+/*
+ * Connects and says Hello on a descriptor nobody else can see yet, so the exchange needs no
+ * lock; the caller has set c->connecting, which gives it rbuf. On success *fdp is the new
+ * connection and its handshake reply is the newest in c->hellos.
+ */
 static int
-conn_establish(pcs_client *c, pcs_error *err)
+conn_establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
 {
 	Pcsecret__V1__HelloRequest req = PCSECRET__V1__HELLO_REQUEST__INIT;
 	const ProtobufCMethodDescriptor *m;
 	ProtobufCMessage *msg = NULL;
+	Pcsecret__V1__Reply *rep = NULL;
 	Pcsecret__V1__HelloReply *hello;
 	struct hello_node *node = NULL;
+	struct call_ctx ctx;
+	uint8_t *frame = NULL;
+	size_t flen = 0, sent;
 	uint32_t method_id;
-	int64_t deadline;
-	int r;
+	int fd = -1, r;
 
-	deadline = now_ms() + c->connect_timeout_ms;
+	ctx.method = "Hello";
+	ctx.timeout_ms = c->connect_timeout_ms;
+	ctx.deadline = now_ms() + c->connect_timeout_ms;
 	if ((m = method_find("Hello", &method_id)) == NULL) {
 		r = pcs_fail(err, PCS_INTERNAL, "the protocol has no Hello method");
 		goto out;
@@ -463,18 +512,39 @@ conn_establish(pcs_client *c, pcs_error *err)
 		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	if ((r = conn_open(c, c->connect_timeout_ms, deadline, err)) != 0)
+	if ((r = conn_open(c, ctx.deadline, &fd, err)) != 0)
 		goto out;
 	req.protocol_version = PCS_PROTOCOL_VERSION;
 	req.client = (char *)"libpcsecret/" PCS_VERSION;
-	/* A fresh connection cannot be stale, so CALL_NOT_SENT is a plain failure here. */
-	if ((r = call_once(c, m, method_id, &req.base, remaining_ms(deadline) > 0 ?
-	    remaining_ms(deadline) : 1, &msg, err)) != 0) {
-		if (r == CALL_NOT_SENT)
-			r = pcs_fail(err, PCS_UNAVAILABLE, "pcsecretd at %s closed the connection "
-			    "before the handshake", c->path);
+	if ((r = call_frame(m, method_id, &req.base, call_id, remaining_ms(ctx.deadline) > 0 ?
+	    remaining_ms(ctx.deadline) : 1, &frame, &flen, err)) != 0)
+		goto out;
+	if ((r = send_all(c, fd, frame, flen, &ctx, &sent, err)) != 0) {
+		/* A fresh connection that dies at once is a plain failure: nothing to retry. */
+		if (r == IO_TIMEOUT)
+			r = fail_timeout(ctx.method, ctx.timeout_ms, err);
 		goto out;
 	}
+	/* Nothing else is in flight on this connection, so anything but our reply is noise. */
+	for (;;) {
+		if ((r = read_reply(c, fd, &ctx, &rep, err)) != 0) {
+			if (r == IO_TIMEOUT)
+				r = fail_timeout(ctx.method, ctx.timeout_ms, err);
+			goto out;
+		}
+		if (rep->call_id == 0) {
+			r = conn_error_of(rep, err);
+			goto out;
+		}
+		if (rep->call_id == call_id)
+			break;
+		protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
+		rep = NULL;
+	}
+	r = reply_open(c, m, rep, &msg, err);
+	rep = NULL;
+	if (r != 0)
+		goto out;
 	hello = (Pcsecret__V1__HelloReply *)msg;
 	if (hello->protocol_version != PCS_PROTOCOL_VERSION) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "pcsecretd at %s speaks protocol "
@@ -487,28 +557,248 @@ conn_establish(pcs_client *c, pcs_error *err)
 	node->next = atomic_load(&c->hellos);
 	atomic_store(&c->hellos, node);
 	node = NULL;
+	*fdp = fd;
+	fd = -1;
 	r = 0;
 out:
+	if (rep != NULL)
+		protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
 	if (msg != NULL)
 		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
+	frame_free(frame, flen);
 	free(node);
-	if (r != 0)
-		conn_drop(c);
+	if (fd != -1) {
+		(void)close(fd);
+		rbuf_clear(c);
+	}
 	return r;
 }
 
+/* Called with c->lock held, as is everything below that takes a pcs_client. */
+static void
+call_register(pcs_client *c, struct pcs_rpc_call *call)
+{
+	call->done = 0;
+	call->status = 0;
+	call->prev = NULL;
+	call->next = c->calls;
+	if (c->calls != NULL)
+		c->calls->prev = call;
+	c->calls = call;
+	call->registered = 1;
+}
+
+static void
+call_unregister(pcs_client *c, struct pcs_rpc_call *call)
+{
+	if (!call->registered)
+		return;
+	if (call->prev != NULL)
+		call->prev->next = call->next;
+	else
+		c->calls = call->next;
+	if (call->next != NULL)
+		call->next->prev = call->prev;
+	call->prev = call->next = NULL;
+	call->registered = 0;
+}
+
+/* Closes a failed connection once no caller is inside send() or poll() on it. */
+static void
+conn_settle(pcs_client *c)
+{
+	if (!c->broken || c->reading || c->writing)
+		return;
+	(void)close(c->fd);
+	c->fd = -1;
+	c->broken = 0;
+	rbuf_clear(c);
+	(void)pthread_cond_broadcast(&c->state);
+}
+
+/*
+ * Connection gen failed with why: every call registered on it fails the same way. A second
+ * failure of the same connection (its reader seeing the EOF a writer's error caused) changes
+ * nothing.
+ */
+static void
+conn_fail(pcs_client *c, uint64_t gen, const pcs_error *why)
+{
+	struct pcs_rpc_call *call;
+
+	if (gen != c->gen || c->broken || c->fd == -1)
+		return;
+	c->broken = 1;
+	/* Not close: another caller may be inside send() or poll() on this descriptor. */
+	(void)shutdown(c->fd, SHUT_RDWR);
+	for (call = c->calls; call != NULL; call = call->next) {
+		if (call->done)
+			continue;
+		call->done = 1;
+		call->status = -why->code;
+		call->err = *why;
+		(void)pthread_cond_signal(&call->cond);
+	}
+	(void)pthread_cond_broadcast(&c->state);
+	conn_settle(c);
+}
+
+/* The read role is free: wake a caller that is waiting for its reply so it can take it. */
+static void
+read_handoff(pcs_client *c)
+{
+	struct pcs_rpc_call *call;
+
+	if (c->reading || c->broken || c->fd == -1)
+		return;
+	for (call = c->calls; call != NULL; call = call->next) {
+		if (call->waiting && !call->done) {
+			(void)pthread_cond_signal(&call->cond);
+			return;
+		}
+	}
+}
+
+/* Hands a reply to its call, or wipes it when nobody waits for it any more. */
+static void
+reply_deliver(pcs_client *c, Pcsecret__V1__Reply *rep)
+{
+	struct pcs_rpc_call *call;
+
+	for (call = c->calls; call != NULL; call = call->next) {
+		if (call->call_id == rep->call_id && !call->done) {
+			call->rep = rep;
+			call->done = 1;
+			call->status = 0;
+			(void)pthread_cond_signal(&call->cond);
+			return;
+		}
+	}
+	/* A timed-out or abandoned call's late reply, or one for a call id never used. */
+	protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
+}
+
+/*
+ * The caller holds the read role (c->reading) on behalf of call: reads and delivers replies
+ * until call's own is in, its deadline passes or the connection fails; then gives the role
+ * up. The lock is released while reading.
+ */
+static void
+read_turn(pcs_client *c, struct pcs_rpc_call *call)
+{
+	Pcsecret__V1__Reply *rep;
+	struct call_ctx ctx;
+	pcs_error ferr;
+	uint64_t gen = c->gen;
+	int fd = c->fd, r;
+
+	ctx.method = call->m->name;
+	ctx.timeout_ms = call->timeout_ms;
+	ctx.deadline = call->deadline;
+	for (;;) {
+		(void)pthread_mutex_unlock(&c->lock);
+		r = read_reply(c, fd, &ctx, &rep, &ferr);
+		(void)pthread_mutex_lock(&c->lock);
+		if (r == IO_TIMEOUT)
+			break;
+		if (r < 0) {
+			conn_fail(c, gen, &ferr);
+			break;
+		}
+		if (rep->call_id == 0) {
+			/* The daemon is about to close: the connection is over, not just a call. */
+			(void)conn_error_of(rep, &ferr);
+			protobuf_c_message_free_unpacked(&rep->base, &pbwipe_allocator);
+			conn_fail(c, gen, &ferr);
+			break;
+		}
+		reply_deliver(c, rep);
+		if (call->done || c->broken)
+			break;
+	}
+	c->reading = 0;
+	conn_settle(c);
+	read_handoff(c);
+}
+
+/*
+ * Makes sure there is a connection, connecting (with a new Hello) when there is none. Only one
+ * caller connects; the others wait for it and share its failure rather than each waiting out
+ * a timeout of its own.
+ */
+static int
+conn_ready(pcs_client *c, pcs_error *err)
+{
+	int64_t deadline = now_ms() + c->connect_timeout_ms;
+	pcs_error cerr;
+	uint64_t seq, id;
+	int fd = -1, was_connecting, timed_out = 0, r;
+
+	for (;;) {
+		if (c->fd != -1 && !c->broken)
+			return 0;
+		if (!c->connecting && !c->broken)
+			break;
+		if (timed_out)
+			return pcs_fail(err, PCS_UNAVAILABLE, "timed out after %d ms waiting for "
+			    "the connection to pcsecretd at %s", c->connect_timeout_ms, c->path);
+		was_connecting = c->connecting;
+		seq = c->connect_seq;
+		timed_out = cond_wait_until(&c->state, &c->lock, deadline) == ETIMEDOUT;
+		if (was_connecting && c->connect_seq != seq && c->fd == -1 &&
+		    c->connect_status != 0) {
+			error_copy(err, &c->connect_err);
+			return c->connect_status;
+		}
+	}
+	c->connecting = 1;
+	id = c->next_call_id++;
+	(void)pthread_mutex_unlock(&c->lock);
+	r = conn_establish(c, id, &fd, &cerr);
+	(void)pthread_mutex_lock(&c->lock);
+	c->connecting = 0;
+	c->connect_seq++;
+	c->connect_status = r;
+	if (r == 0) {
+		c->fd = fd;
+		c->gen++;
+	} else {
+		c->connect_err = cerr;
+		error_copy(err, &cerr);
+	}
+	(void)pthread_cond_broadcast(&c->state);
+	return r;
+}
+
+static void
+call_free(struct pcs_rpc_call *call)
+{
+	if (call == NULL)
+		return;
+	if (call->rep != NULL)
+		protobuf_c_message_free_unpacked(&call->rep->base, &pbwipe_allocator);
+	(void)pthread_cond_destroy(&call->cond);
+	free(call);
+}
+
 int
-pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
-    ProtobufCMessage **reply, pcs_error *err)
+pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
+    struct pcs_rpc_call **out, pcs_error *err)
 {
 	const ProtobufCMethodDescriptor *m;
+	struct pcs_rpc_call *call = NULL;
+	struct call_ctx ctx;
+	pcs_error serr;
+	uint8_t *frame = NULL;
+	size_t flen = 0, sent = 0;
 	uint32_t method_id;
-	int r, fresh = 0;
+	uint64_t gen;
+	int r, fd, locked = 0, retried = 0;
 
-	if (reply != NULL)
-		*reply = NULL;
-	if (c == NULL || method == NULL || req == NULL || reply == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_call: a required argument "
+	if (out != NULL)
+		*out = NULL;
+	if (c == NULL || method == NULL || req == NULL || out == NULL)
+		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_start: a required argument "
 		    "is NULL");
 	if ((m = method_find(method, &method_id)) == NULL)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcsecret.v1.PcSecret has no method %s",
@@ -516,25 +806,172 @@ pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
 	if (req->descriptor != m->input)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%s takes a %s, not a %s", method,
 		    m->input->name, req->descriptor->name);
-	if ((r = pthread_mutex_lock(&c->lock)) != 0)
-		return pcs_fail(err, PCS_INTERNAL, "cannot lock the client: error %d", r);
-	if (c->fd == -1) {
-		if ((r = conn_establish(c, err)) != 0)
-			goto out;
-		fresh = 1;
+	if ((call = calloc(1, sizeof(*call))) == NULL)
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	if ((r = pthread_cond_init(&call->cond, &c->condattr)) != 0) {
+		free(call);
+		return pcs_fail(err, PCS_INTERNAL, "cannot create a condition variable: error %d",
+		    r);
 	}
-	r = call_once(c, m, method_id, req, c->call_timeout_ms, reply, err);
-	if (r == CALL_NOT_SENT && !fresh) {
-		if ((r = conn_establish(c, err)) != 0)
-			goto out;
-		r = call_once(c, m, method_id, req, c->call_timeout_ms, reply, err);
-	}
-	if (r == CALL_NOT_SENT)
-		r = pcs_fail(err, PCS_UNAVAILABLE, "pcsecretd at %s closed the connection",
-		    c->path);
-out:
+	call->m = m;
+	call->timeout_ms = c->call_timeout_ms;
+	(void)pthread_mutex_lock(&c->lock);
+	call->call_id = c->next_call_id++;
 	(void)pthread_mutex_unlock(&c->lock);
+	/* Packed outside the lock: it is the only work proportional to the request's size. */
+	if ((r = call_frame(m, method_id, req, call->call_id, call->timeout_ms, &frame, &flen,
+	    err)) != 0)
+		goto out;
+	(void)pthread_mutex_lock(&c->lock);
+	locked = 1;
+	for (;;) {
+		if ((r = conn_ready(c, err)) != 0)
+			goto out;
+		/* The deadline runs from the first moment the call has a connection. */
+		if (call->deadline == 0)
+			call->deadline = now_ms() + call->timeout_ms;
+		gen = c->gen;
+		while (c->writing && c->gen == gen && !c->broken) {
+			if (cond_wait_until(&c->state, &c->lock, call->deadline) == ETIMEDOUT &&
+			    c->writing) {
+				r = fail_timeout(m->name, call->timeout_ms, err);
+				goto out;
+			}
+		}
+		if (c->gen != gen || c->broken || c->fd == -1) {
+			/* The connection went while we waited to write: nothing of ours was sent. */
+			if (remaining_ms(call->deadline) == 0) {
+				r = fail_timeout(m->name, call->timeout_ms, err);
+				goto out;
+			}
+			continue;
+		}
+		c->writing = 1;
+		call_register(c, call);
+		fd = c->fd;
+		(void)pthread_mutex_unlock(&c->lock);
+		ctx.method = m->name;
+		ctx.timeout_ms = call->timeout_ms;
+		ctx.deadline = call->deadline;
+		r = send_all(c, fd, frame, flen, &ctx, &sent, &serr);
+		(void)pthread_mutex_lock(&c->lock);
+		c->writing = 0;
+		(void)pthread_cond_broadcast(&c->state);
+		/* A reader may have failed the connection meanwhile and left its close to us. */
+		conn_settle(c);
+		if (r == 0)
+			break;
+		/* The connection may already have failed under us, with a better reason. */
+		if (call->done && call->status != 0)
+			serr = call->err;
+		call_unregister(c, call);
+		if (r == IO_TIMEOUT) {
+			if (sent > 0) {
+				/* Half a frame on the wire: nothing after it would parse. */
+				(void)pcs_fail(&serr, PCS_UNAVAILABLE, "a call to pcsecretd at %s "
+				    "timed out part-way through its request; the connection was "
+				    "closed", c->path);
+				conn_fail(c, gen, &serr);
+			}
+			r = fail_timeout(m->name, call->timeout_ms, err);
+			goto out;
+		}
+		conn_fail(c, gen, &serr);
+		/* Nothing sent (the daemon had closed an idle connection): safe to send again. */
+		if (sent == 0 && !retried) {
+			retried = 1;
+			continue;
+		}
+		error_copy(err, &serr);
+		r = -serr.code;
+		goto out;
+	}
+	*out = call;
+	call = NULL;
+	r = 0;
+out:
+	if (locked)
+		(void)pthread_mutex_unlock(&c->lock);
+	frame_free(frame, flen);
+	call_free(call);
 	return r;
+}
+
+int
+pcs_rpc_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply,
+    pcs_error *err)
+{
+	Pcsecret__V1__Reply *rep = NULL;
+	int r;
+
+	if (reply != NULL)
+		*reply = NULL;
+	if (c == NULL || call == NULL || reply == NULL) {
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_finish: a required argument is "
+		    "NULL");
+		goto out;
+	}
+	(void)pthread_mutex_lock(&c->lock);
+	while (!call->done && remaining_ms(call->deadline) > 0) {
+		if (!c->reading && c->fd != -1 && !c->broken) {
+			c->reading = 1;
+			read_turn(c, call);
+			continue;
+		}
+		call->waiting = 1;
+		(void)cond_wait_until(&call->cond, &c->lock, call->deadline);
+		call->waiting = 0;
+	}
+	call_unregister(c, call);
+	/* Woken to take the read role but leaving instead (timed out): pass it on. */
+	read_handoff(c);
+	if (!call->done) {
+		r = fail_timeout(call->m->name, call->timeout_ms, err);
+	} else if (call->status != 0) {
+		error_copy(err, &call->err);
+		r = call->status;
+	} else {
+		rep = call->rep;
+		call->rep = NULL;
+		r = 0;
+	}
+	(void)pthread_mutex_unlock(&c->lock);
+	/* Unpacking a large reply is real work: not under the lock. */
+	if (rep != NULL)
+		r = reply_open(c, call->m, rep, reply, err);
+out:
+	call_free(call);
+	return r;
+}
+
+void
+pcs_rpc_abandon(pcs_client *c, struct pcs_rpc_call *call)
+{
+	if (call == NULL)
+		return;
+	if (c != NULL) {
+		(void)pthread_mutex_lock(&c->lock);
+		call_unregister(c, call);
+		(void)pthread_mutex_unlock(&c->lock);
+	}
+	call_free(call);
+}
+
+int
+pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
+    ProtobufCMessage **reply, pcs_error *err)
+{
+	struct pcs_rpc_call *call = NULL;
+	int r;
+
+	if (reply != NULL)
+		*reply = NULL;
+	if (reply == NULL)
+		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_call: a required argument "
+		    "is NULL");
+	if ((r = pcs_rpc_start(c, method, req, &call, err)) != 0)
+		return r;
+	return pcs_rpc_finish(c, call, reply, err);
 }
 
 const Pcsecret__V1__HelloReply *
@@ -552,6 +989,46 @@ const char *
 pcs_rpc_socket_path(const pcs_client *c)
 {
 	return c != NULL ? c->path : NULL;
+}
+
+size_t
+pcs_rpc_max_refs(const pcs_client *c)
+{
+	size_t n = atomic_load(&((pcs_client *)c)->max_refs);
+
+	return n != 0 ? n : PCS_MAX_REFS_PER_CALL;
+}
+
+PCS_EXPORT int
+pcs_set_max_refs_per_call(pcs_client *client, size_t max_refs, pcs_error *err)
+{
+	if (client == NULL)
+		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_set_max_refs_per_call: client is "
+		    "NULL");
+	atomic_store(&client->max_refs, max_refs);
+	return 0;
+}
+
+/* The synchronisation objects of a client; undone by pcs_close. */
+static int
+client_sync_init(pcs_client *c, pcs_error *err)
+{
+	int r;
+
+	if ((r = pthread_condattr_init(&c->condattr)) != 0)
+		return pcs_fail(err, PCS_INTERNAL, "cannot create the client's locks: error %d", r);
+	/* Deadlines are CLOCK_MONOTONIC: a wall-clock jump must not stretch or cut a wait. */
+	if ((r = pthread_condattr_setclock(&c->condattr, CLOCK_MONOTONIC)) != 0 ||
+	    (r = pthread_mutex_init(&c->lock, NULL)) != 0) {
+		(void)pthread_condattr_destroy(&c->condattr);
+		return pcs_fail(err, PCS_INTERNAL, "cannot create the client's locks: error %d", r);
+	}
+	if ((r = pthread_cond_init(&c->state, &c->condattr)) != 0) {
+		(void)pthread_mutex_destroy(&c->lock);
+		(void)pthread_condattr_destroy(&c->condattr);
+		return pcs_fail(err, PCS_INTERNAL, "cannot create the client's locks: error %d", r);
+	}
+	return 0;
 }
 
 PCS_EXPORT int
@@ -585,18 +1062,21 @@ pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err)
 		return r;
 	}
 	memcpy(c->path, path, plen + 1);
-	if ((r = pthread_mutex_init(&c->lock, NULL)) != 0) {
+	if ((r = client_sync_init(c, err)) != 0) {
 		free(c);
-		return pcs_fail(err, PCS_INTERNAL, "cannot create the client's lock: error %d", r);
+		return r;
 	}
 	c->connect_timeout_ms = opts != NULL && opts->connect_timeout_ms > 0 ?
 	    opts->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
 	c->call_timeout_ms = opts != NULL && opts->call_timeout_ms > 0 ?
 	    opts->call_timeout_ms : CALL_TIMEOUT_DEFAULT_MS;
 	c->next_call_id = 1;
+	atomic_init(&c->max_refs, 0);
 	atomic_init(&c->hellos, NULL);
-	/* No lock needed: no other thread can see c yet. */
-	if ((r = conn_establish(c, err)) != 0)
+	(void)pthread_mutex_lock(&c->lock);
+	r = conn_ready(c, err);
+	(void)pthread_mutex_unlock(&c->lock);
+	if (r != 0)
 		goto out;
 	*out = c;
 	c = NULL;
@@ -612,7 +1092,8 @@ pcs_close(pcs_client *c)
 
 	if (c == NULL)
 		return;
-	conn_drop(c);
+	if (c->fd != -1)
+		(void)close(c->fd);
 	if (c->rbuf != NULL) {
 		sodium_memzero(c->rbuf, c->rcap);
 		free(c->rbuf);
@@ -622,7 +1103,9 @@ pcs_close(pcs_client *c)
 		protobuf_c_message_free_unpacked(&node->reply->base, &pbwipe_allocator);
 		free(node);
 	}
+	(void)pthread_cond_destroy(&c->state);
 	(void)pthread_mutex_destroy(&c->lock);
+	(void)pthread_condattr_destroy(&c->condattr);
 	free(c);
 }
 

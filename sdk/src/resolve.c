@@ -85,20 +85,73 @@ agent_split(const char *agent, char company[PCS_NAME_MAX + 1], char name[PCS_NAM
 	return 0;
 }
 
+/*
+ * Chunks of one resolve that may be on the wire at once. The daemon cuts off a connection with
+ * more than max_output (4 MiB) of replies queued, and each reply may be a whole 1 MiB frame:
+ * four keeps what a single-threaded caller (which reads nothing while it sends) can leave
+ * queued at about that bound, the socket's own buffers taking the frame headers' excess.
+ */
+#define RESOLVE_WINDOW 4
+
+struct chunk {
+	size_t off;                 /* first reference of the chunk */
+	size_t n;
+	struct pcs_rpc_call *call;  /* in flight */
+};
+
+/* Copies a chunk's reply into vals[off .. off + n), each value where its reference was asked. */
+static int
+chunk_take(const struct chunk *ch, const Pcsecret__V1__SecretRef *srefs,
+    const char *const *refs, const Pcsecret__V1__ResolveReply *rep, unsigned char *used,
+    pcs_value *vals, pcs_error *err)
+{
+	const Pcsecret__V1__ResolvedValue *v;
+	size_t i, j;
+	int r;
+
+	if (rep->n_values != ch->n)
+		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned %zu values for %zu "
+		    "references", rep->n_values, ch->n);
+	for (j = 0; j < ch->n; j++) {
+		v = rep->values[j];
+		if (reply_slot(srefs + ch->off, ch->n, used + ch->off, v, j, &i) != 0)
+			return pcs_fail(err, PCS_INTERNAL, "pcsecretd answered with a value for a "
+			    "reference that was not asked for");
+		i += ch->off;
+		used[i] = 1;
+		if ((r = dup_string(refs[i], &vals[i].ref, err)) != 0 ||
+		    (r = dup_string(v->secret_id, &vals[i].secret_id, err)) != 0 ||
+		    (r = value_copy(&v->value, &vals[i].data, &vals[i].len, err)) != 0)
+			return r;
+		vals[i].version = v->version;
+	}
+	return 0;
+}
+
+static int
+chunk_start(pcs_client *client, const char *agent, Pcsecret__V1__SecretRef **srefp,
+    struct chunk *ch, pcs_error *err)
+{
+	Pcsecret__V1__ResolveRequest req = PCSECRET__V1__RESOLVE_REQUEST__INIT;
+
+	req.n_refs = ch->n;
+	req.refs = srefp + ch->off;
+	req.agent = (char *)(agent != NULL ? agent : "");
+	return pcs_rpc_start(client, "Resolve", &req.base, &ch->call, err);
+}
+
 PCS_EXPORT int
 pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size_t nrefs,
     pcs_value **out, pcs_error *err)
 {
-	Pcsecret__V1__ResolveRequest req = PCSECRET__V1__RESOLVE_REQUEST__INIT;
 	Pcsecret__V1__SecretRef *srefs = NULL, **srefp = NULL;
-	Pcsecret__V1__ResolveReply *rep;
-	const Pcsecret__V1__ResolvedValue *v;
 	ProtobufCMessage *msg = NULL;
 	struct pcs_ref *parsed = NULL;
+	struct chunk *chunks = NULL;
 	unsigned char *used = NULL;
 	pcs_value *vals = NULL;
 	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1];
-	size_t i, j;
+	size_t i, per, nchunks = 0, sent = 0, done = 0;
 	int r;
 
 	if (out != NULL)
@@ -114,9 +167,14 @@ pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size
 	/* Validate everything before any I/O: a bad reference costs no round trip. */
 	if ((r = agent_split(agent, company, name, err)) != 0)
 		goto out;
+	per = pcs_rpc_max_refs(client);
+	nchunks = nrefs / per + (nrefs % per != 0);
 	if ((parsed = calloc(nrefs, sizeof(*parsed))) == NULL ||
 	    (srefs = calloc(nrefs, sizeof(*srefs))) == NULL ||
-	    (srefp = calloc(nrefs, sizeof(*srefp))) == NULL) {
+	    (srefp = calloc(nrefs, sizeof(*srefp))) == NULL ||
+	    (vals = calloc(nrefs, sizeof(*vals))) == NULL ||
+	    (used = calloc(nrefs, sizeof(*used))) == NULL ||
+	    (chunks = calloc(nchunks, sizeof(*chunks))) == NULL) {
 		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu references",
 		    nrefs);
 		goto out;
@@ -137,43 +195,42 @@ pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size
 		srefs[i].version = parsed[i].version;
 		srefp[i] = &srefs[i];
 	}
-	req.n_refs = nrefs;
-	req.refs = srefp;
-	req.agent = (char *)(agent != NULL ? agent : "");
-	if ((r = pcs_rpc_call(client, "Resolve", &req.base, &msg, err)) != 0)
-		goto out;
-	rep = (Pcsecret__V1__ResolveReply *)msg;
-	if (rep->n_values != nrefs) {
-		r = pcs_fail(err, PCS_INTERNAL, "pcsecretd returned %zu values for %zu references",
-		    rep->n_values, nrefs);
-		goto out;
+	for (i = 0; i < nchunks; i++) {
+		chunks[i].off = i * per;
+		chunks[i].n = nrefs - chunks[i].off < per ? nrefs - chunks[i].off : per;
 	}
-	if ((vals = calloc(nrefs, sizeof(*vals))) == NULL ||
-	    (used = calloc(nrefs, sizeof(*used))) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu values", nrefs);
-		goto out;
-	}
-	for (j = 0; j < nrefs; j++) {
-		v = rep->values[j];
-		if (reply_slot(srefs, nrefs, used, v, j, &i) != 0) {
-			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd answered with a value for a "
-			    "reference that was not asked for");
-			goto out;
+	/*
+	 * Send ahead (up to the window), then take replies in request order, so the error
+	 * reported is the first failing chunk's whatever order the daemon answers in.
+	 */
+	while (done < nchunks) {
+		while (sent < nchunks && sent - done < RESOLVE_WINDOW) {
+			if ((r = chunk_start(client, agent, srefp, &chunks[sent], err)) != 0)
+				goto out;
+			sent++;
 		}
-		used[i] = 1;
-		if ((r = dup_string(refs[i], &vals[i].ref, err)) != 0 ||
-		    (r = dup_string(v->secret_id, &vals[i].secret_id, err)) != 0 ||
-		    (r = value_copy(&v->value, &vals[i].data, &vals[i].len, err)) != 0)
+		r = pcs_rpc_finish(client, chunks[done].call, &msg, err);
+		chunks[done].call = NULL;
+		if (r != 0)
 			goto out;
-		vals[i].version = v->version;
+		if ((r = chunk_take(&chunks[done], srefs, refs,
+		    (const Pcsecret__V1__ResolveReply *)msg, used, vals, err)) != 0)
+			goto out;
+		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
+		msg = NULL;
+		done++;
 	}
 	*out = vals;
 	vals = NULL;
 	r = 0;
 out:
+	/* All or nothing: chunks still in flight are forgotten and their replies wiped. */
+	for (i = done; i < sent; i++)
+		pcs_rpc_abandon(client, chunks[i].call);
 	pcs_values_free(vals, nrefs);
 	if (msg != NULL)
 		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
+	free(chunks);
 	free(used);
 	free(srefp);
 	free(srefs);

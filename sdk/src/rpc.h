@@ -18,10 +18,36 @@
  * the method's input. On success *reply holds the method's output, unpacked with
  * pbwipe_allocator: free it with protobuf_c_message_free_unpacked(*reply, &pbwipe_allocator).
  * On failure *reply is NULL and err holds the server's status and message, or the local one.
- * Reconnects first (with a new Hello) when an earlier call left the connection broken.
+ * Reconnects first (with a new Hello) when an earlier failure took the connection down.
+ * Thread-safe and pipelined: pcs_rpc_start then pcs_rpc_finish.
  */
 int pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
     ProtobufCMessage **reply, pcs_error *err) __attribute__((warn_unused_result));
+
+/* One call in flight, between pcs_rpc_start and pcs_rpc_finish or pcs_rpc_abandon. */
+struct pcs_rpc_call;
+
+/*
+ * Sends the call and returns without waiting for its reply, so a caller can put several calls
+ * on the wire before reading any (pipelining). On success *call must be passed to exactly one
+ * of pcs_rpc_finish and pcs_rpc_abandon. The call's deadline (pcs_options.call_timeout_ms)
+ * starts now. A call not a byte of which was sent is retried once on a new connection.
+ */
+int pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
+    struct pcs_rpc_call **call, pcs_error *err) __attribute__((warn_unused_result));
+
+/*
+ * Waits for the call's reply (reading replies for other calls meanwhile, when no other
+ * thread is) and frees call. *reply and the result are as for pcs_rpc_call.
+ */
+int pcs_rpc_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply,
+    pcs_error *err) __attribute__((warn_unused_result));
+
+/* Forgets a started call and frees it; its reply, if one comes, is wiped and dropped. */
+void pcs_rpc_abandon(pcs_client *c, struct pcs_rpc_call *call);
+
+/* References per Resolve call: pcs_set_max_refs_per_call's value, or its default. */
+size_t pcs_rpc_max_refs(const pcs_client *c);
 
 /*
  * The handshake's reply. It stays valid until pcs_close, even when a later call reconnects

@@ -42,8 +42,21 @@ enum fake_mode {
 	MODE_MID_FRAME,    /* half a frame, then close */
 	MODE_CLOSE_IDLE,   /* close right after the Hello reply, as an idle timeout would */
 	MODE_REVERSED,     /* Resolve values in reverse order, each echoing its reference */
-	MODE_WRONG_REF     /* a Resolve value for a reference that was not asked for */
+	MODE_WRONG_REF,    /* a Resolve value for a reference that was not asked for */
+	/*
+	 * Batches: read calls until batch_target are in, or none came for batch_idle_ms; then
+	 * act on the whole batch. Every call was on the wire before the first answer left.
+	 */
+	MODE_BATCH,            /* answer the batch in reverse order of arrival */
+	MODE_BATCH_CONN_ERROR, /* a call_id 0 error frame, then close */
+	MODE_BATCH_EOF,        /* close without a word */
+	MODE_STALL             /* stop reading, until the mode changes; then close */
 };
+
+#define FAKE_BATCH_MAX 64
+#define FAKE_LOG_MAX 1024
+/* The daemon's default max_refs, which the fake enforces the same way. */
+#define FAKE_MAX_REFS 256
 
 struct fake {
 	char dir[64];
@@ -64,6 +77,20 @@ struct fake {
 	uint32_t last_timeout_ms;
 	uint32_t hello_version;
 	char hello_client[64];
+	atomic_int batch_target;
+	atomic_int batch_idle_ms;
+	atomic_int max_batch;       /* the largest batch answered */
+	atomic_int multi_batches;   /* batches of two or more, answered out of order */
+	int batch_sizes[FAKE_LOG_MAX];    /* under lock */
+	int nbatches;
+	int resolve_sizes[FAKE_LOG_MAX];  /* refs per Resolve, in arrival order; under lock */
+	int nresolves;
+	/* A Resolve whose first reference is pcs:acme/late is held back (fake thread only). */
+	Pcsecret__V1__Call *held;
+	atomic_int held_seen;
+	atomic_int release_held;    /* the held reply goes out before the next answer */
+	atomic_int late_sent;
+	atomic_int stalled;         /* MODE_STALL took effect */
 };
 
 static uint32_t
@@ -195,13 +222,30 @@ answer_resolve(int fd, const Pcsecret__V1__Call *call, int mode)
 	Pcsecret__V1__ResolveRequest *req;
 	Pcsecret__V1__ResolveReply rep = PCSECRET__V1__RESOLVE_REPLY__INIT;
 	Pcsecret__V1__ResolvedValue *vals, **valp;
-	char (*text)[300];
+	char (*text)[300], msg[600];
 	size_t i;
 	int r;
 
 	req = pcsecret__v1__resolve_request__unpack(NULL, call->request.len, call->request.data);
 	if (req == NULL)
 		return send_reply(fd, call->call_id, PCS_INVALID_ARGUMENT, "bad request", NULL);
+	/* As the daemon does: too many references, or one that does not exist, fails the call. */
+	if (req->n_refs > FAKE_MAX_REFS) {
+		(void)snprintf(msg, sizeof(msg), "Resolve has %zu references; the maximum is %d "
+		    "(max_refs)", req->n_refs, FAKE_MAX_REFS);
+		r = send_reply(fd, call->call_id, PCS_INVALID_ARGUMENT, msg, NULL);
+		pcsecret__v1__resolve_request__free_unpacked(req, NULL);
+		return r;
+	}
+	for (i = 0; i < req->n_refs; i++) {
+		if (strncmp(req->refs[i]->name, "missing", 7) == 0) {
+			(void)snprintf(msg, sizeof(msg), "secret pcs:%s/%s not found",
+			    req->refs[i]->company, req->refs[i]->name);
+			r = send_reply(fd, call->call_id, PCS_NOT_FOUND, msg, NULL);
+			pcsecret__v1__resolve_request__free_unpacked(req, NULL);
+			return r;
+		}
+	}
 	vals = calloc(req->n_refs + 1, sizeof(*vals));
 	valp = calloc(req->n_refs + 1, sizeof(*valp));
 	text = calloc(req->n_refs + 1, sizeof(*text));
@@ -342,72 +386,217 @@ fake_answer(struct fake *f, int fd, const Pcsecret__V1__Call *call)
 	    NULL);
 }
 
+/*
+ * Reads one Call. wait_ms < 0: waits as long as it takes; otherwise gives up (returns 0) when
+ * no byte of a call came within wait_ms. 1 with *out set, or -1 on EOF, error or shutdown.
+ */
+static int
+fake_read_call(struct fake *f, int fd, int wait_ms, Pcsecret__V1__Call **out)
+{
+	Pcsecret__V1__Call *call;
+	struct pollfd pfd;
+	uint8_t hdr[FRAME_HEADER_LEN], *body;
+	uint32_t len;
+
+	*out = NULL;
+	pfd.fd = fd;
+	pfd.events = POLLIN;
+	if (wait_ms >= 0 && poll(&pfd, 1, wait_ms) == 0)
+		return 0;
+	while (wait_ms < 0) {
+		if (atomic_load(&f->stop))
+			return -1;
+		if (atomic_load(&f->mode) == MODE_STALL) {
+			/* Not reading: the client's sends back up until the test moves on. */
+			atomic_store(&f->stalled, 1);
+			while (atomic_load(&f->mode) == MODE_STALL && !atomic_load(&f->stop))
+				usleep(10000);
+			return -1;
+		}
+		if (poll(&pfd, 1, 50) > 0)
+			break;
+	}
+	if (read_full(f, fd, hdr, sizeof(hdr)) != 0)
+		return -1;
+	len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+	if (len == 0 || len > FRAME_DEFAULT_MAX || (body = malloc(len)) == NULL)
+		return -1;
+	if (read_full(f, fd, body, len) != 0) {
+		free(body);
+		return -1;
+	}
+	call = pcsecret__v1__call__unpack(NULL, len, body);
+	free(body);
+	if (call == NULL || call->call_id == 0 || call->method_id == 0 ||
+	    call->method_id > pcsecret__v1__pc_secret__descriptor.n_methods) {
+		if (call != NULL)
+			pcsecret__v1__call__free_unpacked(call, NULL);
+		return -1;
+	}
+	*out = call;
+	return 1;
+}
+
+/* Bookkeeping for a call other than Hello: what the tests look at afterwards. */
+static void
+fake_note_call(struct fake *f, const Pcsecret__V1__Call *call)
+{
+	const char *name = pcsecret__v1__pc_secret__descriptor.methods[call->method_id - 1].name;
+	Pcsecret__V1__ResolveRequest *req;
+
+	pthread_mutex_lock(&f->lock);
+	(void)snprintf(f->last_method, sizeof(f->last_method), "%s", name);
+	free(f->last_req);
+	f->last_req = malloc(call->request.len + 1);
+	if (call->request.len > 0)
+		memcpy(f->last_req, call->request.data, call->request.len);
+	f->last_req_len = call->request.len;
+	f->last_timeout_ms = call->timeout_ms;
+	if (strcmp(name, "Resolve") == 0 && f->nresolves < FAKE_LOG_MAX) {
+		req = pcsecret__v1__resolve_request__unpack(NULL, call->request.len,
+		    call->request.data);
+		f->resolve_sizes[f->nresolves++] = req != NULL ? (int)req->n_refs : -1;
+		if (req != NULL)
+			pcsecret__v1__resolve_request__free_unpacked(req, NULL);
+	}
+	pthread_mutex_unlock(&f->lock);
+	atomic_fetch_add(&f->calls, 1);
+}
+
+static int
+is_late(const Pcsecret__V1__Call *call)
+{
+	Pcsecret__V1__ResolveRequest *req;
+	int late;
+
+	if (call->method_id != method_id("Resolve"))
+		return 0;
+	req = pcsecret__v1__resolve_request__unpack(NULL, call->request.len, call->request.data);
+	late = req != NULL && req->n_refs > 0 && strcmp(req->refs[0]->name, "late") == 0;
+	if (req != NULL)
+		pcsecret__v1__resolve_request__free_unpacked(req, NULL);
+	return late;
+}
+
+/*
+ * Answers *callp, or holds it back when it asks for pcs:acme/late (taking it: *callp becomes
+ * NULL). A held call is answered, late, before the first answer after release_held is set.
+ */
+static int
+fake_answer_or_hold(struct fake *f, int fd, Pcsecret__V1__Call **callp)
+{
+	int r;
+
+	if (f->held != NULL && atomic_load(&f->release_held)) {
+		r = fake_answer(f, fd, f->held);
+		pcsecret__v1__call__free_unpacked(f->held, NULL);
+		f->held = NULL;
+		atomic_fetch_add(&f->late_sent, 1);
+		if (r != 0)
+			return r;
+	}
+	if (f->held == NULL && is_late(*callp)) {
+		f->held = *callp;
+		*callp = NULL;
+		atomic_store(&f->held_seen, 1);
+		return 0;
+	}
+	return fake_answer(f, fd, *callp);
+}
+
+static void
+fake_hello(struct fake *f, int fd, const Pcsecret__V1__Call *call, int *r)
+{
+	Pcsecret__V1__HelloRequest *hello;
+
+	hello = pcsecret__v1__hello_request__unpack(NULL, call->request.len, call->request.data);
+	pthread_mutex_lock(&f->lock);
+	if (hello != NULL) {
+		f->hello_version = hello->protocol_version;
+		(void)snprintf(f->hello_client, sizeof(f->hello_client), "%s", hello->client);
+		pcsecret__v1__hello_request__free_unpacked(hello, NULL);
+	}
+	pthread_mutex_unlock(&f->lock);
+	atomic_fetch_add(&f->hellos, 1);
+	*r = send_hello(fd, call->call_id);
+}
+
+/* Reads more calls into batch[1 ..] as the batch mode says. Returns the count, or -1. */
+static int
+fake_collect(struct fake *f, int fd, Pcsecret__V1__Call **batch)
+{
+	int n = 1, target = atomic_load(&f->batch_target), idle = atomic_load(&f->batch_idle_ms);
+	int got;
+
+	if (target > FAKE_BATCH_MAX)
+		target = FAKE_BATCH_MAX;
+	while (n < target) {
+		if ((got = fake_read_call(f, fd, idle, &batch[n])) == 0)
+			break;
+		if (got < 0)
+			return -1;
+		fake_note_call(f, batch[n]);
+		n++;
+	}
+	pthread_mutex_lock(&f->lock);
+	if (f->nbatches < FAKE_LOG_MAX)
+		f->batch_sizes[f->nbatches++] = n;
+	pthread_mutex_unlock(&f->lock);
+	if (n > atomic_load(&f->max_batch))
+		atomic_store(&f->max_batch, n);
+	if (n > 1)
+		atomic_fetch_add(&f->multi_batches, 1);
+	return n;
+}
+
 static void
 fake_serve(struct fake *f, int fd)
 {
-	Pcsecret__V1__Call *call;
-	Pcsecret__V1__HelloRequest *hello;
-	uint8_t hdr[FRAME_HEADER_LEN], *body;
-	uint32_t len;
-	int first = 1, r;
+	Pcsecret__V1__Call *batch[FAKE_BATCH_MAX] = { NULL };
+	int first = 1, mode, n, i, r;
 
 	for (;;) {
-		if (read_full(f, fd, hdr, sizeof(hdr)) != 0)
+		if (fake_read_call(f, fd, -1, &batch[0]) != 1)
 			return;
-		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
-		    hdr[3];
-		if (len == 0 || len > FRAME_DEFAULT_MAX || (body = malloc(len)) == NULL)
-			return;
-		if (read_full(f, fd, body, len) != 0) {
-			free(body);
-			return;
-		}
-		call = pcsecret__v1__call__unpack(NULL, len, body);
-		free(body);
-		if (call == NULL || call->call_id == 0 || call->method_id == 0 ||
-		    call->method_id > pcsecret__v1__pc_secret__descriptor.n_methods) {
-			if (call != NULL)
-				pcsecret__v1__call__free_unpacked(call, NULL);
-			return;
-		}
-		if (call->method_id == method_id("Hello")) {
-			hello = pcsecret__v1__hello_request__unpack(NULL, call->request.len,
-			    call->request.data);
-			pthread_mutex_lock(&f->lock);
-			if (hello != NULL) {
-				f->hello_version = hello->protocol_version;
-				(void)snprintf(f->hello_client, sizeof(f->hello_client), "%s",
-				    hello->client);
-				pcsecret__v1__hello_request__free_unpacked(hello, NULL);
-			}
-			pthread_mutex_unlock(&f->lock);
-			atomic_fetch_add(&f->hellos, 1);
-			r = send_hello(fd, call->call_id);
+		if (batch[0]->method_id == method_id("Hello")) {
+			fake_hello(f, fd, batch[0], &r);
+			pcsecret__v1__call__free_unpacked(batch[0], NULL);
+			batch[0] = NULL;
 			if (atomic_load(&f->mode) == MODE_CLOSE_IDLE) {
-				pcsecret__v1__call__free_unpacked(call, NULL);
 				atomic_store(&f->mode, MODE_ECHO);
 				(void)shutdown(fd, SHUT_RDWR);
 				atomic_store(&f->idle_closed, 1);
 				return;
 			}
-		} else {
-			if (first)
-				atomic_store(&f->not_hello_first, 1);
-			pthread_mutex_lock(&f->lock);
-			(void)snprintf(f->last_method, sizeof(f->last_method), "%s",
-			    pcsecret__v1__pc_secret__descriptor.methods[call->method_id - 1].name);
-			free(f->last_req);
-			f->last_req = malloc(call->request.len + 1);
-			if (call->request.len > 0)
-				memcpy(f->last_req, call->request.data, call->request.len);
-			f->last_req_len = call->request.len;
-			f->last_timeout_ms = call->timeout_ms;
-			pthread_mutex_unlock(&f->lock);
-			atomic_fetch_add(&f->calls, 1);
-			r = fake_answer(f, fd, call);
+			first = 0;
+			if (r != 0)
+				return;
+			continue;
 		}
+		if (first)
+			atomic_store(&f->not_hello_first, 1);
 		first = 0;
-		pcsecret__v1__call__free_unpacked(call, NULL);
+		fake_note_call(f, batch[0]);
+		n = 1;
+		mode = atomic_load(&f->mode);
+		if (mode == MODE_BATCH || mode == MODE_BATCH_CONN_ERROR || mode == MODE_BATCH_EOF)
+			n = fake_collect(f, fd, batch);
+		r = n < 0 ? -1 : 0;
+		if (r == 0 && mode == MODE_BATCH_CONN_ERROR) {
+			(void)send_reply(fd, 0, PCS_RESOURCE_EXHAUSTED,
+			    "protocol violation: too many calls in flight", NULL);
+			r = -1;
+		} else if (r == 0 && mode == MODE_BATCH_EOF) {
+			r = -1;
+		}
+		/* Last in, first answered. */
+		for (i = n - 1; r == 0 && i >= 0; i--)
+			r = fake_answer_or_hold(f, fd, &batch[i]);
+		for (i = 0; i < FAKE_BATCH_MAX; i++) {
+			if (batch[i] != NULL)
+				pcsecret__v1__call__free_unpacked(batch[i], NULL);
+			batch[i] = NULL;
+		}
 		if (r != 0)
 			return;
 	}
@@ -477,6 +666,8 @@ teardown(void **state)
 	(void)close(f->lfd);
 	(void)nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 	free(f->last_req);
+	if (f->held != NULL)
+		pcsecret__v1__call__free_unpacked(f->held, NULL);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
 	return 0;
@@ -686,10 +877,12 @@ test_call_timeout(void **state)
 	atomic_store(&f->mode, MODE_SILENT);
 	assert_int_equal(pcs_resolve(c, NULL, refs, 1, &vals, &err), -PCS_DEADLINE_EXCEEDED);
 	assert_string_equal(err.message, "call Resolve timed out after 200 ms");
+	/* Only that call failed: the connection stays, and the late reply is never read as ours. */
 	atomic_store(&f->mode, MODE_ECHO);
 	assert_int_equal(pcs_resolve(c, NULL, refs, 1, &vals, &err), 0);
+	assert_string_equal((char *)vals[0].data, "value-of-acme/a");
 	pcs_values_free(vals, 1);
-	assert_int_equal(atomic_load(&f->connections), 2);
+	assert_int_equal(atomic_load(&f->connections), 1);
 	pcs_close(c);
 }
 
@@ -830,12 +1023,14 @@ test_get_env(void **state)
 }
 
 #define NTHREADS 8
-#define NCALLS 40
+#define NCALLS 200
 
 struct worker {
 	pcs_client *c;
 	int id;
+	int ncalls;
 	int failures;
+	pcs_error first_err;
 };
 
 static void *
@@ -846,25 +1041,33 @@ worker_main(void *arg)
 	const char *refs[2] = { r0, r1 };
 	pcs_value *vals;
 	pcs_error err;
-	int i;
+	int i, r;
 
-	for (i = 0; i < NCALLS; i++) {
+	for (i = 0; i < w->ncalls; i++) {
 		(void)snprintf(r0, sizeof(r0), "pcs:acme/t%d-%d", w->id, i);
 		(void)snprintf(r1, sizeof(r1), "pcs:w%d/n%d@%d", w->id, i, i + 1);
 		(void)snprintf(want0, sizeof(want0), "value-of-acme/t%d-%d", w->id, i);
 		(void)snprintf(want1, sizeof(want1), "value-of-w%d/n%d", w->id, i);
 		vals = NULL;
-		if (pcs_resolve(w->c, NULL, refs, 2, &vals, &err) != 0 ||
-		    strcmp((char *)vals[0].data, want0) != 0 ||
-		    strcmp((char *)vals[1].data, want1) != 0 || vals[1].version != (uint32_t)i + 1)
-			w->failures++;
+		memset(&err, 0, sizeof(err));
+		r = pcs_resolve(w->c, NULL, refs, 2, &vals, &err);
+		if (r != 0 || strcmp((char *)vals[0].data, want0) != 0 ||
+		    strcmp((char *)vals[1].data, want1) != 0 ||
+		    vals[1].version != (uint32_t)i + 1 || strcmp(vals[0].ref, r0) != 0) {
+			if (w->failures++ == 0)
+				w->first_err = err;
+		}
 		pcs_values_free(vals, 2);
 	}
 	return NULL;
 }
 
+/*
+ * 8 threads x 200 calls on one client while the fake answers each batch of calls in reverse:
+ * every caller still gets its own values.
+ */
 static void
-test_threads_share_client(void **state)
+test_threads_pipelined(void **state)
 {
 	struct fake *f = *state;
 	struct worker w[NTHREADS];
@@ -872,18 +1075,370 @@ test_threads_share_client(void **state)
 	pcs_client *c = connect_fake(f, 0);
 	int i;
 
+	atomic_store(&f->batch_target, NTHREADS);
+	atomic_store(&f->batch_idle_ms, 20);
+	atomic_store(&f->mode, MODE_BATCH);
 	for (i = 0; i < NTHREADS; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
 		w[i].c = c;
 		w[i].id = i;
-		w[i].failures = 0;
+		w[i].ncalls = NCALLS;
 		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
 	}
-	for (i = 0; i < NTHREADS; i++) {
-		pthread_join(t[i], NULL);
-		assert_int_equal(w[i].failures, 0);
-	}
+	for (i = 0; i < NTHREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	for (i = 0; i < NTHREADS; i++)
+		if (w[i].failures != 0)
+			fail_msg("thread %d: %d of %d calls wrong; first: %s: %s", i, w[i].failures,
+			    NCALLS, pcs_status_name(w[i].first_err.code), w[i].first_err.message);
 	assert_int_equal(atomic_load(&f->calls), NTHREADS * NCALLS);
 	assert_int_equal(atomic_load(&f->connections), 1);
+	/* Calls really were in flight together, and answered out of order. */
+	assert_true(atomic_load(&f->max_batch) >= 2);
+	assert_true(atomic_load(&f->multi_batches) >= 10);
+	pcs_close(c);
+}
+
+struct late_call {
+	pcs_client *c;
+	int r;
+	pcs_value *vals;
+	pcs_error err;
+	atomic_int done;
+};
+
+static void *
+late_main(void *arg)
+{
+	struct late_call *l = arg;
+	const char *refs[] = { "pcs:acme/late" };
+
+	l->r = pcs_resolve(l->c, NULL, refs, 1, &l->vals, &l->err);
+	atomic_store(&l->done, 1);
+	return NULL;
+}
+
+/* One call times out while others on the client succeed; its late reply is dropped. */
+static void
+test_timeout_while_others_succeed(void **state)
+{
+	struct fake *f = *state;
+	struct late_call l;
+	pthread_t t;
+	pcs_value *vals = NULL;
+	pcs_error err = { 0 };
+	char ref[32], want[48];
+	const char *refs[] = { ref };
+	pcs_client *c = connect_fake(f, 1000);
+	int i;
+
+	memset(&l, 0, sizeof(l));
+	l.c = c;
+	assert_int_equal(pthread_create(&t, NULL, late_main, &l), 0);
+	for (i = 0; i < 500 && !atomic_load(&f->held_seen); i++)
+		usleep(10000);
+	assert_true(atomic_load(&f->held_seen));
+	for (i = 0; i < 20; i++) {
+		(void)snprintf(ref, sizeof(ref), "pcs:acme/m%d", i);
+		(void)snprintf(want, sizeof(want), "value-of-acme/m%d", i);
+		assert_int_equal(pcs_resolve(c, NULL, refs, 1, &vals, &err), 0);
+		assert_string_equal((char *)vals[0].data, want);
+		pcs_values_free(vals, 1);
+		vals = NULL;
+	}
+	/* All of those finished while the held call was still waiting. */
+	assert_int_equal(atomic_load(&l.done), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(l.r, -PCS_DEADLINE_EXCEEDED);
+	assert_int_equal(l.err.code, PCS_DEADLINE_EXCEEDED);
+	assert_string_equal(l.err.message, "call Resolve timed out after 1000 ms");
+	assert_null(l.vals);
+
+	/* Now the late reply goes out just before the next one; only the right one is taken. */
+	atomic_store(&f->release_held, 1);
+	(void)snprintf(ref, sizeof(ref), "pcs:acme/after");
+	assert_int_equal(pcs_resolve(c, NULL, refs, 1, &vals, &err), 0);
+	assert_string_equal((char *)vals[0].data, "value-of-acme/after");
+	pcs_values_free(vals, 1);
+	assert_int_equal(atomic_load(&f->late_sent), 1);
+	assert_int_equal(atomic_load(&f->connections), 1);
+	assert_int_equal(atomic_load(&f->hellos), 1);
+	pcs_close(c);
+}
+
+#define INFLIGHT 4
+
+struct one_call {
+	pcs_client *c;
+	int id;
+	int r;
+	pcs_value *vals;
+	pcs_error err;
+};
+
+static void *
+one_call_main(void *arg)
+{
+	struct one_call *o = arg;
+	char ref[32];
+	const char *refs[] = { ref };
+
+	(void)snprintf(ref, sizeof(ref), "pcs:acme/c%d", o->id);
+	o->r = pcs_resolve(o->c, NULL, refs, 1, &o->vals, &o->err);
+	return NULL;
+}
+
+/*
+ * With four calls in flight the connection fails (an error frame with call_id 0, or a bare
+ * close): all four fail with that status, and the next call reconnects with a new Hello.
+ */
+static void
+test_connection_error_fails_in_flight(void **state)
+{
+	static const struct {
+		int mode;
+		int status;
+		const char *message;  /* a part of it */
+	} cases[] = {
+		{ MODE_BATCH_CONN_ERROR, PCS_RESOURCE_EXHAUSTED,
+		    "protocol violation: too many calls in flight" },
+		{ MODE_BATCH_EOF, PCS_UNAVAILABLE, "closed the connection" },
+	};
+	struct fake *f = *state;
+	struct one_call o[INFLIGHT];
+	pthread_t t[INFLIGHT];
+	const char *refs[] = { "pcs:acme/again" };
+	pcs_value *vals = NULL;
+	pcs_error err = { 0 };
+	pcs_client *c = connect_fake(f, 5000);
+	size_t k;
+	int i;
+
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		atomic_store(&f->batch_target, INFLIGHT);
+		atomic_store(&f->batch_idle_ms, 3000);
+		atomic_store(&f->mode, cases[k].mode);
+		for (i = 0; i < INFLIGHT; i++) {
+			memset(&o[i], 0, sizeof(o[i]));
+			o[i].c = c;
+			o[i].id = i;
+			assert_int_equal(pthread_create(&t[i], NULL, one_call_main, &o[i]), 0);
+		}
+		for (i = 0; i < INFLIGHT; i++)
+			assert_int_equal(pthread_join(t[i], NULL), 0);
+		for (i = 0; i < INFLIGHT; i++) {
+			assert_int_equal(o[i].r, -cases[k].status);
+			assert_int_equal(o[i].err.code, cases[k].status);
+			assert_non_null(strstr(o[i].err.message, cases[k].message));
+			assert_null(o[i].vals);
+		}
+		/* All four were in one batch: in flight together when the connection died. */
+		pthread_mutex_lock(&f->lock);
+		assert_int_equal(f->batch_sizes[f->nbatches - 1], INFLIGHT);
+		pthread_mutex_unlock(&f->lock);
+
+		atomic_store(&f->mode, MODE_ECHO);
+		if (pcs_resolve(c, NULL, refs, 1, &vals, &err) != 0)
+			fail_msg("case %zu: %s: %s", k, pcs_status_name(err.code), err.message);
+		assert_string_equal((char *)vals[0].data, "value-of-acme/again");
+		pcs_values_free(vals, 1);
+		vals = NULL;
+		assert_int_equal(atomic_load(&f->connections), (int)k + 2);
+		assert_int_equal(atomic_load(&f->hellos), (int)k + 2);
+	}
+	assert_int_equal(atomic_load(&f->not_hello_first), 0);
+	pcs_close(c);
+}
+
+/* A call whose frame is half sent when its deadline passes takes the connection down. */
+static void
+test_partial_write_timeout(void **state)
+{
+	struct fake *f = *state;
+	Pcsecret__V1__CreateSecretRequest req = PCSECRET__V1__CREATE_SECRET_REQUEST__INIT;
+	const char *refs[] = { "pcs:acme/a" };
+	ProtobufCMessage *msg = (ProtobufCMessage *)&msg;
+	pcs_value *vals = NULL;
+	pcs_error err = { 0 };
+	uint8_t *big;
+	pcs_client *c = connect_fake(f, 300);
+	int i;
+
+	/* More than any socket buffer holds, so send() must wait for a reader that never comes. */
+	big = calloc(1, 900 * 1024);
+	assert_non_null(big);
+	req.company = (char *)"acme";
+	req.name = (char *)"big";
+	req.value.data = big;
+	req.value.len = 900 * 1024;
+	atomic_store(&f->mode, MODE_STALL);
+	for (i = 0; i < 500 && !atomic_load(&f->stalled); i++)
+		usleep(10000);
+	assert_true(atomic_load(&f->stalled));
+	assert_int_equal(pcs_rpc_call(c, "CreateSecret", &req.base, &msg, &err),
+	    -PCS_DEADLINE_EXCEEDED);
+	assert_null(msg);
+	assert_string_equal(err.message, "call CreateSecret timed out after 300 ms");
+	free(big);
+	atomic_store(&f->mode, MODE_ECHO);
+	assert_int_equal(pcs_resolve(c, NULL, refs, 1, &vals, &err), 0);
+	assert_string_equal((char *)vals[0].data, "value-of-acme/a");
+	pcs_values_free(vals, 1);
+	assert_int_equal(atomic_load(&f->connections), 2);
+	assert_int_equal(atomic_load(&f->hellos), 2);
+	pcs_close(c);
+}
+
+/* refs[i] = "pcs:acme/rNNNN", with every seventh pinned to a version. */
+static char **
+make_refs(size_t n)
+{
+	char **refs = calloc(n, sizeof(*refs));
+	unsigned i;
+
+	assert_non_null(refs);
+	assert_true(n < 10000);
+	for (i = 0; i < n; i++) {
+		refs[i] = malloc(32);
+		assert_non_null(refs[i]);
+		if (i % 7 == 3)
+			(void)snprintf(refs[i], 32, "pcs:acme/r%04u@%u", i % 10000, i + 1);
+		else
+			(void)snprintf(refs[i], 32, "pcs:acme/r%04u", i % 10000);
+	}
+	return refs;
+}
+
+static void
+free_refs(char **refs, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(refs[i]);
+	free(refs);
+}
+
+/*
+ * More references than one Resolve may carry: split into chunks of at most the limit, all
+ * sent (up to the window of 4) before any reply is read, values in request order whatever
+ * order the replies come in.
+ */
+static void
+test_resolve_chunked(void **state)
+{
+	static const struct {
+		size_t nrefs;
+		size_t per;        /* pcs_set_max_refs_per_call; 0: the default */
+		int batch;         /* the fake waits for this many calls before answering */
+		int idle_ms;
+		int sizes[12];     /* refs per Resolve, in the order sent; 0 ends */
+		int max_batch;
+	} cases[] = {
+		{ 1, 0, 1, 0, { 1 }, 1 },
+		{ 256, 0, 1, 0, { 256 }, 1 },
+		{ 257, 0, 2, 3000, { 256, 1 }, 2 },
+		{ 1000, 0, 4, 3000, { 256, 256, 256, 232 }, 4 },
+		{ 1000, 250, 4, 3000, { 250, 250, 250, 250 }, 4 },
+		/* Ten chunks: never more than the window of four on the wire. */
+		{ 100, 10, 8, 100, { 10, 10, 10, 10, 10, 10, 10, 10, 10, 10 }, 4 },
+	};
+	struct fake *f = *state;
+	Pcsecret__V1__ResolveRequest *req;
+	pcs_value *vals = NULL;
+	pcs_error err = { 0 };
+	char **refs, want[48];
+	pcs_client *c = connect_fake(f, 10000);
+	size_t k, i;
+	int n;
+
+	assert_int_equal(pcs_set_max_refs_per_call(NULL, 10, &err), -PCS_INVALID_ARGUMENT);
+	for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		refs = make_refs(cases[k].nrefs);
+		pthread_mutex_lock(&f->lock);
+		f->nresolves = 0;
+		f->nbatches = 0;
+		pthread_mutex_unlock(&f->lock);
+		atomic_store(&f->max_batch, 0);
+		atomic_store(&f->batch_target, cases[k].batch);
+		atomic_store(&f->batch_idle_ms, cases[k].idle_ms);
+		atomic_store(&f->mode, MODE_BATCH);
+		assert_int_equal(pcs_set_max_refs_per_call(c, cases[k].per, &err), 0);
+		if (pcs_resolve(c, "acme/bot", (const char *const *)refs, cases[k].nrefs, &vals,
+		    &err) != 0)
+			fail_msg("case %zu: %s: %s", k, pcs_status_name(err.code), err.message);
+		for (i = 0; i < cases[k].nrefs; i++) {
+			(void)snprintf(want, sizeof(want), "value-of-acme/r%04zu", i);
+			assert_string_equal(vals[i].ref, refs[i]);
+			assert_string_equal((char *)vals[i].data, want);
+			assert_int_equal(vals[i].version, i % 7 == 3 ? i + 1 : 7);
+		}
+		pcs_values_free(vals, cases[k].nrefs);
+		vals = NULL;
+		pthread_mutex_lock(&f->lock);
+		for (n = 0; n < 12 && cases[k].sizes[n] != 0; n++) {
+			assert_true(n < f->nresolves);
+			assert_int_equal(f->resolve_sizes[n], cases[k].sizes[n]);
+		}
+		assert_int_equal(f->nresolves, n);
+		/* The first batch: every chunk the window allows arrived before any answer. */
+		assert_int_equal(f->batch_sizes[0], cases[k].max_batch);
+		pthread_mutex_unlock(&f->lock);
+		assert_int_equal(atomic_load(&f->max_batch), cases[k].max_batch);
+		req = (Pcsecret__V1__ResolveRequest *)last_request(f, "Resolve",
+		    &pcsecret__v1__resolve_request__descriptor);
+		assert_string_equal(req->agent, "acme/bot");
+		protobuf_c_message_free_unpacked(&req->base, NULL);
+		free_refs(refs, cases[k].nrefs);
+	}
+	assert_int_equal(atomic_load(&f->connections), 1);
+	pcs_close(c);
+}
+
+/*
+ * One failing chunk fails the whole resolve, with the error of the first failing chunk in
+ * request order although the fake answers the last chunk first; the connection stays usable.
+ */
+static void
+test_resolve_chunk_fails_whole(void **state)
+{
+	struct fake *f = *state;
+	const char *one[] = { "pcs:acme/next" };
+	pcs_value *vals = (pcs_value *)&vals;
+	pcs_error err = { 0 };
+	char **refs = make_refs(1000);
+	pcs_client *c = connect_fake(f, 10000);
+
+	(void)snprintf(refs[300], 32, "pcs:acme/missing-a");
+	(void)snprintf(refs[900], 32, "pcs:acme/missing-b");
+	atomic_store(&f->batch_target, 4);
+	atomic_store(&f->batch_idle_ms, 3000);
+	atomic_store(&f->mode, MODE_BATCH);
+	assert_int_equal(pcs_resolve(c, NULL, (const char *const *)refs, 1000, &vals, &err),
+	    -PCS_NOT_FOUND);
+	assert_null(vals);
+	assert_int_equal(err.code, PCS_NOT_FOUND);
+	assert_string_equal(err.message, "secret pcs:acme/missing-a not found");
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(f->nresolves, 4);
+	assert_int_equal(f->batch_sizes[0], 4);
+	pthread_mutex_unlock(&f->lock);
+
+	/* Without chunking the daemon would refuse the lot. */
+	atomic_store(&f->batch_target, 1);
+	assert_int_equal(pcs_set_max_refs_per_call(c, 1000, &err), 0);
+	assert_int_equal(pcs_resolve(c, NULL, (const char *const *)refs, 1000, &vals, &err),
+	    -PCS_INVALID_ARGUMENT);
+	assert_string_equal(err.message, "Resolve has 1000 references; the maximum is 256 "
+	    "(max_refs)");
+	assert_null(vals);
+
+	atomic_store(&f->mode, MODE_ECHO);
+	assert_int_equal(pcs_resolve(c, NULL, one, 1, &vals, &err), 0);
+	assert_string_equal((char *)vals[0].data, "value-of-acme/next");
+	pcs_values_free(vals, 1);
+	assert_int_equal(atomic_load(&f->connections), 1);
+	free_refs(refs, 1000);
 	pcs_close(c);
 }
 
@@ -905,8 +1460,10 @@ test_shared_library_exports(void **state)
 	assert_non_null(dlsym(h, "pcs_resolve"));
 	assert_non_null(dlsym(h, "pcs_status_name"));
 	assert_non_null(dlsym(h, "pcs_env_free"));
+	assert_non_null(dlsym(h, "pcs_set_max_refs_per_call"));
 	/* Internal code, including pcscommon's, stays inside the library. */
 	assert_null(dlsym(h, "pcs_rpc_call"));
+	assert_null(dlsym(h, "pcs_rpc_start"));
 	assert_null(dlsym(h, "pcs_fail"));
 	assert_null(dlsym(h, "ref_parse"));
 	assert_null(dlsym(h, "frame_pack"));
@@ -1347,7 +1904,12 @@ main(void)
 		T(test_missing_socket),
 		T(test_env_socket),
 		T(test_get_env),
-		T(test_threads_share_client),
+		T(test_threads_pipelined),
+		T(test_timeout_while_others_succeed),
+		T(test_connection_error_fails_in_flight),
+		T(test_partial_write_timeout),
+		T(test_resolve_chunked),
+		T(test_resolve_chunk_fails_whole),
 		T(test_shared_library_exports),
 		T(test_pcctl_keys_init_and_errors),
 		T(test_pcctl_value_input),
