@@ -34,6 +34,7 @@ static const struct opt opts[] = {
 	I(max_frame, "1048576", 1024, 64 * 1024 * 1024, "maximum frame size in bytes"),
 	I(max_connections, "1024", 1, 1000000, "maximum client connections"),
 	I(max_inflight, "64", 1, 100000, "maximum calls in flight per connection"),
+	I(max_calls, "4096", 16, 1000000, "maximum calls in flight in the whole daemon; past it connections wait their turn"),
 	I(max_refs, "256", 1, 100000, "maximum references per Resolve"),
 	I(max_output, "4194304", 65536, 1024 * 1024 * 1024, "bytes queued to a slow reader before it is cut off"),
 	I(idle_timeout_ms, "300000", 100, 86400000, "close connections idle this long"),
@@ -136,22 +137,43 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_file(struct config *cfg, const char *path, pcs_error *err)
+/* Longest line of a config file, newline excluded. */
+#define CONFIG_LINE_MAX 4095
+/* Largest config file read (settings are short lines; this is far more than any needs). */
+#define CONFIG_FILE_MAX (1024 * 1024)
+
+/*
+ * Parses config-file text ("key = value" lines, '#' comments, values optionally in double
+ * quotes) into cfg. name prefixes error messages ("name:line: ..."). A NUL byte ends its line's
+ * content, as it always did for files read with fgets. The line buffer is wiped: a value (the
+ * database URL) may hold a password.
+ */
+static int parse_text(struct config *cfg, const char *name, const char *text, size_t len,
+    pcs_error *err)
 {
-	FILE *fp;
-	char line[4096];
+	char line[CONFIG_LINE_MAX + 1];
+	size_t off = 0;
 	int lineno = 0, r = 0;
 
-	if ((fp = fopen(path, "re")) == NULL)
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read config file %s: %s", path,
-		    strerror(errno));
-	while (fgets(line, sizeof(line), fp) != NULL) {
-		char *s = trim(line), *eq;
+	while (off < len) {
+		const char *nl = memchr(text + off, '\n', len - off);
+		size_t n = (nl != NULL ? (size_t)(nl - text) : len) - off;
+
 		lineno++;
+		if (n > CONFIG_LINE_MAX) {
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: line is longer than %d bytes",
+			    name, lineno, CONFIG_LINE_MAX);
+			break;
+		}
+		memcpy(line, text + off, n);
+		line[n] = '\0';
+		off += n + (nl != NULL);
+
+		char *s = trim(line), *eq;
 		if (*s == '\0' || *s == '#')
 			continue;
 		if ((eq = strchr(s, '=')) == NULL) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: expected key = value", path,
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: expected key = value", name,
 			    lineno);
 			break;
 		}
@@ -165,9 +187,43 @@ static int load_file(struct config *cfg, const char *path, pcs_error *err)
 		if ((r = config_set(cfg, key, val, err)) != 0) {
 			char msg[sizeof(err->message)];
 			snprintf(msg, sizeof(msg), "%s", err ? err->message : "");
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: %s", path, lineno, msg);
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: %s", name, lineno, msg);
 			break;
 		}
+	}
+	explicit_bzero(line, sizeof(line));
+	return r;
+}
+
+static int load_file(struct config *cfg, const char *path, pcs_error *err)
+{
+	FILE *fp = NULL;
+	char *buf = NULL;
+	size_t n = 0;
+	int r;
+
+	if ((fp = fopen(path, "re")) == NULL)
+		return pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read config file %s: %s", path,
+		    strerror(errno));
+	if ((buf = malloc(CONFIG_FILE_MAX + 1)) == NULL) {
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		goto out;
+	}
+	n = fread(buf, 1, CONFIG_FILE_MAX + 1, fp);
+	if (ferror(fp)) {
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read config file %s", path);
+		goto out;
+	}
+	if (n > CONFIG_FILE_MAX) {
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "config file %s is larger than %d bytes", path,
+		    CONFIG_FILE_MAX);
+		goto out;
+	}
+	r = parse_text(cfg, path, buf, n, err);
+out:
+	if (buf != NULL) {
+		explicit_bzero(buf, n);
+		free(buf);
 	}
 	fclose(fp);
 	return r;
@@ -184,15 +240,18 @@ static void env_name(char *buf, size_t size, const char *key, const char *suffix
 
 static int load_env(struct config *cfg, pcs_error *err)
 {
-	char name[128], *val = NULL;
+	char name[128];
 	const char *v;
 	int r;
 
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		env_name(name, sizeof(name), opts[i].key, "_FILE");
 		if ((v = getenv(name)) != NULL && *v != '\0') {
+			char *val = NULL;
 			if ((r = read_value_file(v, &val, err)) != 0)
 				return r;
+			if (val == NULL)
+				return pcs_fail(err, PCS_INTERNAL, "cannot read %s", v);
 			r = config_set(cfg, opts[i].key, val, err);
 			explicit_bzero(val, strlen(val));
 			free(val);
@@ -232,7 +291,7 @@ void config_usage(const char *prog)
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
 		char flag[64];
 		size_t j;
-		for (j = 0; opts[i].key[j] && j < sizeof(flag) - 1; j++)
+		for (j = 0; j < sizeof(flag) - 1 && opts[i].key[j]; j++)
 			flag[j] = opts[i].key[j] == '_' ? '-' : opts[i].key[j];
 		flag[j] = '\0';
 		fprintf(stderr, "  --%-20s %s (default: %s)\n", flag, opts[i].help,
@@ -240,15 +299,33 @@ void config_usage(const char *prog)
 	}
 }
 
-int config_load(struct config *cfg, int argc, char **argv, pcs_error *err)
+static int set_defaults(struct config *cfg, pcs_error *err)
 {
-	const char *file = getenv("PCSECRET_CONFIG");
 	int r;
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
 		if ((r = config_set(cfg, opts[i].key, opts[i].def, err)) != 0)
 			return r;
+	return 0;
+}
+
+int config_load_buffer(struct config *cfg, const char *text, size_t len, pcs_error *err)
+{
+	int r;
+
+	if ((r = set_defaults(cfg, err)) != 0)
+		return r;
+	return parse_text(cfg, "config", text, len, err);
+}
+
+int config_load(struct config *cfg, int argc, char **argv, pcs_error *err)
+{
+	const char *file = getenv("PCSECRET_CONFIG");
+	int r;
+
+	if ((r = set_defaults(cfg, err)) != 0)
+		return r;
 	/* Flags that change where settings come from are read first. */
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)

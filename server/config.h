@@ -7,6 +7,7 @@
 #ifndef PCS_SERVER_CONFIG_H
 #define PCS_SERVER_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "status.h"
 
@@ -22,6 +23,7 @@ struct config {
 	int64_t max_frame;        /* bytes */
 	int64_t max_connections;
 	int64_t max_inflight;     /* calls in flight per connection */
+	int64_t max_calls;        /* calls in flight in the whole daemon */
 	int64_t max_refs;         /* refs per Resolve */
 	int64_t max_output;       /* bytes queued to a peer before it is cut off */
 	int64_t idle_timeout_ms;
@@ -34,6 +36,12 @@ struct config {
 
 /* Fills cfg from all sources. argv is not modified. */
 int config_load(struct config *cfg, int argc, char **argv, pcs_error *err);
+/*
+ * Fills cfg from the defaults and text in config-file syntax only (no environment, no flags):
+ * the parser config_load uses for --config files, for the fuzzer and tests. Either way, free
+ * cfg with config_free afterwards.
+ */
+int config_load_buffer(struct config *cfg, const char *text, size_t len, pcs_error *err);
 /* Sets one key from a string (used by --dev to fill in what it created). */
 int config_set(struct config *cfg, const char *key, const char *value, pcs_error *err);
 void config_free(struct config *cfg);

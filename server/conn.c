@@ -22,6 +22,30 @@
 static void conn_process(struct conn *c);
 static void conn_arm_timer(struct conn *c);
 
+/*
+ * Daemon-wide call accounting: connections that have a whole frame to start while max_calls
+ * calls are in flight queue on srv->waitq and are resumed in order.
+ */
+static void wait_remove(struct conn *c)
+{
+	if (c->waiting) {
+		TAILQ_REMOVE(&c->srv->waitq, c, wait_link);
+		c->waiting = 0;
+	}
+}
+
+/* Room for one more call: the longest-waiting connection gets to start its next one. */
+static void wake_waiter(struct server *srv)
+{
+	struct conn *w = TAILQ_FIRST(&srv->waitq);
+
+	if (w == NULL || srv->calls_in_flight >= (size_t)srv->cfg->max_calls || srv->draining)
+		return;
+	wait_remove(w);
+	w->woken = 1;
+	event_active(w->rev, EV_READ, 0);
+}
+
 uint64_t conn_now_ms(void)
 {
 	struct timespec ts;
@@ -62,6 +86,9 @@ void conn_close(struct conn *c, const char *reason)
 	if (c->closed)
 		return;
 	c->closed = 1;
+	wait_remove(c);
+	if (c->woken)
+		wake_waiter(c->srv); /* the turn it was given passes on */
 	event_del(c->rev);
 	event_del(c->wev);
 	event_del(c->tev);
@@ -148,13 +175,30 @@ void conn_protocol_error(struct conn *c, int status, const char *message)
 	event_del(c->rev);
 }
 
+/* 1 when the input buffer starts with a whole frame or a header to refuse. */
+static int frame_buffered(const struct conn *c)
+{
+	uint32_t body_len;
+	pcs_error err;
+
+	return frame_peek(c->in, c->in_len, (uint32_t)c->srv->cfg->max_frame, &body_len, &err) != 0;
+}
+
+/*
+ * Closes once everything queued is written and nothing is left to do: after a protocol
+ * error; after the peer's EOF once its calls (including whole frames still buffered) are
+ * answered; while draining once its calls in flight are answered.
+ */
 static void conn_maybe_finish(struct conn *c)
 {
-	if (c->closed)
+	if (c->closed || evbuffer_get_length(c->out) != 0)
 		return;
-	if ((c->close_after_flush || (c->read_eof && c->inflight == 0)) &&
-	    evbuffer_get_length(c->out) == 0)
-		conn_close(c, c->close_after_flush ? "protocol error" : "peer closed");
+	if (c->close_after_flush)
+		conn_close(c, "protocol error");
+	else if (c->read_eof && c->inflight == 0 && !frame_buffered(c))
+		conn_close(c, "peer closed");
+	else if (c->srv->draining && c->inflight == 0)
+		conn_close(c, "shutting down");
 }
 
 static void on_write(evutil_socket_t fd, short what, void *arg)
@@ -191,9 +235,23 @@ static void conn_process(struct conn *c)
 	pcs_error err;
 	int handled = 0, r;
 
+	if (c->srv->draining) {
+		/* Shutting down: calls not started yet are not taken on (conn_drain_all). */
+		event_del(c->rev);
+		conn_maybe_finish(c);
+		return;
+	}
 	while (!c->closed && !c->close_after_flush && c->in_len > 0) {
 		if (c->inflight >= (size_t)c->srv->cfg->max_inflight) {
 			event_del(c->rev); /* resumed by conn_call_done */
+			return;
+		}
+		if (c->hello_state == 1) {
+			/*
+			 * Calls pipelined behind Hello wait for it to finish: they need the principal
+			 * it looks up. Resumed by conn_call_done.
+			 */
+			event_del(c->rev);
 			return;
 		}
 		if (handled == CONN_FRAMES_PER_EVENT) {
@@ -211,6 +269,23 @@ static void conn_process(struct conn *c)
 			break;
 		}
 		c->partial_since_ms = 0;
+		if (c->srv->calls_in_flight >= (size_t)c->srv->cfg->max_calls) {
+			/*
+			 * The daemon is full: wait for a turn (wake_waiter) without reading on. One
+			 * that was given a turn and lost it to a faster reader stays first in line.
+			 */
+			event_del(c->rev);
+			if (!c->waiting) {
+				if (c->woken)
+					TAILQ_INSERT_HEAD(&c->srv->waitq, c, wait_link);
+				else
+					TAILQ_INSERT_TAIL(&c->srv->waitq, c, wait_link);
+				c->waiting = 1;
+			}
+			c->woken = 0;
+			return;
+		}
+		c->woken = 0;
 		r = dispatch_frame(c, c->in + FRAME_HEADER_LEN, body_len);
 		if (c->closed)
 			return;
@@ -229,10 +304,13 @@ static void conn_process(struct conn *c)
 static int conn_grow(struct conn *c, size_t need)
 {
 	size_t cap = c->in_cap ? c->in_cap : 4096;
+	size_t limit = (size_t)c->srv->cfg->max_frame + FRAME_HEADER_LEN;
 	uint8_t *p;
 
 	while (cap < need)
 		cap *= 2;
+	if (cap > limit && need <= limit)
+		cap = limit; /* never more than the largest frame */
 	if (cap == c->in_cap)
 		return 0;
 	if ((p = malloc(cap)) == NULL)
@@ -247,15 +325,6 @@ static int conn_grow(struct conn *c, size_t need)
 }
 
 static void read_some(struct conn *c);
-
-/* 1 when the input buffer starts with a whole frame or a header to refuse. */
-static int frame_buffered(const struct conn *c)
-{
-	uint32_t body_len;
-	pcs_error err;
-
-	return frame_peek(c->in, c->in_len, (uint32_t)c->srv->cfg->max_frame, &body_len, &err) != 0;
-}
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -272,10 +341,15 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 static void read_some(struct conn *c)
 {
 	size_t limit = (size_t)c->srv->cfg->max_frame + FRAME_HEADER_LEN, want;
+	uint8_t chunk[CONN_READ_CHUNK];
 	ssize_t n;
 
 	if (c->closed)
 		return;
+	if (c->srv->draining) {
+		conn_process(c);
+		return;
+	}
 	/*
 	 * Frames already buffered first: the event may have been re-activated for fairness. Only
 	 * a whole frame (or a bad header) counts: a frame larger than what is buffered must be
@@ -288,11 +362,21 @@ static void read_some(struct conn *c)
 	want = CONN_READ_CHUNK;
 	if (c->in_len + want > limit)
 		want = limit - c->in_len;
-	if (conn_grow(c, c->in_len + want) != 0) {
+	/*
+	 * Read on the stack, then keep only what came: a connection's buffer grows with what its
+	 * peer actually sent, not by a whole chunk per connection (1,000 mostly idle peers would
+	 * otherwise pin 64 KiB each).
+	 */
+	n = read(c->fd, chunk, want);
+	if (n > 0 && conn_grow(c, c->in_len + (size_t)n) != 0) {
+		explicit_bzero(chunk, (size_t)n);
 		conn_close(c, "out of memory");
 		return;
 	}
-	n = read(c->fd, c->in + c->in_len, want);
+	if (n > 0) {
+		memcpy(c->in + c->in_len, chunk, (size_t)n);
+		explicit_bzero(chunk, (size_t)n);
+	}
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
 			conn_process(c);
@@ -305,7 +389,7 @@ static void read_some(struct conn *c)
 		c->read_eof = 1;
 		event_del(c->rev);
 		conn_process(c);
-		if (!c->closed && c->in_len > 0 && c->inflight == 0 &&
+		if (!c->closed && c->in_len > 0 && c->inflight == 0 && !frame_buffered(c) &&
 		    evbuffer_get_length(c->out) == 0)
 			conn_close(c, "peer closed in the middle of a frame");
 		return;
@@ -359,9 +443,17 @@ static void conn_arm_timer(struct conn *c)
 	event_add(c->tev, &tv);
 }
 
+void conn_call_started(struct conn *c)
+{
+	c->inflight++;
+	c->srv->calls_in_flight++;
+}
+
 void conn_call_done(struct conn *c)
 {
 	c->inflight--;
+	c->srv->calls_in_flight--;
+	wake_waiter(c->srv);
 	if (c->closed)
 		return;
 	c->last_activity_ms = conn_now_ms();
@@ -370,11 +462,25 @@ void conn_call_done(struct conn *c)
 	 * Deferred to the loop, not called here: a call can finish while its own frame is still
 	 * being dispatched, and the frame loop must not run inside itself.
 	 */
-	if (c->in_len > 0 && !c->close_after_flush)
+	if (c->srv->draining) {
+		/* Nothing more is read; the connection closes once its replies are written. */
+	} else if (c->in_len > 0 && !c->close_after_flush) {
 		event_active(c->rev, EV_READ, 0);
-	else if (!c->read_eof && !c->close_after_flush)
+	} else if (!c->read_eof && !c->close_after_flush) {
 		event_add(c->rev, NULL);
+	}
 	conn_maybe_finish(c);
+}
+
+void conn_drain_all(struct server *srv)
+{
+	struct conn *c, *next;
+
+	for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, link);
+		event_del(c->rev);
+		conn_maybe_finish(c);
+	}
 }
 
 static void read_peer(struct conn *c)

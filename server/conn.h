@@ -19,6 +19,9 @@
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
+	TAILQ_ENTRY(conn) wait_link;     /* waiting for room under max_calls */
+	int waiting;                     /* on that queue */
+	int woken;                       /* taken off it, its turn not used yet */
 	struct server *srv;
 	uint64_t id;
 	int fd;
@@ -51,10 +54,17 @@ void conn_send_reply(struct conn *c, uint64_t call_id, int status, const char *m
 void conn_protocol_error(struct conn *c, int status, const char *message);
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
+/* A call of c started (dispatch); counts against max_inflight and max_calls. */
+void conn_call_started(struct conn *c);
 /* A call finished: lets a paused reader go on. */
 void conn_call_done(struct conn *c);
 void conn_close(struct conn *c, const char *reason);
 void conn_close_all(struct server *srv, const char *reason);
+/*
+ * Shutdown has begun (srv->draining is set): nothing more is read; each connection closes
+ * once the calls it has in flight are answered and written (idle ones at once).
+ */
+void conn_drain_all(struct server *srv);
 uint64_t conn_now_ms(void);
 
 #endif

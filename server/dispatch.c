@@ -35,6 +35,7 @@ struct call {
 	call_db_cb db_cb;
 	int db_audited;
 	int authorized;
+	int is_hello;          /* this call is the connection's Hello */
 	int ended;             /* status decided; its audit row and reply are on their way */
 	int audited;           /* an OK audit row was committed with the call's work */
 	int status;
@@ -159,6 +160,13 @@ static void call_send(struct call *c)
 		c->srv->stats.calls_failed++;
 	conn_send_reply(conn, c->call_id, c->status, c->status ? c->message : "", c->reply,
 	    c->reply_len);
+	/*
+	 * A Hello that ended before establishing the session (its lookup failed, its deadline
+	 * passed) leaves the connection before Hello, so Hello may be sent again and the calls
+	 * pipelined behind it (which conn holds while a Hello is in progress) are refused.
+	 */
+	if (c->is_hello && conn->hello_state == 1)
+		conn->hello_state = 0;
 	call_free(c);
 	conn_call_done(conn);
 	conn_unref(conn);
@@ -445,7 +453,7 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 	c->call_id = env->call_id;
 	snprintf(c->actor, sizeof(c->actor), "uid:%u", (unsigned)conn->uid);
 	conn_ref(conn);
-	conn->inflight++;
+	conn_call_started(conn);
 	c->timeout_ms = env->timeout_ms != 0 ? env->timeout_ms : (uint32_t)conn->srv->cfg->call_timeout_ms;
 	if (c->timeout_ms > MAX_TIMEOUT_MS)
 		c->timeout_ms = MAX_TIMEOUT_MS;
@@ -473,8 +481,10 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 		    d->methods[idx].input->name);
 		goto out;
 	}
-	if ((unsigned)idx == hello_index)
+	if ((unsigned)idx == hello_index) {
 		conn->hello_state = 1;
+		c->is_hello = 1;
+	}
 	protobuf_c_service_invoke_internal(&service.base, (unsigned)idx, c->request,
 	    generic_closure, c);
 out:

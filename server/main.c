@@ -142,6 +142,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	srv.draining = 1;
 	log_event(LOG_INFO, "draining", "signal=%d connections=%zu", (int)sig, srv.nconns);
 	listener_stop(&srv);
+	conn_drain_all(&srv);
 	drain_deadline_ms = conn_now_ms() + (uint64_t)srv.cfg->drain_timeout_ms;
 	on_drain_check(-1, 0, NULL);
 }
@@ -218,6 +219,7 @@ int main(int argc, char **argv)
 	srv.cfg = &cfg;
 	srv.self_uid = geteuid();
 	TAILQ_INIT(&srv.conns);
+	TAILQ_INIT(&srv.waitq);
 	if (prepare_database(&cfg, &err) != 0)
 		fatal(&err);
 	if (dispatch_init(&err) != 0)

@@ -17,6 +17,7 @@ struct listener;
 struct audit_queue;
 
 TAILQ_HEAD(conn_list, conn);
+TAILQ_HEAD(conn_waitq, conn);
 
 struct server_stats {
 	uint64_t connections_total;
@@ -35,6 +36,8 @@ struct server {
 	uid_t self_uid;
 	struct conn_list conns;
 	size_t nconns;
+	size_t calls_in_flight;         /* daemon-wide, against cfg->max_calls */
+	struct conn_waitq waitq;        /* connections waiting for room under max_calls */
 	uint64_t next_conn_id;
 	struct listener *listener;
 	int draining;

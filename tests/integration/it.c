@@ -5,9 +5,11 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -51,9 +53,11 @@ static int can_connect(const char *path)
 	return r == 0;
 }
 
-static pid_t spawn_daemon(struct it_daemon *d)
+static pid_t spawn_daemon(struct it_daemon *d, const struct it_daemon_opts *opts)
 {
 	char group[16];
+	const char *argv[64];
+	size_t n = 0;
 	pid_t pid;
 	int fd;
 
@@ -63,14 +67,41 @@ static pid_t spawn_daemon(struct it_daemon *d)
 	if ((fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600)) >= 0) {
 		dup2(fd, STDERR_FILENO);
 		dup2(fd, STDOUT_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd); /* not one more descriptor in the daemon's count */
 	}
-	execl(it_path("server/pcsecretd"), "pcsecretd", "--socket", d->socket, "--database-url",
-	    d->conninfo, "--master-key-file", d->keyfile, "--socket-group", group,
-	    "--log-level", "debug", (char *)NULL);
+	if (opts != NULL && opts->nofile != 0) {
+		struct rlimit rl = { (rlim_t)opts->nofile, (rlim_t)opts->nofile };
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			/* Without root the hard limit cannot rise: take what is allowed. */
+			if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max < (rlim_t)opts->nofile) {
+				rl.rlim_cur = rl.rlim_max;
+				setrlimit(RLIMIT_NOFILE, &rl);
+			} else {
+				_exit(126);
+			}
+		}
+	}
+	argv[n++] = "pcsecretd";
+	argv[n++] = "--socket";
+	argv[n++] = d->socket;
+	argv[n++] = "--database-url";
+	argv[n++] = d->conninfo;
+	argv[n++] = "--master-key-file";
+	argv[n++] = d->keyfile;
+	argv[n++] = "--socket-group";
+	argv[n++] = group;
+	argv[n++] = "--log-level";
+	argv[n++] = "debug";
+	for (size_t i = 0; opts != NULL && opts->args != NULL && opts->args[i] != NULL && n < 63; i++)
+		argv[n++] = opts->args[i];
+	argv[n] = NULL;
+	execv(it_path("server/pcsecretd"), (char *const *)(uintptr_t)argv);
 	_exit(127);
 }
 
-static int prepare(struct it_daemon *d, const char *conninfo, const char *keyfile)
+static int prepare(struct it_daemon *d, const char *conninfo, const char *keyfile,
+    const char *socket)
 {
 	pcs_error err;
 
@@ -78,7 +109,10 @@ static int prepare(struct it_daemon *d, const char *conninfo, const char *keyfil
 	snprintf(d->dir, sizeof(d->dir), "/tmp/pcs-it-XXXXXX");
 	if (mkdtemp(d->dir) == NULL || chmod(d->dir, 0755) != 0)
 		return -1;
-	snprintf(d->socket, sizeof(d->socket), "%s/pcsecretd.sock", d->dir);
+	if (socket != NULL)
+		snprintf(d->socket, sizeof(d->socket), "%s", socket);
+	else
+		snprintf(d->socket, sizeof(d->socket), "%s/pcsecretd.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/pcsecretd.log", d->dir);
 	snprintf(d->conninfo, sizeof(d->conninfo), "%s", conninfo);
 	if (keyfile != NULL) {
@@ -95,11 +129,17 @@ static int prepare(struct it_daemon *d, const char *conninfo, const char *keyfil
 
 int it_daemon_start(struct it_daemon *d, const char *conninfo, const char *keyfile)
 {
+	return it_daemon_start_opts(d, conninfo, keyfile, NULL);
+}
+
+int it_daemon_start_opts(struct it_daemon *d, const char *conninfo, const char *keyfile,
+    const struct it_daemon_opts *opts)
+{
 	int status;
 
-	if (prepare(d, conninfo, keyfile) != 0)
+	if (prepare(d, conninfo, keyfile, opts != NULL ? opts->socket : NULL) != 0)
 		return -1;
-	if ((d->pid = spawn_daemon(d)) < 0)
+	if ((d->pid = spawn_daemon(d, opts)) < 0)
 		return -1;
 	for (int i = 0; i < 300; i++) {
 		if (can_connect(d->socket))
@@ -149,7 +189,7 @@ int it_daemon_start_fails(const char *conninfo, const char *keyfile, char **err)
 	int status = -1;
 
 	*err = NULL;
-	if (prepare(&d, conninfo, keyfile) != 0 || (d.pid = spawn_daemon(&d)) < 0)
+	if (prepare(&d, conninfo, keyfile, NULL) != 0 || (d.pid = spawn_daemon(&d, NULL)) < 0)
 		goto out;
 	for (int i = 0; i < 300; i++) {
 		if (waitpid(d.pid, &status, WNOHANG) == d.pid) {
@@ -169,11 +209,16 @@ out:
 
 int it_daemon_stop(struct it_daemon *d)
 {
+	return it_daemon_stop_signal(d, SIGTERM);
+}
+
+int it_daemon_stop_signal(struct it_daemon *d, int sig)
+{
 	int status;
 
 	if (d->pid <= 0)
 		return -1;
-	kill(d->pid, SIGTERM);
+	kill(d->pid, sig);
 	if (waitpid(d->pid, &status, 0) != d->pid)
 		return -1;
 	d->pid = 0;

@@ -26,6 +26,13 @@ struct it_daemon {
 	pid_t pid;
 };
 
+/* Extra start-up options for it_daemon_start_opts; every field may be 0/NULL. */
+struct it_daemon_opts {
+	const char *const *args;  /* extra flags (NULL-terminated), after the defaults: they win */
+	unsigned long nofile;     /* RLIMIT_NOFILE (soft and hard) set in the child before exec */
+	const char *socket;       /* socket path; NULL = pcsecretd.sock in the daemon's directory */
+};
+
 struct it_result {
 	int status;   /* exit status, or 128 + signal */
 	char *out;    /* NUL-terminated */
@@ -39,10 +46,15 @@ const char *it_path(const char *rel);
 int it_database(const char *name, char *conninfo_out, size_t size);
 /* Starts a daemon on conninfo with keyfile (NULL: a new key); waits until it accepts calls. */
 int it_daemon_start(struct it_daemon *d, const char *conninfo, const char *keyfile);
+/* Same, with extra flags, a descriptor limit or a socket path of the caller's choosing. */
+int it_daemon_start_opts(struct it_daemon *d, const char *conninfo, const char *keyfile,
+    const struct it_daemon_opts *opts);
 /* Same, but expects start-up to fail; returns its exit status, stderr into *err (free it). */
 int it_daemon_start_fails(const char *conninfo, const char *keyfile, char **err);
 /* SIGTERM and wait; returns the exit status. Keeps the log for inspection. */
 int it_daemon_stop(struct it_daemon *d);
+/* Sends sig (SIGTERM, SIGINT) and waits; returns the exit status. */
+int it_daemon_stop_signal(struct it_daemon *d, int sig);
 /* Removes the daemon's directory (log, key, socket). */
 void it_daemon_cleanup(struct it_daemon *d);
 
