@@ -150,7 +150,7 @@ parse_u64(struct ctl *ctl, const char *what, const char *s, uint64_t max, uint64
 static int
 parse_u32(struct ctl *ctl, const char *what, const char *s, uint32_t *out, pcs_error *err)
 {
-	uint64_t v;
+	uint64_t v = 0;
 	int r;
 
 	if ((r = parse_u64(ctl, what, s, UINT32_MAX, &v, err)) != 0)

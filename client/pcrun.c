@@ -93,7 +93,8 @@ vars_free(struct vars *vs)
 
 /* Adds NAME; an earlier entry with the same name is marked overridden. Takes ref. */
 static int
-vars_add(struct vars *vs, const char *name, size_t name_len, char *ref, pcs_error *err)
+vars_add(struct vars *vs, const char *name, size_t name_len, char *ref, struct var **added,
+    pcs_error *err)
 {
 	struct var *nv;
 	size_t i, ncap;
@@ -113,11 +114,14 @@ vars_add(struct vars *vs, const char *name, size_t name_len, char *ref, pcs_erro
 	if ((vs->v[vs->n].name = strndup(name, name_len)) == NULL)
 		goto oom;
 	vs->v[vs->n].ref = ref;
+	if (added != NULL)
+		*added = &vs->v[vs->n];
 	vs->n++;
 	return 0;
 oom:
 	free(ref);
-	return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	(void)pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	return -PCS_RESOURCE_EXHAUSTED;
 }
 
 static int
@@ -134,7 +138,7 @@ add_environment(struct vars *vs, pcs_error *err)
 			continue;
 		if ((ref = strdup(eq + 1)) == NULL)
 			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		if ((r = vars_add(vs, *e, (size_t)(eq - *e), ref, err)) != 0)
+		if ((r = vars_add(vs, *e, (size_t)(eq - *e), ref, NULL, err)) != 0)
 			return r;
 	}
 	return 0;
@@ -183,6 +187,7 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 	json_error_t jerr;
 	json_t *doc = NULL, *val;
 	const char *name, *s;
+	struct var *added;
 	char *ref = NULL;
 	int r;
 
@@ -203,18 +208,19 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 			goto out;
 		}
 		if (json_is_string(val)) {
-			s = json_string_value(val);
+			if ((s = json_string_value(val)) == NULL)
+				s = "";
 			if (strncmp(s, PCS_REF_PREFIX, sizeof(PCS_REF_PREFIX) - 1) == 0 &&
 			    (ref = strdup(s)) == NULL) {
 				r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 				goto out;
 			}
-			if ((r = vars_add(vs, name, strlen(name), ref, err)) != 0)
+			r = vars_add(vs, name, strlen(name), ref, &added, err);
+			ref = NULL; /* vars_add owns it now, and frees it when it fails */
+			if (r != 0)
 				goto out;
-			ref = NULL;
-			if (vs->v[vs->n - 1].ref == NULL &&
-			    (r = literal_value(&vs->v[vs->n - 1], s, json_string_length(val),
-			    err)) != 0)
+			if (added->ref == NULL &&
+			    (r = literal_value(added, s, json_string_length(val), err)) != 0)
 				goto out;
 			continue;
 		}
@@ -225,7 +231,7 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 		}
 		if ((r = json_ref(file, name, val, &ref, err)) != 0)
 			goto out;
-		r = vars_add(vs, name, strlen(name), ref, err);
+		r = vars_add(vs, name, strlen(name), ref, NULL, err);
 		ref = NULL;
 		if (r != 0)
 			goto out;
@@ -248,6 +254,7 @@ static int
 add_agent_env(struct vars *vs, pcs_client *client, const char *agent, pcs_error *err)
 {
 	pcs_env_entry *env = NULL;
+	struct var *added;
 	size_t n = 0, i;
 	int r;
 
@@ -259,14 +266,14 @@ add_agent_env(struct vars *vs, pcs_client *client, const char *agent, pcs_error 
 		fputc('\n', stderr);
 		goto out;
 	}
-	for (i = 0; i < n; i++) {
-		if ((r = vars_add(vs, env[i].name, strlen(env[i].name), NULL, err)) != 0) {
+	for (i = 0; env != NULL && i < n; i++) {
+		if ((r = vars_add(vs, env[i].name, strlen(env[i].name), NULL, &added, err)) != 0) {
 			report(NULL, NULL, err);
 			goto out;
 		}
 		/* Hand the value over instead of copying it. */
-		vs->v[vs->n - 1].value = env[i].value;
-		vs->v[vs->n - 1].len = env[i].len;
+		added->value = env[i].value;
+		added->len = env[i].len;
 		env[i].value = NULL;
 	}
 	r = 0;

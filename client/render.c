@@ -137,18 +137,22 @@ j_audit(const Pcsecret__V1__AuditEntry *e)
 char *
 join_strings(char **v, size_t n)
 {
-	size_t i, len = 1;
+	size_t i, len = 1, o = 0, l;
 	char *s;
 
 	for (i = 0; i < n; i++)
 		len += strlen(v[i]) + 2;
 	if ((s = malloc(len)) == NULL)
 		return NULL;
-	s[0] = '\0';
 	for (i = 0; i < n; i++) {
-		if (i > 0)
-			strcat(s, ", ");
-		strcat(s, v[i]);
+		if (i > 0) {
+			memcpy(s + o, ", ", 2);
+			o += 2;
+		}
+		l = strlen(v[i]);
+		memcpy(s + o, v[i], l);
+		o += l;
 	}
+	s[o] = '\0';
 	return s;
 }

@@ -41,9 +41,9 @@ fsync_parent(const char *path)
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	strcpy(dir, path);
+	memcpy(dir, path, strlen(path) + 1);
 	if ((slash = strrchr(dir, '/')) == NULL)
-		strcpy(dir, ".");
+		memcpy(dir, ".", 2);
 	else if (slash == dir)
 		dir[1] = '\0';
 	else

@@ -154,9 +154,11 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 {
 	(void)st;
 	(void)ftw;
+	/* Best effort: whatever cannot be removed stays, and the walk goes on. */
 	if (flag == FTW_DP || flag == FTW_D)
-		return rmdir(path) == 0 || errno == ENOENT ? 0 : 0;
-	unlink(path);
+		(void)rmdir(path);
+	else
+		(void)unlink(path);
 	return 0;
 }
 

@@ -293,6 +293,9 @@ void call_reply(struct call *c, const ProtobufCMessage *reply)
 }
 
 static void call_vfail(struct call *c, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void call_vfail(struct call *c, int code, const char *fmt, va_list ap)
 {
 	if (c->ended)
 		return;

@@ -344,7 +344,8 @@ PCS_HANDLER(get_agent_env, GetAgentEnvRequest, GetAgentEnvReply)
 	call_set_target(c, company, label, NULL);
 	values[0] = company;
 	values[1] = agent;
+	/* Audited after opening the values, so a DATA_LOSS is the call's one row, not a second. */
 	call_db_text(c, "SELECT env_name, ref_company, ref_name, selector, company_id, secret_id, "
 	    "version, ciphertext, nonce, wrapped_key, key_id FROM pcs_agent_env($1, $2)", values, 2,
-	    1, on_env);
+	    0, on_env);
 }

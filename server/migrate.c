@@ -6,6 +6,7 @@
  * so the daemon carries no hashing code of its own for this.
  */
 #include <stdio.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,6 +69,15 @@ set_check(const struct migration *set, size_t n, pcs_error *err)
 	return 0;
 }
 
+/* A recorded version number (schema_migrations.version is an integer column). */
+static int
+version_of(const struct store_result *recorded, int row)
+{
+	long v = strtol(store_result_value(recorded, row, 0), NULL, 10);
+
+	return v > 0 && v <= INT_MAX ? (int)v : -1;
+}
+
 /* The row of recorded whose version is v, or -1. */
 static int
 recorded_row(const struct store_result *recorded, int v)
@@ -75,7 +85,7 @@ recorded_row(const struct store_result *recorded, int v)
 	int i;
 
 	for (i = 0; i < store_result_ntuples(recorded); i++)
-		if (atoi(store_result_value(recorded, i, 0)) == v)
+		if (version_of(recorded, i) == v)
 			return i;
 	return -1;
 }
@@ -149,7 +159,7 @@ migrate_run_set(struct store_sync *c, const struct migration *set, size_t n, pcs
 		goto out;
 
 	for (row = 0; row < store_result_ntuples(recorded); row++) {
-		v = atoi(store_result_value(recorded, row, 0));
+		v = version_of(recorded, row);
 		if (set_find(set, n, v) != NULL)
 			continue;
 		if (n == 0 || v > set[n - 1].version)

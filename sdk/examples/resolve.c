@@ -18,7 +18,7 @@ main(int argc, char **argv)
 	pcs_value *values = NULL;
 	pcs_error err = { 0 };
 	size_t n, i;
-	int r, status = 1;
+	int status = 1;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s REF...\n", argv[0]);
@@ -26,10 +26,9 @@ main(int argc, char **argv)
 	}
 	n = (size_t)(argc - 1);
 	/* NULL options: the socket comes from $PCSECRET_SOCKET or the default path. */
-	if ((r = pcs_connect(NULL, &client, &err)) != 0)
+	if (pcs_connect(NULL, &client, &err) != 0)
 		goto out;
-	if ((r = pcs_resolve(client, NULL, (const char *const *)(argv + 1), n, &values,
-	    &err)) != 0)
+	if (pcs_resolve(client, NULL, (const char *const *)(argv + 1), n, &values, &err) != 0)
 		goto out;
 	for (i = 0; i < n; i++)
 		printf("%s: %zu bytes, version %u\n", values[i].ref, values[i].len,

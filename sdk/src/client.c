@@ -532,6 +532,10 @@ conn_establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
 				r = fail_timeout(ctx.method, ctx.timeout_ms, err);
 			goto out;
 		}
+		if (rep == NULL) {
+			r = pcs_fail(err, PCS_INTERNAL, "no reply was read");
+			goto out;
+		}
 		if (rep->call_id == 0) {
 			r = conn_error_of(rep, err);
 			goto out;
@@ -545,7 +549,10 @@ conn_establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
 	rep = NULL;
 	if (r != 0)
 		goto out;
-	hello = (Pcsecret__V1__HelloReply *)msg;
+	if ((hello = (Pcsecret__V1__HelloReply *)msg) == NULL) {
+		r = pcs_fail(err, PCS_INTERNAL, "Hello returned no reply");
+		goto out;
+	}
 	if (hello->protocol_version != PCS_PROTOCOL_VERSION) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "pcsecretd at %s speaks protocol "
 		    "version %u; this library speaks %d", c->path, hello->protocol_version,

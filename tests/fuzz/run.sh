@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs every fuzz target in BUILD_DIR for SECONDS each, on a scratch copy of its seed corpus
-# (the repository is never modified). Exits non-zero, naming the crashing input, on a crash.
+# (tests/fuzz/corpus/<target>/, which also holds the regression inputs of bugs found before:
+# libFuzzer runs every corpus file first) and its dictionary tests/fuzz/<target>.dict if any.
+# The repository is never modified. Exits non-zero, naming the crashing input, on a crash.
 set -u
 
 if [ $# -ne 2 ]; then
@@ -28,9 +30,15 @@ for bin in $targets; do
 	if [ -d "$here/corpus/$name" ]; then
 		cp -R "$here/corpus/$name/." "$scratch/$name/corpus/"
 	fi
+	dict=
+	if [ -f "$here/$name.dict" ]; then
+		dict=-dict=$here/$name.dict
+	fi
 	echo "== $name: $seconds s"
-	"$bin" -max_total_time="$seconds" -print_final_stats=1 \
-	    -artifact_prefix="$scratch/$name/artifacts/" "$scratch/$name/corpus" \
+	# -timeout: one input running this long is a hang (fuzz_dispatch aborts itself at 10 s).
+	# Files a harness makes go to the scratch directory too (removed unless something failed).
+	TMPDIR=$scratch/$name "$bin" -max_total_time="$seconds" -print_final_stats=1 -timeout=25 -rss_limit_mb=4096 \
+	    $dict -artifact_prefix="$scratch/$name/artifacts/" "$scratch/$name/corpus" \
 	    >"$scratch/$name/log" 2>&1
 	rc=$?
 	tail -n 12 "$scratch/$name/log"
