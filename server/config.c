@@ -36,6 +36,7 @@ static const struct opt opts[] = {
 	I(max_inflight, "64", 1, 100000, "maximum calls in flight per connection"),
 	I(max_calls, "4096", 16, 1000000, "maximum calls in flight in the whole daemon; past it connections wait their turn"),
 	I(max_refs, "256", 1, 100000, "maximum references per Resolve"),
+	I(max_value, "65536", 1, 65536, "maximum bytes of a secret value"),
 	I(max_output, "4194304", 65536, 1024 * 1024 * 1024, "bytes queued to a slow reader before it is cut off"),
 	I(idle_timeout_ms, "300000", 100, 86400000, "close connections idle this long"),
 	I(read_timeout_ms, "10000", 100, 3600000, "a started frame must complete within this"),

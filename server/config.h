@@ -25,6 +25,7 @@ struct config {
 	int64_t max_inflight;     /* calls in flight per connection */
 	int64_t max_calls;        /* calls in flight in the whole daemon */
 	int64_t max_refs;         /* refs per Resolve */
+	int64_t max_value;        /* bytes of one secret value (at most 64 KiB) */
 	int64_t max_output;       /* bytes queued to a peer before it is cut off */
 	int64_t idle_timeout_ms;
 	int64_t read_timeout_ms;  /* a partial frame must complete within this */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "crypto.h"
 #include "dispatch.h"
 #include "handlers.h"
@@ -16,18 +17,19 @@
 #include "rows.h"
 #include "server.h"
 
-#define VALUE_MAX 65536
 #define DESCRIPTION_MAX 1024
 
 static int check_value(struct call *c, const ProtobufCBinaryData *v)
 {
+	size_t max = (size_t)call_server(c)->cfg->max_value;
+
 	if (v->len == 0) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "value is empty");
 		return -1;
 	}
-	if (v->len > VALUE_MAX) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "value is %zu bytes; the maximum is %d", v->len,
-		    VALUE_MAX);
+	if (v->len > max) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "value is %zu bytes; the maximum is %zu (max_value)",
+		    v->len, max);
 		return -1;
 	}
 	return 0;

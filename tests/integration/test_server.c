@@ -1862,7 +1862,8 @@ static void start_tight(void)
 {
 	struct it_daemon_opts o = { 0 };
 	const char *args[] = { "--idle-timeout-ms", "3000", "--read-timeout-ms", "800",
-		"--max-connections", "8", "--max-inflight", "1", "--log-file", tlog, NULL };
+		"--max-connections", "8", "--max-inflight", "1", "--log-file", tlog,
+		"--max-value", "1024", NULL };
 
 	snprintf(tlog, sizeof(tlog), "%s/tight.log", scratch);
 	o.args = args;
@@ -1988,6 +1989,30 @@ static void test_inflight_backpressure(void **state)
 	assert_int_equal(wire_reply(&w, 5000, &r), 1);
 	assert_int_equal(r->call_id, 12);
 	assert_int_equal(r->status, ST_OK);
+	pcsecret__v1__reply__free_unpacked(r, NULL);
+	wire_close(&w);
+}
+
+/* max_value lowers the 64 KiB ceiling; the refusal names the setting. */
+static void test_max_value_setting(void **state)
+{
+	Pcsecret__V1__CreateSecretRequest q = PCSECRET__V1__CREATE_SECRET_REQUEST__INIT;
+	Pcsecret__V1__Reply *r;
+	static uint8_t v[1025];
+	struct wire w;
+
+	(void)state;
+	memset(v, 'm', sizeof(v));
+	assert_int_equal(wire_session(&w, T.socket), 0);
+	assert_int_equal(create_secret(&w, 2, "max-value-ok", v, 1024), ST_OK);
+	q.company = (char *)"acme";
+	q.name = (char *)"max-value-over";
+	q.value.data = v;
+	q.value.len = 1025;
+	assert_int_equal(wire_rpc(&w, 3, mid("CreateSecret"), 0, &q.base, &r, 10000),
+	    PCSECRET__V1__STATUS_CODE__INVALID_ARGUMENT);
+	assert_non_null(strstr(r->message, "max_value"));
+	assert_non_null(strstr(r->message, "1024"));
 	pcsecret__v1__reply__free_unpacked(r, NULL);
 	wire_close(&w);
 }
@@ -2335,6 +2360,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_idle_and_partial_frame_timeouts, after_test),
 		cmocka_unit_test_teardown(test_max_connections, after_test),
 		cmocka_unit_test_teardown(test_inflight_backpressure, after_test),
+		cmocka_unit_test_teardown(test_max_value_setting, after_test),
 		cmocka_unit_test_teardown(test_sighup_reopens_log, after_test),
 		cmocka_unit_test_teardown(test_sigint_drains, after_test),
 		cmocka_unit_test_teardown(test_accept_emfile_backs_off, after_test),
