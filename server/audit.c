@@ -57,8 +57,8 @@ struct audit_entry {
 	int cancelled;
 	audit_done_fn fn;
 	void *arg;
-	struct audit_buf buf;
-	char *text[AUDIT_NPARAMS];  /* copies of the row's strings (NULL stays NULL) */
+	const char *text[AUDIT_NPARAMS];  /* the row's strings, copied into data (NULL stays NULL) */
+	char data[];
 };
 
 TAILQ_HEAD(audit_list, audit_entry);
@@ -81,8 +81,6 @@ struct audit_queue {
 
 static void entry_free(struct audit_entry *e)
 {
-	for (int i = 0; i < AUDIT_NPARAMS; i++)
-		free(e->text[i]);
 	free(e);
 }
 
@@ -239,17 +237,23 @@ void audit_queue_free(struct audit_queue *q)
 struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row *row,
     audit_done_fn fn, void *arg)
 {
-	struct audit_entry *e = calloc(1, sizeof(*e));
 	const char *values[AUDIT_NPARAMS];
+	struct audit_buf buf;
+	struct audit_entry *e;
+	size_t len[AUDIT_NPARAMS], total = 0, o = 0;
 
-	if (e == NULL)
+	/* One allocation per row: this is on every resolve's path. */
+	audit_params(row, &buf, values);
+	for (int i = 0; i < AUDIT_NPARAMS; i++)
+		total += (len[i] = values[i] != NULL ? strlen(values[i]) + 1 : 0);
+	if ((e = calloc(1, sizeof(*e) + total)) == NULL)
 		return NULL;
-	audit_params(row, &e->buf, values);
 	for (int i = 0; i < AUDIT_NPARAMS; i++) {
-		if (values[i] != NULL && (e->text[i] = strdup(values[i])) == NULL) {
-			entry_free(e);
-			return NULL;
-		}
+		if (values[i] == NULL)
+			continue;
+		memcpy(e->data + o, values[i], len[i]);
+		e->text[i] = e->data + o;
+		o += len[i];
 	}
 	e->q = q;
 	e->fn = fn;

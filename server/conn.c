@@ -221,11 +221,19 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
 		conn_maybe_finish(c);
 }
 
+/* Past this, an emptied input buffer is given back: idle peers should hold no memory. */
+#define CONN_KEEP_BUFFER 4096
+
 static void consume(struct conn *c, size_t n)
 {
 	memmove(c->in, c->in + n, c->in_len - n);
 	explicit_bzero(c->in + c->in_len - n, n);
 	c->in_len -= n;
+	if (c->in_len == 0 && c->in_cap > CONN_KEEP_BUFFER) {
+		free(c->in); /* all of it was just wiped */
+		c->in = NULL;
+		c->in_cap = 0;
+	}
 }
 
 /* Handles whole frames already buffered, within the per-event and in-flight bounds. */

@@ -239,10 +239,7 @@ static void call_end(struct call *c)
 		return;
 	}
 	fill_audit(c, &row, principal, sizeof(principal), c->status, c->message);
-	if (c->srv->audit == NULL)
-		c->srv->audit = audit_queue_new(c->srv->base, c->srv->store);
-	if (c->srv->audit == NULL ||
-	    (c->audit_entry = audit_enqueue(c->srv->audit, &row, on_audit_written, c)) == NULL) {
+	if ((c->audit_entry = audit_enqueue(c->srv->audit, &row, on_audit_written, c)) == NULL) {
 		drop_reply(c);
 		c->status = PCS_UNAVAILABLE;
 		snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");

@@ -141,16 +141,18 @@ static void on_resolved(struct call *c, const struct store_result *res)
 			call_fail(c, PCS_INTERNAL, "resolve returned an unknown reference");
 			goto out;
 		}
-		ref_label(in->refs[idx], label, sizeof(label));
 		if ((r = authz_check(call_principal(c), &rq, &err)) != 0) {
+			ref_label(in->refs[idx], label, sizeof(label));
 			call_fail(c, r, "%s: %s", label, err.message);
 			goto out;
 		}
 		if (store_result_isnull(res, i, 5)) {
+			ref_label(in->refs[idx], label, sizeof(label));
 			call_fail(c, PCS_NOT_FOUND, "%s: version %u does not exist", label, version);
 			goto out;
 		}
 		if (strcmp(rows_str(res, i, 5), "active") != 0) {
+			ref_label(in->refs[idx], label, sizeof(label));
 			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label, version,
 			    rows_str(res, i, 5));
 			goto out;

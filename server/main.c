@@ -231,6 +231,10 @@ int main(int argc, char **argv)
 	if (store_open(srv.base, cfg.database_url, (int)cfg.pool_size, &srv.store, &err) != 0)
 		fatal(&err);
 	store_set_logger(srv.store, on_store_log, NULL);
+	if ((srv.audit = audit_queue_new(srv.base, srv.store)) == NULL) {
+		pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		fatal(&err);
+	}
 	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, cfg.dev, &err) != 0)
 		fatal(&err);
 	drain_timer = evtimer_new(srv.base, on_drain_check, NULL);

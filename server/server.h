@@ -30,7 +30,8 @@ struct server {
 	struct event_base *base;
 	const struct config *cfg;
 	struct store *store;
-	struct audit_queue *audit;      /* group commit of audit rows not written with the work */
+	struct audit_queue *audit;      /* group commit of audit rows not written with the work;
+	                                   made at start-up, after the store */
 	struct crypto_master *master;
 	char instance_id[37];
 	uid_t self_uid;
