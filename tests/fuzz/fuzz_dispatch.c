@@ -447,8 +447,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	srv.self_uid = geteuid();
 	TAILQ_INIT(&srv.conns);
 	TAILQ_INIT(&srv.waitq);
-	if (store_open(srv.base, "stub", 1, &srv.store, &err) != 0 ||
-	    (srv.audit = audit_queue_new(srv.base, srv.store)) == NULL)
+	if (store_open(srv.base, "stub", 1, &srv.store, &err) != 0)
 		abort();
 	stub_configure(srv.store, data + 3, script_len,
 	    persona == 0 ? STUB_NO_RULE : (enum stub_persona)(persona - 1));
