@@ -42,6 +42,13 @@ static const struct opt opts[] = {
 	I(read_timeout_ms, "10000", 100, 3600000, "a started frame must complete within this"),
 	I(call_timeout_ms, "10000", 10, 3600000, "deadline of calls that set none"),
 	I(drain_timeout_ms, "10000", 0, 3600000, "SIGTERM waits this long for calls in flight"),
+	I(handshake_timeout_ms, "5000", 100, 600000, "close a connection that has not completed Hello within this"),
+	I(max_conns_per_uid, "128", 1, 1000000, "maximum connections of one uid"),
+	I(max_conns_unknown_per_uid, "8", 1, 1000000, "maximum connections of one uid without a principal"),
+	I(max_frame_before_hello, "4096", 256, 1048576, "largest frame accepted before Hello succeeded"),
+	I(max_buffered_per_uid, "16777216", 65536, 1024LL * 1024 * 1024, "bytes of unfinished input held for one uid"),
+	I(max_calls_per_uid, "256", 1, 1000000, "calls in flight for one uid over all its connections"),
+	I(db_wait_ms, "1000", 10, 3600000, "a call fails UNAVAILABLE after this long when no database connection is up"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)

@@ -31,6 +31,13 @@ struct config {
 	int64_t read_timeout_ms;  /* a partial frame must complete within this */
 	int64_t call_timeout_ms;  /* default deadline of a call that sets none */
 	int64_t drain_timeout_ms;
+	int64_t handshake_timeout_ms; /* a peer must complete Hello within this */
+	int64_t max_conns_per_uid;    /* connections of one uid */
+	int64_t max_conns_unknown_per_uid; /* of one uid that has no principal (yet) */
+	int64_t max_frame_before_hello;    /* bytes of a frame before Hello succeeded */
+	int64_t max_buffered_per_uid; /* bytes of unfinished input held for one uid */
+	int64_t max_calls_per_uid;    /* calls in flight for one uid, over all its connections */
+	int64_t db_wait_ms;           /* how long a call waits when no database connection is up */
 	int dev;                  /* --dev: private cluster, key and socket in a temporary dir */
 	int help, version;
 };
