@@ -8,9 +8,14 @@
  *   3. --agent COMPANY/AGENT: that agent's configured environment (GetAgentEnv).
  * All references are resolved in one Resolve call (on behalf of --agent when given). Nothing
  * is exec'd unless every one resolved; errors name the variable and reference, never a value.
+ * Names that decide what the program loads or runs (LD_PRELOAD, PATH, ...: common/envname.c)
+ * are refused from every source, even when the daemon sends them.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "envname.h"
 #include "ref.h"
 #include "rpc.h"
 #include "status.h"
@@ -26,6 +32,8 @@
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 #define EXIT_NOEXEC 127
+/* An --env-json file is a handful of variables; anything this big is a mistake. */
+#define ENV_JSON_MAX (1024 * 1024)
 
 extern char **environ;
 
@@ -53,6 +61,36 @@ usage(FILE *f)
 	    "agent's configured environment is added first and references are resolved on its\n"
 	    "behalf. --env-json adds variables from a JSON object whose values are strings or\n"
 	    "{\"type\":\"secret_ref\",\"secretId\":\"...\",\"version\":\"latest\"}.\n");
+}
+
+/*
+ * jansson's allocator: its lexer and its strings hold the --env-json file's literal values, and
+ * its free gets no size, so each block keeps its size in front of it and is wiped when freed.
+ */
+static void *
+wipe_malloc(size_t size)
+{
+	unsigned char *p;
+
+	if (size > SIZE_MAX - sizeof(max_align_t) ||
+	    (p = malloc(sizeof(max_align_t) + size)) == NULL)
+		return NULL;
+	memcpy(p, &size, sizeof(size));
+	return p + sizeof(max_align_t);
+}
+
+static void
+wipe_free(void *block)
+{
+	unsigned char *p;
+	size_t size;
+
+	if (block == NULL)
+		return;
+	p = (unsigned char *)block - sizeof(max_align_t);
+	memcpy(&size, p, sizeof(size));
+	sodium_memzero(p, sizeof(max_align_t) + size);
+	free(p);
 }
 
 /* Quoting for messages: a reference came from the environment and may hold anything. */
@@ -128,7 +166,7 @@ static int
 add_environment(struct vars *vs, pcs_error *err)
 {
 	const char *eq;
-	char *ref;
+	char *ref, *name;
 	char **e;
 	int r;
 
@@ -136,6 +174,12 @@ add_environment(struct vars *vs, pcs_error *err)
 		if ((eq = strchr(*e, '=')) == NULL ||
 		    strncmp(eq + 1, PCS_REF_PREFIX, sizeof(PCS_REF_PREFIX) - 1) != 0)
 			continue;
+		if ((name = strndup(*e, (size_t)(eq - *e))) == NULL)
+			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		r = envname_check(name, err);
+		free(name);
+		if (r != 0)
+			return r;
 		if ((ref = strdup(eq + 1)) == NULL)
 			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		if ((r = vars_add(vs, *e, (size_t)(eq - *e), ref, NULL, err)) != 0)
@@ -181,6 +225,66 @@ json_ref(const char *file, const char *name, json_t *o, char **out, pcs_error *e
 	return 0;
 }
 
+/*
+ * The whole file (a pipe too: --env-json <(...)) into secure memory, wiped by sodium_free,
+ * read through a close-on-exec descriptor: json_load_file's stdio buffer would be freed with
+ * the file's literal values still in it.
+ */
+static int
+read_env_json(const char *file, char **out, size_t *len, pcs_error *err)
+{
+	char *buf = NULL, *nb;
+	size_t got = 0, cap = 0, ncap;
+	ssize_t n;
+	int fd, r;
+
+	*out = NULL;
+	*len = 0;
+	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: %s", file, strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		if (got == cap) {
+			if (cap >= ENV_JSON_MAX) {
+				r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: longer than %d bytes",
+				    file, ENV_JSON_MAX);
+				goto out;
+			}
+			ncap = cap == 0 ? 4096 : cap * 2;
+			/* Not realloc: the old block holds values and is wiped by sodium_free. */
+			if ((nb = sodium_malloc(ncap)) == NULL) {
+				r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of secure memory");
+				goto out;
+			}
+			if (got > 0)
+				memcpy(nb, buf, got);
+			sodium_free(buf);
+			buf = nb;
+			cap = ncap;
+		}
+		n = read(fd, buf + got, cap - got);
+		if (n == 0)
+			break;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: %s", file, strerror(errno));
+			goto out;
+		}
+		got += (size_t)n;
+	}
+	*out = buf;
+	*len = got;
+	buf = NULL;
+	r = 0;
+out:
+	sodium_free(buf);
+	if (fd != -1)
+		(void)close(fd);
+	return r;
+}
+
 static int
 add_env_json(struct vars *vs, const char *file, pcs_error *err)
 {
@@ -188,11 +292,15 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 	json_t *doc = NULL, *val;
 	const char *name, *s;
 	struct var *added;
-	char *ref = NULL;
+	pcs_error nerr;
+	char *ref = NULL, *text = NULL;
+	size_t text_len = 0;
 	int r;
 
+	if ((r = read_env_json(file, &text, &text_len, err)) != 0)
+		goto out;
 	/* The file may hold literal values: never quote its text back in an error. */
-	if ((doc = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+	if ((doc = json_loadb(text, text_len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
 		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: not a JSON document (line %d)", file,
 		    jerr.line);
 		goto out;
@@ -202,9 +310,9 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 		goto out;
 	}
 	json_object_foreach(doc, name, val) {
-		if (!env_name_valid(name)) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: \"%.64s\" is not a valid "
-			    "environment variable name", file, name);
+		/* Literal values too: the file may be written by someone other than its user. */
+		if ((r = envname_check(name, &nerr)) != 0) {
+			(void)pcs_fail(err, nerr.code, "%s: %s", file, nerr.message);
 			goto out;
 		}
 		if (json_is_string(val)) {
@@ -246,6 +354,7 @@ out:
 				sodium_memzero((void *)json_string_value(val), json_string_length(val));
 		json_decref(doc);
 	}
+	sodium_free(text);
 	return r;
 }
 
@@ -265,6 +374,23 @@ add_agent_env(struct vars *vs, pcs_client *client, const char *agent, pcs_error 
 		put_safe(stderr, err->message);
 		fputc('\n', stderr);
 		goto out;
+	}
+	/* All checked before any is used: a binding made before the daemon refused such names. */
+	for (i = 0; env != NULL && i < n; i++) {
+		if ((r = envname_check(env[i].name, err)) != 0) {
+			fprintf(stderr, "pcrun: refusing the environment of agent ");
+			put_safe(stderr, agent);
+			fprintf(stderr, ": %s: ", pcs_status_name(err->code));
+			put_safe(stderr, err->message);
+			/* The SDK refuses invalid names, so this one is safe to print. */
+			if (env_name_valid(env[i].name)) {
+				fprintf(stderr, " (remove the binding: pcctl agent unset-env ");
+				put_safe(stderr, agent);
+				fprintf(stderr, " %s)", env[i].name);
+			}
+			fputc('\n', stderr);
+			goto out;
+		}
 	}
 	for (i = 0; env != NULL && i < n; i++) {
 		if ((r = vars_add(vs, env[i].name, strlen(env[i].name), NULL, &added, err)) != 0) {
@@ -453,6 +579,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "pcrun: libsodium failed to initialise\n");
 		return EXIT_FAILED;
 	}
+	json_set_alloc_funcs(wipe_malloc, wipe_free);
 	if (add_environment(&vs, &err) != 0) {
 		report(NULL, NULL, &err);
 		goto out;

@@ -154,6 +154,13 @@ keyfile_read(const char *path, uint8_t key[KEYFILE_KEY_LEN], pcs_error *err)
 		    "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
+	/* Its owner can read it and replace it, whatever the mode says: as bad as mode 0644. */
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "master key file %s is owned by uid %u: it must belong to root or to the uid "
+		    "pcsecretd runs as (%u)", path, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto out;
+	}
 	while (len < sizeof(buf)) {
 		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
 

@@ -4,48 +4,128 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 #include <event2/event.h>
 
 #include "store.h"
 
+#include "pbcheck.h"
+
 #define AUDIT_COLUMNS "instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
-	"company, secret, version, status, message"
+	"company, secret, version, status, message, received_at"
+/* Queued rows also carry their deadline. */
+#define QUEUE_COLUMNS AUDIT_COLUMNS ", deadline"
+#define QUEUE_NPARAMS (AUDIT_NPARAMS + 1)
+#define STATUS_PARAM 10
+#define MESSAGE_PARAM 11
 
 const char audit_insert_sql[] = "INSERT INTO audit_log (" AUDIT_COLUMNS ") VALUES "
-	"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+	"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+static const char queue_insert_sql[] = "INSERT INTO audit_log (" QUEUE_COLUMNS ") VALUES ";
+
+/* 1 when s can go into a row as it is: valid UTF-8 and no control character. */
+static int text_safe(const char *s)
+{
+	size_t n = strlen(s), k;
+
+	for (size_t i = 0; i < n; i += k) {
+		if ((k = pbcheck_utf8_seq((const uint8_t *)s + i, n - i)) == 0 ||
+		    (k == 1 && ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)))
+			return 0;
+	}
+	return 1;
+}
+
+const char *audit_safe_text(const char *s, char *out, size_t size)
+{
+	size_t n = strlen(s), o = 0, k;
+
+	for (size_t i = 0; i < n; i += k) {
+		k = pbcheck_utf8_seq((const uint8_t *)s + i, n - i);
+		if (k > 1 || (k == 1 && (unsigned char)s[i] >= 0x20 && s[i] != 0x7f)) {
+			if (o + k >= size)
+				break;
+			memcpy(out + o, s + i, k);
+			o += k;
+			continue;
+		}
+		k = 1;
+		if (o + 4 >= size)
+			break;
+		o += (size_t)snprintf(out + o, size - o, "\\x%02x", (unsigned char)s[i]);
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* s itself when safe, else its escaped copy in buf's text (cut short when that is full). */
+static const char *safe_param(const char *s, struct audit_buf *buf)
+{
+	size_t room = sizeof(buf->text) - buf->used;
+	const char *t;
+
+	if (s == NULL || text_safe(s))
+		return s;
+	if (room < 1)
+		return "";
+	t = audit_safe_text(s, buf->text + buf->used, room);
+	buf->used += strlen(t) + 1;
+	return t;
+}
+
+static const char *format_ts(long long us, char out[40]);
 
 void audit_params(const struct audit_row *row, struct audit_buf *buf,
     const char *values[AUDIT_NPARAMS])
 {
+	buf->used = 0;
 	snprintf(buf->call_id, sizeof(buf->call_id), "%llu", row->call_id);
 	snprintf(buf->uid, sizeof(buf->uid), "%lu", row->uid);
 	snprintf(buf->gid, sizeof(buf->gid), "%lu", row->gid);
 	snprintf(buf->pid, sizeof(buf->pid), "%ld", row->pid);
-	values[0] = row->instance_id;
+	values[0] = safe_param(row->instance_id, buf);
 	values[1] = buf->call_id;
 	values[2] = buf->uid;
 	values[3] = buf->gid;
 	values[4] = buf->pid;
-	values[5] = row->principal;
-	values[6] = row->method;
-	values[7] = row->company;
-	values[8] = row->secret;
-	values[9] = row->version;
-	values[10] = row->status;
-	values[11] = row->message;
+	values[5] = safe_param(row->principal, buf);
+	values[6] = safe_param(row->method, buf);
+	values[7] = safe_param(row->company, buf);
+	values[8] = safe_param(row->secret, buf);
+	values[9] = safe_param(row->version, buf);
+	values[10] = safe_param(row->status, buf);
+	values[11] = safe_param(row->message, buf);
+	values[12] = format_ts(row->received_us, buf->received);
+}
+
+/* "2024-05-01 12:00:00.123456+00", or NULL for 0 (unknown). */
+static const char *format_ts(long long us, char out[40])
+{
+	struct tm tm;
+	time_t secs;
+	size_t n;
+
+	if (us <= 0)
+		return NULL;
+	secs = (time_t)(us / 1000000);
+	if (gmtime_r(&secs, &tm) == NULL || (n = strftime(out, 40, "%Y-%m-%d %H:%M:%S", &tm)) == 0)
+		return NULL;
+	snprintf(out + n, 40 - n, ".%06lld+00", us % 1000000);
+	return out;
 }
 
 int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
 {
 	int n = snprintf(buf, size, "WITH r AS (%s), a AS (INSERT INTO audit_log (" AUDIT_COLUMNS
-	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)) SELECT * FROM r",
-	    inner, first_param, first_param + 1, first_param + 2, first_param + 3, first_param + 4,
-	    first_param + 5, first_param + 6, first_param + 7, first_param + 8, first_param + 9,
-	    first_param + 10, first_param + 11);
+	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)) "
+	    "SELECT * FROM r", inner, first_param, first_param + 1, first_param + 2, first_param + 3,
+	    first_param + 4, first_param + 5, first_param + 6, first_param + 7, first_param + 8,
+	    first_param + 9, first_param + 10, first_param + 11, first_param + 12);
 	return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
-/* Rows per INSERT: 12 parameters each, far below PostgreSQL's 65535. */
+/* Rows per INSERT: 14 parameters each, far below PostgreSQL's 65535. */
 #define AUDIT_BATCH_MAX 500
 /* Batches written at once; the rest of the pool stays free for the calls themselves. */
 #define AUDIT_BATCHES_IN_FLIGHT 2
@@ -57,7 +137,7 @@ struct audit_entry {
 	int cancelled;
 	audit_done_fn fn;
 	void *arg;
-	const char *text[AUDIT_NPARAMS];  /* the row's strings, copied into data (NULL stays NULL) */
+	const char *text[QUEUE_NPARAMS];  /* the row's strings, copied into data (NULL stays NULL) */
 	char data[];
 };
 
@@ -70,13 +150,17 @@ struct audit_batch {
 	TAILQ_ENTRY(audit_batch) link;
 };
 
+TAILQ_HEAD(audit_batches, audit_batch);
+
 struct audit_queue {
 	struct store *store;
 	struct event *kick;
 	struct audit_list pending;
-	TAILQ_HEAD(, audit_batch) batches;
+	struct audit_batches batches;   /* in flight */
+	struct audit_batches retry;     /* halves of a failed batch, sent before pending rows */
 	int in_flight;
 	unsigned long written;    /* batches submitted so far */
+	unsigned long retried;    /* failed batches split in halves */
 };
 
 static void entry_free(struct audit_entry *e)
@@ -86,49 +170,104 @@ static void entry_free(struct audit_entry *e)
 
 static void flush(struct audit_queue *q);
 
+static void batch_fail(struct audit_batch *b, int status)
+{
+	struct audit_entry *e;
+
+	while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
+		TAILQ_REMOVE(&b->entries, e, link);
+		if (!e->cancelled && e->fn != NULL)
+			e->fn(status, e->arg);
+		entry_free(e);
+	}
+	free(b);
+}
+
+/*
+ * Splits b (two rows or more) into halves queued for retry, first half first, so the rows
+ * PostgreSQL accepts are written and only the one it refuses fails. 0, or -1 out of memory.
+ */
+static int batch_split(struct audit_queue *q, struct audit_batch *b, size_t n)
+{
+	struct audit_batch *b2 = calloc(1, sizeof(*b2));
+	struct audit_entry *e;
+	size_t i = 0;
+
+	if (b2 == NULL)
+		return -1;
+	TAILQ_INIT(&b2->entries);
+	b2->q = q;
+	while ((e = TAILQ_FIRST(&b->entries)) != NULL && i < n / 2) {
+		TAILQ_REMOVE(&b->entries, e, link);
+		TAILQ_INSERT_TAIL(&b2->entries, e, link);
+		i++;
+	}
+	b->job = NULL;
+	TAILQ_INSERT_HEAD(&q->retry, b, link);
+	TAILQ_INSERT_HEAD(&q->retry, b2, link);
+	return 0;
+}
+
 static void on_batch(const struct store_result *res, void *arg)
 {
 	struct audit_batch *b = arg;
 	struct audit_queue *q = b->q;
 	struct audit_entry *e;
-	int status = store_result_status(res);
+	int status = store_result_status(res), i = 0, n = 0;
 
 	TAILQ_REMOVE(&q->batches, b, link);
 	q->in_flight--;
+	TAILQ_FOREACH(e, &b->entries, link)
+		n++;
+	/* A lost database fails every row alike; anything else may be one row's fault. */
+	if (status != 0 && status != -PCS_UNAVAILABLE && n > 1 && batch_split(q, b, (size_t)n) == 0) {
+		q->retried++;
+		flush(q);
+		return;
+	}
+	if (status == 0 && store_result_ntuples(res) != n)
+		status = -PCS_INTERNAL;   /* RETURNING gives one row per row inserted, in order */
+	if (status != 0) {
+		batch_fail(b, status);
+		flush(q);
+		return;
+	}
 	while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
+		const char *stored = store_result_value(res, i++, 0);
 		TAILQ_REMOVE(&b->entries, e, link);
-		if (!e->cancelled)
-			e->fn(status, e->arg);
+		if (!e->cancelled && e->fn != NULL)
+			e->fn(stored != NULL && e->text[STATUS_PARAM] != NULL &&
+			    strcmp(stored, e->text[STATUS_PARAM]) == 0 ? 0 :
+			    AUDIT_LATE, e->arg);
 		entry_free(e);
 	}
 	free(b);
 	flush(q);
 }
 
-/* "INSERT ... VALUES ($1..$12), ($13..$24), ..." for n rows, into a new string. */
+/* "INSERT ... VALUES ($1..$14), ($15..$28), ... RETURNING status" for n rows. */
 static char *batch_sql(size_t n)
 {
-	size_t cap = sizeof(audit_insert_sql) + n * 96, o;
+	size_t cap = sizeof(queue_insert_sql) + n * 112 + 32, o;
 	char *sql = malloc(cap);
-	const char *values = strstr(audit_insert_sql, "VALUES");
 
 	if (sql == NULL)
 		return NULL;
-	o = (size_t)(values - audit_insert_sql) + 7;
-	memcpy(sql, audit_insert_sql, o);
+	o = (size_t)snprintf(sql, cap, "%s", queue_insert_sql);
 	for (size_t r = 0; r < n; r++) {
 		o += (size_t)snprintf(sql + o, cap - o, "%s(", r ? ", " : "");
-		for (int i = 0; i < AUDIT_NPARAMS; i++)
+		for (int i = 0; i < QUEUE_NPARAMS; i++)
 			o += (size_t)snprintf(sql + o, cap - o, "%s$%zu", i ? ", " : "",
-			    r * AUDIT_NPARAMS + (size_t)i + 1);
+			    r * QUEUE_NPARAMS + (size_t)i + 1);
 		o += (size_t)snprintf(sql + o, cap - o, ")");
 	}
+	snprintf(sql + o, cap - o, " RETURNING status");
 	return sql;
 }
 
-static int write_batch(struct audit_queue *q)
+/* Sends b (its rows in order); on failure every caller in it is told UNAVAILABLE. */
+static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 {
-	struct audit_batch *b = calloc(1, sizeof(*b));
 	const char **values = NULL;
 	struct audit_entry *e;
 	struct store_query query = { 0 };
@@ -136,27 +275,23 @@ static int write_batch(struct audit_queue *q)
 	size_t n = 0;
 	pcs_error err;
 
-	if (b == NULL)
-		return -1;
-	TAILQ_INIT(&b->entries);
-	b->q = q;
-	while (n < AUDIT_BATCH_MAX && (e = TAILQ_FIRST(&q->pending)) != NULL) {
-		TAILQ_REMOVE(&q->pending, e, link);
-		e->in_batch = 1;
-		TAILQ_INSERT_TAIL(&b->entries, e, link);
+	TAILQ_FOREACH(e, &b->entries, link)
 		n++;
+	if (n == 0) {
+		free(b);
+		return 0;
 	}
-	if ((values = calloc(n * AUDIT_NPARAMS, sizeof(*values))) == NULL ||
+	if ((values = calloc(n * QUEUE_NPARAMS, sizeof(*values))) == NULL ||
 	    (sql = batch_sql(n)) == NULL)
 		goto fail;
 	n = 0;
 	TAILQ_FOREACH(e, &b->entries, link) {
-		for (int i = 0; i < AUDIT_NPARAMS; i++)
-			values[n * AUDIT_NPARAMS + (size_t)i] = e->text[i];
+		for (int i = 0; i < QUEUE_NPARAMS; i++)
+			values[n * QUEUE_NPARAMS + (size_t)i] = e->text[i];
 		n++;
 	}
 	query.sql = sql;
-	query.nparams = (int)(n * AUDIT_NPARAMS);
+	query.nparams = (int)(n * QUEUE_NPARAMS);
 	query.values = values;
 	if ((b->job = store_submit(q->store, &query, on_batch, b, &err)) == NULL)
 		goto fail;
@@ -168,21 +303,39 @@ static int write_batch(struct audit_queue *q)
 	return 0;
 fail:
 	/* Fail closed: every caller in the batch learns its row was not written. */
-	while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
-		TAILQ_REMOVE(&b->entries, e, link);
-		if (!e->cancelled)
-			e->fn(-PCS_UNAVAILABLE, e->arg);
-		entry_free(e);
-	}
+	batch_fail(b, -PCS_UNAVAILABLE);
 	free(values);
 	free(sql);
-	free(b);
 	return -1;
+}
+
+static int write_batch(struct audit_queue *q)
+{
+	struct audit_batch *b;
+	struct audit_entry *e;
+	size_t n = 0;
+
+	if ((b = TAILQ_FIRST(&q->retry)) != NULL) {
+		TAILQ_REMOVE(&q->retry, b, link);
+		return submit_batch(q, b);
+	}
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return -1;
+	TAILQ_INIT(&b->entries);
+	b->q = q;
+	while (n < AUDIT_BATCH_MAX && (e = TAILQ_FIRST(&q->pending)) != NULL) {
+		TAILQ_REMOVE(&q->pending, e, link);
+		e->in_batch = 1;
+		TAILQ_INSERT_TAIL(&b->entries, e, link);
+		n++;
+	}
+	return submit_batch(q, b);
 }
 
 static void flush(struct audit_queue *q)
 {
-	while (q->in_flight < AUDIT_BATCHES_IN_FLIGHT && !TAILQ_EMPTY(&q->pending))
+	while (q->in_flight < AUDIT_BATCHES_IN_FLIGHT &&
+	    (!TAILQ_EMPTY(&q->retry) || !TAILQ_EMPTY(&q->pending)))
 		if (write_batch(q) != 0)
 			break;
 }
@@ -203,6 +356,7 @@ struct audit_queue *audit_queue_new(struct event_base *base, struct store *store
 	q->store = store;
 	TAILQ_INIT(&q->pending);
 	TAILQ_INIT(&q->batches);
+	TAILQ_INIT(&q->retry);
 	if ((q->kick = event_new(base, -1, 0, on_kick, q)) == NULL) {
 		free(q);
 		return NULL;
@@ -221,6 +375,14 @@ void audit_queue_free(struct audit_queue *q)
 		TAILQ_REMOVE(&q->pending, e, link);
 		entry_free(e);
 	}
+	while ((b = TAILQ_FIRST(&q->retry)) != NULL) {
+		TAILQ_REMOVE(&q->retry, b, link);
+		while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
+			TAILQ_REMOVE(&b->entries, e, link);
+			entry_free(e);
+		}
+		free(b);
+	}
 	while ((b = TAILQ_FIRST(&q->batches)) != NULL) {
 		TAILQ_REMOVE(&q->batches, b, link);
 		store_cancel(b->job);
@@ -237,18 +399,20 @@ void audit_queue_free(struct audit_queue *q)
 struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row *row,
     audit_done_fn fn, void *arg)
 {
-	const char *values[AUDIT_NPARAMS];
+	const char *values[QUEUE_NPARAMS];
 	struct audit_buf buf;
 	struct audit_entry *e;
-	size_t len[AUDIT_NPARAMS], total = 0, o = 0;
+	char deadline[40];
+	size_t len[QUEUE_NPARAMS], total = 0, o = 0;
 
 	/* One allocation per row: this is on every resolve's path. */
 	audit_params(row, &buf, values);
-	for (int i = 0; i < AUDIT_NPARAMS; i++)
+	values[AUDIT_NPARAMS] = format_ts(row->deadline_us, deadline);
+	for (int i = 0; i < QUEUE_NPARAMS; i++)
 		total += (len[i] = values[i] != NULL ? strlen(values[i]) + 1 : 0);
 	if ((e = calloc(1, sizeof(*e) + total)) == NULL)
 		return NULL;
-	for (int i = 0; i < AUDIT_NPARAMS; i++) {
+	for (int i = 0; i < QUEUE_NPARAMS; i++) {
 		if (values[i] == NULL)
 			continue;
 		memcpy(e->data + o, values[i], len[i]);
@@ -269,6 +433,20 @@ struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row 
 }
 
 unsigned long audit_queue_batches(const struct audit_queue *q) { return q->written; }
+
+unsigned long audit_queue_retries(const struct audit_queue *q) { return q->retried; }
+
+int audit_expire(struct audit_entry *e)
+{
+	if (e->in_batch)
+		return 0;
+	/* Static strings: the row's own copies stay in its allocation, unused. */
+	e->text[STATUS_PARAM] = "UNAVAILABLE";
+	e->text[MESSAGE_PARAM] = AUDIT_LATE_MESSAGE;
+	e->fn = NULL;
+	e->arg = NULL;
+	return 1;
+}
 
 void audit_cancel(struct audit_entry *e)
 {

@@ -1,14 +1,16 @@
 /*
- * audit: the audit row every call makes. Mutations and resolves carry their row in the same
- * statement as their work (audit_wrap_sql), so it commits with them; everything else gets a
- * separate insert before its reply leaves. Rows never hold values.
+ * audit: the audit row every call makes. Mutations carry their row in the same statement as
+ * their work (audit_wrap_sql), so it commits with them; everything else (resolves, Hello,
+ * refusals) gets a group-committed insert before its reply leaves. Rows never hold values,
+ * and every string is made safe before it is sent: valid UTF-8, control characters and bytes
+ * that are not UTF-8 written as \xNN, so one hostile string cannot fail a statement.
  */
 #ifndef PCS_SERVER_AUDIT_H
 #define PCS_SERVER_AUDIT_H
 
 #include <stddef.h>
 
-#define AUDIT_NPARAMS 12
+#define AUDIT_NPARAMS 13
 
 struct audit_row {
 	const char *instance_id;
@@ -16,17 +18,29 @@ struct audit_row {
 	unsigned long uid, gid;
 	long pid;
 	const char *principal, *method, *company, *secret, *version, *status, *message;
+	/*
+	 * Wall-clock microseconds since the epoch, 0 = unknown: when the call arrived (received_at,
+	 * every row), and (queued rows only, audit_enqueue) the time after which the daemon will have
+	 * told the client something else than status. A row inserted after its deadline is stored as
+	 * UNAVAILABLE (migrations/002_audit_truth.sql), and its caller is told so.
+	 */
+	long long received_us, deadline_us;
 };
 
-/* Room for the numbers audit_params formats. */
+/* Room for the numbers audit_params formats, and for strings it has to escape. */
 struct audit_buf {
-	char call_id[24], uid[24], gid[24], pid[24];
+	char call_id[24], uid[24], gid[24], pid[24], received[40];
+	char text[2048];
+	size_t used;
 };
 
-/* Fills values[AUDIT_NPARAMS] (pointing into row and buf) in audit_insert_sql's order. */
+/*
+ * Fills values[AUDIT_NPARAMS] (pointing into row and buf) in audit_insert_sql's order; a string
+ * that is not safe as it is (see above) is escaped into buf.
+ */
 void audit_params(const struct audit_row *row, struct audit_buf *buf,
     const char *values[AUDIT_NPARAMS]);
-/* INSERT INTO audit_log ... VALUES ($1..$12). */
+/* INSERT INTO audit_log ... VALUES ($1..$13). */
 extern const char audit_insert_sql[];
 /*
  * "WITH r AS (<inner>), a AS (INSERT INTO audit_log ... VALUES ($first..)) SELECT * FROM r".
@@ -37,8 +51,14 @@ int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param);
 /*
  * Group commit. Rows queued while a batch is being written go out together in the next one
  * (one multi-row INSERT, one commit); each row's callback runs once the batch holding it is
- * durable, with 0 or the store's negative status. A lone row is written at once.
+ * durable, with 0 (written as queued), AUDIT_LATE (written, but as UNAVAILABLE: the insert ran
+ * past the row's deadline) or the store's negative status (not written). A lone row is
+ * written at once. A multi-row batch that fails for another reason than a lost database is
+ * retried in halves, so one row PostgreSQL refuses fails only its own call.
  */
+#define AUDIT_LATE 1
+/* The message of a row that was not durable before its deadline. */
+#define AUDIT_LATE_MESSAGE "audit row not durable before the call's deadline"
 struct event_base;
 struct store;
 struct audit_queue;
@@ -53,7 +73,18 @@ struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row 
     audit_done_fn fn, void *arg);
 /* Batches written so far (for tests and status). */
 unsigned long audit_queue_batches(const struct audit_queue *q);
+/* Failed multi-row batches split in halves so far (for tests). */
+unsigned long audit_queue_retries(const struct audit_queue *q);
 /* Its callback will not run (its row may still be written). */
 void audit_cancel(struct audit_entry *e);
+/*
+ * The row's deadline has come. A row still queued is rewritten as UNAVAILABLE with
+ * AUDIT_LATE_MESSAGE, stays queued without its callback (the refusal is audited too) and 1
+ * is returned: the caller tells its client UNAVAILABLE now. A row already sent returns 0: its
+ * callback will report what PostgreSQL stored, and the caller must wait for it.
+ */
+int audit_expire(struct audit_entry *e);
+/* Makes s safe for a row or a reply (see above) into out; returns out. */
+const char *audit_safe_text(const char *s, char *out, size_t size);
 
 #endif

@@ -14,6 +14,7 @@
 #include "frame.h"
 #include "log.h"
 #include "pcsecret.pb-c.h"
+#include "peers.h"
 
 /* Frames handled per read event before yielding to other connections (fairness). */
 #define CONN_FRAMES_PER_EVENT 32
@@ -21,28 +22,106 @@
 
 static void conn_process(struct conn *c);
 static void conn_arm_timer(struct conn *c);
+static void note_principal(struct conn *c);
 
 /*
- * Daemon-wide call accounting: connections that have a whole frame to start while max_calls
- * calls are in flight queue on srv->waitq and are resumed in order.
+ * Call accounting, so that work is shared between uids rather than between connections.
+ * Per uid: with max_calls_per_uid of its calls in flight, its connections that have a whole
+ * frame wait in order on the uid's slot_wait, and one goes on each time one of its calls ends;
+ * other uids are not held up. Daemon-wide: with max_calls in flight, connections wait for a
+ * turn. srv->waitq holds at most one connection per uid (the rest wait behind it on the uid's
+ * turn_wait) and a uid that got a turn goes to the back, so turns rotate between uids: a uid
+ * with a hundred connections waiting gets one turn in each round like a uid with one.
  */
 static void wait_remove(struct conn *c)
 {
-	if (c->waiting) {
+	struct peer *p = c->peer;
+	struct conn *next;
+
+	switch (c->waiting) {
+	case CONN_WAIT_SLOT:
+		TAILQ_REMOVE(&p->slot_wait, c, wait_link);
+		break;
+	case CONN_WAIT_BEHIND:
+		TAILQ_REMOVE(&p->turn_wait, c, wait_link);
+		break;
+	case CONN_WAIT_TURN:
+		/* The uid keeps its place in the rotation: its next connection takes it. */
+		if ((next = TAILQ_FIRST(&p->turn_wait)) != NULL) {
+			TAILQ_REMOVE(&p->turn_wait, next, wait_link);
+			TAILQ_INSERT_BEFORE(c, next, wait_link);
+			next->waiting = CONN_WAIT_TURN;
+		} else {
+			p->has_turn = 0;
+		}
 		TAILQ_REMOVE(&c->srv->waitq, c, wait_link);
-		c->waiting = 0;
+		break;
+	case CONN_WAIT_NONE:
+		break;
+	}
+	c->waiting = CONN_WAIT_NONE;
+}
+
+/* first: it was given a turn and lost it to a faster reader, so it stays first in line. */
+static void wait_slot(struct conn *c, int first)
+{
+	if (first)
+		TAILQ_INSERT_HEAD(&c->peer->slot_wait, c, wait_link);
+	else
+		TAILQ_INSERT_TAIL(&c->peer->slot_wait, c, wait_link);
+	c->waiting = CONN_WAIT_SLOT;
+}
+
+static void wait_turn(struct conn *c, int first)
+{
+	struct peer *p = c->peer;
+
+	if (!p->has_turn) {
+		if (first)
+			TAILQ_INSERT_HEAD(&c->srv->waitq, c, wait_link);
+		else
+			TAILQ_INSERT_TAIL(&c->srv->waitq, c, wait_link);
+		p->has_turn = 1;
+		c->waiting = CONN_WAIT_TURN;
+	} else {
+		if (first)
+			TAILQ_INSERT_HEAD(&p->turn_wait, c, wait_link);
+		else
+			TAILQ_INSERT_TAIL(&p->turn_wait, c, wait_link);
+		c->waiting = CONN_WAIT_BEHIND;
 	}
 }
 
-/* Room for one more call: the longest-waiting connection gets to start its next one. */
+/* Room for one more call: the uid at the head of the rotation starts its next one. */
 static void wake_waiter(struct server *srv)
 {
-	struct conn *w = TAILQ_FIRST(&srv->waitq);
+	struct conn *w = TAILQ_FIRST(&srv->waitq), *next;
+	struct peer *p;
 
 	if (w == NULL || srv->calls_in_flight >= (size_t)srv->cfg->max_calls || srv->draining)
 		return;
-	wait_remove(w);
-	w->woken = 1;
+	p = w->peer;
+	TAILQ_REMOVE(&srv->waitq, w, wait_link);
+	w->waiting = CONN_WAIT_NONE;
+	p->has_turn = 0;
+	if ((next = TAILQ_FIRST(&p->turn_wait)) != NULL) {
+		TAILQ_REMOVE(&p->turn_wait, next, wait_link);
+		wait_turn(next, 0);
+	}
+	w->woken = CONN_WAIT_TURN;
+	event_active(w->rev, EV_READ, 0);
+}
+
+/* Room for one more call of p's uid: its longest-waiting connection goes on. */
+static void wake_slot(struct peer *p, const struct config *cfg)
+{
+	struct conn *w = TAILQ_FIRST(&p->slot_wait);
+
+	if (w == NULL || peers_calls_full(p, cfg) || w->srv->draining)
+		return;
+	TAILQ_REMOVE(&p->slot_wait, w, wait_link);
+	w->waiting = CONN_WAIT_NONE;
+	w->woken = CONN_WAIT_SLOT;
 	event_active(w->rev, EV_READ, 0);
 }
 
@@ -62,14 +141,29 @@ static void wipe_free(uint8_t *p, size_t len)
 	}
 }
 
+/* Gives the input buffer back (wiped), and its bytes to the uid's max_buffered_per_uid. */
+static void drop_input(struct conn *c)
+{
+	wipe_free(c->in, c->in_cap);
+	if (c->peer != NULL)
+		peers_unbuffer(c->peer, c->in_cap);
+	c->in = NULL;
+	c->in_cap = 0;
+	c->in_len = 0;
+}
+
 static void conn_free(struct conn *c)
 {
-	event_free(c->rev);
-	event_free(c->wev);
-	event_free(c->tev);
+	if (c->rev != NULL)
+		event_free(c->rev);
+	if (c->wev != NULL)
+		event_free(c->wev);
+	if (c->tev != NULL)
+		event_free(c->tev);
 	if (c->out != NULL)
 		evbuffer_free(c->out); /* reference chunks are wiped by their cleanup callback */
-	wipe_free(c->in, c->in_cap);
+	drop_input(c);
+	peers_put(c->peer, conn_now_ms());
 	free(c);
 }
 
@@ -87,8 +181,16 @@ void conn_close(struct conn *c, const char *reason)
 		return;
 	c->closed = 1;
 	wait_remove(c);
-	if (c->woken)
-		wake_waiter(c->srv); /* the turn it was given passes on */
+	/* A turn it was given and did not use passes on. */
+	if (c->woken == CONN_WAIT_TURN)
+		wake_waiter(c->srv);
+	else if (c->woken == CONN_WAIT_SLOT)
+		wake_slot(c->peer, c->srv->cfg);
+	c->woken = CONN_WAIT_NONE;
+	c->peer->conns--;
+	if (c->counted_principal)
+		c->peer->conns_principal--;
+	c->counted_principal = 0;
 	event_del(c->rev);
 	event_del(c->wev);
 	event_del(c->tev);
@@ -99,6 +201,46 @@ void conn_close(struct conn *c, const char *reason)
 	log_event(LOG_DEBUG, "conn_closed", "conn=%llu uid=%u pid=%d reason=%s",
 	    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, log_q(reason));
 	conn_unref(c);
+}
+
+/*
+ * Closes at once with a call_id 0 error, written now if the socket takes it (a peer that is
+ * being shut out may not read, and must not keep its slot while we wait for it to).
+ */
+static void conn_close_with(struct conn *c, int status, const char *message, const char *reason)
+{
+	conn_send_reply(c, 0, status, message, NULL, 0);
+	if (c->closed)
+		return;
+	(void)evbuffer_write(c->out, c->fd);
+	conn_close(c, reason);
+}
+
+int conn_evict_one(struct server *srv)
+{
+	struct conn *c, *victim = NULL;
+	uint64_t now = conn_now_ms();
+
+	/* Oldest first (conns is in accept order); one without a call in flight if there is one. */
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		if (conn_has_principal(c))
+			continue;
+		if (c->inflight == 0) {
+			victim = c;
+			break;
+		}
+		if (victim == NULL)
+			victim = c;
+	}
+	if (victim == NULL)
+		return -1;
+	log_event(LOG_INFO, "conn_evicted", "conn=%llu uid=%u pid=%d age_ms=%llu",
+	    (unsigned long long)victim->id, (unsigned)victim->uid, (int)victim->pid,
+	    (unsigned long long)(now - victim->opened_ms));
+	srv->stats.connections_evicted++;
+	conn_close_with(victim, PCS_RESOURCE_EXHAUSTED, "closed before Hello to make room under "
+	    "max_connections", "evicted before Hello");
+	return 0;
 }
 
 void conn_close_all(struct server *srv, const char *reason)
@@ -175,13 +317,33 @@ void conn_protocol_error(struct conn *c, int status, const char *message)
 	event_del(c->rev);
 }
 
+/*
+ * The largest frame body c may send now: before Hello succeeded only a small one, so a peer
+ * without a role cannot make us hold a large buffer at all.
+ */
+static uint32_t frame_max(const struct conn *c)
+{
+	const struct config *cfg = c->srv->cfg;
+
+	if (!conn_has_principal(c) && cfg->max_frame_before_hello < cfg->max_frame)
+		return (uint32_t)cfg->max_frame_before_hello;
+	return (uint32_t)cfg->max_frame;
+}
+
+/* The length a buffered frame header announces (at least FRAME_HEADER_LEN bytes are in). */
+static uint32_t header_len(const struct conn *c)
+{
+	return (uint32_t)c->in[0] << 24 | (uint32_t)c->in[1] << 16 | (uint32_t)c->in[2] << 8 |
+	    (uint32_t)c->in[3];
+}
+
 /* 1 when the input buffer starts with a whole frame or a header to refuse. */
 static int frame_buffered(const struct conn *c)
 {
 	uint32_t body_len;
 	pcs_error err;
 
-	return frame_peek(c->in, c->in_len, (uint32_t)c->srv->cfg->max_frame, &body_len, &err) != 0;
+	return frame_peek(c->in, c->in_len, frame_max(c), &body_len, &err) != 0;
 }
 
 /*
@@ -229,17 +391,30 @@ static void consume(struct conn *c, size_t n)
 	memmove(c->in, c->in + n, c->in_len - n);
 	explicit_bzero(c->in + c->in_len - n, n);
 	c->in_len -= n;
-	if (c->in_len == 0 && c->in_cap > CONN_KEEP_BUFFER) {
-		free(c->in); /* all of it was just wiped */
-		c->in = NULL;
-		c->in_cap = 0;
-	}
+	if (c->in_len == 0 && c->in_cap > CONN_KEEP_BUFFER)
+		drop_input(c);
 }
+
+static void process_frames(struct conn *c);
 
 /* Handles whole frames already buffered, within the per-event and in-flight bounds. */
 static void conn_process(struct conn *c)
 {
-	uint32_t max = (uint32_t)c->srv->cfg->max_frame, body_len;
+	process_frames(c);
+	/* A turn it was woken for and did not use (nothing to start after all) passes on. */
+	if (!c->closed && c->woken == CONN_WAIT_TURN) {
+		c->woken = CONN_WAIT_NONE;
+		wake_waiter(c->srv);
+	} else if (!c->closed && c->woken == CONN_WAIT_SLOT) {
+		c->woken = CONN_WAIT_NONE;
+		wake_slot(c->peer, c->srv->cfg);
+	}
+}
+
+static void process_frames(struct conn *c)
+{
+	const struct config *cfg = c->srv->cfg;
+	uint32_t body_len;
 	pcs_error err;
 	int handled = 0, r;
 
@@ -266,8 +441,12 @@ static void conn_process(struct conn *c)
 			event_active(c->rev, EV_READ, 0); /* come back after others had a turn */
 			return;
 		}
-		r = frame_peek(c->in, c->in_len, max, &body_len, &err);
+		r = frame_peek(c->in, c->in_len, frame_max(c), &body_len, &err);
 		if (r < 0) {
+			if (r == -PCS_RESOURCE_EXHAUSTED && !conn_has_principal(c))
+				pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "frame of %u bytes before Hello "
+				    "exceeds max_frame_before_hello (%u bytes)", header_len(c),
+				    frame_max(c));
 			conn_protocol_error(c, -r, err.message);
 			return;
 		}
@@ -277,52 +456,75 @@ static void conn_process(struct conn *c)
 			break;
 		}
 		c->partial_since_ms = 0;
-		if (c->srv->calls_in_flight >= (size_t)c->srv->cfg->max_calls) {
-			/*
-			 * The daemon is full: wait for a turn (wake_waiter) without reading on. One
-			 * that was given a turn and lost it to a faster reader stays first in line.
-			 */
+		if (peers_calls_full(c->peer, cfg)) {
+			/* Its uid has its share in flight: wait for one of them to end (wake_slot). */
 			event_del(c->rev);
-			if (!c->waiting) {
-				if (c->woken)
-					TAILQ_INSERT_HEAD(&c->srv->waitq, c, wait_link);
-				else
-					TAILQ_INSERT_TAIL(&c->srv->waitq, c, wait_link);
-				c->waiting = 1;
+			if (c->waiting != CONN_WAIT_SLOT) {
+				wait_remove(c);
+				wait_slot(c, c->woken == CONN_WAIT_SLOT);
 			}
-			c->woken = 0;
+			if (c->woken == CONN_WAIT_TURN)
+				wake_waiter(c->srv); /* a daemon-wide turn it cannot use */
+			c->woken = CONN_WAIT_NONE;
 			return;
 		}
-		c->woken = 0;
+		/*
+		 * The daemon is full, or others are waiting for room: a connection that just read
+		 * new bytes does not go ahead of them.
+		 */
+		if (c->srv->calls_in_flight >= (size_t)cfg->max_calls ||
+		    (c->woken != CONN_WAIT_TURN && !TAILQ_EMPTY(&c->srv->waitq))) {
+			/* The daemon is full: wait for this uid's turn (wake_waiter), reading no more. */
+			event_del(c->rev);
+			if (c->waiting != CONN_WAIT_TURN && c->waiting != CONN_WAIT_BEHIND) {
+				wait_remove(c);
+				wait_turn(c, c->woken == CONN_WAIT_TURN);
+			}
+			c->woken = CONN_WAIT_NONE;
+			return;
+		}
+		/* Going on: a wait it was still queued for (it was resumed another way) is over. */
+		wait_remove(c);
+		c->woken = CONN_WAIT_NONE;
 		r = dispatch_frame(c, c->in + FRAME_HEADER_LEN, body_len);
 		if (c->closed)
 			return;
+		note_principal(c);
 		consume(c, FRAME_HEADER_LEN + body_len);
 		if (r < 0)
 			return;
 		handled++;
 	}
 	if (!c->closed && !c->close_after_flush && !c->read_eof &&
-	    c->inflight < (size_t)c->srv->cfg->max_inflight)
+	    c->inflight < (size_t)cfg->max_inflight)
 		event_add(c->rev, NULL);
 	conn_arm_timer(c);
 	conn_maybe_finish(c);
 }
 
-static int conn_grow(struct conn *c, size_t need)
+/*
+ * Makes room for need bytes, counted against the uid's max_buffered_per_uid: over it,
+ * -PCS_RESOURCE_EXHAUSTED and err says so.
+ */
+static int conn_grow(struct conn *c, size_t need, pcs_error *err)
 {
 	size_t cap = c->in_cap ? c->in_cap : 4096;
-	size_t limit = (size_t)c->srv->cfg->max_frame + FRAME_HEADER_LEN;
+	size_t limit = (size_t)frame_max(c) + FRAME_HEADER_LEN;
 	uint8_t *p;
+	int r;
 
 	while (cap < need)
 		cap *= 2;
 	if (cap > limit && need <= limit)
 		cap = limit; /* never more than the largest frame */
-	if (cap == c->in_cap)
+	if (cap <= c->in_cap)
 		return 0;
-	if ((p = malloc(cap)) == NULL)
-		return -1;
+	if ((r = peers_buffer(c->peer, c->srv->cfg, cap - c->in_cap, err)) != 0)
+		return r;
+	if ((p = malloc(cap)) == NULL) {
+		peers_unbuffer(c->peer, cap - c->in_cap);
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	}
 	/* Not realloc: the old block may hold values and must be wiped before it is freed. */
 	if (c->in_len > 0)
 		memcpy(p, c->in, c->in_len);
@@ -348,8 +550,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 static void read_some(struct conn *c)
 {
-	size_t limit = (size_t)c->srv->cfg->max_frame + FRAME_HEADER_LEN, want;
+	size_t limit = (size_t)frame_max(c) + FRAME_HEADER_LEN, want;
 	uint8_t chunk[CONN_READ_CHUNK];
+	pcs_error err;
 	ssize_t n;
 
 	if (c->closed)
@@ -376,9 +579,13 @@ static void read_some(struct conn *c)
 	 * otherwise pin 64 KiB each).
 	 */
 	n = read(c->fd, chunk, want);
-	if (n > 0 && conn_grow(c, c->in_len + (size_t)n) != 0) {
+	if (n > 0 && conn_grow(c, c->in_len + (size_t)n, &err) != 0) {
 		explicit_bzero(chunk, (size_t)n);
-		conn_close(c, "out of memory");
+		log_event(LOG_WARN, "conn_buffer_limit", "conn=%llu uid=%u pid=%d uid_buffered=%zu",
+		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, c->peer->buffered);
+		/* Nothing more of this connection's input is used: its memory goes back now. */
+		drop_input(c);
+		conn_protocol_error(c, PCS_RESOURCE_EXHAUSTED, err.message);
 		return;
 	}
 	if (n > 0) {
@@ -415,6 +622,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (!conn_has_principal(c) && now - c->opened_ms >= (uint64_t)cfg->handshake_timeout_ms) {
+		log_event(LOG_INFO, "conn_handshake_timeout", "conn=%llu uid=%u pid=%d",
+		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid);
+		c->srv->stats.handshake_timeouts++;
+		conn_close_with(c, PCS_DEADLINE_EXCEEDED, "Hello did not succeed within "
+		    "handshake_timeout_ms", "no Hello in time");
+		return;
+	}
 	if (c->partial_since_ms != 0 && now - c->partial_since_ms >= (uint64_t)cfg->read_timeout_ms) {
 		log_event(LOG_INFO, "conn_read_timeout", "conn=%llu uid=%u pid=%d buffered=%zu",
 		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, c->in_len);
@@ -431,19 +646,25 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 static void conn_arm_timer(struct conn *c)
 {
 	const struct config *cfg = c->srv->cfg;
-	uint64_t now = conn_now_ms(), due;
+	uint64_t now = conn_now_ms(), due = UINT64_MAX, hs;
 	struct timeval tv;
 
 	if (c->closed)
 		return;
-	if (c->partial_since_ms != 0) {
+	if (c->partial_since_ms != 0)
 		due = c->partial_since_ms + (uint64_t)cfg->read_timeout_ms;
-	} else if (c->inflight > 0) {
-		/* Not idle: each call has its own deadline. Re-armed when the last one ends. */
+	else if (c->inflight == 0)
+		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
+	/* else not idle: each call has its own deadline. Re-armed when the last one ends. */
+	if (!conn_has_principal(c)) {
+		/* Whatever it does, a peer without a successful Hello holds its slot this long. */
+		hs = c->opened_ms + (uint64_t)cfg->handshake_timeout_ms;
+		if (hs < due)
+			due = hs;
+	}
+	if (due == UINT64_MAX) {
 		event_del(c->tev);
 		return;
-	} else {
-		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
 	}
 	due = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(due / 1000);
@@ -451,19 +672,56 @@ static void conn_arm_timer(struct conn *c)
 	event_add(c->tev, &tv);
 }
 
+/*
+ * Keeps the uid's count of connections with a principal in step with this one, and
+ * remembers the outcome of a Hello: a uid whose Hello succeeded is known (peers.h); one that
+ * ended without a principal makes the uid unknown unless another connection has one.
+ */
+static void note_principal(struct conn *c)
+{
+	struct peer *p = c->peer;
+	int has = conn_has_principal(c);
+
+	if (has != c->counted_principal) {
+		if (has) {
+			p->conns_principal++;
+			peers_remember(p, conn_now_ms());
+		} else {
+			p->conns_principal--;
+		}
+		c->counted_principal = has;
+	}
+	if (c->hello_state == 1) {
+		c->hello_pending = 1;
+	} else if (c->hello_pending) {
+		c->hello_pending = 0;
+		if (!has && p->conns_principal == 0)
+			peers_forget(p);
+	}
+}
+
 void conn_call_started(struct conn *c)
 {
+	size_t peak = c->peer->calls_peak;
+
 	c->inflight++;
 	c->srv->calls_in_flight++;
+	peers_call_started(c->peer);
+	if (c->peer->calls_peak > peak)
+		log_event(LOG_DEBUG, "uid_calls_peak", "uid=%u calls=%zu", (unsigned)c->uid,
+		    c->peer->calls_peak);
 }
 
 void conn_call_done(struct conn *c)
 {
 	c->inflight--;
 	c->srv->calls_in_flight--;
+	peers_call_done(c->peer);
+	wake_slot(c->peer, c->srv->cfg);
 	wake_waiter(c->srv);
 	if (c->closed)
 		return;
+	note_principal(c);
 	c->last_activity_ms = conn_now_ms();
 	conn_arm_timer(c);
 	/*
@@ -514,9 +772,6 @@ static void read_peer(struct conn *c)
 			if (groups[i] != c->gid)
 				c->groups[c->ngroups++] = groups[i];
 	}
-	c->principal.uid = (uint32_t)c->uid;
-	c->principal.gid = (uint32_t)c->gid;
-	c->principal.pid = (uint32_t)c->pid;
 }
 
 struct conn *conn_new(struct server *srv, int fd)
@@ -531,17 +786,20 @@ struct conn *conn_new(struct server *srv, int fd)
 	c->fd = fd;
 	c->id = ++srv->next_conn_id;
 	c->refs = 1;
-	c->last_activity_ms = conn_now_ms();
+	c->last_activity_ms = c->opened_ms = conn_now_ms();
 	read_peer(c);
+	c->peer = peers_get(c->uid);
 	c->rev = event_new(srv->base, fd, EV_READ, on_read, c);
 	c->wev = event_new(srv->base, fd, EV_WRITE, on_write, c);
 	c->tev = evtimer_new(srv->base, on_timer, c);
 	c->out = evbuffer_new();
-	if (c->rev == NULL || c->wev == NULL || c->tev == NULL || c->out == NULL) {
+	if (c->peer == NULL || c->rev == NULL || c->wev == NULL || c->tev == NULL ||
+	    c->out == NULL) {
 		close(fd);
 		conn_free(c);
 		return NULL;
 	}
+	c->peer->conns++;
 	TAILQ_INSERT_TAIL(&srv->conns, c, link);
 	srv->nconns++;
 	srv->stats.connections_total++;

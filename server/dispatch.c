@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <event2/event.h>
 
 #include "audit.h"
@@ -11,8 +12,10 @@
 #include "conn.h"
 #include "handlers.h"
 #include "log.h"
+#include "pbcheck.h"
 #include "pbwipe.h"
 #include "pcsecret.pb-c.h"
+#include "principal.h"
 #include "server.h"
 
 /* How long a finished call waits for its audit row before failing closed. */
@@ -28,8 +31,16 @@ struct call {
 	uint64_t call_id;
 	char method[64];
 	ProtobufCMessage *request;
+	unsigned method_idx;
+	/*
+	 * Who the caller is for this call: looked up again for every call, so a rule removed or
+	 * an agent re-created for another uid takes effect on connections already open.
+	 */
+	struct principal *principal;
 	struct event *timer;
 	uint32_t timeout_ms;
+	/* Wall clock, microseconds: when the call arrived and its deadline (for the audit row). */
+	long long received_us, deadline_us;
 	struct store_job *job;
 	struct audit_entry *audit_entry;
 	call_db_cb db_cb;
@@ -71,7 +82,7 @@ int dispatch_init(pcs_error *err)
 struct server *call_server(const struct call *c) { return c->srv; }
 struct conn *call_conn(const struct call *c) { return c->conn; }
 const ProtobufCMessage *call_request(const struct call *c) { return c->request; }
-const struct principal *call_principal(const struct call *c) { return &c->conn->principal; }
+const struct principal *call_principal(const struct call *c) { return c->principal; }
 const char *call_actor(const struct call *c) { return c->actor; }
 void *call_state(struct call *c) { return c->state; }
 
@@ -108,7 +119,11 @@ int call_authorize(struct call *c, const char *company, const char *agent)
 		return -PCS_INTERNAL;
 	}
 	rq.action = (enum authz_action)action;
-	r = authz_check(&c->conn->principal, &rq, &err);
+	if (c->principal == NULL) {
+		call_fail(c, PCS_INTERNAL, "%s ran before its caller was identified", c->method);
+		return -PCS_INTERNAL;
+	}
+	r = authz_check(c->principal, &rq, &err);
 
 	if (r != 0) {
 		call_fail_err(c, r, &err);
@@ -131,6 +146,7 @@ static void call_free(struct call *c)
 		explicit_bzero(c->reply, c->reply_len);
 		free(c->reply);
 	}
+	free(c->principal);
 	if (c->timer != NULL)
 		event_free(c->timer);
 	free(c);
@@ -177,7 +193,12 @@ static void on_audit_written(int status, void *arg)
 	struct call *c = arg;
 
 	c->audit_entry = NULL;
-	if (status != 0) {
+	if (status == AUDIT_LATE) {
+		/* PostgreSQL stored the row as UNAVAILABLE: the client is told what the row says. */
+		drop_reply(c);
+		c->status = PCS_UNAVAILABLE;
+		snprintf(c->message, sizeof(c->message), "%s; call refused", AUDIT_LATE_MESSAGE);
+	} else if (status != 0) {
 		log_event(LOG_ERROR, "audit_failed", "call_id=%llu method=%s status=%s",
 		    (unsigned long long)c->call_id, c->method, pcs_status_name(-status));
 		drop_reply(c);
@@ -190,10 +211,10 @@ static void on_audit_written(int status, void *arg)
 static void fill_audit(struct call *c, struct audit_row *row, char *principal, size_t size,
     int status, const char *message)
 {
-	if (c->conn->hello_state == 2)
-		authz_describe(&c->conn->principal, principal, size);
+	if (c->principal != NULL && c->principal->role != ROLE_NONE)
+		authz_describe(c->principal, principal, size);
 	else
-		snprintf(principal, size, "uid %u (before Hello)", (unsigned)c->conn->uid);
+		snprintf(principal, size, "uid %u (no principal)", (unsigned)c->conn->uid);
 	row->instance_id = c->srv->instance_id;
 	row->call_id = (unsigned long long)c->call_id;
 	row->uid = (unsigned long)c->conn->uid;
@@ -206,6 +227,8 @@ static void fill_audit(struct call *c, struct audit_row *row, char *principal, s
 	row->version = c->version[0] ? c->version : NULL;
 	row->status = pcs_status_name(status);
 	row->message = status != PCS_OK ? message : NULL;
+	row->received_us = c->received_us;
+	row->deadline_us = 0;
 }
 
 static void arm(struct call *c, uint32_t ms)
@@ -219,6 +242,8 @@ static void arm(struct call *c, uint32_t ms)
 static void call_end(struct call *c)
 {
 	struct audit_row row;
+	struct timespec now;
+	long long now_us;
 	char principal[160];
 
 	if (c->ended)
@@ -239,6 +264,16 @@ static void call_end(struct call *c)
 		return;
 	}
 	fill_audit(c, &row, principal, sizeof(principal), c->status, c->message);
+	/*
+	 * The row's deadline is the call's: past it the client has given up on an answer, so a
+	 * row not yet durable then says UNAVAILABLE, and so does the reply. A call that ended at
+	 * its deadline (DEADLINE_EXCEEDED) gives its row the grace period instead.
+	 */
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	row.received_us = c->received_us;
+	row.deadline_us = c->deadline_us > now_us ? c->deadline_us :
+	    now_us + (long long)AUDIT_GRACE_MS * 1000;
 	if ((c->audit_entry = audit_enqueue(c->srv->audit, &row, on_audit_written, c)) == NULL) {
 		drop_reply(c);
 		c->status = PCS_UNAVAILABLE;
@@ -246,7 +281,8 @@ static void call_end(struct call *c)
 		call_send(c);
 		return;
 	}
-	arm(c, AUDIT_GRACE_MS);
+	evtimer_del(c->timer);
+	arm(c, (uint32_t)((row.deadline_us - now_us + 999) / 1000));
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -265,11 +301,17 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		call_end(c);
 		return;
 	}
-	audit_cancel(c->audit_entry);
+	/*
+	 * The audit row's deadline. Sent already: PostgreSQL decides (its trigger stores a late
+	 * row as UNAVAILABLE) and on_audit_written replies what was stored. Still queued: the row
+	 * becomes the refusal's own row and the client is told UNAVAILABLE now.
+	 */
+	if (c->audit_entry == NULL || !audit_expire(c->audit_entry))
+		return;
 	c->audit_entry = NULL;
 	drop_reply(c);
 	c->status = PCS_UNAVAILABLE;
-	snprintf(c->message, sizeof(c->message), "audit log unavailable; call refused");
+	snprintf(c->message, sizeof(c->message), "%s; call refused", AUDIT_LATE_MESSAGE);
 	call_send(c);
 }
 
@@ -387,6 +429,52 @@ void call_db_text(struct call *c, const char *sql, const char *const *values, in
 	call_db(c, &q, audited, cb);
 }
 
+static void generic_closure(const ProtobufCMessage *msg, void *data);
+
+static void call_invoke(struct call *c)
+{
+	protobuf_c_service_invoke_internal(&service.base, c->method_idx, c->request,
+	    generic_closure, c);
+}
+
+static void on_identified(struct call *c, const struct store_result *res)
+{
+	pcs_error err;
+	int r;
+
+	if ((r = principal_from_rows(c->principal, res, &err)) != 0) {
+		call_fail_err(c, r, &err);
+		return;
+	}
+	call_invoke(c);
+}
+
+/*
+ * Decides who the caller is from its kernel credentials and the rules as they are now, then
+ * runs the handler. Every call, not only Hello: authorization is never taken from a cache
+ * that a removed rule or a re-created agent would leave stale.
+ */
+static void call_identify(struct call *c)
+{
+	struct conn *conn = c->conn;
+	struct principal_query pq;
+	struct store_query q = { 0 };
+
+	if ((c->principal = calloc(1, sizeof(*c->principal))) == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	c->principal->uid = (uint32_t)conn->uid;
+	c->principal->gid = (uint32_t)conn->gid;
+	c->principal->pid = (uint32_t)conn->pid;
+	if (principal_bootstrap(c->principal, c->srv->self_uid)) {
+		call_invoke(c);
+		return;
+	}
+	principal_query(&pq, conn->uid, conn->groups, conn->ngroups, &q);
+	call_db(c, &q, 0, on_identified);
+}
+
 static void generic_closure(const ProtobufCMessage *msg, void *data)
 {
 	struct call *c = data;
@@ -403,7 +491,8 @@ static int find_method(const Pcsecret__V1__Call *env, char *msg, size_t size)
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
 	const ProtobufCMethodDescriptor *m;
 	const char *name = env->method ? env->method : "";
-	size_t plen = strlen(d->name);
+	size_t plen = strlen(d->name), o = 0;
+	char shown[72];
 
 	if (env->method_id != 0) {
 		if (env->method_id > d->n_methods) {
@@ -418,7 +507,24 @@ static int find_method(const Pcsecret__V1__Call *env, char *msg, size_t size)
 	if (strncmp(name, d->name, plen) == 0 && name[plen] == '/' &&
 	    (m = protobuf_c_service_descriptor_get_method_by_name(d, name + plen + 1)) != NULL)
 		return (int)(m - d->methods);
-	snprintf(msg, size, "unknown method \"%.64s\"", name);
+	/*
+	 * Named back to help with a typo, but it came from the peer: bounded, and nothing but
+	 * printable ASCII goes out (the rest as \xNN), since the message reaches the log and the
+	 * audit row.
+	 */
+	for (size_t i = 0; name[i] != '\0' && o + 8 < sizeof(shown); i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+			shown[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x", ch);
+		if (name[i + 1] != '\0' && o + 8 >= sizeof(shown)) {
+			memcpy(shown + o, "...", 3);
+			o += 3;
+		}
+	}
+	shown[o] = '\0';
+	snprintf(msg, size, "unknown method \"%s\"", shown);
 	return -1;
 }
 
@@ -427,9 +533,12 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
 	Pcsecret__V1__Call *env;
 	struct call *c;
-	char msg[160];
+	struct timespec now;
+	char msg[160], field[PBCHECK_FIELD_MAX];
+	enum pbcheck_result chk;
 	int idx;
 
+	clock_gettime(CLOCK_REALTIME, &now);
 	env = pcsecret__v1__call__unpack(&pbwipe_allocator, len, body);
 	if (env == NULL) {
 		conn_protocol_error(conn, PCS_INVALID_ARGUMENT, "frame is not a valid pcsecret.v1.Call");
@@ -457,8 +566,20 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 	c->timeout_ms = env->timeout_ms != 0 ? env->timeout_ms : (uint32_t)conn->srv->cfg->call_timeout_ms;
 	if (c->timeout_ms > MAX_TIMEOUT_MS)
 		c->timeout_ms = MAX_TIMEOUT_MS;
+	c->received_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	c->deadline_us = c->received_us + (long long)c->timeout_ms * 1000;
 	arm(c, c->timeout_ms);
 
+	/*
+	 * Strings are checked on the wire bytes: unpacking stops a string at its first NUL and
+	 * keeps invalid UTF-8. The refusal names the field, never its bytes.
+	 */
+	if ((chk = pbcheck_message(&pcsecret__v1__call__descriptor, body, len, field)) !=
+	    PBCHECK_OK) {
+		snprintf(c->method, sizeof(c->method), "unknown");
+		call_fail(c, PCS_INVALID_ARGUMENT, "field %s %s", field, pbcheck_problem(chk));
+		goto out;
+	}
 	idx = find_method(env, msg, sizeof(msg));
 	if (idx < 0) {
 		snprintf(c->method, sizeof(c->method), "unknown");
@@ -474,9 +595,14 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 		call_fail(c, PCS_FAILED_PRECONDITION, "call Hello before %s", c->method);
 		goto out;
 	}
+	chk = pbcheck_message(d->methods[idx].input, env->request.data, env->request.len, field);
+	if (chk == PBCHECK_BAD_UTF8 || chk == PBCHECK_NUL) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "field %s %s", field, pbcheck_problem(chk));
+		goto out;
+	}
 	c->request = protobuf_c_message_unpack(d->methods[idx].input, &pbwipe_allocator,
 	    env->request.len, env->request.data);
-	if (c->request == NULL) {
+	if (c->request == NULL || chk != PBCHECK_OK) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "request is not a valid %s",
 		    d->methods[idx].input->name);
 		goto out;
@@ -485,8 +611,8 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 		conn->hello_state = 1;
 		c->is_hello = 1;
 	}
-	protobuf_c_service_invoke_internal(&service.base, (unsigned)idx, c->request,
-	    generic_closure, c);
+	c->method_idx = (unsigned)idx;
+	call_identify(c);
 out:
 	protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
 	return 0;

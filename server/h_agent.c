@@ -1,12 +1,21 @@
 /* CreateAgent, DescribeAgent, SetAgentEnv, UnsetAgentEnv: agent configuration, no values. */
+#include <grp.h>
+#include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
 
 #include "dispatch.h"
+#include "envname.h"
 #include "handlers.h"
 #include "hutil.h"
 #include "ref.h"
 #include "rows.h"
+#include "server.h"
+
+#define AGENT_MAX_GROUPS 256
 
 static int authorize_agent(struct call *c, const char *company,
     const char *agent)
@@ -45,26 +54,80 @@ AGENT_REPLY(reply_describe, DescribeAgentReply, PCSECRET__V1__DESCRIBE_AGENT_REP
 AGENT_REPLY(reply_set, SetAgentEnvReply, PCSECRET__V1__SET_AGENT_ENV_REPLY__INIT)
 AGENT_REPLY(reply_unset, UnsetAgentEnvReply, PCSECRET__V1__UNSET_AGENT_ENV_REPLY__INIT)
 
+/*
+ * Uids that can never be an agent: root and the daemon's own uid are always admins, the
+ * caller cannot give itself an agent identity (an operator would then read values as that
+ * agent), and (uid_t)-1 is no process's uid. Fails the call and returns -1 for those.
+ */
+static int agent_uid_usable(struct call *c, uint32_t uid)
+{
+	const struct principal *p = call_principal(c);
+
+	if (uid == 0 || uid == (uint32_t)call_server(c)->self_uid) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "uid %u cannot be an agent: %s is always an admin",
+		    uid, uid == 0 ? "root" : "the daemon's own uid");
+		return -1;
+	}
+	if (uid == UINT32_MAX) {
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "uid %u cannot be an agent: no process can have it", uid);
+		return -1;
+	}
+	if (uid == p->uid) {
+		call_fail(c, PCS_PERMISSION_DENIED,
+		    "uid %u is the caller's own uid: no principal can give itself an agent identity",
+		    uid);
+		return -1;
+	}
+	return 0;
+}
+
+/* "{g1,g2,...}": the groups uid is in now, from the system's group database. */
+#define AGENT_GIDS_TEXT (AGENT_MAX_GROUPS * 12 + 4)
+
+static void agent_uid_groups(uint32_t uid, char *buf, size_t size)
+{
+	gid_t groups[AGENT_MAX_GROUPS];
+	int n = AGENT_MAX_GROUPS;
+	size_t o = 0;
+	struct passwd pw, *found = NULL;
+	char pwbuf[4096];
+
+	snprintf(buf, size, "{}");
+	/*
+	 * A uid without an account has no groups but its own number. This reads the local group
+	 * database on the loop thread: agent creation is rare, and the rule it guards is also
+	 * enforced when the agent connects (principal_from_rows), so this is for a clear error.
+	 */
+	if (getpwuid_r((uid_t)uid, &pw, pwbuf, sizeof(pwbuf), &found) != 0 || found == NULL)
+		return;
+	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
+		n = AGENT_MAX_GROUPS; /* more than that: check the first ones */
+	buf[o++] = '{';
+	for (int i = 0; i < n && o + 13 < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%u", i ? "," : "", (unsigned)groups[i]);
+	snprintf(buf + o, size - o, "}");
+}
+
 PCS_HANDLER(create_agent, CreateAgentRequest, CreateAgentReply)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[4];
-	char uid[16];
+	const char *values[5];
+	char uid[16], gids[AGENT_GIDS_TEXT];
 
 	if (authorize_agent(c, in->company, in->name) != 0)
 		return;
-	if (in->uid == 0) {
-		call_fail(c, PCS_INVALID_ARGUMENT,
-		    "an agent needs its own uid; uid 0 is root, which is always an admin");
+	if (agent_uid_usable(c, in->uid) != 0)
 		return;
-	}
+	agent_uid_groups(in->uid, gids, sizeof(gids));
 	snprintf(uid, sizeof(uid), "%u", in->uid);
 	values[0] = in->company;
 	values[1] = in->name;
 	values[2] = uid;
 	values[3] = call_actor(c);
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_create_agent($1, $2, $3, $4)", values,
-	    4, 1, reply_create);
+	values[4] = gids;
+	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_create_agent($1, $2, $3, $4, $5)",
+	    values, 5, 1, reply_create);
 }
 
 PCS_HANDLER(describe_agent, DescribeAgentRequest, DescribeAgentReply)
@@ -84,14 +147,15 @@ PCS_HANDLER(set_agent_env, SetAgentEnvRequest, SetAgentEnvReply)
 {
 	HANDLER_PROLOGUE(c);
 	const Pcsecret__V1__SecretRef *ref = in->ref;
+	pcs_error name_err;
 	const char *values[8];
 	char version[16];
 
 	if (authorize_agent(c, in->company, in->agent) != 0)
 		return;
-	if (!env_name_valid(in->env_name)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "\"%.64s\" is not a valid environment variable "
-		    "name ([A-Za-z_][A-Za-z0-9_]*)", in->env_name);
+	/* Not a name that decides what the agent loads or runs (LD_PRELOAD, ...): envname.c. */
+	if (envname_check(in->env_name, &name_err) != 0) {
+		call_fail(c, name_err.code, "%s", name_err.message);
 		return;
 	}
 	if (ref == NULL || (ref->secret_id[0] == '\0' && (ref->company[0] == '\0' ||

@@ -1,4 +1,5 @@
 /* AddPrincipal, ListPrincipals, RemovePrincipal: admin only. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "hutil.h"
 #include "ref.h"
 #include "rows.h"
+#include "server.h"
 
 static void on_added(struct call *c, const struct store_result *res)
 {
@@ -40,6 +42,17 @@ PCS_HANDLER(add_principal, AddPrincipalRequest, AddPrincipalReply)
 	}
 	if (in->company[0] != '\0' && !name_valid(in->company)) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
+		return;
+	}
+	if (in->unix_id == UINT32_MAX) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "%s %u is no process's id", in->match, in->unix_id);
+		return;
+	}
+	if (strcmp(in->match, "uid") == 0 &&
+	    (in->unix_id == 0 || in->unix_id == (uint32_t)call_server(c)->self_uid)) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "uid %u is %s, which is always an admin; a rule "
+		    "for it would have no effect", in->unix_id,
+		    in->unix_id == 0 ? "root" : "the daemon's own uid");
 		return;
 	}
 	snprintf(id, sizeof(id), "%u", in->unix_id);

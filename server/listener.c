@@ -15,6 +15,7 @@
 #include "frame.h"
 #include "log.h"
 #include "pcsecret.pb-c.h"
+#include "peers.h"
 
 struct listener {
 	int fd;
@@ -76,17 +77,18 @@ static int parse_group(const char *group, gid_t *out, pcs_error *err)
 	return 0;
 }
 
-static void refuse(struct server *srv, int fd)
+/* Answers RESOURCE_EXHAUSTED with msg, closes fd, and logs why (reason: a stable name). */
+static void refuse(struct server *srv, int fd, const struct ucred *cred, const char *reason,
+    const char *msg)
 {
 	Pcsecret__V1__Reply r = PCSECRET__V1__REPLY__INIT;
 	uint8_t *frame = NULL;
 	size_t len = 0;
-	char msg[128];
 
-	snprintf(msg, sizeof(msg), "too many connections (max_connections = %lld)",
-	    (long long)srv->cfg->max_connections);
+	log_event(LOG_WARN, "conn_refused", "reason=%s uid=%u pid=%d connections=%zu", reason,
+	    (unsigned)cred->uid, (int)cred->pid, srv->nconns);
 	r.status = PCSECRET__V1__STATUS_CODE__RESOURCE_EXHAUSTED;
-	r.message = msg;
+	r.message = (char *)msg;
 	/* Best effort: the socket is fresh, so a small frame fits its buffer. */
 	if (frame_pack(&r.base, FRAME_DEFAULT_MAX, &frame, &len, NULL) == 0) {
 		ssize_t n = send(fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -105,6 +107,37 @@ static void on_backoff(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (srv->listener != NULL && !srv->draining)
 		event_add(srv->listener->ev, NULL);
+}
+
+/*
+ * 0 when the peer on fd may have a connection: its uid is under its own limit, and there is
+ * a slot under max_connections, if need be one taken from a peer that has not completed
+ * Hello. Otherwise fd is refused and closed.
+ */
+static int admit(struct server *srv, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	const char *reason = NULL;
+	char msg[128];
+	pcs_error err;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+		/* conn_new treats such a peer as nobody; it is counted as that uid here too. */
+		cred.uid = (uid_t)-1;
+		cred.pid = 0;
+	}
+	if (peers_admit(srv->cfg, cred.uid, conn_now_ms(), &reason, &err) != 0) {
+		refuse(srv, fd, &cred, reason, err.message);
+		return -1;
+	}
+	if (srv->nconns >= (size_t)srv->cfg->max_connections && conn_evict_one(srv) != 0) {
+		snprintf(msg, sizeof(msg), "too many connections (max_connections = %lld)",
+		    (long long)srv->cfg->max_connections);
+		refuse(srv, fd, &cred, "max_connections", msg);
+		return -1;
+	}
+	return 0;
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -126,10 +159,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			}
 			return;
 		}
-		if (srv->nconns >= (size_t)srv->cfg->max_connections) {
-			refuse(srv, fd);
+		if (admit(srv, fd) != 0)
 			continue;
-		}
 		conn_new(srv, fd);
 	}
 }
@@ -161,6 +192,37 @@ int listener_open(struct server *srv, const char *path, const char *mode, const 
 		goto out;
 	if ((r = make_addr(path, &sa, err)) != 0)
 		goto out;
+	/*
+	 * Whoever may create names in the socket's directory may bind the path while pcsecretd
+	 * is down and receive what clients send, values included. So only the directory's owner,
+	 * root or this daemon's user, may write to it: not the group, which would be the socket
+	 * group whose members are the clients, and not others, sticky bit or not.
+	 */
+	{
+		char dir[sizeof(sa.sun_path)];
+		char *slash;
+		struct stat dst;
+
+		memcpy(dir, sa.sun_path, sizeof(dir));
+		if ((slash = strrchr(dir, '/')) == NULL)
+			memcpy(dir, ".", 2);
+		else if (slash == dir)
+			dir[1] = '\0';
+		else
+			*slash = '\0';
+		if (stat(dir, &dst) != 0) {
+			r = pcs_fail(err, PCS_FAILED_PRECONDITION, "socket directory %s: %s", dir,
+			    strerror(errno));
+			goto out;
+		}
+		if ((dst.st_mode & 0022) != 0 || (dst.st_uid != 0 && dst.st_uid != geteuid())) {
+			r = pcs_fail(err, PCS_FAILED_PRECONDITION, "socket directory %s has mode %04o "
+			    "and owner uid %u: others could serve %s in pcsecretd's place; only its "
+			    "owner, root or pcsecretd's user, may write to it", dir,
+			    (unsigned)(dst.st_mode & 07777), (unsigned)dst.st_uid, path);
+			goto out;
+		}
+	}
 	if ((r = probe_existing(path, &sa, err)) < 0)
 		goto out;
 	if (r == 1) {

@@ -3,6 +3,7 @@
  * shutdown (SIGTERM/SIGINT drain, SIGHUP reopens the log). Only start-up may exit on errors.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,15 @@ int main(int argc, char **argv)
 	int lvl;
 
 	harden();
+#ifdef M_MMAP_THRESHOLD
+	/*
+	 * Connection input buffers of up to a frame come and go with peers. glibc raises its mmap
+	 * threshold to the largest block freed, after which such buffers come from the heap and a
+	 * burst of them can keep the daemon large after they are gone; a fixed threshold keeps
+	 * them mmapped, so each is given back when freed (test_dos measures it).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+#endif
 	if (config_load(&cfg, argc, argv, &err) != 0) {
 		fprintf(stderr, "pcsecretd: %s\n", err.message);
 		config_usage(argv[0]);
@@ -231,6 +241,7 @@ int main(int argc, char **argv)
 	if (store_open(srv.base, cfg.database_url, (int)cfg.pool_size, &srv.store, &err) != 0)
 		fatal(&err);
 	store_set_logger(srv.store, on_store_log, NULL);
+	store_set_wait_limit(srv.store, (int)cfg.db_wait_ms);
 	if ((srv.audit = audit_queue_new(srv.base, srv.store)) == NULL) {
 		pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		fatal(&err);
@@ -247,6 +258,9 @@ int main(int argc, char **argv)
 	    (long long)cfg.pool_size);
 	if (cfg.dev) {
 		printf("export PCSECRET_SOCKET=%s\n", cfg.socket);
+		/* Clients trust only root, themselves and this uid (docs/cli.md). */
+		if (srv.self_uid != 0)
+			printf("export PCSECRET_SERVER_UID=%u\n", (unsigned)srv.self_uid);
 		fflush(stdout);
 		fprintf(stderr, "pcsecretd: --dev ready; you (uid %u) are admin. Not for production: "
 		    "the socket is open to every local user (each is still identified by uid) and all "
@@ -255,6 +269,7 @@ int main(int argc, char **argv)
 	}
 	event_base_dispatch(srv.base);
 
+	log_flush_suppressed();
 	log_event(LOG_INFO, "stopped", "calls=%llu failed=%llu",
 	    (unsigned long long)srv.stats.calls_total, (unsigned long long)srv.stats.calls_failed);
 	listener_close(&srv);

@@ -28,6 +28,13 @@ int principal_from_rows(struct principal *p, const struct store_result *res, pcs
 		    p->uid, p->gid);
 	match = store_result_value(res, 0, 1);
 	role = store_result_value(res, 0, 3);
+	if (strcmp(role, "agent") == 0 && n > 1 && strcmp(store_result_value(res, 1, 3), "agent") != 0)
+		return pcs_fail(err, PCS_UNAUTHENTICATED,
+		    "uid %u is agent %s/%s but also matches %s %s (principal %s, role %s); an agent's "
+		    "uid may match no other rule", p->uid, store_result_value(res, 0, 4),
+		    store_result_value(res, 0, 6), store_result_value(res, 1, 1),
+		    store_result_value(res, 1, 2), store_result_value(res, 1, 0),
+		    store_result_value(res, 1, 3));
 	p->role = authz_role_from_name(role);
 	p->ncompanies = 0;
 	p->agent[0] = '\0';
@@ -50,6 +57,25 @@ int principal_from_rows(struct principal *p, const struct store_result *res, pcs
 	if (p->role == ROLE_NONE)
 		return pcs_fail(err, PCS_UNAUTHENTICATED, "principal rule has unknown role %s", role);
 	return 0;
+}
+
+void principal_query(struct principal_query *pq, uid_t uid, const gid_t *groups, size_t n,
+    struct store_query *q)
+{
+	size_t o = 0;
+
+	pq->gids[o++] = '{';
+	for (size_t i = 0; i < n && o < sizeof(pq->gids) - 13; i++)
+		o += (size_t)snprintf(pq->gids + o, sizeof(pq->gids) - o, "%s%u", i ? "," : "",
+		    (unsigned)groups[i]);
+	snprintf(pq->gids + o, sizeof(pq->gids) - o, "}");
+	snprintf(pq->uid, sizeof(pq->uid), "%u", (unsigned)uid);
+	pq->values[0] = pq->uid;
+	pq->values[1] = pq->gids;
+	memset(q, 0, sizeof(*q));
+	q->sql = "SELECT * FROM pcs_principal_lookup($1, $2)";
+	q->nparams = 2;
+	q->values = pq->values;
 }
 
 void principal_to_proto(const struct principal *p, struct principal_proto *out)

@@ -21,7 +21,9 @@ TAILQ_HEAD(conn_waitq, conn);
 
 struct server_stats {
 	uint64_t connections_total;
-	uint64_t connections_refused;  /* over max_connections */
+	uint64_t connections_refused;  /* over max_connections or a per-uid connection limit */
+	uint64_t connections_evicted;  /* closed before Hello to make room under max_connections */
+	uint64_t handshake_timeouts;   /* closed without a successful Hello in time */
 	uint64_t calls_total;
 	uint64_t calls_failed;
 };

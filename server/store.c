@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -52,6 +53,7 @@ struct store_job {
 	/* All parameter bytes in one block so one explicit_bzero covers them. */
 	char *data;
 	size_t data_len;
+	uint64_t queued_ms;   /* when it was submitted (monotonic) */
 	/* Embedded so delivering a result never needs an allocation that could fail. */
 	struct store_result res;
 };
@@ -90,6 +92,12 @@ struct store {
 	uint64_t failed;
 	int in_callback;
 	int close_pending;
+	/*
+	 * With no connection up, a queued job fails after wait_ms instead of waiting for its
+	 * owner's deadline (store_set_wait_limit). 0 = wait for ever.
+	 */
+	int wait_ms;
+	struct event *starve;
 };
 
 struct store_sync {
@@ -98,6 +106,16 @@ struct store_sync {
 
 static void store_free(struct store *s);
 static int conn_next(struct pconn *c);
+static void store_arm_starve(struct store *s);
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* ---- results ---- */
 
@@ -527,6 +545,7 @@ conn_down(struct pconn *c)
 	}
 	c->state = CONN_DOWN;
 	c->want_write = 0;
+	store_arm_starve(c->s);
 	conn_timer_in(c, c->backoff_ms);
 	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
@@ -795,6 +814,66 @@ store_on_kick(evutil_socket_t fd, short what, void *arg)
 			return;
 }
 
+static int
+store_any_up(const struct store *s)
+{
+	for (int i = 0; i < s->pool_size; i++)
+		if (s->conns[i].state == CONN_READY)
+			return 1;
+	return 0;
+}
+
+/*
+ * While no connection is up, the oldest queued job decides when the starve timer fires. With
+ * a connection up the queue drains by itself and the timer has nothing to do.
+ */
+static void
+store_arm_starve(struct store *s)
+{
+	struct store_job *job = TAILQ_FIRST(&s->queue);
+	uint64_t now, due;
+	struct timeval tv;
+
+	if (s->wait_ms <= 0 || s->starve == NULL || job == NULL || store_any_up(s) ||
+	    evtimer_pending(s->starve, NULL))
+		return;
+	now = now_ms();
+	due = job->queued_ms + (uint64_t)s->wait_ms;
+	due = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(due / 1000);
+	tv.tv_usec = (suseconds_t)((due % 1000) * 1000);
+	evtimer_add(s->starve, &tv);
+}
+
+/* No connection came up in time: jobs that waited wait_ms fail now, not at their deadline. */
+static void
+store_on_starve(evutil_socket_t fd, short what, void *arg)
+{
+	struct store *s = arg;
+	struct store_job *job;
+	uint64_t now = now_ms();
+
+	(void)fd;
+	(void)what;
+	while (!store_any_up(s) && (job = TAILQ_FIRST(&s->queue)) != NULL &&
+	    job->queued_ms + (uint64_t)s->wait_ms <= now) {
+		TAILQ_REMOVE(&s->queue, job, entry);
+		s->queued--;
+		result_fail(&job->res, PCS_UNAVAILABLE, "no database connection is up (waited %d ms)",
+		    s->wait_ms);
+		if (deliver(s, job) == STORE_GONE)
+			return;
+	}
+	store_arm_starve(s);
+}
+
+void
+store_set_wait_limit(struct store *s, int ms)
+{
+	s->wait_ms = ms;
+	store_arm_starve(s);
+}
+
 int
 store_open(struct event_base *base, const char *conninfo, int pool_size, struct store **out,
     pcs_error *err)
@@ -819,7 +898,8 @@ store_open(struct event_base *base, const char *conninfo, int pool_size, struct 
 	s->pool_size = pool_size;
 	if ((s->conninfo = strdup(conninfo)) == NULL ||
 	    (s->conns = calloc((size_t)pool_size, sizeof(*s->conns))) == NULL ||
-	    (s->kick = event_new(base, -1, 0, store_on_kick, s)) == NULL)
+	    (s->kick = event_new(base, -1, 0, store_on_kick, s)) == NULL ||
+	    (s->starve = evtimer_new(base, store_on_starve, s)) == NULL)
 		goto out;
 	for (i = 0; i < pool_size; i++) {
 		struct pconn *c = &s->conns[i];
@@ -867,6 +947,8 @@ store_free(struct store *s)
 	free(s->conns);
 	if (s->kick != NULL)
 		event_free(s->kick);
+	if (s->starve != NULL)
+		event_free(s->starve);
 	if (s->conninfo != NULL) {
 		/* It can hold a password. */
 		explicit_bzero(s->conninfo, strlen(s->conninfo));
@@ -910,6 +992,7 @@ store_submit(struct store *s, const struct store_query *q, store_cb cb, void *ar
 	if (query_check(q, err) != 0 || (job = job_new(q, cb, arg, err)) == NULL)
 		return NULL;
 	job->s = s;
+	job->queued_ms = now_ms();
 	TAILQ_INSERT_TAIL(&s->queue, job, entry);
 	s->queued++;
 	for (i = 0; i < s->pool_size; i++) {
@@ -918,6 +1001,7 @@ store_submit(struct store *s, const struct store_query *q, store_cb cb, void *ar
 			break;
 		}
 	}
+	store_arm_starve(s);
 	return job;
 }
 

@@ -64,6 +64,11 @@ typedef void (*store_log_fn)(int level /* 0 info, 1 warn, 2 error */, const char
     const char *detail, void *arg);
 void store_set_logger(struct store *s, store_log_fn fn, void *arg);
 /*
+ * While no connection is up, a queued job fails with UNAVAILABLE once it has waited ms
+ * (instead of for its owner's whole deadline). 0 (the default) waits for ever.
+ */
+void store_set_wait_limit(struct store *s, int ms);
+/*
  * Cancels every queued job (their callbacks are not called) and closes the connections.
  * May be called from a job's callback: the store is then freed when the callback returns.
  */

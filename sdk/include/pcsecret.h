@@ -76,7 +76,11 @@ typedef struct pcs_options {
 	int call_timeout_ms;      /* <= 0: 10000; per call, and sent as the call's deadline */
 } pcs_options;
 
-/* Connects and performs the Hello handshake. opts may be NULL. */
+/*
+ * Connects and performs the Hello handshake. opts may be NULL. Before sending anything it
+ * checks who listens on the socket (SO_PEERCRED): root, this process's effective uid, or the
+ * uid $PCSECRET_SERVER_UID names (a number or a user name); anyone else is PERMISSION_DENIED.
+ */
 int pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err);
 /*
  * Closes the connection and frees the client. NULL is allowed. No other thread may be using

@@ -24,12 +24,14 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,10 +46,20 @@
 #define CALL_TIMEOUT_DEFAULT_MS 10000
 #define RBUF_INITIAL (64u * 1024u)
 #define RBUF_MAX (FRAME_HEADER_LEN + FRAME_DEFAULT_MAX)
+/*
+ * How long past the call's deadline, counted from when its request was written, a reply is
+ * still waited for. The daemon's deadline runs from the request's arrival and its answer is
+ * what its audit row records; giving up first could leave a row saying OK for a call this
+ * client reported as failed.
+ */
+#define REPLY_GRACE_MS 1000
 /* A full listen backlog makes a Unix connect fail with EAGAIN; retry this often. */
 #define CONNECT_RETRY_MS 10
 /* Internal to this file: a wait on the socket reached the call's deadline. */
 #define IO_TIMEOUT 1
+/* Names the daemon's uid when it is neither root nor the client's own (a number or a user). */
+#define SERVER_UID_ENV "PCSECRET_SERVER_UID"
+#define NO_UID ((uid_t)-1)
 
 struct hello_node {
 	Pcsecret__V1__HelloReply *reply;
@@ -86,6 +98,7 @@ struct pcs_client {
 	struct pcs_rpc_call *calls;   /* registered: sent or being sent, reply not yet taken */
 	uint64_t next_call_id;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	uid_t server_uid;             /* PCSECRET_SERVER_UID, or NO_UID */
 	int connect_timeout_ms;
 	int call_timeout_ms;
 	atomic_size_t max_refs;       /* 0: PCS_MAX_REFS_PER_CALL */
@@ -252,6 +265,32 @@ conn_connect_error(const pcs_client *c, int e, pcs_error *err)
 	    errstr(e, buf, sizeof(buf)));
 }
 
+/*
+ * Whoever owns the listening socket gets everything this client sends, values included, so
+ * it must be the daemon: root, this process's own uid, or the uid PCSECRET_SERVER_UID names.
+ * Anyone else got there first (a directory others may write to, a daemon that was down) and
+ * is told nothing; the kernel's word (SO_PEERCRED: who called listen) is the only one taken.
+ */
+static int
+conn_check_peer(const pcs_client *c, int fd, pcs_error *err)
+{
+	struct ucred cred;
+	socklen_t len = (socklen_t)sizeof(cred);
+	char buf[128];
+
+	memset(&cred, 0, sizeof(cred));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+	    len != (socklen_t)sizeof(cred))
+		return pcs_fail(err, PCS_UNAVAILABLE, "cannot tell who serves %s: %s", c->path,
+		    errstr(errno, buf, sizeof(buf)));
+	if (cred.uid == 0 || cred.uid == geteuid() ||
+	    (c->server_uid != NO_UID && cred.uid == c->server_uid))
+		return 0;
+	return pcs_fail(err, PCS_PERMISSION_DENIED, "refusing %s: it is served by uid %u, not by "
+	    "root, this process's uid %u or " SERVER_UID_ENV "; nothing was sent", c->path,
+	    (unsigned)cred.uid, (unsigned)geteuid());
+}
+
 static int
 conn_open(const pcs_client *c, int64_t deadline, int *fdp, pcs_error *err)
 {
@@ -309,6 +348,8 @@ conn_open(const pcs_client *c, int64_t deadline, int *fdp, pcs_error *err)
 		}
 		break;
 	}
+	if ((r = conn_check_peer(c, fd, err)) != 0)
+		goto out;
 	*fdp = fd;
 	fd = -1;
 	r = 0;
@@ -800,6 +841,7 @@ pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
 	size_t flen = 0, sent = 0;
 	uint32_t method_id;
 	uint64_t gen;
+	int64_t reply_deadline;
 	int r, fd, locked = 0, retried = 0;
 
 	if (out != NULL)
@@ -893,6 +935,9 @@ pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
 		r = -serr.code;
 		goto out;
 	}
+	reply_deadline = now_ms() + call->timeout_ms + REPLY_GRACE_MS;
+	if (reply_deadline > call->deadline)
+		call->deadline = reply_deadline;
 	*out = call;
 	call = NULL;
 	r = 0;
@@ -1016,6 +1061,53 @@ pcs_set_max_refs_per_call(pcs_client *client, size_t max_refs, pcs_error *err)
 	return 0;
 }
 
+/* PCSECRET_SERVER_UID: a uid in decimal or a user name; NO_UID when unset or empty. */
+static int
+server_uid_get(uid_t *out, pcs_error *err)
+{
+	const char *s = getenv(SERVER_UID_ENV);
+	struct passwd pw, *found = NULL;
+	char *buf = NULL, *end;
+	size_t size = 1024;
+	unsigned long v;
+	int e = 0, r;
+
+	*out = NO_UID;
+	if (s == NULL || s[0] == '\0')
+		return 0;
+	if (s[0] >= '0' && s[0] <= '9') {
+		errno = 0;
+		v = strtoul(s, &end, 10);
+		/* Its text is not quoted: it came from the environment and may hold anything. */
+		if (errno != 0 || *end != '\0' || v >= (unsigned long)NO_UID)
+			return pcs_fail(err, PCS_INVALID_ARGUMENT, SERVER_UID_ENV " is not a uid "
+			    "(0 to 4294967294) or a user name");
+		*out = (uid_t)v;
+		return 0;
+	}
+	for (;;) {
+		if ((buf = malloc(size)) == NULL) {
+			r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+			goto out;
+		}
+		if ((e = getpwnam_r(s, &pw, buf, size, &found)) != ERANGE || size >= 1048576)
+			break;
+		free(buf);
+		buf = NULL;
+		size *= 4;
+	}
+	if (found == NULL) {
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, SERVER_UID_ENV " names no user%s",
+		    e != 0 ? " (the user database could not be read)" : "");
+		goto out;
+	}
+	*out = pw.pw_uid;
+	r = 0;
+out:
+	free(buf);
+	return r;
+}
+
 /* The synchronisation objects of a client; undone by pcs_close. */
 static int
 client_sync_init(pcs_client *c, pcs_error *err)
@@ -1069,6 +1161,10 @@ pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err)
 		return r;
 	}
 	memcpy(c->path, path, plen + 1);
+	if ((r = server_uid_get(&c->server_uid, err)) != 0) {
+		free(c);
+		return r;
+	}
 	if ((r = client_sync_init(c, err)) != 0) {
 		free(c);
 		return r;

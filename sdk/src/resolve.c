@@ -319,8 +319,9 @@ pcs_get_env(pcs_client *client, const char *agent, pcs_env_entry **out, size_t *
 		ev = rep->env[i];
 		/* Launchers pass these names to setenv: never let the server smuggle in '='. */
 		if (!env_name_valid(ev->env_name)) {
+			/* Not quoted: whatever it holds would reach the caller's terminal. */
 			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd returned an invalid environment "
-			    "variable name \"%.64s\"", ev->env_name);
+			    "variable name (entry %zu of %zu)", i + 1, n);
 			goto out;
 		}
 		if ((r = dup_string(ev->env_name, &env[i].name, err)) != 0 ||

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "frame.h"
+#include "pbcheck.h"
 #include "pbwipe.h"
 #include "pcsecret.pb-c.h"
 
@@ -34,6 +35,31 @@ check_repack(const Pcsecret__V1__Call *call, uint32_t max)
 	frame_free(frame, len);
 }
 
+/*
+ * pbcheck against protobuf-c: a message pbcheck passes as OK and protobuf-c unpacks must have
+ * valid UTF-8 strings without a NUL cut (the string unpacked is the whole field), checked on
+ * the repacked bytes; and pbcheck never reads out of bounds (ASan) on any input.
+ */
+static void
+check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+    const ProtobufCMessage *unpacked)
+{
+	char field[PBCHECK_FIELD_MAX];
+	enum pbcheck_result r = pbcheck_message(desc, data, len, field);
+	size_t n;
+	uint8_t *re;
+
+	if (r != PBCHECK_OK || unpacked == NULL)
+		return;
+	n = protobuf_c_message_get_packed_size(unpacked);
+	if ((re = malloc(n ? n : 1)) == NULL)
+		return;
+	protobuf_c_message_pack(unpacked, re);
+	if (pbcheck_message(desc, re, n, field) != PBCHECK_OK)
+		abort();
+	free(re);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -50,6 +76,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		off += FRAME_HEADER_LEN + body_len;
 		call = pcsecret__v1__call__unpack(&pbwipe_allocator, body_len, body);
+		check_strings(&pcsecret__v1__call__descriptor, body, body_len,
+		    call != NULL ? &call->base : NULL);
 		if (call == NULL)
 			continue;
 		if (call->method_id >= 1 && call->method_id <= svc->n_methods) {
@@ -58,6 +86,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			req = protobuf_c_message_unpack(in, &pbwipe_allocator, call->request.len,
 			    call->request.data);
+			check_strings(in, call->request.data, call->request.len, req);
 			if (req != NULL)
 				protobuf_c_message_free_unpacked(req, &pbwipe_allocator);
 		}

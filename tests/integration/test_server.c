@@ -678,7 +678,12 @@ static int lock_release(struct table_lock *l)
 static int setup(void **state)
 {
 	struct it_daemon_opts o = { 0 };
-	const char *args[] = { "--max-connections", "1100", "--max-output", "1048576", NULL };
+	/*
+	 * One uid opens 1,000 connections before any has said Hello (the load test): the
+	 * per-uid connection limits are raised here and tested in test_dos.
+	 */
+	const char *args[] = { "--max-connections", "1100", "--max-output", "1048576",
+		"--max-conns-per-uid", "1100", "--max-conns-unknown-per-uid", "1100", NULL };
 
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
@@ -1137,9 +1142,10 @@ static const char *bad_input(const char *path, enum bad_kind kind)
 		want_msg = "frame length 0";
 		break;
 	case BAD_TOO_LONG:
+		/* Before Hello the limit is max_frame_before_hello; test_max_frame checks max_frame. */
 		len = raw_frame(buf, 1048577, "xxxx", 4);
 		want_status = PCSECRET__V1__STATUS_CODE__RESOURCE_EXHAUSTED;
-		want_msg = "exceeds the maximum of 1048576 bytes";
+		want_msg = "exceeds max_frame_before_hello (4096 bytes)";
 		break;
 	case BAD_GARBAGE:
 		len = raw_frame(buf, 6, "\xff\xff\xff\xff\xff\xff", 6);
@@ -1341,14 +1347,17 @@ static void test_max_frame(void **state)
 	pcsecret__v1__reply__free_unpacked(r, NULL);
 	assert_int_equal(wire_wait_closed(&w, 5000), 1);
 	wire_close(&w);
-	/* Exactly the maximum is a frame like any other (here: not a valid Call). */
+	/*
+	 * Exactly the maximum is a frame like any other (here: not a valid Call), after Hello:
+	 * before it, max_frame_before_hello applies.
+	 */
 	{
 		size_t n = 1048576 + 4;
 		uint8_t *big = calloc(1, n);
 		assert_non_null(big);
 		frame_put_n32(big, 1048576);
 		memset(big + 4, 0xff, 1048576);
-		assert_int_equal(wire_open(&w, D.socket), 0);
+		assert_int_equal(wire_session(&w, D.socket), 0);
 		assert_int_equal(write_all(w.fd, big, n), 0);
 		free(big);
 		assert_int_equal(wire_reply(&w, 5000, &r), 1);
@@ -2157,8 +2166,13 @@ static void test_stale_socket_replaced(void **state)
 	int fd;
 
 	(void)state;
-	/* What a crashed daemon leaves: a socket file nobody listens on. */
-	snprintf(path, sizeof(path), "%s/stale.sock", scratch);
+	/*
+	 * What a crashed daemon leaves: a socket file nobody listens on, in a directory only its
+	 * owner may write (the daemon refuses one that others could bind in first).
+	 */
+	snprintf(path, sizeof(path), "%s/stale", scratch);
+	assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
+	snprintf(path, sizeof(path), "%s/stale/stale.sock", scratch);
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);

@@ -286,6 +286,34 @@ test_symlink_and_not_regular(void **state)
 	assert_non_null(strstr(err.message, "not a regular file"));
 }
 
+/*
+ * Whoever owns the key file can read and replace it whatever its mode: a key owned by another
+ * user is refused like a loose mode. Root makes such a file with chown, so this needs root.
+ */
+static void
+test_owned_by_another_user(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t key[KEYFILE_KEY_LEN];
+	pcs_error err;
+
+	if (geteuid() != 0)
+		skip();
+	write_file(f->path, HEX64 "\n", 65, 0600);
+	assert_int_equal(chown(f->path, 40099, 40099), 0);
+	assert_int_equal(keyfile_read(f->path, key, &err), -PCS_FAILED_PRECONDITION);
+	assert_int_equal(err.code, PCS_FAILED_PRECONDITION);
+	assert_non_null(strstr(err.message, f->path));
+	assert_non_null(strstr(err.message, "owned by uid 40099"));
+	assert_non_null(strstr(err.message, "must belong to root"));
+	/* Refused before the content is read: nothing of the key is left behind. */
+	for (size_t i = 0; i < sizeof(key); i++)
+		assert_int_equal(key[i], 0);
+	/* Back to root (the process's own uid here): the same file is accepted. */
+	assert_int_equal(chown(f->path, 0, 0), 0);
+	assert_int_equal(keyfile_read(f->path, key, &err), 0);
+}
+
 int
 main(void)
 {
@@ -299,6 +327,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlink_and_not_regular, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_owned_by_another_user, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
