@@ -752,9 +752,14 @@ static void test_memory_bounded(void **state)
 	/*
 	 * Growth: at most max_buffered_per_uid (16 MiB) of input for the agent plus small change
 	 * (the 1 MiB frames asked for came to 1 GiB); after they close, back near the baseline.
+	 * Under AddressSanitizer the daemon's allocator is ASan's (quarantine, shadow memory, no
+	 * giving back), so its RSS says nothing about the daemon's own bounds: only the attack's
+	 * outcome above is checked there.
 	 */
+#if !defined(__SANITIZE_ADDRESS__)
 	assert_true(peak - base < 16 * 1024 + 12 * 1024);
 	assert_true(after - base < 4 * 1024);
+#endif
 	assert_int_equal(it_daemon_stop(&X), 0);
 	it_daemon_cleanup(&X);
 }
