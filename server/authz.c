@@ -8,38 +8,11 @@ static const char *const role_names[] = {
 	[ROLE_LAUNCHER] = "launcher", [ROLE_AGENT] = "agent",
 };
 
-static const struct {
-	const char *method;
-	enum authz_action action;
-} method_actions[] = {
-	{ "Hello", AUTHZ_SESSION },
-	{ "CreateCompany", AUTHZ_COMPANY_CREATE },
-	{ "ListCompanies", AUTHZ_COMPANY_LIST },
-	{ "CreateSecret", AUTHZ_SECRET_WRITE },
-	{ "UpdateSecret", AUTHZ_SECRET_WRITE },
-	{ "DeleteSecret", AUTHZ_SECRET_WRITE },
-	{ "ListSecrets", AUTHZ_SECRET_READ },
-	{ "DescribeSecret", AUTHZ_SECRET_READ },
-	{ "Resolve", AUTHZ_VALUE_READ },
-	{ "GetAgentEnv", AUTHZ_VALUE_READ },
-	{ "CreateAgent", AUTHZ_AGENT_WRITE },
-	{ "SetAgentEnv", AUTHZ_AGENT_WRITE },
-	{ "UnsetAgentEnv", AUTHZ_AGENT_WRITE },
-	{ "DeleteAgent", AUTHZ_AGENT_WRITE },
-	{ "DescribeAgent", AUTHZ_AGENT_READ },
-	{ "ListAgents", AUTHZ_AGENT_READ },
-	{ "AddPrincipal", AUTHZ_PRINCIPAL_ADMIN },
-	{ "ListPrincipals", AUTHZ_PRINCIPAL_ADMIN },
-	{ "RemovePrincipal", AUTHZ_PRINCIPAL_ADMIN },
-	{ "ListAudit", AUTHZ_AUDIT_READ },
-};
-
 int authz_method_action(const char *method)
 {
-	for (size_t i = 0; i < sizeof(method_actions) / sizeof(method_actions[0]); i++)
-		if (method != NULL && strcmp(method_actions[i].method, method) == 0)
-			return (int)method_actions[i].action;
-	return -1;
+	const struct method *m = method_by_name(method);
+
+	return m != NULL ? (int)m->action : -1;
 }
 
 const char *authz_role_name(enum role role)
@@ -146,37 +119,37 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 		    p ? p->uid : 0, p ? p->gid : 0);
 
 	switch (rq->action) {
-	case AUTHZ_SESSION:
+	case METHOD_ACTION_SESSION:
 		return 0;
-	case AUTHZ_COMPANY_CREATE:
-	case AUTHZ_PRINCIPAL_ADMIN:
+	case METHOD_ACTION_COMPANY_CREATE:
+	case METHOD_ACTION_PRINCIPAL_ADMIN:
 		if (p->role == ROLE_ADMIN)
 			return 0;
-		return deny(err, p, rq->action == AUTHZ_COMPANY_CREATE ? "create companies" :
+		return deny(err, p, rq->action == METHOD_ACTION_COMPANY_CREATE ? "create companies" :
 		    "manage principals");
-	case AUTHZ_COMPANY_LIST:
+	case METHOD_ACTION_COMPANY_LIST:
 		if (p->role == ROLE_AGENT)
 			return deny(err, p, "list companies");
 		return 0;
-	case AUTHZ_SECRET_WRITE:
-	case AUTHZ_SECRET_READ:
-	case AUTHZ_AGENT_WRITE:
+	case METHOD_ACTION_SECRET_WRITE:
+	case METHOD_ACTION_SECRET_READ:
+	case METHOD_ACTION_AGENT_WRITE:
 		if (p->role == ROLE_ADMIN)
 			return 0;
 		if (p->role != ROLE_OPERATOR)
-			return deny(err, p, rq->action == AUTHZ_AGENT_WRITE ? "manage agents" :
+			return deny(err, p, rq->action == METHOD_ACTION_AGENT_WRITE ? "manage agents" :
 			    "manage secrets");
 		return need_company(p, rq->company,
-		    rq->action == AUTHZ_AGENT_WRITE ? "manage agents" : "manage secrets", err);
-	case AUTHZ_AGENT_READ:
+		    rq->action == METHOD_ACTION_AGENT_WRITE ? "manage agents" : "manage secrets", err);
+	case METHOD_ACTION_AGENT_READ:
 		if (p->role == ROLE_ADMIN)
 			return 0;
 		if (p->role != ROLE_OPERATOR && p->role != ROLE_LAUNCHER)
 			return deny(err, p, "read agent configuration");
 		return need_company(p, rq->company, "read agent configuration", err);
-	case AUTHZ_VALUE_READ:
+	case METHOD_ACTION_VALUE_READ:
 		return check_value(p, rq, err);
-	case AUTHZ_AUDIT_READ:
+	case METHOD_ACTION_AUDIT_READ:
 		if (p->role == ROLE_ADMIN)
 			return 0;
 		if (p->role != ROLE_OPERATOR)

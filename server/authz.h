@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "methods.h"
 #include "ref.h"
 #include "status.h"
 
@@ -24,21 +25,7 @@ struct principal {
 	uint32_t uid, gid, pid;             /* peer credentials from the kernel */
 };
 
-enum authz_action {
-	AUTHZ_SESSION,          /* Hello: anyone (an unknown peer is refused by Hello itself) */
-	AUTHZ_COMPANY_CREATE,   /* admin */
-	AUTHZ_COMPANY_LIST,     /* admin, operator, launcher (the listing is filtered) */
-	AUTHZ_SECRET_WRITE,     /* admin, operator of the company */
-	AUTHZ_SECRET_READ,      /* metadata only: admin, operator of the company */
-	AUTHZ_AGENT_WRITE,      /* admin, operator of the company */
-	AUTHZ_AGENT_READ,       /* metadata only: admin, operator or launcher of the company */
-	AUTHZ_VALUE_READ,       /* values: the agent itself, or a launcher of its company; for
-	                           Resolve only references the agent's env config grants */
-	AUTHZ_PRINCIPAL_ADMIN,  /* admin */
-	AUTHZ_AUDIT_READ        /* admin, operator of the company (or of every listed one) */
-};
-
-/* Whether the agent's env config names the reference (AUTHZ_VALUE_READ of a reference). */
+/* Whether the agent's env config names the reference (METHOD_ACTION_VALUE_READ of a reference). */
 enum authz_grant {
 	AUTHZ_GRANT_NA = 0,     /* not known yet (the call-level check) or not applicable */
 	AUTHZ_GRANT_YES,
@@ -46,13 +33,13 @@ enum authz_grant {
 };
 
 struct authz_request {
-	enum authz_action action;
+	enum method_action action;  /* from the rpc's row in the method table (common/methods.h) */
 	const char *company;     /* the company the call touches; NULL/"" when none */
 	const char *agent;       /* value actions: the agent's name within company */
 	enum authz_grant grant;
 };
 
-/* The action that governs rpc `method` ("Resolve"), or -1 for an rpc with no policy. */
+/* The action that governs rpc `method` ("Resolve") from the method table; -1 for none. */
 int authz_method_action(const char *method);
 
 /* 0 when allowed; else -PCS_PERMISSION_DENIED / -PCS_UNAUTHENTICATED with a reason. */

@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "handlers.h"
 #include "log.h"
+#include "methods.h"
 #include "pbcheck.h"
 #include "pbwipe.h"
 #include "pcsecret.pb-c.h"
@@ -23,15 +24,14 @@
 #define MAX_TIMEOUT_MS 3600000u
 
 static Pcsecret__V1__PcSecret_Service service = PCSECRET__V1__PC_SECRET__INIT(handle_);
-static unsigned hello_index;
 
 struct call {
 	struct conn *conn;
 	struct server *srv;
 	uint64_t call_id;
 	char method[64];
+	const struct method *m;  /* its row in the method table; NULL until the method is known */
 	ProtobufCMessage *request;
-	unsigned method_idx;
 	/*
 	 * Who the caller is for this call: looked up again for every call, so a rule removed or
 	 * an agent re-created for another uid takes effect on connections already open.
@@ -44,9 +44,8 @@ struct call {
 	struct store_job *job;
 	struct audit_entry *audit_entry;
 	call_db_cb db_cb;
-	int db_audited;
+	int db_audited;          /* the running statement carries the call's audit row */
 	int authorized;
-	int is_hello;          /* this call is the connection's Hello */
 	int ended;             /* status decided; its audit row and reply are on their way */
 	int audited;           /* an OK audit row was committed with the call's work */
 	int status;
@@ -64,12 +63,10 @@ struct call {
 int dispatch_init(pcs_error *err)
 {
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
-	const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(d,
-	    "Hello");
+	int r;
 
-	if (m == NULL)
-		return pcs_fail(err, PCS_INTERNAL, "service has no Hello method");
-	hello_index = (unsigned)(m - d->methods);
+	if ((r = methods_check(d, err)) != 0)
+		return r;
 	/* The INIT macro fills every slot at compile time; this guards against a NULL one. */
 	for (unsigned i = 0; i < d->n_methods; i++) {
 		void (*const *slots)(void) = (void (*const *)(void))(const void *)(&service.base + 1);
@@ -109,16 +106,11 @@ const char *call_method(const struct call *c) { return c->method; }
 
 int call_authorize(struct call *c, const char *company, const char *agent)
 {
-	struct authz_request rq = { AUTHZ_SESSION, company, agent, AUTHZ_GRANT_NA };
-	int action = authz_method_action(c->method);
+	struct authz_request rq = { METHOD_ACTION_SESSION, company, agent, AUTHZ_GRANT_NA };
 	pcs_error err;
 	int r;
 
-	if (action < 0) {
-		call_fail(c, PCS_INTERNAL, "no authorization policy for %s", c->method);
-		return -PCS_INTERNAL;
-	}
-	rq.action = (enum authz_action)action;
+	rq.action = c->m->action;
 	if (c->principal == NULL) {
 		call_fail(c, PCS_INTERNAL, "%s ran before its caller was identified", c->method);
 		return -PCS_INTERNAL;
@@ -181,7 +173,7 @@ static void call_send(struct call *c)
 	 * passed) leaves the connection before Hello, so Hello may be sent again and the calls
 	 * pipelined behind it (which conn holds while a Hello is in progress) are refused.
 	 */
-	if (c->is_hello && conn->hello_state == 1)
+	if ((c->m != NULL && (c->m->flags & METHOD_HANDSHAKE)) && conn->hello_state == 1)
 		conn->hello_state = 0;
 	call_free(c);
 	conn_call_done(conn);
@@ -379,7 +371,7 @@ static void on_db_done(const struct store_result *res, void *arg)
 	c->db_cb(c, res);
 }
 
-void call_db(struct call *c, const struct store_query *q, int audited, call_db_cb cb)
+static void call_db_run(struct call *c, const struct store_query *q, int audited, call_db_cb cb)
 {
 	char sql[4096], principal[160];
 	const char *values[STORE_MAX_PARAMS + AUDIT_NPARAMS];
@@ -421,19 +413,37 @@ void call_db(struct call *c, const struct store_query *q, int audited, call_db_c
 		call_fail_err(c, -err.code, &err);
 }
 
+void call_db(struct call *c, const struct store_query *q, call_db_cb cb)
+{
+	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, cb);
+}
+
+void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb)
+{
+	call_db_run(c, q, 0, cb);
+}
+
 void call_db_text(struct call *c, const char *sql, const char *const *values, int n,
-    int audited, call_db_cb cb)
+    call_db_cb cb)
 {
 	struct store_query q = { sql, n, values, NULL, NULL };
 
-	call_db(c, &q, audited, cb);
+	call_db(c, &q, cb);
+}
+
+void call_db_text_step(struct call *c, const char *sql, const char *const *values, int n,
+    call_db_cb cb)
+{
+	struct store_query q = { sql, n, values, NULL, NULL };
+
+	call_db_step(c, &q, cb);
 }
 
 static void generic_closure(const ProtobufCMessage *msg, void *data);
 
 static void call_invoke(struct call *c)
 {
-	protobuf_c_service_invoke_internal(&service.base, c->method_idx, c->request,
+	protobuf_c_service_invoke_internal(&service.base, c->m->id - 1, c->request,
 	    generic_closure, c);
 }
 
@@ -472,7 +482,7 @@ static void call_identify(struct call *c)
 		return;
 	}
 	principal_query(&pq, conn->uid, conn->groups, conn->ngroups, &q);
-	call_db(c, &q, 0, on_identified);
+	call_db_step(c, &q, on_identified);
 }
 
 static void generic_closure(const ProtobufCMessage *msg, void *data)
@@ -485,28 +495,26 @@ static void generic_closure(const ProtobufCMessage *msg, void *data)
 		call_fail(c, PCS_INTERNAL, "%s failed", c->method);
 }
 
-/* Finds the method by id or by "pcsecret.v1.PcSecret/Name"; -1 with a message otherwise. */
-static int find_method(const Pcsecret__V1__Call *env, char *msg, size_t size)
+/* The method by id or by "pcsecret.v1.PcSecret/Name"; NULL with a message otherwise. */
+static const struct method *find_method(const Pcsecret__V1__Call *env, char *msg, size_t size)
 {
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
-	const ProtobufCMethodDescriptor *m;
+	const struct method *m;
 	const char *name = env->method ? env->method : "";
 	size_t plen = strlen(d->name), o = 0;
 	char shown[72];
 
 	if (env->method_id != 0) {
-		if (env->method_id > d->n_methods) {
-			snprintf(msg, size, "method id %u is not defined (1..%u)", env->method_id,
-			    d->n_methods);
-			return -1;
-		}
-		return (int)env->method_id - 1;
+		if ((m = method_by_id(env->method_id)) == NULL)
+			snprintf(msg, size, "method id %u is not defined (1..%zu)", env->method_id,
+			    methods_count());
+		return m;
 	}
 	if (name[0] == '/')
 		name++;
 	if (strncmp(name, d->name, plen) == 0 && name[plen] == '/' &&
-	    (m = protobuf_c_service_descriptor_get_method_by_name(d, name + plen + 1)) != NULL)
-		return (int)(m - d->methods);
+	    (m = method_by_name(name + plen + 1)) != NULL)
+		return m;
 	/*
 	 * Named back to help with a typo, but it came from the peer: bounded, and nothing but
 	 * printable ASCII goes out (the rest as \xNN), since the message reaches the log and the
@@ -525,7 +533,7 @@ static int find_method(const Pcsecret__V1__Call *env, char *msg, size_t size)
 	}
 	shown[o] = '\0';
 	snprintf(msg, size, "unknown method \"%s\"", shown);
-	return -1;
+	return NULL;
 }
 
 int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
@@ -534,9 +542,10 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 	Pcsecret__V1__Call *env;
 	struct call *c;
 	struct timespec now;
+	const ProtobufCMethodDescriptor *md;
 	char msg[160], field[PBCHECK_FIELD_MAX];
 	enum pbcheck_result chk;
-	int idx;
+	int handshake;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	env = pcsecret__v1__call__unpack(&pbwipe_allocator, len, body);
@@ -580,38 +589,35 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 		call_fail(c, PCS_INVALID_ARGUMENT, "field %s %s", field, pbcheck_problem(chk));
 		goto out;
 	}
-	idx = find_method(env, msg, sizeof(msg));
-	if (idx < 0) {
+	if ((c->m = find_method(env, msg, sizeof(msg))) == NULL) {
 		snprintf(c->method, sizeof(c->method), "unknown");
 		call_fail(c, PCS_UNIMPLEMENTED, "%s", msg);
 		goto out;
 	}
-	snprintf(c->method, sizeof(c->method), "%s", d->methods[idx].name);
-	if ((unsigned)idx == hello_index && conn->hello_state != 0) {
+	snprintf(c->method, sizeof(c->method), "%s", c->m->name);
+	md = &d->methods[c->m->id - 1];
+	handshake = (c->m->flags & METHOD_HANDSHAKE) != 0;
+	if (handshake && conn->hello_state != 0) {
 		call_fail(c, PCS_FAILED_PRECONDITION, "Hello was already called on this connection");
 		goto out;
 	}
-	if ((unsigned)idx != hello_index && conn->hello_state != 2) {
+	if (!handshake && conn->hello_state != 2) {
 		call_fail(c, PCS_FAILED_PRECONDITION, "call Hello before %s", c->method);
 		goto out;
 	}
-	chk = pbcheck_message(d->methods[idx].input, env->request.data, env->request.len, field);
+	chk = pbcheck_message(md->input, env->request.data, env->request.len, field);
 	if (chk == PBCHECK_BAD_UTF8 || chk == PBCHECK_NUL) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "field %s %s", field, pbcheck_problem(chk));
 		goto out;
 	}
-	c->request = protobuf_c_message_unpack(d->methods[idx].input, &pbwipe_allocator,
-	    env->request.len, env->request.data);
+	c->request = protobuf_c_message_unpack(md->input, &pbwipe_allocator, env->request.len,
+	    env->request.data);
 	if (c->request == NULL || chk != PBCHECK_OK) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "request is not a valid %s",
-		    d->methods[idx].input->name);
+		call_fail(c, PCS_INVALID_ARGUMENT, "request is not a valid %s", md->input->name);
 		goto out;
 	}
-	if ((unsigned)idx == hello_index) {
+	if (handshake)
 		conn->hello_state = 1;
-		c->is_hello = 1;
-	}
-	c->method_idx = (unsigned)idx;
 	call_identify(c);
 out:
 	protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);

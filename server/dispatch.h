@@ -47,15 +47,20 @@ struct server *call_server(const struct call *c);
 const ProtobufCMessage *call_request(const struct call *c);
 
 /*
- * Runs q; cb gets the result unless the call ended first (deadline). With audited set, the
- * audit row is written in the same statement (so the same transaction) as q, and q must be a
- * single SELECT: it is wrapped as WITH r AS (q), a AS (INSERT INTO audit_log ...) SELECT * FROM r.
+ * Runs the call's statement q; cb gets the result unless the call ended first (deadline).
+ * When the method's audit mode (common/methods.h) is METHOD_AUDIT_WITH_WORK the audit row is
+ * written in the same statement (so the same transaction) as q, and q must be a single
+ * SELECT: it is wrapped as WITH r AS (q), a AS (INSERT INTO audit_log ...) SELECT * FROM r.
  * On failure the call is failed with the store's status and cb is not called.
  */
-void call_db(struct call *c, const struct store_query *q, int audited, call_db_cb cb);
-/* call_db with text parameters only. */
+void call_db(struct call *c, const struct store_query *q, call_db_cb cb);
+/* A statement that prepares the call's statement (reads ids, checks): never carries its row. */
+void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb);
+/* call_db and call_db_step with text parameters only. */
 void call_db_text(struct call *c, const char *sql, const char *const *values, int n,
-    int audited, call_db_cb cb);
+    call_db_cb cb);
+void call_db_text_step(struct call *c, const char *sql, const char *const *values, int n,
+    call_db_cb cb);
 /* Handler state freed (and wiped by free_fn) when the call ends, however it ends. */
 void call_set_state(struct call *c, void *state, void (*free_fn)(void *));
 void *call_state(struct call *c);

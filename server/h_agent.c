@@ -109,7 +109,9 @@ static void agent_uid_groups(uint32_t uid, char *buf, size_t size)
 	snprintf(buf + o, size - o, "}");
 }
 
-PCS_HANDLER(create_agent, CreateAgentRequest, CreateAgentReply)
+void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__CreateAgentRequest *in,
+    Pcsecret__V1__CreateAgentReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[5];
@@ -127,10 +129,12 @@ PCS_HANDLER(create_agent, CreateAgentRequest, CreateAgentReply)
 	values[3] = call_actor(c);
 	values[4] = gids;
 	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_create_agent($1, $2, $3, $4, $5)",
-	    values, 5, 1, reply_create);
+	    values, 5, reply_create);
 }
 
-PCS_HANDLER(describe_agent, DescribeAgentRequest, DescribeAgentReply)
+void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DescribeAgentRequest *in,
+    Pcsecret__V1__DescribeAgentReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
@@ -139,11 +143,13 @@ PCS_HANDLER(describe_agent, DescribeAgentRequest, DescribeAgentReply)
 		return;
 	values[0] = in->company;
 	values[1] = in->name;
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_describe_agent($1, $2)", values, 2, 1,
+	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_describe_agent($1, $2)", values, 2,
 	    reply_describe);
 }
 
-PCS_HANDLER(set_agent_env, SetAgentEnvRequest, SetAgentEnvReply)
+void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SetAgentEnvRequest *in,
+    Pcsecret__V1__SetAgentEnvReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const Pcsecret__V1__SecretRef *ref = in->ref;
@@ -182,10 +188,12 @@ PCS_HANDLER(set_agent_env, SetAgentEnvRequest, SetAgentEnvReply)
 	values[6] = ref->version ? version : NULL;
 	values[7] = call_actor(c);
 	call_db_text(c, "SELECT " ROWS_AGENT_COLS
-	    " FROM pcs_set_agent_env($1, $2, $3, $4, $5, $6, $7, $8)", values, 8, 1, reply_set);
+	    " FROM pcs_set_agent_env($1, $2, $3, $4, $5, $6, $7, $8)", values, 8, reply_set);
 }
 
-PCS_HANDLER(unset_agent_env, UnsetAgentEnvRequest, UnsetAgentEnvReply)
+void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__UnsetAgentEnvRequest *in,
+    Pcsecret__V1__UnsetAgentEnvReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[3];
@@ -201,7 +209,7 @@ PCS_HANDLER(unset_agent_env, UnsetAgentEnvRequest, UnsetAgentEnvReply)
 	values[1] = in->agent;
 	values[2] = in->env_name;
 	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_unset_agent_env($1, $2, $3)", values,
-	    3, 1, reply_unset);
+	    3, reply_unset);
 }
 
 static void reply_list(struct call *c, const struct store_result *res)
@@ -229,7 +237,9 @@ static void reply_list(struct call *c, const struct store_result *res)
 	free(ptrs);
 }
 
-PCS_HANDLER(list_agents, ListAgentsRequest, ListAgentsReply)
+void handle_list_agents(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListAgentsRequest *in,
+    Pcsecret__V1__ListAgentsReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[1];
@@ -237,7 +247,7 @@ PCS_HANDLER(list_agents, ListAgentsRequest, ListAgentsReply)
 	if (h_company(c, in->company) != 0)
 		return;
 	values[0] = in->company;
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_list_agents($1)", values, 1, 1,
+	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_list_agents($1)", values, 1,
 	    reply_list);
 }
 
@@ -249,7 +259,9 @@ static void reply_deleted(struct call *c, const struct store_result *res)
 	call_reply(c, &rep.base);
 }
 
-PCS_HANDLER(delete_agent, DeleteAgentRequest, DeleteAgentReply)
+void handle_delete_agent(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DeleteAgentRequest *in,
+    Pcsecret__V1__DeleteAgentReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
@@ -258,5 +270,5 @@ PCS_HANDLER(delete_agent, DeleteAgentRequest, DeleteAgentReply)
 		return;
 	values[0] = in->company;
 	values[1] = in->name;
-	call_db_text(c, "SELECT id FROM pcs_delete_agent($1, $2)", values, 2, 1, reply_deleted);
+	call_db_text(c, "SELECT id FROM pcs_delete_agent($1, $2)", values, 2, reply_deleted);
 }

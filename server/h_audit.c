@@ -45,7 +45,9 @@ static void on_listed(struct call *c, const struct store_result *res)
 	free(ptrs);
 }
 
-PCS_HANDLER(list_audit, ListAuditRequest, ListAuditReply)
+void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListAuditRequest *in,
+    Pcsecret__V1__ListAuditReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const struct principal *p = call_principal(c);
@@ -78,7 +80,7 @@ PCS_HANDLER(list_audit, ListAuditRequest, ListAuditReply)
 	snprintf(limit, sizeof(limit), "%u", lim);
 	values[0] = only;
 	values[1] = limit;
-	call_db_text(c, "SELECT " AUDIT_COLS " FROM pcs_list_audit($1, $2)", values, 2, 1,
+	call_db_text(c, "SELECT " AUDIT_COLS " FROM pcs_list_audit($1, $2)", values, 2,
 	    on_listed);
 	free(only);
 }

@@ -17,7 +17,9 @@ static void on_created(struct call *c, const struct store_result *res)
 	call_reply(c, &rep.base);
 }
 
-PCS_HANDLER(create_company, CreateCompanyRequest, CreateCompanyReply)
+void handle_create_company(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__CreateCompanyRequest *in,
+    Pcsecret__V1__CreateCompanyReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
@@ -33,7 +35,7 @@ PCS_HANDLER(create_company, CreateCompanyRequest, CreateCompanyReply)
 	values[0] = in->name;
 	values[1] = call_actor(c);
 	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_create_company($1, $2)", values, 2,
-	    1, on_created);
+	    on_created);
 }
 
 static void on_listed(struct call *c, const struct store_result *res)
@@ -54,7 +56,9 @@ static void on_listed(struct call *c, const struct store_result *res)
 	free(ptrs);
 }
 
-PCS_HANDLER(list_companies, ListCompaniesRequest, ListCompaniesReply)
+void handle_list_companies(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListCompaniesRequest *in,
+    Pcsecret__V1__ListCompaniesReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const struct principal *p = call_principal(c);
@@ -73,7 +77,7 @@ PCS_HANDLER(list_companies, ListCompaniesRequest, ListCompaniesReply)
 		}
 	}
 	values[0] = only;
-	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_list_companies($1)", values, 1, 1,
+	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_list_companies($1)", values, 1,
 	    on_listed);
 	free(only);
 }

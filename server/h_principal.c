@@ -21,7 +21,9 @@ static void on_added(struct call *c, const struct store_result *res)
 	call_reply(c, &rep.base);
 }
 
-PCS_HANDLER(add_principal, AddPrincipalRequest, AddPrincipalReply)
+void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__AddPrincipalRequest *in,
+    Pcsecret__V1__AddPrincipalReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[5];
@@ -63,7 +65,7 @@ PCS_HANDLER(add_principal, AddPrincipalRequest, AddPrincipalReply)
 	values[3] = in->company;
 	values[4] = call_actor(c);
 	call_db_text(c, "SELECT " ROWS_PRINCIPAL_COLS " FROM pcs_add_principal($1, $2, $3, $4, $5)",
-	    values, 5, 1, on_added);
+	    values, 5, on_added);
 }
 
 static void on_listed(struct call *c, const struct store_result *res)
@@ -84,7 +86,9 @@ static void on_listed(struct call *c, const struct store_result *res)
 	free(ptrs);
 }
 
-PCS_HANDLER(list_principals, ListPrincipalsRequest, ListPrincipalsReply)
+void handle_list_principals(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListPrincipalsRequest *in,
+    Pcsecret__V1__ListPrincipalsReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[1] = { NULL };
@@ -92,7 +96,7 @@ PCS_HANDLER(list_principals, ListPrincipalsRequest, ListPrincipalsReply)
 	(void)in;
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
-	call_db_text(c, "SELECT " ROWS_PRINCIPAL_COLS " FROM pcs_principal_rows($1)", values, 1, 1,
+	call_db_text(c, "SELECT " ROWS_PRINCIPAL_COLS " FROM pcs_principal_rows($1)", values, 1,
 	    on_listed);
 }
 
@@ -104,7 +108,9 @@ static void on_removed(struct call *c, const struct store_result *res)
 	call_reply(c, &rep.base);
 }
 
-PCS_HANDLER(remove_principal, RemovePrincipalRequest, RemovePrincipalReply)
+void handle_remove_principal(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__RemovePrincipalRequest *in,
+    Pcsecret__V1__RemovePrincipalReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[1];
@@ -118,5 +124,5 @@ PCS_HANDLER(remove_principal, RemovePrincipalRequest, RemovePrincipalReply)
 	}
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)in->id);
 	values[0] = id;
-	call_db_text(c, "SELECT id FROM pcs_remove_principal($1)", values, 1, 1, on_removed);
+	call_db_text(c, "SELECT id FROM pcs_remove_principal($1)", values, 1, on_removed);
 }

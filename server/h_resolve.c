@@ -132,7 +132,7 @@ static void on_resolved(struct call *c, const struct store_result *res)
 	}
 	for (int i = 0; i < n; i++) {
 		size_t idx = (size_t)rows_u32(res, i, 0) - 1;
-		struct authz_request rq = { AUTHZ_VALUE_READ, t->company, t->agent,
+		struct authz_request rq = { METHOD_ACTION_VALUE_READ, t->company, t->agent,
 			strcmp(rows_str(res, i, 1), "t") == 0 ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO };
 		uint32_t version = rows_u32(res, i, 4);
 		int r;
@@ -178,7 +178,9 @@ out:
 	free(ptrs);
 }
 
-PCS_HANDLER(resolve, ResolveRequest, ResolveReply)
+void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ResolveRequest *in,
+    Pcsecret__V1__ResolveReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1], acompany[PCS_NAME_MAX + 1] = "";
@@ -263,11 +265,11 @@ PCS_HANDLER(resolve, ResolveRequest, ResolveReply)
 	values[4] = arrays[2];
 	values[5] = arrays[3];
 	/*
-	 * Not audited in the statement: authz decides from its rows, and the audit row (written
-	 * before the reply leaves) must carry that decision.
+	 * Resolve's audit row is queued (common/methods.h), not part of this statement: authz
+	 * decides from its rows, and the row (written before the reply leaves) carries that.
 	 */
 	call_db_text(c, "SELECT idx, granted, company_id, secret_id, version, state, ciphertext, "
-	    "nonce, wrapped_key, key_id FROM pcs_resolve($1, $2, $3, $4, $5, $6)", values, 6, 0,
+	    "nonce, wrapped_key, key_id FROM pcs_resolve($1, $2, $3, $4, $5, $6)", values, 6,
 	    on_resolved);
 out:
 	for (int i = 0; i < 4; i++)
@@ -327,7 +329,9 @@ out:
 	free(ptrs);
 }
 
-PCS_HANDLER(get_agent_env, GetAgentEnvRequest, GetAgentEnvReply)
+void handle_get_agent_env(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__GetAgentEnvRequest *in,
+    Pcsecret__V1__GetAgentEnvReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1], *label;
@@ -349,5 +353,5 @@ PCS_HANDLER(get_agent_env, GetAgentEnvRequest, GetAgentEnvReply)
 	/* Audited after opening the values, so a DATA_LOSS is the call's one row, not a second. */
 	call_db_text(c, "SELECT env_name, ref_company, ref_name, selector, company_id, secret_id, "
 	    "version, ciphertext, nonce, wrapped_key, key_id FROM pcs_agent_env($1, $2)", values, 2,
-	    0, on_env);
+	    on_env);
 }

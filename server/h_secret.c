@@ -87,7 +87,7 @@ static void store_sealed(struct call *c, const ProtobufCBinaryData *value, const
 	q.values = values;
 	q.lengths = lengths;
 	q.formats = formats;
-	call_db(c, &q, 1, cb);
+	call_db(c, &q, cb);
 	crypto_sealed_clear(&sealed);
 }
 
@@ -120,7 +120,9 @@ static void on_create_prepared(struct call *c, const struct store_result *res)
 	    prefix, 4, suffix, 1, reply_secret_create);
 }
 
-PCS_HANDLER(create_secret, CreateSecretRequest, CreateSecretReply)
+void handle_create_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__CreateSecretRequest *in,
+    Pcsecret__V1__CreateSecretReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
@@ -135,7 +137,7 @@ PCS_HANDLER(create_secret, CreateSecretRequest, CreateSecretReply)
 	}
 	values[0] = in->company;
 	values[1] = in->name;
-	call_db_text(c, "SELECT company_id FROM pcs_secret_prepare_create($1, $2)", values, 2, 0,
+	call_db_text_step(c, "SELECT company_id FROM pcs_secret_prepare_create($1, $2)", values, 2,
 	    on_create_prepared);
 }
 
@@ -164,7 +166,7 @@ static void on_update_prepared(struct call *c, const struct store_result *res)
 		prefix[0] = rows_str(res, 0, 1);
 		snprintf(version, sizeof(version), "%u", token_version);
 		call_set_target(c, NULL, NULL, version);
-		call_db_text(c, "SELECT " ROWS_SECRET_COLS " FROM pcs_secret_row($1)", prefix, 1, 1,
+		call_db_text(c, "SELECT " ROWS_SECRET_COLS " FROM pcs_secret_row($1)", prefix, 1,
 		    reply_secret_update);
 		return;
 	}
@@ -185,7 +187,9 @@ static void on_update_prepared(struct call *c, const struct store_result *res)
 	    prefix, 3, suffix, 2, reply_secret_update);
 }
 
-PCS_HANDLER(update_secret, UpdateSecretRequest, UpdateSecretReply)
+void handle_update_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__UpdateSecretRequest *in,
+    Pcsecret__V1__UpdateSecretReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[3];
@@ -200,8 +204,8 @@ PCS_HANDLER(update_secret, UpdateSecretRequest, UpdateSecretReply)
 	values[0] = in->company;
 	values[1] = in->name;
 	values[2] = in->idempotency_token;
-	call_db_text(c, "SELECT company_id, secret_id, current_version, next_version, token_version "
-	    "FROM pcs_secret_prepare_update($1, $2, $3)", values, 3, 0, on_update_prepared);
+	call_db_text_step(c, "SELECT company_id, secret_id, current_version, next_version, token_version "
+	    "FROM pcs_secret_prepare_update($1, $2, $3)", values, 3, on_update_prepared);
 }
 
 static void on_listed(struct call *c, const struct store_result *res)
@@ -222,7 +226,9 @@ static void on_listed(struct call *c, const struct store_result *res)
 	free(ptrs);
 }
 
-PCS_HANDLER(list_secrets, ListSecretsRequest, ListSecretsReply)
+void handle_list_secrets(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListSecretsRequest *in,
+    Pcsecret__V1__ListSecretsReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[1];
@@ -230,7 +236,7 @@ PCS_HANDLER(list_secrets, ListSecretsRequest, ListSecretsReply)
 	if (h_company(c, in->company) != 0)
 		return;
 	values[0] = in->company;
-	call_db_text(c, "SELECT " ROWS_SECRET_COLS " FROM pcs_list_secrets($1)", values, 1, 1,
+	call_db_text(c, "SELECT " ROWS_SECRET_COLS " FROM pcs_list_secrets($1)", values, 1,
 	    on_listed);
 }
 
@@ -261,7 +267,9 @@ static void on_described(struct call *c, const struct store_result *res)
 	free(ptrs);
 }
 
-PCS_HANDLER(describe_secret, DescribeSecretRequest, DescribeSecretReply)
+void handle_describe_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DescribeSecretRequest *in,
+    Pcsecret__V1__DescribeSecretReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[2];
@@ -271,7 +279,7 @@ PCS_HANDLER(describe_secret, DescribeSecretRequest, DescribeSecretReply)
 	values[0] = in->company;
 	values[1] = in->name;
 	call_db_text(c, "SELECT " ROWS_SECRET_COLS ", version, state, pcs_ts(version_created_at), "
-	    "version_created_by, key_id FROM pcs_describe_secret($1, $2)", values, 2, 1,
+	    "version_created_by, key_id FROM pcs_describe_secret($1, $2)", values, 2,
 	    on_described);
 }
 
@@ -293,7 +301,9 @@ static void on_deleted(struct call *c, const struct store_result *res)
 	free(unbound);
 }
 
-PCS_HANDLER(delete_secret, DeleteSecretRequest, DeleteSecretReply)
+void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DeleteSecretRequest *in,
+    Pcsecret__V1__DeleteSecretReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const char *values[3];
@@ -303,6 +313,6 @@ PCS_HANDLER(delete_secret, DeleteSecretRequest, DeleteSecretReply)
 	values[0] = in->company;
 	values[1] = in->name;
 	values[2] = in->force ? "true" : "false";
-	call_db_text(c, "SELECT unbound FROM pcs_delete_secret($1, $2, $3)", values, 3, 1,
+	call_db_text(c, "SELECT unbound FROM pcs_delete_secret($1, $2, $3)", values, 3,
 	    on_deleted);
 }

@@ -10,7 +10,9 @@
 #include "principal.h"
 #include "server.h"
 
-PCS_HANDLER(hello, HelloRequest, HelloReply)
+void handle_hello(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__HelloRequest *in,
+    Pcsecret__V1__HelloReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	struct conn *conn = call_conn(c);

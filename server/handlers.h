@@ -8,30 +8,75 @@
 
 #include "pcsecret.pb-c.h"
 
-#define PCS_HANDLER(fn, Req, Rep)                                                        \
-	void handle_##fn(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__##Req *in, \
-	    Pcsecret__V1__##Rep##_Closure closure, void *closure_data)
-
-PCS_HANDLER(hello, HelloRequest, HelloReply);                          /* h_session.c */
-PCS_HANDLER(create_company, CreateCompanyRequest, CreateCompanyReply); /* h_company.c */
-PCS_HANDLER(list_companies, ListCompaniesRequest, ListCompaniesReply);
-PCS_HANDLER(create_secret, CreateSecretRequest, CreateSecretReply);    /* h_secret.c */
-PCS_HANDLER(update_secret, UpdateSecretRequest, UpdateSecretReply);
-PCS_HANDLER(list_secrets, ListSecretsRequest, ListSecretsReply);
-PCS_HANDLER(describe_secret, DescribeSecretRequest, DescribeSecretReply);
-PCS_HANDLER(resolve, ResolveRequest, ResolveReply);                    /* h_resolve.c */
-PCS_HANDLER(get_agent_env, GetAgentEnvRequest, GetAgentEnvReply);
-PCS_HANDLER(create_agent, CreateAgentRequest, CreateAgentReply);       /* h_agent.c */
-PCS_HANDLER(describe_agent, DescribeAgentRequest, DescribeAgentReply);
-PCS_HANDLER(set_agent_env, SetAgentEnvRequest, SetAgentEnvReply);
-PCS_HANDLER(unset_agent_env, UnsetAgentEnvRequest, UnsetAgentEnvReply);
-PCS_HANDLER(add_principal, AddPrincipalRequest, AddPrincipalReply);    /* h_principal.c */
-PCS_HANDLER(list_principals, ListPrincipalsRequest, ListPrincipalsReply);
-PCS_HANDLER(remove_principal, RemovePrincipalRequest, RemovePrincipalReply);
-PCS_HANDLER(list_audit, ListAuditRequest, ListAuditReply);             /* h_audit.c */
-PCS_HANDLER(list_agents, ListAgentsRequest, ListAgentsReply);          /* h_agent.c */
-PCS_HANDLER(delete_agent, DeleteAgentRequest, DeleteAgentReply);
-PCS_HANDLER(delete_secret, DeleteSecretRequest, DeleteSecretReply);    /* h_secret.c */
+/* h_session.c */
+void handle_hello(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__HelloRequest *in,
+    Pcsecret__V1__HelloReply_Closure closure, void *closure_data);
+/* h_company.c */
+void handle_create_company(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__CreateCompanyRequest *in,
+    Pcsecret__V1__CreateCompanyReply_Closure closure, void *closure_data);
+void handle_list_companies(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListCompaniesRequest *in,
+    Pcsecret__V1__ListCompaniesReply_Closure closure, void *closure_data);
+/* h_secret.c */
+void handle_create_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__CreateSecretRequest *in,
+    Pcsecret__V1__CreateSecretReply_Closure closure, void *closure_data);
+void handle_update_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__UpdateSecretRequest *in,
+    Pcsecret__V1__UpdateSecretReply_Closure closure, void *closure_data);
+void handle_list_secrets(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListSecretsRequest *in,
+    Pcsecret__V1__ListSecretsReply_Closure closure, void *closure_data);
+void handle_describe_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DescribeSecretRequest *in,
+    Pcsecret__V1__DescribeSecretReply_Closure closure, void *closure_data);
+/* h_resolve.c */
+void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ResolveRequest *in,
+    Pcsecret__V1__ResolveReply_Closure closure, void *closure_data);
+void handle_get_agent_env(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__GetAgentEnvRequest *in,
+    Pcsecret__V1__GetAgentEnvReply_Closure closure, void *closure_data);
+/* h_agent.c */
+void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__CreateAgentRequest *in,
+    Pcsecret__V1__CreateAgentReply_Closure closure, void *closure_data);
+void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DescribeAgentRequest *in,
+    Pcsecret__V1__DescribeAgentReply_Closure closure, void *closure_data);
+void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SetAgentEnvRequest *in,
+    Pcsecret__V1__SetAgentEnvReply_Closure closure, void *closure_data);
+void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__UnsetAgentEnvRequest *in,
+    Pcsecret__V1__UnsetAgentEnvReply_Closure closure, void *closure_data);
+/* h_principal.c */
+void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__AddPrincipalRequest *in,
+    Pcsecret__V1__AddPrincipalReply_Closure closure, void *closure_data);
+void handle_list_principals(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListPrincipalsRequest *in,
+    Pcsecret__V1__ListPrincipalsReply_Closure closure, void *closure_data);
+void handle_remove_principal(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__RemovePrincipalRequest *in,
+    Pcsecret__V1__RemovePrincipalReply_Closure closure, void *closure_data);
+/* h_audit.c */
+void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListAuditRequest *in,
+    Pcsecret__V1__ListAuditReply_Closure closure, void *closure_data);
+/* h_agent.c */
+void handle_list_agents(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__ListAgentsRequest *in,
+    Pcsecret__V1__ListAgentsReply_Closure closure, void *closure_data);
+void handle_delete_agent(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DeleteAgentRequest *in,
+    Pcsecret__V1__DeleteAgentReply_Closure closure, void *closure_data);
+/* h_secret.c */
+void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__DeleteSecretRequest *in,
+    Pcsecret__V1__DeleteSecretReply_Closure closure, void *closure_data);
 
 /* The start of every handler: the call, and no use of the generated service arguments. */
 #define HANDLER_PROLOGUE(c)            \

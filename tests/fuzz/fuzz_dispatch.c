@@ -464,8 +464,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		conn->gid = OTHER_GID;
 		conn->groups[0] = OTHER_GID;
 		conn->ngroups = 1;
-		conn->principal.uid = OTHER_UID;
-		conn->principal.gid = OTHER_GID;
 	}
 
 	cl.srv = &srv;

@@ -108,7 +108,7 @@ static void test_matrix(void **state)
 					int got;
 
 					make_principal(&p, roles[r]);
-					rq.action = (enum authz_action)action;
+					rq.action = (enum method_action)action;
 					rq.company = own ? "acme" : "beta";
 					rq.agent = "bot";
 					rq.grant = is_resolve ? (granted ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO) :
@@ -138,19 +138,19 @@ static void test_unknown_peer_is_unauthenticated(void **state)
 	(void)state;
 	make_principal(&p, ROLE_NONE);
 	for (unsigned m = 0; m < d->n_methods; m++) {
-		struct authz_request rq = { (enum authz_action)authz_method_action(d->methods[m].name),
+		struct authz_request rq = { (enum method_action)authz_method_action(d->methods[m].name),
 			"acme", "bot", AUTHZ_GRANT_YES };
 		assert_int_equal(authz_check(&p, &rq, &err), -PCS_UNAUTHENTICATED);
 		assert_non_null(strstr(err.message, "matches no principal"));
 	}
-	assert_int_equal(authz_check(NULL, &(struct authz_request){ AUTHZ_SESSION, NULL, NULL,
+	assert_int_equal(authz_check(NULL, &(struct authz_request){ METHOD_ACTION_SESSION, NULL, NULL,
 	    AUTHZ_GRANT_NA }, &err), -PCS_UNAUTHENTICATED);
 }
 
 static void test_agent_without_company_is_itself(void **state)
 {
 	struct principal p;
-	struct authz_request rq = { AUTHZ_VALUE_READ, NULL, NULL, AUTHZ_GRANT_NA };
+	struct authz_request rq = { METHOD_ACTION_VALUE_READ, NULL, NULL, AUTHZ_GRANT_NA };
 	pcs_error err;
 
 	(void)state;
@@ -196,7 +196,7 @@ static void test_values_only_in_two_replies_never_to_admins(void **state)
 		for (size_t r = 0; r < 2; r++) {
 			for (int own = 0; own <= 1; own++) {
 				struct principal p;
-				struct authz_request rq = { (enum authz_action)authz_method_action(method),
+				struct authz_request rq = { (enum method_action)authz_method_action(method),
 					own ? "acme" : "beta", "bot", AUTHZ_GRANT_YES };
 				pcs_error err;
 				make_principal(&p, managers[r]);

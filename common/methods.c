@@ -1,0 +1,67 @@
+#include "methods.h"
+
+#include <string.h>
+
+#define V METHOD_RETURNS_VALUES
+#define I METHOD_IDEMPOTENT
+#define H METHOD_HANDSHAKE
+#define QUEUED METHOD_AUDIT_QUEUED
+#define WORK METHOD_AUDIT_WITH_WORK
+
+/* In wire-id order. Append only: an id, once given, names its rpc for ever. */
+static const struct method table[] = {
+	{ 1, "Hello", METHOD_ACTION_SESSION, H | I, QUEUED },
+	{ 2, "CreateCompany", METHOD_ACTION_COMPANY_CREATE, 0, WORK },
+	{ 3, "ListCompanies", METHOD_ACTION_COMPANY_LIST, I, WORK },
+	{ 4, "CreateSecret", METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ 5, "UpdateSecret", METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ 6, "ListSecrets", METHOD_ACTION_SECRET_READ, I, WORK },
+	{ 7, "DescribeSecret", METHOD_ACTION_SECRET_READ, I, WORK },
+	/* Values: the audit row records authz's decision on the rows read, so it comes after. */
+	{ 8, "Resolve", METHOD_ACTION_VALUE_READ, V | I, QUEUED },
+	{ 9, "CreateAgent", METHOD_ACTION_AGENT_WRITE, 0, WORK },
+	{ 10, "DescribeAgent", METHOD_ACTION_AGENT_READ, I, WORK },
+	/* Setting a binding to what it already is changes nothing. */
+	{ 11, "SetAgentEnv", METHOD_ACTION_AGENT_WRITE, I, WORK },
+	{ 12, "UnsetAgentEnv", METHOD_ACTION_AGENT_WRITE, 0, WORK },
+	{ 13, "GetAgentEnv", METHOD_ACTION_VALUE_READ, V | I, QUEUED },
+	{ 14, "AddPrincipal", METHOD_ACTION_PRINCIPAL_ADMIN, 0, WORK },
+	{ 15, "ListPrincipals", METHOD_ACTION_PRINCIPAL_ADMIN, I, WORK },
+	{ 16, "RemovePrincipal", METHOD_ACTION_PRINCIPAL_ADMIN, 0, WORK },
+	{ 17, "ListAudit", METHOD_ACTION_AUDIT_READ, I, WORK },
+	{ 18, "ListAgents", METHOD_ACTION_AGENT_READ, I, WORK },
+	{ 19, "DeleteAgent", METHOD_ACTION_AGENT_WRITE, 0, WORK },
+	{ 20, "DeleteSecret", METHOD_ACTION_SECRET_WRITE, 0, WORK },
+};
+
+#define NMETHODS (sizeof(table) / sizeof(table[0]))
+
+const struct method *method_by_id(unsigned id)
+{
+	return id >= 1 && id <= NMETHODS ? &table[id - 1] : NULL;
+}
+
+const struct method *method_by_name(const char *name)
+{
+	if (name == NULL)
+		return NULL;
+	for (size_t i = 0; i < NMETHODS; i++)
+		if (strcmp(table[i].name, name) == 0)
+			return &table[i];
+	return NULL;
+}
+
+size_t methods_count(void) { return NMETHODS; }
+
+int methods_check(const ProtobufCServiceDescriptor *d, pcs_error *err)
+{
+	if (d->n_methods != NMETHODS)
+		return pcs_fail(err, PCS_INTERNAL, "the service has %u rpcs but the method table %zu",
+		    d->n_methods, (size_t)NMETHODS);
+	for (unsigned i = 0; i < d->n_methods; i++) {
+		if (table[i].id != i + 1 || strcmp(table[i].name, d->methods[i].name) != 0)
+			return pcs_fail(err, PCS_INTERNAL, "rpc %u of the service is %s, but the method "
+			    "table says %s", i + 1, d->methods[i].name, table[i].name);
+	}
+	return 0;
+}
