@@ -10,28 +10,28 @@
 
 /* In wire-id order. Append only: an id, once given, names its rpc for ever. */
 static const struct method table[] = {
-	{ 1, "Hello", METHOD_ACTION_SESSION, H | I, QUEUED },
-	{ 2, "CreateCompany", METHOD_ACTION_COMPANY_CREATE, 0, WORK },
-	{ 3, "ListCompanies", METHOD_ACTION_COMPANY_LIST, I, WORK },
-	{ 4, "CreateSecret", METHOD_ACTION_SECRET_WRITE, 0, WORK },
-	{ 5, "UpdateSecret", METHOD_ACTION_SECRET_WRITE, 0, WORK },
-	{ 6, "ListSecrets", METHOD_ACTION_SECRET_READ, I, WORK },
-	{ 7, "DescribeSecret", METHOD_ACTION_SECRET_READ, I, WORK },
+	{ "Hello", 1, METHOD_ACTION_SESSION, H | I, QUEUED },
+	{ "CreateCompany", 2, METHOD_ACTION_COMPANY_CREATE, 0, WORK },
+	{ "ListCompanies", 3, METHOD_ACTION_COMPANY_LIST, I, WORK },
+	{ "CreateSecret", 4, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "UpdateSecret", 5, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "ListSecrets", 6, METHOD_ACTION_SECRET_READ, I, WORK },
+	{ "DescribeSecret", 7, METHOD_ACTION_SECRET_READ, I, WORK },
 	/* Values: the audit row records authz's decision on the rows read, so it comes after. */
-	{ 8, "Resolve", METHOD_ACTION_VALUE_READ, V | I, QUEUED },
-	{ 9, "CreateAgent", METHOD_ACTION_AGENT_WRITE, 0, WORK },
-	{ 10, "DescribeAgent", METHOD_ACTION_AGENT_READ, I, WORK },
+	{ "Resolve", 8, METHOD_ACTION_VALUE_READ, V | I, QUEUED },
+	{ "CreateAgent", 9, METHOD_ACTION_AGENT_WRITE, 0, WORK },
+	{ "DescribeAgent", 10, METHOD_ACTION_AGENT_READ, I, WORK },
 	/* Setting a binding to what it already is changes nothing. */
-	{ 11, "SetAgentEnv", METHOD_ACTION_AGENT_WRITE, I, WORK },
-	{ 12, "UnsetAgentEnv", METHOD_ACTION_AGENT_WRITE, 0, WORK },
-	{ 13, "GetAgentEnv", METHOD_ACTION_VALUE_READ, V | I, QUEUED },
-	{ 14, "AddPrincipal", METHOD_ACTION_PRINCIPAL_ADMIN, 0, WORK },
-	{ 15, "ListPrincipals", METHOD_ACTION_PRINCIPAL_ADMIN, I, WORK },
-	{ 16, "RemovePrincipal", METHOD_ACTION_PRINCIPAL_ADMIN, 0, WORK },
-	{ 17, "ListAudit", METHOD_ACTION_AUDIT_READ, I, WORK },
-	{ 18, "ListAgents", METHOD_ACTION_AGENT_READ, I, WORK },
-	{ 19, "DeleteAgent", METHOD_ACTION_AGENT_WRITE, 0, WORK },
-	{ 20, "DeleteSecret", METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "SetAgentEnv", 11, METHOD_ACTION_AGENT_WRITE, I, WORK },
+	{ "UnsetAgentEnv", 12, METHOD_ACTION_AGENT_WRITE, 0, WORK },
+	{ "GetAgentEnv", 13, METHOD_ACTION_VALUE_READ, V | I, QUEUED },
+	{ "AddPrincipal", 14, METHOD_ACTION_PRINCIPAL_ADMIN, 0, WORK },
+	{ "ListPrincipals", 15, METHOD_ACTION_PRINCIPAL_ADMIN, I, WORK },
+	{ "RemovePrincipal", 16, METHOD_ACTION_PRINCIPAL_ADMIN, 0, WORK },
+	{ "ListAudit", 17, METHOD_ACTION_AUDIT_READ, I, WORK },
+	{ "ListAgents", 18, METHOD_ACTION_AGENT_READ, I, WORK },
+	{ "DeleteAgent", 19, METHOD_ACTION_AGENT_WRITE, 0, WORK },
+	{ "DeleteSecret", 20, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

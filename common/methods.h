@@ -46,8 +46,8 @@ enum method_audit {
 };
 
 struct method {
-	unsigned id;                 /* wire id: 1-based index in the service descriptor */
 	const char *name;            /* "Resolve" */
+	unsigned id;                 /* wire id: 1-based index in the service descriptor */
 	enum method_action action;
 	unsigned flags;              /* METHOD_* */
 	enum method_audit audit;

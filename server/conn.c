@@ -10,10 +10,8 @@
 #include <event2/event.h>
 
 #include "config.h"
-#include "dispatch.h"
 #include "frame.h"
 #include "log.h"
-#include "pcsecret.pb-c.h"
 #include "peers.h"
 
 /* Frames handled per read event before yielding to other connections (fairness). */
@@ -154,6 +152,8 @@ static void drop_input(struct conn *c)
 
 static void conn_free(struct conn *c)
 {
+	if (c->ops != NULL && c->ops->release != NULL)
+		c->ops->release(c->owner);
 	if (c->rev != NULL)
 		event_free(c->rev);
 	if (c->wev != NULL)
@@ -199,7 +199,11 @@ void conn_close(struct conn *c, const char *reason)
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	c->srv->nconns--;
 	log_event(LOG_DEBUG, "conn_closed", "conn=%llu uid=%u pid=%d reason=%s",
-	    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, log_q(reason));
+	    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid, log_q(reason));
+	if (!c->gone_told) {
+		c->gone_told = 1;
+		c->ops->gone(c->owner);
+	}
 	conn_unref(c);
 }
 
@@ -209,7 +213,11 @@ void conn_close(struct conn *c, const char *reason)
  */
 static void conn_close_with(struct conn *c, int status, const char *message, const char *reason)
 {
-	conn_send_reply(c, 0, status, message, NULL, 0);
+	uint8_t *frame = NULL;
+	size_t len = 0;
+
+	if (c->ops->error_frame(status, message, &frame, &len) == 0)
+		conn_send_frame(c, frame, len);
 	if (c->closed)
 		return;
 	(void)evbuffer_write(c->out, c->fd);
@@ -223,7 +231,7 @@ int conn_evict_one(struct server *srv)
 
 	/* Oldest first (conns is in accept order); one without a call in flight if there is one. */
 	TAILQ_FOREACH(c, &srv->conns, link) {
-		if (conn_has_principal(c))
+		if (conn_established(c))
 			continue;
 		if (c->inflight == 0) {
 			victim = c;
@@ -235,7 +243,7 @@ int conn_evict_one(struct server *srv)
 	if (victim == NULL)
 		return -1;
 	log_event(LOG_INFO, "conn_evicted", "conn=%llu uid=%u pid=%d age_ms=%llu",
-	    (unsigned long long)victim->id, (unsigned)victim->uid, (int)victim->pid,
+	    (unsigned long long)victim->id, (unsigned)victim->cred.uid, (int)victim->cred.pid,
 	    (unsigned long long)(now - victim->opened_ms));
 	srv->stats.connections_evicted++;
 	conn_close_with(victim, PCS_RESOURCE_EXHAUSTED, "closed before Hello to make room under "
@@ -263,41 +271,23 @@ static void conn_want_write(struct conn *c)
 		event_add(c->wev, NULL);
 }
 
-void conn_send_reply(struct conn *c, uint64_t call_id, int status, const char *message,
-    const uint8_t *reply, size_t len)
-{
-	Pcsecret__V1__Reply r = PCSECRET__V1__REPLY__INIT;
-	uint8_t *frame = NULL;
-	size_t frame_len = 0;
-	pcs_error err;
+const struct conn_cred *conn_cred(const struct conn *c) { return &c->cred; }
 
-	if (c->closed)
+void conn_send_frame(struct conn *c, uint8_t *frame, size_t len)
+{
+	if (c->closed) {
+		frame_free(frame, len);
 		return;
-	r.call_id = call_id;
-	r.status = (Pcsecret__V1__StatusCode)status;
-	r.message = (char *)(message ? message : "");
-	r.reply.data = (uint8_t *)(uintptr_t)reply;
-	r.reply.len = reply ? len : 0;
-	if (frame_pack(&r.base, (uint32_t)c->srv->cfg->max_frame, &frame, &frame_len, &err) != 0) {
-		/* A reply too large for a frame: say so instead of the reply. */
-		r.status = PCSECRET__V1__STATUS_CODE__RESOURCE_EXHAUSTED;
-		r.message = err.message;
-		r.reply.data = NULL;
-		r.reply.len = 0;
-		if (frame_pack(&r.base, (uint32_t)c->srv->cfg->max_frame, &frame, &frame_len, &err) != 0) {
-			conn_close(c, "cannot encode reply");
-			return;
-		}
 	}
 	/* Added by reference so the frame, which may carry values, is wiped once written. */
-	if (evbuffer_add_reference(c->out, frame, frame_len, frame_cleanup, NULL) != 0) {
-		frame_free(frame, frame_len);
+	if (evbuffer_add_reference(c->out, frame, len, frame_cleanup, NULL) != 0) {
+		frame_free(frame, len);
 		conn_close(c, "out of memory");
 		return;
 	}
 	if (evbuffer_get_length(c->out) > (size_t)c->srv->cfg->max_output) {
 		log_event(LOG_WARN, "conn_slow_reader", "conn=%llu uid=%u pid=%d queued=%zu",
-		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid,
+		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid,
 		    evbuffer_get_length(c->out));
 		conn_close(c, "peer is not reading its replies");
 		return;
@@ -305,12 +295,16 @@ void conn_send_reply(struct conn *c, uint64_t call_id, int status, const char *m
 	conn_want_write(c);
 }
 
-void conn_protocol_error(struct conn *c, int status, const char *message)
+void conn_fail(struct conn *c, int status, const char *message)
 {
+	uint8_t *frame = NULL;
+	size_t len = 0;
+
 	log_event(LOG_INFO, "protocol_error", "conn=%llu uid=%u pid=%d status=%s msg=%s",
-	    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, pcs_status_name(status),
-	    log_q(message));
-	conn_send_reply(c, 0, status, message, NULL, 0);
+	    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid,
+	    pcs_status_name(status), log_q(message));
+	if (c->ops->error_frame(status, message, &frame, &len) == 0)
+		conn_send_frame(c, frame, len);
 	if (c->closed)
 		return;
 	c->close_after_flush = 1;
@@ -325,7 +319,7 @@ static uint32_t frame_max(const struct conn *c)
 {
 	const struct config *cfg = c->srv->cfg;
 
-	if (!conn_has_principal(c) && cfg->max_frame_before_hello < cfg->max_frame)
+	if (!conn_established(c) && cfg->max_frame_before_hello < cfg->max_frame)
 		return (uint32_t)cfg->max_frame_before_hello;
 	return (uint32_t)cfg->max_frame;
 }
@@ -429,10 +423,10 @@ static void process_frames(struct conn *c)
 			event_del(c->rev); /* resumed by conn_call_done */
 			return;
 		}
-		if (c->hello_state == 1) {
+		if (c->handshake == CONN_HANDSHAKE_RUNNING) {
 			/*
-			 * Calls pipelined behind Hello wait for it to finish: they need the principal
-			 * it looks up. Resumed by conn_call_done.
+			 * Frames pipelined behind the handshake wait for it to end: what they may do
+			 * depends on its outcome. Resumed by conn_call_done.
 			 */
 			event_del(c->rev);
 			return;
@@ -443,11 +437,11 @@ static void process_frames(struct conn *c)
 		}
 		r = frame_peek(c->in, c->in_len, frame_max(c), &body_len, &err);
 		if (r < 0) {
-			if (r == -PCS_RESOURCE_EXHAUSTED && !conn_has_principal(c))
+			if (r == -PCS_RESOURCE_EXHAUSTED && !conn_established(c))
 				pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "frame of %u bytes before Hello "
 				    "exceeds max_frame_before_hello (%u bytes)", header_len(c),
 				    frame_max(c));
-			conn_protocol_error(c, -r, err.message);
+			conn_fail(c, -r, err.message);
 			return;
 		}
 		if (r == 0) {
@@ -486,7 +480,7 @@ static void process_frames(struct conn *c)
 		/* Going on: a wait it was still queued for (it was resumed another way) is over. */
 		wait_remove(c);
 		c->woken = CONN_WAIT_NONE;
-		r = dispatch_frame(c, c->in + FRAME_HEADER_LEN, body_len);
+		r = c->ops->frame(c->owner, c->in + FRAME_HEADER_LEN, body_len);
 		if (c->closed)
 			return;
 		note_principal(c);
@@ -582,10 +576,10 @@ static void read_some(struct conn *c)
 	if (n > 0 && conn_grow(c, c->in_len + (size_t)n, &err) != 0) {
 		explicit_bzero(chunk, (size_t)n);
 		log_event(LOG_WARN, "conn_buffer_limit", "conn=%llu uid=%u pid=%d uid_buffered=%zu",
-		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, c->peer->buffered);
+		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid, c->peer->buffered);
 		/* Nothing more of this connection's input is used: its memory goes back now. */
 		drop_input(c);
-		conn_protocol_error(c, PCS_RESOURCE_EXHAUSTED, err.message);
+		conn_fail(c, PCS_RESOURCE_EXHAUSTED, err.message);
 		return;
 	}
 	if (n > 0) {
@@ -622,9 +616,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!conn_has_principal(c) && now - c->opened_ms >= (uint64_t)cfg->handshake_timeout_ms) {
+	if (!conn_established(c) && now - c->opened_ms >= (uint64_t)cfg->handshake_timeout_ms) {
 		log_event(LOG_INFO, "conn_handshake_timeout", "conn=%llu uid=%u pid=%d",
-		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid);
+		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid);
 		c->srv->stats.handshake_timeouts++;
 		conn_close_with(c, PCS_DEADLINE_EXCEEDED, "Hello did not succeed within "
 		    "handshake_timeout_ms", "no Hello in time");
@@ -632,7 +626,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	}
 	if (c->partial_since_ms != 0 && now - c->partial_since_ms >= (uint64_t)cfg->read_timeout_ms) {
 		log_event(LOG_INFO, "conn_read_timeout", "conn=%llu uid=%u pid=%d buffered=%zu",
-		    (unsigned long long)c->id, (unsigned)c->uid, (int)c->pid, c->in_len);
+		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid, c->in_len);
 		conn_close(c, "incomplete frame timed out");
 		return;
 	}
@@ -656,7 +650,7 @@ static void conn_arm_timer(struct conn *c)
 	else if (c->inflight == 0)
 		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
 	/* else not idle: each call has its own deadline. Re-armed when the last one ends. */
-	if (!conn_has_principal(c)) {
+	if (!conn_established(c)) {
 		/* Whatever it does, a peer without a successful Hello holds its slot this long. */
 		hs = c->opened_ms + (uint64_t)cfg->handshake_timeout_ms;
 		if (hs < due)
@@ -680,7 +674,7 @@ static void conn_arm_timer(struct conn *c)
 static void note_principal(struct conn *c)
 {
 	struct peer *p = c->peer;
-	int has = conn_has_principal(c);
+	int has = conn_established(c);
 
 	if (has != c->counted_principal) {
 		if (has) {
@@ -691,10 +685,10 @@ static void note_principal(struct conn *c)
 		}
 		c->counted_principal = has;
 	}
-	if (c->hello_state == 1) {
-		c->hello_pending = 1;
-	} else if (c->hello_pending) {
-		c->hello_pending = 0;
+	if (c->handshake == CONN_HANDSHAKE_RUNNING) {
+		c->handshake_pending = 1;
+	} else if (c->handshake_pending) {
+		c->handshake_pending = 0;
 		if (!has && p->conns_principal == 0)
 			peers_forget(p);
 	}
@@ -708,7 +702,7 @@ void conn_call_started(struct conn *c)
 	c->srv->calls_in_flight++;
 	peers_call_started(c->peer);
 	if (c->peer->calls_peak > peak)
-		log_event(LOG_DEBUG, "uid_calls_peak", "uid=%u calls=%zu", (unsigned)c->uid,
+		log_event(LOG_DEBUG, "uid_calls_peak", "uid=%u calls=%zu", (unsigned)c->cred.uid,
 		    c->peer->calls_peak);
 }
 
@@ -738,6 +732,26 @@ void conn_call_done(struct conn *c)
 	conn_maybe_finish(c);
 }
 
+void conn_handshake_begin(struct conn *c)
+{
+	c->handshake = CONN_HANDSHAKE_RUNNING;
+}
+
+void conn_handshake_end(struct conn *c, int established)
+{
+	c->handshake = established ? CONN_HANDSHAKE_DONE : CONN_HANDSHAKE_NONE;
+}
+
+size_t conn_busy_all(const struct server *srv)
+{
+	const struct conn *c;
+	size_t busy = 0;
+
+	TAILQ_FOREACH(c, &srv->conns, link)
+		busy += c->inflight + (evbuffer_get_length(c->out) > 0);
+	return busy;
+}
+
 void conn_drain_all(struct server *srv)
 {
 	struct conn *c, *next;
@@ -757,24 +771,24 @@ static void read_peer(struct conn *c)
 	socklen_t glen = sizeof(groups);
 
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-		c->gid = cred.gid;
+		c->cred.pid = cred.pid;
+		c->cred.uid = cred.uid;
+		c->cred.gid = cred.gid;
 	} else {
 		/* Without kernel credentials the peer is nobody: every call is UNAUTHENTICATED. */
-		c->uid = (uid_t)-1;
-		c->gid = (gid_t)-1;
+		c->cred.uid = (uid_t)-1;
+		c->cred.gid = (gid_t)-1;
 	}
-	c->groups[0] = c->gid;
-	c->ngroups = 1;
+	c->cred.groups[0] = c->cred.gid;
+	c->cred.ngroups = 1;
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
-		for (size_t i = 0; i < glen / sizeof(gid_t) && c->ngroups < CONN_MAX_GROUPS; i++)
-			if (groups[i] != c->gid)
-				c->groups[c->ngroups++] = groups[i];
+		for (size_t i = 0; i < glen / sizeof(gid_t) && c->cred.ngroups < CONN_MAX_GROUPS; i++)
+			if (groups[i] != c->cred.gid)
+				c->cred.groups[c->cred.ngroups++] = groups[i];
 	}
 }
 
-struct conn *conn_new(struct server *srv, int fd)
+struct conn *conn_new(struct server *srv, int fd, const struct conn_ops *ops, void *owner)
 {
 	struct conn *c;
 
@@ -788,7 +802,7 @@ struct conn *conn_new(struct server *srv, int fd)
 	c->refs = 1;
 	c->last_activity_ms = c->opened_ms = conn_now_ms();
 	read_peer(c);
-	c->peer = peers_get(c->uid);
+	c->peer = peers_get(c->cred.uid);
 	c->rev = event_new(srv->base, fd, EV_READ, on_read, c);
 	c->wev = event_new(srv->base, fd, EV_WRITE, on_write, c);
 	c->tev = evtimer_new(srv->base, on_timer, c);
@@ -799,6 +813,8 @@ struct conn *conn_new(struct server *srv, int fd)
 		conn_free(c);
 		return NULL;
 	}
+	c->ops = ops;
+	c->owner = owner;
 	c->peer->conns++;
 	TAILQ_INSERT_TAIL(&srv->conns, c, link);
 	srv->nconns++;
@@ -806,6 +822,7 @@ struct conn *conn_new(struct server *srv, int fd)
 	event_add(c->rev, NULL);
 	conn_arm_timer(c);
 	log_event(LOG_DEBUG, "conn_open", "conn=%llu uid=%u gid=%u pid=%d",
-	    (unsigned long long)c->id, (unsigned)c->uid, (unsigned)c->gid, (int)c->pid);
+	    (unsigned long long)c->id, (unsigned)c->cred.uid, (unsigned)c->cred.gid,
+	    (int)c->cred.pid);
 	return c;
 }

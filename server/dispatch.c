@@ -1,6 +1,7 @@
 #include "dispatch.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,6 @@
 
 #include "audit.h"
 #include "config.h"
-#include "conn.h"
 #include "handlers.h"
 #include "log.h"
 #include "methods.h"
@@ -18,6 +18,7 @@
 #include "pcsecret.pb-c.h"
 #include "principal.h"
 #include "server.h"
+#include "session.h"
 
 /* How long a finished call waits for its audit row before failing closed. */
 #define AUDIT_GRACE_MS 5000
@@ -26,7 +27,9 @@
 static Pcsecret__V1__PcSecret_Service service = PCSECRET__V1__PC_SECRET__INIT(handle_);
 
 struct call {
-	struct conn *conn;
+	struct session *session;
+	struct session_call link; /* in the session's list of calls */
+	int peer_gone;            /* its reply will go nowhere */
 	struct server *srv;
 	uint64_t call_id;
 	char method[64];
@@ -67,6 +70,7 @@ int dispatch_init(pcs_error *err)
 
 	if ((r = methods_check(d, err)) != 0)
 		return r;
+	session_set_dispatcher(dispatch_frame);
 	/* The INIT macro fills every slot at compile time; this guards against a NULL one. */
 	for (unsigned i = 0; i < d->n_methods; i++) {
 		void (*const *slots)(void) = (void (*const *)(void))(const void *)(&service.base + 1);
@@ -77,7 +81,8 @@ int dispatch_init(pcs_error *err)
 }
 
 struct server *call_server(const struct call *c) { return c->srv; }
-struct conn *call_conn(const struct call *c) { return c->conn; }
+struct session *call_session(const struct call *c) { return c->session; }
+const struct conn_cred *call_peer(const struct call *c) { return session_cred(c->session); }
 const ProtobufCMessage *call_request(const struct call *c) { return c->request; }
 const struct principal *call_principal(const struct call *c) { return c->principal; }
 const char *call_actor(const struct call *c) { return c->actor; }
@@ -156,28 +161,31 @@ static void drop_reply(struct call *c)
 
 static void call_send(struct call *c)
 {
-	struct conn *conn = c->conn;
+	struct session *s = c->session;
+	const struct conn_cred *peer = session_cred(s);
 	enum log_level lvl = c->status == PCS_OK ? LOG_DEBUG : LOG_INFO;
 
 	log_event(lvl, "call", "conn=%llu call_id=%llu method=%s uid=%u pid=%d status=%s%s%s",
-	    (unsigned long long)conn->id, (unsigned long long)c->call_id, c->method,
-	    (unsigned)conn->uid, (int)conn->pid, pcs_status_name(c->status),
+	    session_id(s), (unsigned long long)c->call_id, c->method,
+	    (unsigned)peer->uid, (int)peer->pid, pcs_status_name(c->status),
 	    c->status ? " msg=" : "", c->status ? log_q(c->message) : "");
 	c->srv->stats.calls_total++;
 	if (c->status != PCS_OK)
 		c->srv->stats.calls_failed++;
-	conn_send_reply(conn, c->call_id, c->status, c->status ? c->message : "", c->reply,
-	    c->reply_len);
+	if (!c->peer_gone)
+		session_send_reply(s, c->call_id, c->status, c->status ? c->message : "",
+		    c->reply, c->reply_len);
 	/*
 	 * A Hello that ended before establishing the session (its lookup failed, its deadline
-	 * passed) leaves the connection before Hello, so Hello may be sent again and the calls
-	 * pipelined behind it (which conn holds while a Hello is in progress) are refused.
+	 * passed) leaves the session before Hello, so Hello may be sent again and the calls
+	 * pipelined behind it (held while a Hello is in progress) are refused.
 	 */
-	if ((c->m != NULL && (c->m->flags & METHOD_HANDSHAKE)) && conn->hello_state == 1)
-		conn->hello_state = 0;
+	if (c->m != NULL && (c->m->flags & METHOD_HANDSHAKE) &&
+	    session_state(s) == SESSION_HANDSHAKE)
+		session_handshake_end(s, 0);
+	session_call_done(s, &c->link);
 	call_free(c);
-	conn_call_done(conn);
-	conn_unref(conn);
+	session_unref(s);
 }
 
 static void on_audit_written(int status, void *arg)
@@ -206,12 +214,12 @@ static void fill_audit(struct call *c, struct audit_row *row, char *principal, s
 	if (c->principal != NULL && c->principal->role != ROLE_NONE)
 		authz_describe(c->principal, principal, size);
 	else
-		snprintf(principal, size, "uid %u (no principal)", (unsigned)c->conn->uid);
+		snprintf(principal, size, "uid %u (no principal)", (unsigned)call_peer(c)->uid);
 	row->instance_id = c->srv->instance_id;
 	row->call_id = (unsigned long long)c->call_id;
-	row->uid = (unsigned long)c->conn->uid;
-	row->gid = (unsigned long)c->conn->gid;
-	row->pid = (long)c->conn->pid;
+	row->uid = (unsigned long)call_peer(c)->uid;
+	row->gid = (unsigned long)call_peer(c)->gid;
+	row->pid = (long)call_peer(c)->pid;
 	row->principal = principal;
 	row->method = c->method;
 	row->company = c->company[0] ? c->company : NULL;
@@ -466,7 +474,7 @@ static void on_identified(struct call *c, const struct store_result *res)
  */
 static void call_identify(struct call *c)
 {
-	struct conn *conn = c->conn;
+	const struct conn_cred *peer = call_peer(c);
 	struct principal_query pq;
 	struct store_query q = { 0 };
 
@@ -474,14 +482,14 @@ static void call_identify(struct call *c)
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	c->principal->uid = (uint32_t)conn->uid;
-	c->principal->gid = (uint32_t)conn->gid;
-	c->principal->pid = (uint32_t)conn->pid;
+	c->principal->uid = (uint32_t)peer->uid;
+	c->principal->gid = (uint32_t)peer->gid;
+	c->principal->pid = (uint32_t)peer->pid;
 	if (principal_bootstrap(c->principal, c->srv->self_uid)) {
 		call_invoke(c);
 		return;
 	}
-	principal_query(&pq, conn->uid, conn->groups, conn->ngroups, &q);
+	principal_query(&pq, peer->uid, peer->groups, peer->ngroups, &q);
 	call_db_step(c, &q, on_identified);
 }
 
@@ -536,7 +544,15 @@ static const struct method *find_method(const Pcsecret__V1__Call *env, char *msg
 	return NULL;
 }
 
-int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
+/* The peer is gone: nothing to stop for an ordinary call, which ends and is audited. */
+static void on_peer_gone(struct session_call *sc)
+{
+	struct call *c = (struct call *)(void *)((char *)sc - offsetof(struct call, link));
+
+	c->peer_gone = 1;
+}
+
+int dispatch_frame(struct session *s, const uint8_t *body, size_t len)
 {
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
 	Pcsecret__V1__Call *env;
@@ -550,29 +566,30 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 	clock_gettime(CLOCK_REALTIME, &now);
 	env = pcsecret__v1__call__unpack(&pbwipe_allocator, len, body);
 	if (env == NULL) {
-		conn_protocol_error(conn, PCS_INVALID_ARGUMENT, "frame is not a valid pcsecret.v1.Call");
+		session_fail(s, PCS_INVALID_ARGUMENT, "frame is not a valid pcsecret.v1.Call");
 		return -1;
 	}
 	if (env->call_id == 0) {
 		protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
-		conn_protocol_error(conn, PCS_INVALID_ARGUMENT,
-		    "call_id 0 is reserved for connection errors");
+		session_fail(s, PCS_INVALID_ARGUMENT, "call_id 0 is reserved for connection errors");
 		return -1;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->timer = evtimer_new(conn->srv->base, on_timer, c)) == NULL) {
+	    (c->timer = evtimer_new(session_server(s)->base, on_timer, c)) == NULL) {
 		free(c);
 		protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
-		conn_protocol_error(conn, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		session_fail(s, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return -1;
 	}
-	c->conn = conn;
-	c->srv = conn->srv;
+	c->session = s;
+	c->srv = session_server(s);
 	c->call_id = env->call_id;
-	snprintf(c->actor, sizeof(c->actor), "uid:%u", (unsigned)conn->uid);
-	conn_ref(conn);
-	conn_call_started(conn);
-	c->timeout_ms = env->timeout_ms != 0 ? env->timeout_ms : (uint32_t)conn->srv->cfg->call_timeout_ms;
+	snprintf(c->actor, sizeof(c->actor), "uid:%u", (unsigned)call_peer(c)->uid);
+	session_ref(s);
+	c->link.gone = on_peer_gone;
+	session_call_started(s, &c->link);
+	c->timeout_ms = env->timeout_ms != 0 ? env->timeout_ms :
+	    (uint32_t)c->srv->cfg->call_timeout_ms;
 	if (c->timeout_ms > MAX_TIMEOUT_MS)
 		c->timeout_ms = MAX_TIMEOUT_MS;
 	c->received_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
@@ -597,11 +614,11 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 	snprintf(c->method, sizeof(c->method), "%s", c->m->name);
 	md = &d->methods[c->m->id - 1];
 	handshake = (c->m->flags & METHOD_HANDSHAKE) != 0;
-	if (handshake && conn->hello_state != 0) {
+	if (handshake && session_state(s) != SESSION_NEW) {
 		call_fail(c, PCS_FAILED_PRECONDITION, "Hello was already called on this connection");
 		goto out;
 	}
-	if (!handshake && conn->hello_state != 2) {
+	if (!handshake && session_state(s) != SESSION_ESTABLISHED) {
 		call_fail(c, PCS_FAILED_PRECONDITION, "call Hello before %s", c->method);
 		goto out;
 	}
@@ -617,7 +634,7 @@ int dispatch_frame(struct conn *conn, const uint8_t *body, size_t len)
 		goto out;
 	}
 	if (handshake)
-		conn->hello_state = 1;
+		session_handshake_begin(s);
 	call_identify(c);
 out:
 	protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);

@@ -18,15 +18,22 @@
 #include "status.h"
 #include "store.h"
 
-struct conn;
 struct call;
+struct conn_cred;
+struct session;
 
 typedef void (*call_db_cb)(struct call *c, const struct store_result *res);
 
-/* Checks that every rpc has a handler. */
+/*
+ * Checks the method table against the service and that every rpc has a handler, and makes
+ * dispatch_frame the sessions' dispatcher.
+ */
 int dispatch_init(pcs_error *err);
-/* Handles one whole frame body from c. Returns -1 when the connection must close. */
-int dispatch_frame(struct conn *c, const uint8_t *body, size_t len);
+/*
+ * Handles one whole frame body of session s (its session_dispatch_fn). Returns -1 when the
+ * connection must close.
+ */
+int dispatch_frame(struct session *s, const uint8_t *body, size_t len);
 
 /* What the audit row names. Any may be NULL. */
 void call_set_target(struct call *c, const char *company, const char *secret,
@@ -39,7 +46,9 @@ int call_authorize(struct call *c, const char *company, const char *agent);
 /* The rpc's name ("Resolve"). */
 const char *call_method(const struct call *c);
 const struct principal *call_principal(const struct call *c);
-struct conn *call_conn(const struct call *c);
+struct session *call_session(const struct call *c);
+/* The peer's kernel credentials (uid, gid, pid, groups). */
+const struct conn_cred *call_peer(const struct call *c);
 /* "uid:1000" etc., for created_by columns. */
 const char *call_actor(const struct call *c);
 struct server *call_server(const struct call *c);

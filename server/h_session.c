@@ -4,18 +4,17 @@
  */
 #include <stdio.h>
 
-#include "conn.h"
 #include "dispatch.h"
 #include "handlers.h"
 #include "principal.h"
 #include "server.h"
+#include "session.h"
 
 void handle_hello(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__HelloRequest *in,
     Pcsecret__V1__HelloReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	struct conn *conn = call_conn(c);
 	struct server *srv = call_server(c);
 	Pcsecret__V1__HelloReply rep = PCSECRET__V1__HELLO_REPLY__INIT;
 	struct principal_proto pp;
@@ -28,7 +27,7 @@ void handle_hello(Pcsecret__V1__PcSecret_Service *svc,
 	}
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
-	conn->hello_state = 2;
+	session_handshake_end(call_session(c), 1);
 	principal_to_proto(call_principal(c), &pp);
 	rep.protocol_version = PCS_PROTOCOL_VERSION;
 	rep.server_version = (char *)PCS_VERSION;

@@ -14,8 +14,8 @@
 #include "conn.h"
 #include "frame.h"
 #include "log.h"
-#include "pcsecret.pb-c.h"
 #include "peers.h"
+#include "session.h"
 
 struct listener {
 	int fd;
@@ -81,16 +81,13 @@ static int parse_group(const char *group, gid_t *out, pcs_error *err)
 static void refuse(struct server *srv, int fd, const struct ucred *cred, const char *reason,
     const char *msg)
 {
-	Pcsecret__V1__Reply r = PCSECRET__V1__REPLY__INIT;
 	uint8_t *frame = NULL;
 	size_t len = 0;
 
 	log_event(LOG_WARN, "conn_refused", "reason=%s uid=%u pid=%d connections=%zu", reason,
 	    (unsigned)cred->uid, (int)cred->pid, srv->nconns);
-	r.status = PCSECRET__V1__STATUS_CODE__RESOURCE_EXHAUSTED;
-	r.message = (char *)msg;
 	/* Best effort: the socket is fresh, so a small frame fits its buffer. */
-	if (frame_pack(&r.base, FRAME_DEFAULT_MAX, &frame, &len, NULL) == 0) {
+	if (session_error_frame(PCS_RESOURCE_EXHAUSTED, msg, &frame, &len) == 0) {
 		ssize_t n = send(fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		(void)n;
 		frame_free(frame, len);
@@ -161,7 +158,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		if (admit(srv, fd) != 0)
 			continue;
-		conn_new(srv, fd);
+		session_new(srv, fd);
 	}
 }
 

@@ -11,7 +11,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "audit.h"
@@ -107,15 +106,12 @@ out:
 
 static void on_drain_check(evutil_socket_t fd, short what, void *arg)
 {
-	struct conn *c;
-	size_t busy = 0;
+	size_t busy = conn_busy_all(&srv);
 	struct timeval tick = { 0, 50000 };
 
 	(void)fd;
 	(void)what;
 	(void)arg;
-	TAILQ_FOREACH(c, &srv.conns, link)
-		busy += c->inflight + (evbuffer_get_length(c->out) > 0);
 	if (busy == 0 || conn_now_ms() >= drain_deadline_ms) {
 		if (busy != 0)
 			log_event(LOG_WARN, "drain_timeout", "calls_abandoned=%zu", busy);

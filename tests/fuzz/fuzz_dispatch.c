@@ -1,5 +1,5 @@
 /*
- * The daemon's whole call path on fuzz input: a real struct conn (conn.c) over a socketpair on
+ * The daemon's whole call path on fuzz input: a real session and conn over a socketpair on
  * a real event_base, the real dispatcher, handlers, authz, rows, audit, principal, crypto, log
  * and config code, with a stub store (stub_store.c) answering from the fuzz input.
  *
@@ -46,6 +46,7 @@
 #include "audit.h"
 #include "config.h"
 #include "conn.h"
+#include "session.h"
 #include "crypto.h"
 #include "dispatch.h"
 #include "frame.h"
@@ -418,7 +419,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static int ready;
 	struct server srv;
 	struct client cl;
-	struct conn *conn;
+	struct session *session;
 	unsigned persona, opts;
 	size_t script_len;
 	int sv[2];
@@ -456,14 +457,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
 		abort();
-	if ((conn = conn_new(&srv, sv[0])) == NULL)
+	if ((session = session_new(&srv, sv[0])) == NULL)
 		abort();
 	if (persona != 0) {
 		/* Someone who is neither root nor the daemon: the principal comes from the rules. */
-		conn->uid = OTHER_UID;
-		conn->gid = OTHER_GID;
-		conn->groups[0] = OTHER_GID;
-		conn->ngroups = 1;
+		struct conn *conn = session_conn(session);
+
+		conn->cred.uid = OTHER_UID;
+		conn->cred.gid = OTHER_GID;
+		conn->cred.groups[0] = OTHER_GID;
+		conn->cred.ngroups = 1;
 	}
 
 	cl.srv = &srv;
