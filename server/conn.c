@@ -608,6 +608,16 @@ static void read_some(struct conn *c)
 	conn_process(c);
 }
 
+/*
+ * Whether the handshake deadline applies now: to a peer that is not established and has no
+ * handshake running. One that is running waits on the daemon (a busy database after a
+ * deploy), not on the peer, and its call has a deadline of its own.
+ */
+static int handshake_due(const struct conn *c)
+{
+	return !conn_established(c) && c->handshake != CONN_HANDSHAKE_RUNNING;
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -616,7 +626,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!conn_established(c) && now - c->opened_ms >= (uint64_t)cfg->handshake_timeout_ms) {
+	if (handshake_due(c) && now - c->opened_ms >= (uint64_t)cfg->handshake_timeout_ms) {
 		log_event(LOG_INFO, "conn_handshake_timeout", "conn=%llu uid=%u pid=%d",
 		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid);
 		c->srv->stats.handshake_timeouts++;
@@ -650,7 +660,7 @@ static void conn_arm_timer(struct conn *c)
 	else if (c->inflight == 0)
 		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
 	/* else not idle: each call has its own deadline. Re-armed when the last one ends. */
-	if (!conn_established(c)) {
+	if (handshake_due(c)) {
 		/* Whatever it does, a peer without a successful Hello holds its slot this long. */
 		hs = c->opened_ms + (uint64_t)cfg->handshake_timeout_ms;
 		if (hs < due)

@@ -1,0 +1,218 @@
+/* pcctl secret create, update, list, show and delete. No command here prints a value. */
+#include <stdio.h>
+
+#include "pcctl_cmd.h"
+#include "ref.h"
+#include "render.h"
+#include "value_input.h"
+
+/*
+ * Reads the value of the secret at path into *value (freed with value_free), prompting with
+ * what ("Value", "New value") on a terminal. Connects first: a missing daemon should not
+ * cost the operator typing the value.
+ */
+static int
+read_value(struct ctl *ctl, const struct ctl_args *args, const char *what,
+    const struct ctl_path *path, ProtobufCBinaryData *value, pcs_error *err)
+{
+	char prompt[320];
+	int r;
+
+	(void)snprintf(prompt, sizeof(prompt), "%s for %s/%s (input hidden): ", what,
+	    path->company, path->name);
+	if ((r = ctl_connect(ctl, err)) != 0)
+		return r;
+	return value_read(ctl_value(args, "from-file"), prompt, &value->data, &value->len, err);
+}
+
+static int
+cmd_secret_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__CreateSecretRequest req = PCSECRET__V1__CREATE_SECRET_REQUEST__INIT;
+	const char *description = ctl_value(args, "description");
+	const Pcsecret__V1__SecretInfo *s;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0 ||
+	    (r = read_value(ctl, args, "Value", &path, &req.value, err)) != 0)
+		goto out;
+	req.description = (char *)(description != NULL ? description : "");
+	if ((r = ctl_call(ctl, "CreateSecret", &req.base, err)) != 0)
+		goto out;
+	if ((s = ((const Pcsecret__V1__CreateSecretReply *)ctl->reply)->secret) == NULL) {
+		r = ctl_no_reply_field("CreateSecret", err);
+		goto out;
+	}
+	if (ctl->json) {
+		r = ctl_emit(j_secret(s, 0), err);
+		goto out;
+	}
+	printf("created secret %s/%s (version %u, id ", path.company, path.name,
+	    s->current_version);
+	out_safe(stdout, s->id);
+	printf(")\n");
+	r = 0;
+out:
+	value_free(req.value.data);
+	return r;
+}
+
+static int
+cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__UpdateSecretRequest req = PCSECRET__V1__UPDATE_SECRET_REQUEST__INIT;
+	const char *expected = ctl_value(args, "expected-version");
+	const char *token = ctl_value(args, "idempotency-token");
+	const Pcsecret__V1__SecretInfo *s;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
+		goto out;
+	if (expected != NULL && (r = ctl_parse_u32(ctl, "--expected-version", expected,
+	    &req.expected_version, err)) != 0)
+		goto out;
+	if ((r = read_value(ctl, args, "New value", &path, &req.value, err)) != 0)
+		goto out;
+	req.idempotency_token = (char *)(token != NULL ? token : "");
+	if ((r = ctl_call(ctl, "UpdateSecret", &req.base, err)) != 0)
+		goto out;
+	if ((s = ((const Pcsecret__V1__UpdateSecretReply *)ctl->reply)->secret) == NULL) {
+		r = ctl_no_reply_field("UpdateSecret", err);
+		goto out;
+	}
+	if (ctl->json) {
+		r = ctl_emit(j_secret(s, 0), err);
+		goto out;
+	}
+	printf("updated secret %s/%s: version %u is current\n", path.company, path.name,
+	    s->current_version);
+	r = 0;
+out:
+	value_free(req.value.data);
+	return r;
+}
+
+static json_t *
+secret_json(const void *items, size_t i)
+{
+	return j_secret(((Pcsecret__V1__SecretInfo *const *)items)[i], 0);
+}
+
+static int
+secret_row(struct table *t, const void *items, size_t i)
+{
+	const Pcsecret__V1__SecretInfo *s = ((Pcsecret__V1__SecretInfo *const *)items)[i];
+	char ver[16];
+
+	(void)snprintf(ver, sizeof(ver), "%u", s->current_version);
+	return table_add(t, s->name, ver, s->updated_at, s->created_by, s->description);
+}
+
+static int
+cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__ListSecretsRequest req = PCSECRET__V1__LIST_SECRETS_REQUEST__INIT;
+	const Pcsecret__V1__ListSecretsReply *rep;
+	int r;
+
+	req.company = args->pos[0];
+	if ((r = ctl_call(ctl, "ListSecrets", &req.base, err)) != 0)
+		return r;
+	rep = (const Pcsecret__V1__ListSecretsReply *)ctl->reply;
+	if (ctl->json)
+		return ctl_emit_array(rep->secrets, rep->n_secrets, secret_json, err);
+	return ctl_print_table(table_new(5, "NAME", "VERSION", "UPDATED", "CREATED BY",
+	    "DESCRIPTION"), rep->secrets, rep->n_secrets, secret_row, err);
+}
+
+static int
+version_row(struct table *t, const void *items, size_t i)
+{
+	const Pcsecret__V1__VersionInfo *v = ((Pcsecret__V1__VersionInfo *const *)items)[i];
+	char ver[16];
+
+	(void)snprintf(ver, sizeof(ver), "%u", v->version);
+	return table_add(t, ver, v->state, v->created_at, v->created_by, v->key_id);
+}
+
+static int
+cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__DescribeSecretRequest req = PCSECRET__V1__DESCRIBE_SECRET_REQUEST__INIT;
+	const Pcsecret__V1__SecretInfo *s;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
+		return r;
+	if ((r = ctl_call(ctl, "DescribeSecret", &req.base, err)) != 0)
+		return r;
+	if ((s = ((const Pcsecret__V1__DescribeSecretReply *)ctl->reply)->secret) == NULL)
+		return ctl_no_reply_field("DescribeSecret", err);
+	if (ctl->json)
+		return ctl_emit(j_secret(s, 1), err);
+	out_kvf(stdout, "secret", "%s/%s", path.company, path.name);
+	out_kv(stdout, "id", s->id);
+	out_kv(stdout, "description", s->description);
+	out_kvf(stdout, "current", "version %u", s->current_version);
+	out_kv(stdout, "created", s->created_at);
+	out_kv(stdout, "created by", s->created_by);
+	out_kv(stdout, "updated", s->updated_at);
+	printf("\n");
+	return ctl_print_table(table_new(5, "VERSION", "STATE", "CREATED", "CREATED BY", "KEY"),
+	    s->versions, s->n_versions, version_row, err);
+}
+
+static json_t *
+unbound_json(const void *items, size_t i)
+{
+	return json_text(((char *const *)items)[i]);
+}
+
+static int
+cmd_secret_delete(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__DeleteSecretRequest req = PCSECRET__V1__DELETE_SECRET_REQUEST__INIT;
+	const Pcsecret__V1__DeleteSecretReply *rep;
+	struct ctl_path path;
+	size_t i;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
+		return r;
+	req.force = ctl_flag(args, "force");
+	if ((r = ctl_call(ctl, "DeleteSecret", &req.base, err)) != 0)
+		return r;
+	rep = (const Pcsecret__V1__DeleteSecretReply *)ctl->reply;
+	if (ctl->json)
+		return ctl_emit(json_pack("{s:s, s:s, s:o}", "deleted", args->pos[0], "status",
+		    "deleted", "unbound", ctl_json_array(rep->unbound, rep->n_unbound,
+		    unbound_json)), err);
+	printf("deleted secret %s/%s\n", path.company, path.name);
+	for (i = 0; i < rep->n_unbound; i++) {
+		printf("removed binding ");
+		out_safe(stdout, rep->unbound[i]);
+		printf("\n");
+	}
+	return 0;
+}
+
+const struct ctl_command ctl_secret_commands[] = {
+	{ "secret", "create", "COMPANY/NAME [--description TEXT] [--from-file FILE]",
+	    "create a secret (version 1)", 1, 1,
+	    { { "description", CTL_VALUE }, { "from-file", CTL_VALUE } }, cmd_secret_create },
+	{ "secret", "update", "COMPANY/NAME [--from-file FILE] [--expected-version N] "
+	    "[--idempotency-token T]", "add a version and make it current", 1, 1,
+	    { { "from-file", CTL_VALUE }, { "expected-version", CTL_VALUE },
+	    { "idempotency-token", CTL_VALUE } }, cmd_secret_update },
+	{ "secret", "list", "COMPANY", "list a company's secrets", 1, 1, CTL_NO_OPTS,
+	    cmd_secret_list },
+	{ "secret", "show", "COMPANY/NAME", "a secret's metadata and versions", 1, 1,
+	    CTL_NO_OPTS, cmd_secret_show },
+	{ "secret", "delete", "COMPANY/NAME [--force]", "delete a secret (refused while agents "
+	    "use it, unless --force, which also removes their bindings)", 1, 1,
+	    { { "force", CTL_FLAG } }, cmd_secret_delete },
+	{ .group = NULL },
+};
