@@ -609,13 +609,15 @@ static void read_some(struct conn *c)
 }
 
 /*
- * Whether the handshake deadline applies now: to a peer that is not established and has no
- * handshake running. One that is running waits on the daemon (a busy database after a
- * deploy), not on the peer, and its call has a deadline of its own.
+ * Whether the handshake deadline applies now: to a peer that is not established, has no
+ * handshake running and no whole frame waiting to be started. A running handshake, or a
+ * frame waiting for a call slot, waits on the daemon (a busy database after a deploy, a
+ * launcher's thousand connections), not on the peer; and a call has a deadline of its own.
  */
 static int handshake_due(const struct conn *c)
 {
-	return !conn_established(c) && c->handshake != CONN_HANDSHAKE_RUNNING;
+	return !conn_established(c) && c->handshake != CONN_HANDSHAKE_RUNNING &&
+	    !frame_buffered(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)

@@ -18,6 +18,7 @@
 #include <sodium.h>
 
 #include "frame.h"
+#include "methods.h"
 #include "pbwipe.h"
 #include "status.h"
 #include "transport.h"
@@ -447,11 +448,11 @@ const ProtobufCMethodDescriptor *
 transport_method_find(const char *name, uint32_t *method_id)
 {
 	const ProtobufCServiceDescriptor *svc = &pcsecret__v1__pc_secret__descriptor;
-	const ProtobufCMethodDescriptor *m;
+	const struct method *m;
 
-	if ((m = protobuf_c_service_descriptor_get_method_by_name(svc, name)) == NULL)
+	/* The wire id is the method table's (common/methods.h), the one the daemon reads. */
+	if ((m = method_by_name(name)) == NULL || m->id > svc->n_methods)
 		return NULL;
-	/* Method ids on the wire are 1-based positions in the service's declaration order. */
-	*method_id = (uint32_t)(m - svc->methods) + 1;
-	return m;
+	*method_id = m->id;
+	return &svc->methods[m->id - 1];
 }

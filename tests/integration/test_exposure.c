@@ -760,10 +760,13 @@ static int core_files_in(const char *dir, pid_t pid)
 	char path[512];
 	struct stat st;
 
-	snprintf(path, sizeof(path), "%s/core", dir);
+	/* A name that does not fit counts as a core found: the check must not pass blind. */
+	if (snprintf(path, sizeof(path), "%s/core", dir) >= (int)sizeof(path))
+		return 1;
 	if (stat(path, &st) == 0)
 		return 1;
-	snprintf(path, sizeof(path), "%s/core.%ld", dir, (long)pid);
+	if (snprintf(path, sizeof(path), "%s/core.%ld", dir, (long)pid) >= (int)sizeof(path))
+		return 1;
 	return stat(path, &st) == 0;
 }
 
