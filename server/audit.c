@@ -7,22 +7,8 @@
 #include <time.h>
 #include <event2/event.h>
 
-#include "store.h"
-
+#include "db.h"
 #include "pbcheck.h"
-
-#define AUDIT_COLUMNS "instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
-	"company, secret, version, status, message, received_at"
-/* Queued rows also carry their deadline. */
-#define QUEUE_COLUMNS AUDIT_COLUMNS ", deadline"
-#define QUEUE_NPARAMS (AUDIT_NPARAMS + 1)
-#define STATUS_PARAM 10
-#define MESSAGE_PARAM 11
-
-const char audit_insert_sql[] = "INSERT INTO audit_log (" AUDIT_COLUMNS ") VALUES "
-	"($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
-
-static const char queue_insert_sql[] = "INSERT INTO audit_log (" QUEUE_COLUMNS ") VALUES ";
 
 /* 1 when s can go into a row as it is: valid UTF-8 and no control character. */
 static int text_safe(const char *s)
@@ -84,19 +70,19 @@ void audit_params(const struct audit_row *row, struct audit_buf *buf,
 	snprintf(buf->uid, sizeof(buf->uid), "%lu", row->uid);
 	snprintf(buf->gid, sizeof(buf->gid), "%lu", row->gid);
 	snprintf(buf->pid, sizeof(buf->pid), "%ld", row->pid);
-	values[0] = safe_param(row->instance_id, buf);
-	values[1] = buf->call_id;
-	values[2] = buf->uid;
-	values[3] = buf->gid;
-	values[4] = buf->pid;
-	values[5] = safe_param(row->principal, buf);
-	values[6] = safe_param(row->method, buf);
-	values[7] = safe_param(row->company, buf);
-	values[8] = safe_param(row->secret, buf);
-	values[9] = safe_param(row->version, buf);
-	values[10] = safe_param(row->status, buf);
-	values[11] = safe_param(row->message, buf);
-	values[12] = format_ts(row->received_us, buf->received);
+	values[AUDIT_P_INSTANCE] = safe_param(row->instance_id, buf);
+	values[AUDIT_P_CALL_ID] = buf->call_id;
+	values[AUDIT_P_UID] = buf->uid;
+	values[AUDIT_P_GID] = buf->gid;
+	values[AUDIT_P_PID] = buf->pid;
+	values[AUDIT_P_PRINCIPAL] = safe_param(row->principal, buf);
+	values[AUDIT_P_METHOD] = safe_param(row->method, buf);
+	values[AUDIT_P_COMPANY] = safe_param(row->company, buf);
+	values[AUDIT_P_SECRET] = safe_param(row->secret, buf);
+	values[AUDIT_P_VERSION] = safe_param(row->version, buf);
+	values[AUDIT_P_STATUS] = safe_param(row->status, buf);
+	values[AUDIT_P_MESSAGE] = safe_param(row->message, buf);
+	values[AUDIT_P_RECEIVED] = format_ts(row->received_us, buf->received);
 }
 
 /* "2024-05-01 12:00:00.123456+00", or NULL for 0 (unknown). */
@@ -115,16 +101,6 @@ static const char *format_ts(long long us, char out[40])
 	return out;
 }
 
-int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
-{
-	int n = snprintf(buf, size, "WITH r AS (%s), a AS (INSERT INTO audit_log (" AUDIT_COLUMNS
-	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)) "
-	    "SELECT * FROM r", inner, first_param, first_param + 1, first_param + 2, first_param + 3,
-	    first_param + 4, first_param + 5, first_param + 6, first_param + 7, first_param + 8,
-	    first_param + 9, first_param + 10, first_param + 11, first_param + 12);
-	return (n < 0 || (size_t)n >= size) ? -1 : 0;
-}
-
 /* Rows per INSERT: 14 parameters each, far below PostgreSQL's 65535. */
 #define AUDIT_BATCH_MAX 500
 /* Batches written at once; the rest of the pool stays free for the calls themselves. */
@@ -137,7 +113,7 @@ struct audit_entry {
 	int cancelled;
 	audit_done_fn fn;
 	void *arg;
-	const char *text[QUEUE_NPARAMS];  /* the row's strings, copied into data (NULL stays NULL) */
+	const char *text[AUDIT_QUEUE_NPARAMS];  /* the row's strings, copied into data (NULL stays NULL) */
 	char data[];
 };
 
@@ -145,7 +121,7 @@ TAILQ_HEAD(audit_list, audit_entry);
 
 struct audit_batch {
 	struct audit_queue *q;
-	struct store_job *job;
+	struct db_job *job;
 	struct audit_list entries;
 	TAILQ_ENTRY(audit_batch) link;
 };
@@ -208,12 +184,12 @@ static int batch_split(struct audit_queue *q, struct audit_batch *b, size_t n)
 	return 0;
 }
 
-static void on_batch(const struct store_result *res, void *arg)
+static void on_batch(int status, const char *const *stored, size_t nstored, void *arg)
 {
 	struct audit_batch *b = arg;
 	struct audit_queue *q = b->q;
 	struct audit_entry *e;
-	int status = store_result_status(res), i = 0, n = 0;
+	int i = 0, n = 0;
 
 	TAILQ_REMOVE(&q->batches, b, link);
 	q->in_flight--;
@@ -225,7 +201,7 @@ static void on_batch(const struct store_result *res, void *arg)
 		flush(q);
 		return;
 	}
-	if (status == 0 && store_result_ntuples(res) != n)
+	if (status == 0 && nstored != (size_t)n)
 		status = -PCS_INTERNAL;   /* RETURNING gives one row per row inserted, in order */
 	if (status != 0) {
 		batch_fail(b, status);
@@ -233,11 +209,11 @@ static void on_batch(const struct store_result *res, void *arg)
 		return;
 	}
 	while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
-		const char *stored = store_result_value(res, i++, 0);
+		const char *st = stored[i++];
 		TAILQ_REMOVE(&b->entries, e, link);
 		if (!e->cancelled && e->fn != NULL)
-			e->fn(stored != NULL && e->text[STATUS_PARAM] != NULL &&
-			    strcmp(stored, e->text[STATUS_PARAM]) == 0 ? 0 :
+			e->fn(st != NULL && e->text[AUDIT_P_STATUS] != NULL &&
+			    strcmp(st, e->text[AUDIT_P_STATUS]) == 0 ? 0 :
 			    AUDIT_LATE, e->arg);
 		entry_free(e);
 	}
@@ -245,33 +221,11 @@ static void on_batch(const struct store_result *res, void *arg)
 	flush(q);
 }
 
-/* "INSERT ... VALUES ($1..$14), ($15..$28), ... RETURNING status" for n rows. */
-static char *batch_sql(size_t n)
-{
-	size_t cap = sizeof(queue_insert_sql) + n * 112 + 32, o;
-	char *sql = malloc(cap);
-
-	if (sql == NULL)
-		return NULL;
-	o = (size_t)snprintf(sql, cap, "%s", queue_insert_sql);
-	for (size_t r = 0; r < n; r++) {
-		o += (size_t)snprintf(sql + o, cap - o, "%s(", r ? ", " : "");
-		for (int i = 0; i < QUEUE_NPARAMS; i++)
-			o += (size_t)snprintf(sql + o, cap - o, "%s$%zu", i ? ", " : "",
-			    r * QUEUE_NPARAMS + (size_t)i + 1);
-		o += (size_t)snprintf(sql + o, cap - o, ")");
-	}
-	snprintf(sql + o, cap - o, " RETURNING status");
-	return sql;
-}
-
 /* Sends b (its rows in order); on failure every caller in it is told UNAVAILABLE. */
 static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 {
 	const char **values = NULL;
 	struct audit_entry *e;
-	struct store_query query = { 0 };
-	char *sql = NULL;
 	size_t n = 0;
 	pcs_error err;
 
@@ -281,31 +235,25 @@ static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 		free(b);
 		return 0;
 	}
-	if ((values = calloc(n * QUEUE_NPARAMS, sizeof(*values))) == NULL ||
-	    (sql = batch_sql(n)) == NULL)
+	if ((values = calloc(n * AUDIT_QUEUE_NPARAMS, sizeof(*values))) == NULL)
 		goto fail;
 	n = 0;
 	TAILQ_FOREACH(e, &b->entries, link) {
-		for (int i = 0; i < QUEUE_NPARAMS; i++)
-			values[n * QUEUE_NPARAMS + (size_t)i] = e->text[i];
+		for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
+			values[n * AUDIT_QUEUE_NPARAMS + (size_t)i] = e->text[i];
 		n++;
 	}
-	query.sql = sql;
-	query.nparams = (int)(n * QUEUE_NPARAMS);
-	query.values = values;
-	if ((b->job = store_submit(q->store, &query, on_batch, b, &err)) == NULL)
+	if ((b->job = db_audit_insert(q->store, values, n, on_batch, b, &err)) == NULL)
 		goto fail;
 	TAILQ_INSERT_TAIL(&q->batches, b, link);
 	q->in_flight++;
 	q->written++;
 	free(values);
-	free(sql);
 	return 0;
 fail:
 	/* Fail closed: every caller in the batch learns its row was not written. */
 	batch_fail(b, -PCS_UNAVAILABLE);
 	free(values);
-	free(sql);
 	return -1;
 }
 
@@ -385,7 +333,7 @@ void audit_queue_free(struct audit_queue *q)
 	}
 	while ((b = TAILQ_FIRST(&q->batches)) != NULL) {
 		TAILQ_REMOVE(&q->batches, b, link);
-		store_cancel(b->job);
+		db_job_cancel(b->job);
 		while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
 			TAILQ_REMOVE(&b->entries, e, link);
 			entry_free(e);
@@ -399,20 +347,20 @@ void audit_queue_free(struct audit_queue *q)
 struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row *row,
     audit_done_fn fn, void *arg)
 {
-	const char *values[QUEUE_NPARAMS];
+	const char *values[AUDIT_QUEUE_NPARAMS];
 	struct audit_buf buf;
 	struct audit_entry *e;
 	char deadline[40];
-	size_t len[QUEUE_NPARAMS], total = 0, o = 0;
+	size_t len[AUDIT_QUEUE_NPARAMS], total = 0, o = 0;
 
 	/* One allocation per row: this is on every resolve's path. */
 	audit_params(row, &buf, values);
-	values[AUDIT_NPARAMS] = format_ts(row->deadline_us, deadline);
-	for (int i = 0; i < QUEUE_NPARAMS; i++)
+	values[AUDIT_P_DEADLINE] = format_ts(row->deadline_us, deadline);
+	for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
 		total += (len[i] = values[i] != NULL ? strlen(values[i]) + 1 : 0);
 	if ((e = calloc(1, sizeof(*e) + total)) == NULL)
 		return NULL;
-	for (int i = 0; i < QUEUE_NPARAMS; i++) {
+	for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++) {
 		if (values[i] == NULL)
 			continue;
 		memcpy(e->data + o, values[i], len[i]);
@@ -441,8 +389,8 @@ int audit_expire(struct audit_entry *e)
 	if (e->in_batch)
 		return 0;
 	/* Static strings: the row's own copies stay in its allocation, unused. */
-	e->text[STATUS_PARAM] = "UNAVAILABLE";
-	e->text[MESSAGE_PARAM] = AUDIT_LATE_MESSAGE;
+	e->text[AUDIT_P_STATUS] = "UNAVAILABLE";
+	e->text[AUDIT_P_MESSAGE] = AUDIT_LATE_MESSAGE;
 	e->fn = NULL;
 	e->arg = NULL;
 	return 1;

@@ -10,7 +10,26 @@
 
 #include <stddef.h>
 
-#define AUDIT_NPARAMS 13
+/* An audit row's parameters, in the order audit_params fills them (db_audit.c's columns). */
+enum audit_param {
+	AUDIT_P_INSTANCE,
+	AUDIT_P_CALL_ID,
+	AUDIT_P_UID,
+	AUDIT_P_GID,
+	AUDIT_P_PID,
+	AUDIT_P_PRINCIPAL,
+	AUDIT_P_METHOD,
+	AUDIT_P_COMPANY,
+	AUDIT_P_SECRET,
+	AUDIT_P_VERSION,
+	AUDIT_P_STATUS,
+	AUDIT_P_MESSAGE,
+	AUDIT_P_RECEIVED,
+	AUDIT_NPARAMS,
+	/* Queued rows (audit_enqueue) also carry their deadline. */
+	AUDIT_P_DEADLINE = AUDIT_NPARAMS,
+	AUDIT_QUEUE_NPARAMS
+};
 
 struct audit_row {
 	const char *instance_id;
@@ -35,16 +54,15 @@ struct audit_buf {
 };
 
 /*
- * Fills values[AUDIT_NPARAMS] (pointing into row and buf) in audit_insert_sql's order; a string
- * that is not safe as it is (see above) is escaped into buf.
+ * Fills values[AUDIT_NPARAMS] (pointing into row and buf) in enum audit_param's order; a
+ * string that is not safe as it is (see above) is escaped into buf.
  */
 void audit_params(const struct audit_row *row, struct audit_buf *buf,
     const char *values[AUDIT_NPARAMS]);
-/* INSERT INTO audit_log ... VALUES ($1..$13). */
-extern const char audit_insert_sql[];
 /*
- * "WITH r AS (<inner>), a AS (INSERT INTO audit_log ... VALUES ($first..)) SELECT * FROM r".
- * Returns 0, or -1 when buf is too small.
+ * The statement inner (one SELECT) with an insert of the call's audit row added, taking
+ * audit_params' values as parameters first_param onwards; it returns inner's rows. Defined
+ * with the other audit statements in db_audit.c. Returns 0, or -1 when buf is too small.
  */
 int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param);
 

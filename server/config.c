@@ -27,6 +27,7 @@ static const struct opt opts[] = {
 	S(socket_group, "", "group owning the socket (name or gid)"),
 	S(socket_mode, "0660", "socket file mode (octal)"),
 	S(database_url, "", "PostgreSQL connection string or URI"),
+	S(migrate_database_url, "", "connection string of the role that applies migrations (default: database_url)"),
 	S(master_key_file, "", "master key file (64 hex characters, mode 0600)"),
 	S(log_file, "", "log file (default stderr); reopened on SIGHUP"),
 	S(log_level, "info", "debug, info, warn or error"),

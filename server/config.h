@@ -15,7 +15,8 @@ struct config {
 	char *socket;
 	char *socket_group;       /* name or number; empty = the daemon's own group */
 	char *socket_mode;        /* octal, default 0660 */
-	char *database_url;       /* libpq connection string or URI */
+	char *database_url;       /* libpq connection string or URI: the service role */
+	char *migrate_database_url; /* the owner role, for migrations; empty = database_url */
 	char *master_key_file;
 	char *log_file;           /* empty = stderr */
 	char *log_level;

@@ -15,8 +15,12 @@
 
 #include "keyfile.h"
 #include "log.h"
+#include "store.h"
 
 #define DEV_PG_PORT "5432"
+#define DEV_DATABASE "pcsecret"
+#define DEV_OWNER "pcsecret_owner"
+#define DEV_SERVICE "pcsecret"
 
 /* The newest installed PostgreSQL's bin directory, or "" to rely on PATH. */
 static void find_bindir(char *out, size_t size)
@@ -93,10 +97,41 @@ static void print_tail(const char *path)
 	fprintf(stderr, "--- %s ---\n%s\n---\n", path, buf);
 }
 
+/*
+ * The two roles of docs/security.md: the owner applies migrations, the daemon runs as the
+ * service role, so --dev works the way a production set-up does (audit rows append-only).
+ */
+static int make_roles(const char *sockdir, pcs_error *err)
+{
+	static const char *const steps[] = {
+		"CREATE ROLE " DEV_OWNER " LOGIN",
+		"CREATE ROLE " DEV_SERVICE " LOGIN",
+		"CREATE DATABASE " DEV_DATABASE " OWNER " DEV_OWNER,
+		"REVOKE ALL ON DATABASE " DEV_DATABASE " FROM PUBLIC",
+		"GRANT CONNECT ON DATABASE " DEV_DATABASE " TO " DEV_SERVICE,
+	};
+	struct store_sync *db = NULL;
+	char url[PATH_MAX + 64];
+	size_t i;
+	int r;
+
+	snprintf(url, sizeof(url), "host=%s port=" DEV_PG_PORT " user=postgres dbname=postgres",
+	    sockdir);
+	if ((r = store_sync_connect(url, &db, err)) != 0)
+		goto out;
+	/* One at a time: CREATE DATABASE refuses to run inside a transaction block. */
+	for (i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+		if ((r = store_sync_exec_script(db, steps[i], err)) != 0)
+			goto out;
+out:
+	store_sync_close(db);
+	return r;
+}
+
 int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err)
 {
 	char data[PATH_MAX], sockdir[PATH_MAX], log[PATH_MAX], path[PATH_MAX], url[PATH_MAX + 64];
-	char opts[PATH_MAX + 64];
+	char opts[PATH_MAX + 64], owner[PATH_MAX + 64];
 	struct passwd *pw;
 	int r;
 
@@ -139,11 +174,14 @@ int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err)
 	d->cluster_started = 1;
 
 	snprintf(path, sizeof(path), "%s/master.key", d->dir);
-	if ((r = keyfile_create(path, err)) != 0)
+	if ((r = keyfile_create(path, err)) != 0 || (r = make_roles(sockdir, err)) != 0)
 		return r;
-	snprintf(url, sizeof(url), "host=%s port=" DEV_PG_PORT " user=postgres dbname=postgres",
-	    sockdir);
+	snprintf(url, sizeof(url), "host=%s port=" DEV_PG_PORT " user=" DEV_SERVICE " dbname="
+	    DEV_DATABASE, sockdir);
+	snprintf(owner, sizeof(owner), "host=%s port=" DEV_PG_PORT " user=" DEV_OWNER " dbname="
+	    DEV_DATABASE, sockdir);
 	if ((r = config_set(cfg, "database_url", url, err)) != 0 ||
+	    (r = config_set(cfg, "migrate_database_url", owner, err)) != 0 ||
 	    (r = config_set(cfg, "master_key_file", path, err)) != 0)
 		return r;
 	snprintf(path, sizeof(path), "%s/pcsecretd.sock", d->dir);

@@ -7,12 +7,12 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "db.h"
 #include "dispatch.h"
 #include "envname.h"
 #include "handlers.h"
 #include "hutil.h"
 #include "ref.h"
-#include "rows.h"
 #include "server.h"
 
 #define AGENT_MAX_GROUPS 256
@@ -34,19 +34,74 @@ static int authorize_agent(struct call *c, const char *company,
 	return 0;
 }
 
-/* Every agent rpc replies with the agent as pcs_describe_agent returns it. */
+/* An AgentInfo with its bindings; env points into storage agent_msg_free frees. */
+struct agent_msg {
+	Pcsecret__V1__AgentInfo msg;
+	Pcsecret__V1__EnvBinding *bindings;
+	Pcsecret__V1__SecretRef *refs;
+	Pcsecret__V1__EnvBinding **ptrs;
+};
+
+static void agent_msg_free(struct agent_msg *m)
+{
+	free(m->bindings);
+	free(m->refs);
+	free(m->ptrs);
+}
+
+/* The agent's own fields (all ListAgents shows). */
+static void agent_info(const struct db_agent *a, Pcsecret__V1__AgentInfo *out)
+{
+	pcsecret__v1__agent_info__init(out);
+	out->id = (char *)a->id;
+	out->company = (char *)a->company;
+	out->name = (char *)a->name;
+	out->uid = a->uid;
+	out->created_at = (char *)a->created_at;
+	out->created_by = (char *)a->created_by;
+}
+
+/* The agent with its bindings, into m. 0, or -1 with the call failed. */
+static int agent_msg(struct call *c, const struct db_agent *a, struct agent_msg *m)
+{
+	size_t n = a->nbindings;
+
+	memset(m, 0, sizeof(*m));
+	agent_info(a, &m->msg);
+	m->bindings = calloc(n + 1, sizeof(*m->bindings));
+	m->refs = calloc(n + 1, sizeof(*m->refs));
+	m->ptrs = calloc(n + 1, sizeof(*m->ptrs));
+	if (m->bindings == NULL || m->refs == NULL || m->ptrs == NULL) {
+		agent_msg_free(m);
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		return -1;
+	}
+	for (size_t k = 0; k < n; k++) {
+		pcsecret__v1__env_binding__init(&m->bindings[k]);
+		pcsecret__v1__secret_ref__init(&m->refs[k]);
+		m->bindings[k].env_name = (char *)a->bindings[k].env_name;
+		m->refs[k].company = (char *)a->bindings[k].ref_company;
+		m->refs[k].name = (char *)a->bindings[k].ref_name;
+		m->refs[k].version = a->bindings[k].ref_version;
+		m->bindings[k].ref = &m->refs[k];
+		m->ptrs[k] = &m->bindings[k];
+	}
+	m->msg.env = m->ptrs;
+	m->msg.n_env = n;
+	return 0;
+}
+
+/* Every agent rpc replies with the agent as it is after the call. */
 #define AGENT_REPLY(fn, Rep, REP_INIT)                                         \
-	static void fn(struct call *c, const struct store_result *res)           \
+	static void fn(struct call *c, const struct db_agent *a)                 \
 	{                                                                        \
 		Pcsecret__V1__##Rep rep = REP_INIT;                                  \
-		struct rows_agent a;                                                 \
-		if (rows_agent(res, &a) != 0) {                                      \
-			call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");           \
+		struct agent_msg m;                                                  \
+		if (agent_msg(c, a, &m) != 0)                                        \
 			return;                                                          \
-		}                                                                    \
-		rep.agent = &a.msg;                                                  \
+		rep.agent = &m.msg;                                                  \
 		call_reply(c, &rep.base);                                            \
-		rows_agent_free(&a);                                                 \
+		agent_msg_free(&m);                                                  \
 	}
 
 AGENT_REPLY(reply_create, CreateAgentReply, PCSECRET__V1__CREATE_AGENT_REPLY__INIT)
@@ -82,31 +137,23 @@ static int agent_uid_usable(struct call *c, uint32_t uid)
 	return 0;
 }
 
-/* "{g1,g2,...}": the groups uid is in now, from the system's group database. */
-#define AGENT_GIDS_TEXT (AGENT_MAX_GROUPS * 12 + 4)
-
-static void agent_uid_groups(uint32_t uid, char *buf, size_t size)
+/* The groups uid is in now, from the system's group database, into groups; their number. */
+static size_t agent_uid_groups(uint32_t uid, gid_t groups[AGENT_MAX_GROUPS])
 {
-	gid_t groups[AGENT_MAX_GROUPS];
 	int n = AGENT_MAX_GROUPS;
-	size_t o = 0;
 	struct passwd pw, *found = NULL;
 	char pwbuf[4096];
 
-	snprintf(buf, size, "{}");
 	/*
 	 * A uid without an account has no groups but its own number. This reads the local group
 	 * database on the loop thread: agent creation is rare, and the rule it guards is also
 	 * enforced when the agent connects (principal_from_rows), so this is for a clear error.
 	 */
 	if (getpwuid_r((uid_t)uid, &pw, pwbuf, sizeof(pwbuf), &found) != 0 || found == NULL)
-		return;
+		return 0;
 	if (getgrouplist(pw.pw_name, pw.pw_gid, groups, &n) < 0)
 		n = AGENT_MAX_GROUPS; /* more than that: check the first ones */
-	buf[o++] = '{';
-	for (int i = 0; i < n && o + 13 < size; i++)
-		o += (size_t)snprintf(buf + o, size - o, "%s%u", i ? "," : "", (unsigned)groups[i]);
-	snprintf(buf + o, size - o, "}");
+	return n < 0 ? 0 : (size_t)n;
 }
 
 void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
@@ -114,22 +161,15 @@ void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__CreateAgentReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[5];
-	char uid[16], gids[AGENT_GIDS_TEXT];
+	gid_t groups[AGENT_MAX_GROUPS];
+	size_t ngroups;
 
 	if (authorize_agent(c, in->company, in->name) != 0)
 		return;
 	if (agent_uid_usable(c, in->uid) != 0)
 		return;
-	agent_uid_groups(in->uid, gids, sizeof(gids));
-	snprintf(uid, sizeof(uid), "%u", in->uid);
-	values[0] = in->company;
-	values[1] = in->name;
-	values[2] = uid;
-	values[3] = call_actor(c);
-	values[4] = gids;
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_create_agent($1, $2, $3, $4, $5)",
-	    values, 5, reply_create);
+	ngroups = agent_uid_groups(in->uid, groups);
+	db_agent_create(c, in->company, in->name, in->uid, groups, ngroups, reply_create);
 }
 
 void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
@@ -137,14 +177,10 @@ void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__DescribeAgentReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[2];
 
 	if (authorize_agent(c, in->company, in->name) != 0)
 		return;
-	values[0] = in->company;
-	values[1] = in->name;
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_describe_agent($1, $2)", values, 2,
-	    reply_describe);
+	db_agent_describe(c, in->company, in->name, reply_describe);
 }
 
 void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
@@ -153,9 +189,8 @@ void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
 {
 	HANDLER_PROLOGUE(c);
 	const Pcsecret__V1__SecretRef *ref = in->ref;
+	struct db_ref target;
 	pcs_error name_err;
-	const char *values[8];
-	char version[16];
 
 	if (authorize_agent(c, in->company, in->agent) != 0)
 		return;
@@ -178,17 +213,11 @@ void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
 		call_fail(c, PCS_INVALID_ARGUMENT, "version %u is out of range", ref->version);
 		return;
 	}
-	snprintf(version, sizeof(version), "%u", ref->version);
-	values[0] = in->company;
-	values[1] = in->agent;
-	values[2] = in->env_name;
-	values[3] = ref->secret_id[0] ? ref->secret_id : NULL;
-	values[4] = ref->company;
-	values[5] = ref->name;
-	values[6] = ref->version ? version : NULL;
-	values[7] = call_actor(c);
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS
-	    " FROM pcs_set_agent_env($1, $2, $3, $4, $5, $6, $7, $8)", values, 8, reply_set);
+	target.secret_id = ref->secret_id;
+	target.company = ref->company;
+	target.name = ref->name;
+	target.version = ref->version;
+	db_agent_set_env(c, in->company, in->agent, in->env_name, &target, reply_set);
 }
 
 void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
@@ -196,7 +225,6 @@ void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__UnsetAgentEnvReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[3];
 
 	if (authorize_agent(c, in->company, in->agent) != 0)
 		return;
@@ -205,33 +233,21 @@ void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
 		    in->env_name);
 		return;
 	}
-	values[0] = in->company;
-	values[1] = in->agent;
-	values[2] = in->env_name;
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_unset_agent_env($1, $2, $3)", values,
-	    3, reply_unset);
+	db_agent_unset_env(c, in->company, in->agent, in->env_name, reply_unset);
 }
 
-static void reply_list(struct call *c, const struct store_result *res)
+static void reply_list(struct call *c, const struct db_agent *rows, size_t n)
 {
 	Pcsecret__V1__ListAgentsReply rep = PCSECRET__V1__LIST_AGENTS_REPLY__INIT;
-	int n = store_result_ntuples(res);
 	Pcsecret__V1__AgentInfo *items = NULL;
 	Pcsecret__V1__AgentInfo **ptrs = NULL;
 
-	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+	if (h_repeated(c, n, sizeof(*items), &items, &ptrs) != 0)
 		return;
-	for (int i = 0; i < n; i++) {
-		pcsecret__v1__agent_info__init(&items[i]);
-		items[i].id = (char *)rows_str(res, i, 0);
-		items[i].company = (char *)rows_str(res, i, 1);
-		items[i].name = (char *)rows_str(res, i, 2);
-		items[i].uid = rows_u32(res, i, 3);
-		items[i].created_at = (char *)rows_str(res, i, 4);
-		items[i].created_by = (char *)rows_str(res, i, 5);
-	}
+	for (size_t i = 0; i < n; i++)
+		agent_info(&rows[i], &items[i]);
 	rep.agents = ptrs;
-	rep.n_agents = (size_t)n;
+	rep.n_agents = n;
 	call_reply(c, &rep.base);
 	free(items);
 	free(ptrs);
@@ -242,20 +258,16 @@ void handle_list_agents(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__ListAgentsReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[1];
 
 	if (h_company(c, in->company) != 0)
 		return;
-	values[0] = in->company;
-	call_db_text(c, "SELECT " ROWS_AGENT_COLS " FROM pcs_list_agents($1)", values, 1,
-	    reply_list);
+	db_agent_list(c, in->company, reply_list);
 }
 
-static void reply_deleted(struct call *c, const struct store_result *res)
+static void reply_deleted(struct call *c)
 {
 	Pcsecret__V1__DeleteAgentReply rep = PCSECRET__V1__DELETE_AGENT_REPLY__INIT;
 
-	(void)res;
 	call_reply(c, &rep.base);
 }
 
@@ -264,11 +276,8 @@ void handle_delete_agent(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__DeleteAgentReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[2];
 
 	if (authorize_agent(c, in->company, in->name) != 0)
 		return;
-	values[0] = in->company;
-	values[1] = in->name;
-	call_db_text(c, "SELECT id FROM pcs_delete_agent($1, $2)", values, 2, reply_deleted);
+	db_agent_delete(c, in->company, in->name, reply_deleted);
 }

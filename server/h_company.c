@@ -1,18 +1,27 @@
 /* CreateCompany, ListCompanies. */
 #include <stdlib.h>
 
+#include "db.h"
 #include "dispatch.h"
 #include "handlers.h"
 #include "hutil.h"
 #include "ref.h"
-#include "rows.h"
 
-static void on_created(struct call *c, const struct store_result *res)
+static void company_msg(const struct db_company *row, Pcsecret__V1__Company *out)
+{
+	pcsecret__v1__company__init(out);
+	out->id = (char *)row->id;
+	out->name = (char *)row->name;
+	out->created_at = (char *)row->created_at;
+	out->created_by = (char *)row->created_by;
+}
+
+static void on_created(struct call *c, const struct db_company *row)
 {
 	Pcsecret__V1__CreateCompanyReply rep = PCSECRET__V1__CREATE_COMPANY_REPLY__INIT;
 	Pcsecret__V1__Company co;
 
-	rows_company(res, 0, &co);
+	company_msg(row, &co);
 	rep.company = &co;
 	call_reply(c, &rep.base);
 }
@@ -22,7 +31,6 @@ void handle_create_company(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__CreateCompanyReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[2];
 
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
@@ -32,25 +40,21 @@ void handle_create_company(Pcsecret__V1__PcSecret_Service *svc,
 		return;
 	}
 	call_set_target(c, in->name, NULL, NULL);
-	values[0] = in->name;
-	values[1] = call_actor(c);
-	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_create_company($1, $2)", values, 2,
-	    on_created);
+	db_company_create(c, in->name, on_created);
 }
 
-static void on_listed(struct call *c, const struct store_result *res)
+static void on_listed(struct call *c, const struct db_company *rows, size_t n)
 {
 	Pcsecret__V1__ListCompaniesReply rep = PCSECRET__V1__LIST_COMPANIES_REPLY__INIT;
-	int n = store_result_ntuples(res);
 	Pcsecret__V1__Company *items = NULL;
 	Pcsecret__V1__Company **ptrs = NULL;
 
-	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+	if (h_repeated(c, n, sizeof(*items), &items, &ptrs) != 0)
 		return;
-	for (int i = 0; i < n; i++)
-		rows_company(res, i, &items[i]);
+	for (size_t i = 0; i < n; i++)
+		company_msg(&rows[i], &items[i]);
 	rep.companies = ptrs;
-	rep.n_companies = (size_t)n;
+	rep.n_companies = n;
 	call_reply(c, &rep.base);
 	free(items);
 	free(ptrs);
@@ -62,22 +66,17 @@ void handle_list_companies(Pcsecret__V1__PcSecret_Service *svc,
 {
 	HANDLER_PROLOGUE(c);
 	const struct principal *p = call_principal(c);
-	const char *names[AUTHZ_MAX_COMPANIES], *values[1];
-	char *only = NULL;
+	const char *names[AUTHZ_MAX_COMPANIES];
 
 	(void)in;
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
-	if (p->role != ROLE_ADMIN) {
-		for (size_t i = 0; i < p->ncompanies; i++)
-			names[i] = p->companies[i];
-		if ((only = rows_text_array(names, p->ncompanies)) == NULL) {
-			call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-			return;
-		}
+	/* Admins see every company; anyone else only theirs. */
+	if (p->role == ROLE_ADMIN) {
+		db_company_list(c, NULL, 0, on_listed);
+		return;
 	}
-	values[0] = only;
-	call_db_text(c, "SELECT " ROWS_COMPANY_COLS " FROM pcs_list_companies($1)", values, 1,
-	    on_listed);
-	free(only);
+	for (size_t i = 0; i < p->ncompanies; i++)
+		names[i] = p->companies[i];
+	db_company_list(c, names, p->ncompanies, on_listed);
 }

@@ -4,19 +4,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "dispatch.h"
 #include "handlers.h"
 #include "hutil.h"
 #include "ref.h"
-#include "rows.h"
 #include "server.h"
 
-static void on_added(struct call *c, const struct store_result *res)
+static void rule_msg(const struct db_principal_rule *row, Pcsecret__V1__PrincipalRule *out)
+{
+	pcsecret__v1__principal_rule__init(out);
+	out->id = row->id;
+	out->match = (char *)row->match;
+	out->unix_id = row->unix_id;
+	out->role = (char *)row->role;
+	out->company = (char *)row->company;
+	out->agent = (char *)row->agent;
+	out->created_at = (char *)row->created_at;
+	out->created_by = (char *)row->created_by;
+}
+
+static void on_added(struct call *c, const struct db_principal_rule *row)
 {
 	Pcsecret__V1__AddPrincipalReply rep = PCSECRET__V1__ADD_PRINCIPAL_REPLY__INIT;
 	Pcsecret__V1__PrincipalRule rule;
 
-	rows_principal(res, 0, &rule);
+	rule_msg(row, &rule);
 	rep.principal = &rule;
 	call_reply(c, &rep.base);
 }
@@ -26,8 +39,6 @@ void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__AddPrincipalReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[5];
-	char id[16];
 
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
@@ -57,30 +68,22 @@ void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
 		    in->unix_id == 0 ? "root" : "the daemon's own uid");
 		return;
 	}
-	snprintf(id, sizeof(id), "%u", in->unix_id);
 	call_set_target(c, in->company, NULL, NULL);
-	values[0] = in->match;
-	values[1] = id;
-	values[2] = in->role;
-	values[3] = in->company;
-	values[4] = call_actor(c);
-	call_db_text(c, "SELECT " ROWS_PRINCIPAL_COLS " FROM pcs_add_principal($1, $2, $3, $4, $5)",
-	    values, 5, on_added);
+	db_principal_add(c, in->match, in->unix_id, in->role, in->company, on_added);
 }
 
-static void on_listed(struct call *c, const struct store_result *res)
+static void on_listed(struct call *c, const struct db_principal_rule *rows, size_t n)
 {
 	Pcsecret__V1__ListPrincipalsReply rep = PCSECRET__V1__LIST_PRINCIPALS_REPLY__INIT;
-	int n = store_result_ntuples(res);
 	Pcsecret__V1__PrincipalRule *items = NULL;
 	Pcsecret__V1__PrincipalRule **ptrs = NULL;
 
-	if (h_repeated(c, (size_t)n, sizeof(*items), &items, &ptrs) != 0)
+	if (h_repeated(c, n, sizeof(*items), &items, &ptrs) != 0)
 		return;
-	for (int i = 0; i < n; i++)
-		rows_principal(res, i, &items[i]);
+	for (size_t i = 0; i < n; i++)
+		rule_msg(&rows[i], &items[i]);
 	rep.principals = ptrs;
-	rep.n_principals = (size_t)n;
+	rep.n_principals = n;
 	call_reply(c, &rep.base);
 	free(items);
 	free(ptrs);
@@ -91,20 +94,17 @@ void handle_list_principals(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__ListPrincipalsReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[1] = { NULL };
 
 	(void)in;
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
-	call_db_text(c, "SELECT " ROWS_PRINCIPAL_COLS " FROM pcs_principal_rows($1)", values, 1,
-	    on_listed);
+	db_principal_list(c, on_listed);
 }
 
-static void on_removed(struct call *c, const struct store_result *res)
+static void on_removed(struct call *c)
 {
 	Pcsecret__V1__RemovePrincipalReply rep = PCSECRET__V1__REMOVE_PRINCIPAL_REPLY__INIT;
 
-	(void)res;
 	call_reply(c, &rep.base);
 }
 
@@ -113,8 +113,6 @@ void handle_remove_principal(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__RemovePrincipalReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	const char *values[1];
-	char id[24];
 
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
@@ -122,7 +120,5 @@ void handle_remove_principal(Pcsecret__V1__PcSecret_Service *svc,
 		call_fail(c, PCS_INVALID_ARGUMENT, "principal id must be a positive number");
 		return;
 	}
-	snprintf(id, sizeof(id), "%llu", (unsigned long long)in->id);
-	values[0] = id;
-	call_db_text(c, "SELECT id FROM pcs_remove_principal($1)", values, 1, on_removed);
+	db_principal_remove(c, in->id, on_removed);
 }

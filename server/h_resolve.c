@@ -3,16 +3,17 @@
  * or a launcher (for an agent of its companies). Which refs an agent may read is decided by
  * its env config, in the same statement that reads the ciphertext and writes the audit row.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 #include "crypto.h"
+#include "db.h"
 #include "dispatch.h"
 #include "handlers.h"
 #include "ref.h"
-#include "rows.h"
 #include "server.h"
 
 /* Which agent the values are for: the caller itself, or the one a launcher names. */
@@ -46,28 +47,17 @@ static int target_agent(struct call *c, const char *company_in, const char *agen
 	return call_authorize(c, company, agent);
 }
 
-/* Opens the sealed value in columns [first .. first+3] (ciphertext, nonce, wrapped, key id). */
-static int open_row(struct call *c, const struct store_result *res, int row, int first,
-    const char *company_id, const char *secret_id, uint32_t version, struct crypto_plain *out)
+/* Opens a sealed value of (company_id, secret_id, version) into out; fails the call if not. */
+static int open_sealed(struct call *c, const struct db_sealed *sealed, const char *company_id,
+    const char *secret_id, uint32_t version, struct crypto_plain *out)
 {
 	struct crypto_ad ad = { company_id, secret_id, version };
-	uint8_t *ct = NULL, *nonce = NULL, *wrapped = NULL;
-	size_t ct_len = 0, nonce_len = 0, wrapped_len = 0;
 	pcs_error err;
 	int r;
 
-	if (store_result_bytea(res, row, first, &ct, &ct_len) != 0 ||
-	    store_result_bytea(res, row, first + 1, &nonce, &nonce_len) != 0 ||
-	    store_result_bytea(res, row, first + 2, &wrapped, &wrapped_len) != 0) {
-		r = pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	r = crypto_open(call_server(c)->master, &ad, ct, ct_len, nonce, nonce_len, wrapped,
-	    wrapped_len, rows_str(res, row, first + 3), out, &err);
-out:
-	free(ct);
-	free(nonce);
-	free(wrapped);
+	r = crypto_open(call_server(c)->master, &ad, sealed->ciphertext, sealed->ciphertext_len,
+	    sealed->nonce, sealed->nonce_len, sealed->wrapped_key, sealed->wrapped_key_len,
+	    sealed->key_id, out, &err);
 	if (r != 0)
 		call_fail(c, r, "secret %s version %u: %s", secret_id, version, err.message);
 	return r;
@@ -85,12 +75,6 @@ static void opened_free(struct opened *o)
 	free(o->plain);
 }
 
-/* Company and agent of the call's target, kept for the per-reference checks. */
-struct target {
-	char company[PCS_NAME_MAX + 1];
-	char agent[PCS_NAME_MAX + 1];
-};
-
 /* How a reference is named in messages: as the caller wrote it. */
 static void ref_label(const Pcsecret__V1__SecretRef *r, char *buf, size_t size)
 {
@@ -105,20 +89,16 @@ static void ref_label(const Pcsecret__V1__SecretRef *r, char *buf, size_t size)
 		snprintf(buf, size, "reference");
 }
 
-/*
- * Rows: idx, granted, company_id, secret_id, version, state, ciphertext, nonce, wrapped_key,
- * key_id. Every ref must be granted (authz decides from the row) and its version active.
- */
-static void on_resolved(struct call *c, const struct store_result *res)
+/* Every ref must be granted (authz decides from the row) and its version active. */
+static void on_resolved(struct call *c, const struct db_target *t,
+    const struct db_resolved *rows, size_t n)
 {
 	const Pcsecret__V1__ResolveRequest *in =
 	    (const Pcsecret__V1__ResolveRequest *)call_request(c);
-	const struct target *t = call_state(c);
 	Pcsecret__V1__ResolveReply rep = PCSECRET__V1__RESOLVE_REPLY__INIT;
-	int n = store_result_ntuples(res);
-	Pcsecret__V1__ResolvedValue *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__ResolvedValue **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
-	struct opened o = { calloc((size_t)n + 1, sizeof(struct crypto_plain)), 0 };
+	Pcsecret__V1__ResolvedValue *items = calloc(n + 1, sizeof(*items));
+	Pcsecret__V1__ResolvedValue **ptrs = calloc(n + 1, sizeof(*ptrs));
+	struct opened o = { calloc(n + 1, sizeof(struct crypto_plain)), 0 };
 	char label[2 * PCS_NAME_MAX + 64];
 	pcs_error err;
 
@@ -126,15 +106,15 @@ static void on_resolved(struct call *c, const struct store_result *res)
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	if ((size_t)n != in->n_refs) {
-		call_fail(c, PCS_INTERNAL, "resolved %d of %zu references", n, in->n_refs);
+	if (n != in->n_refs) {
+		call_fail(c, PCS_INTERNAL, "resolved %zu of %zu references", n, in->n_refs);
 		goto out;
 	}
-	for (int i = 0; i < n; i++) {
-		size_t idx = (size_t)rows_u32(res, i, 0) - 1;
+	for (size_t i = 0; i < n; i++) {
+		const struct db_resolved *x = &rows[i];
+		size_t idx = (size_t)x->idx - 1;
 		struct authz_request rq = { METHOD_ACTION_VALUE_READ, t->company, t->agent,
-			strcmp(rows_str(res, i, 1), "t") == 0 ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO };
-		uint32_t version = rows_u32(res, i, 4);
+			x->granted ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO };
 		int r;
 
 		if (idx >= in->n_refs) {
@@ -146,31 +126,31 @@ static void on_resolved(struct call *c, const struct store_result *res)
 			call_fail(c, r, "%s: %s", label, err.message);
 			goto out;
 		}
-		if (store_result_isnull(res, i, 5)) {
+		if (x->state == NULL) {
 			ref_label(in->refs[idx], label, sizeof(label));
-			call_fail(c, PCS_NOT_FOUND, "%s: version %u does not exist", label, version);
+			call_fail(c, PCS_NOT_FOUND, "%s: version %u does not exist", label, x->version);
 			goto out;
 		}
-		if (strcmp(rows_str(res, i, 5), "active") != 0) {
+		if (strcmp(x->state, "active") != 0) {
 			ref_label(in->refs[idx], label, sizeof(label));
-			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label, version,
-			    rows_str(res, i, 5));
+			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label, x->version,
+			    x->state);
 			goto out;
 		}
-		if (open_row(c, res, i, 6, rows_str(res, i, 2), rows_str(res, i, 3), version,
+		if (open_sealed(c, &x->sealed, x->company_id, x->secret_id, x->version,
 		    &o.plain[o.n]) != 0)
 			goto out;
 		pcsecret__v1__resolved_value__init(&items[i]);
 		items[i].ref = in->refs[idx];
-		items[i].secret_id = (char *)rows_str(res, i, 3);
-		items[i].version = version;
+		items[i].secret_id = (char *)x->secret_id;
+		items[i].version = x->version;
 		items[i].value.data = o.plain[o.n].data;
 		items[i].value.len = o.plain[o.n].len;
 		o.n++;
 		ptrs[i] = &items[i];
 	}
 	rep.values = ptrs;
-	rep.n_values = (size_t)n;
+	rep.n_values = n;
 	call_reply(c, &rep.base);
 out:
 	opened_free(&o);
@@ -186,10 +166,7 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1], acompany[PCS_NAME_MAX + 1] = "";
 	char aname[PCS_NAME_MAX + 1] = "", first[2 * PCS_NAME_MAX + 40], version[16];
 	size_t n = in->n_refs, max = (size_t)call_server(c)->cfg->max_refs;
-	const char **ids = NULL, **companies = NULL, **names = NULL, **versions = NULL;
-	char (*vbuf)[12] = NULL, *arrays[4] = { NULL, NULL, NULL, NULL };
-	const char *values[6];
-	struct target *t = NULL;
+	struct db_ref *refs = NULL;
 	pcs_error err;
 
 	if (in->agent[0] != '\0' &&
@@ -208,12 +185,7 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 		    "(max_refs)", n, max);
 		return;
 	}
-	ids = calloc(n, sizeof(*ids));
-	companies = calloc(n, sizeof(*companies));
-	names = calloc(n, sizeof(*names));
-	versions = calloc(n, sizeof(*versions));
-	vbuf = calloc(n, sizeof(*vbuf));
-	if (ids == NULL || companies == NULL || names == NULL || versions == NULL || vbuf == NULL) {
+	if ((refs = calloc(n, sizeof(*refs))) == NULL) {
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
@@ -231,96 +203,66 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 			    i + 1, r->version);
 			goto out;
 		}
-		ids[i] = by_id ? r->secret_id : "";
-		companies[i] = by_id ? "" : r->company;
-		names[i] = by_id ? "" : r->name;
-		snprintf(vbuf[i], sizeof(vbuf[i]), "%u", r->version);
-		versions[i] = vbuf[i];
-	}
-	if ((arrays[0] = rows_text_array(ids, n)) == NULL ||
-	    (arrays[1] = rows_text_array(companies, n)) == NULL ||
-	    (arrays[2] = rows_text_array(names, n)) == NULL ||
-	    (arrays[3] = rows_text_array(versions, n)) == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
+		refs[i].secret_id = by_id ? r->secret_id : "";
+		refs[i].company = by_id ? "" : r->company;
+		refs[i].name = by_id ? "" : r->name;
+		refs[i].version = r->version;
 	}
 	/* The audit row names the first reference and how many more there were. */
-	snprintf(first, sizeof(first), "%s%s%s%s", ids[0], companies[0], ids[0][0] ? "" : "/",
-	    names[0]);
+	snprintf(first, sizeof(first), "%s%s%s%s", refs[0].secret_id, refs[0].company,
+	    refs[0].secret_id[0] ? "" : "/", refs[0].name);
 	if (n > 1)
 		snprintf(first + strlen(first), sizeof(first) - strlen(first), " (+%zu more)", n - 1);
-	snprintf(version, sizeof(version), "%s", in->refs[0]->version ? vbuf[0] : "latest");
-	if ((t = calloc(1, sizeof(*t))) == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	snprintf(t->company, sizeof(t->company), "%s", company);
-	snprintf(t->agent, sizeof(t->agent), "%s", agent);
-	call_set_state(c, t, free);
+	if (refs[0].version != 0)
+		snprintf(version, sizeof(version), "%u", refs[0].version);
+	else
+		snprintf(version, sizeof(version), "latest");
 	call_set_target(c, company, first, version);
-	values[0] = company;
-	values[1] = agent;
-	values[2] = arrays[0];
-	values[3] = arrays[1];
-	values[4] = arrays[2];
-	values[5] = arrays[3];
 	/*
 	 * Resolve's audit row is queued (common/methods.h), not part of this statement: authz
 	 * decides from its rows, and the row (written before the reply leaves) carries that.
 	 */
-	call_db_text(c, "SELECT idx, granted, company_id, secret_id, version, state, ciphertext, "
-	    "nonce, wrapped_key, key_id FROM pcs_resolve($1, $2, $3, $4, $5, $6)", values, 6,
-	    on_resolved);
+	db_resolve(c, company, agent, refs, n, on_resolved);
 out:
-	for (int i = 0; i < 4; i++)
-		free(arrays[i]);
-	free(ids);
-	free(companies);
-	free(names);
-	free(versions);
-	free(vbuf);
+	free(refs);
 }
 
-/*
- * Rows: env_name, ref_company, ref_name, selector, company_id, secret_id, version,
- * ciphertext, nonce, wrapped_key, key_id.
- */
-static void on_env(struct call *c, const struct store_result *res)
+static void on_env(struct call *c, const struct db_target *t, const struct db_env_value *rows,
+    size_t n)
 {
 	Pcsecret__V1__GetAgentEnvReply rep = PCSECRET__V1__GET_AGENT_ENV_REPLY__INIT;
-	int n = store_result_ntuples(res);
-	Pcsecret__V1__EnvValue *items = calloc((size_t)n + 1, sizeof(*items));
-	Pcsecret__V1__SecretRef *refs = calloc((size_t)n + 1, sizeof(*refs));
-	Pcsecret__V1__EnvValue **ptrs = calloc((size_t)n + 1, sizeof(*ptrs));
-	struct opened o = { calloc((size_t)n + 1, sizeof(struct crypto_plain)), 0 };
+	Pcsecret__V1__EnvValue *items = calloc(n + 1, sizeof(*items));
+	Pcsecret__V1__SecretRef *refs = calloc(n + 1, sizeof(*refs));
+	Pcsecret__V1__EnvValue **ptrs = calloc(n + 1, sizeof(*ptrs));
+	struct opened o = { calloc(n + 1, sizeof(struct crypto_plain)), 0 };
 	char agent[2 * PCS_NAME_MAX + 2];
 
 	if (items == NULL || refs == NULL || ptrs == NULL || o.plain == NULL) {
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	for (int i = 0; i < n; i++) {
-		uint32_t version = rows_u32(res, i, 6);
-		if (open_row(c, res, i, 7, rows_str(res, i, 4), rows_str(res, i, 5), version,
+	for (size_t i = 0; i < n; i++) {
+		const struct db_env_value *v = &rows[i];
+		if (open_sealed(c, &v->sealed, v->company_id, v->secret_id, v->version,
 		    &o.plain[o.n]) != 0)
 			goto out;
 		pcsecret__v1__secret_ref__init(&refs[i]);
-		refs[i].company = (char *)rows_str(res, i, 1);
-		refs[i].name = (char *)rows_str(res, i, 2);
-		refs[i].version = store_result_isnull(res, i, 3) ? 0 : rows_u32(res, i, 3);
+		refs[i].company = (char *)v->ref_company;
+		refs[i].name = (char *)v->ref_name;
+		refs[i].version = v->selector;
 		pcsecret__v1__env_value__init(&items[i]);
-		items[i].env_name = (char *)rows_str(res, i, 0);
+		items[i].env_name = (char *)v->env_name;
 		items[i].ref = &refs[i];
-		items[i].version = version;
+		items[i].version = v->version;
 		items[i].value.data = o.plain[o.n].data;
 		items[i].value.len = o.plain[o.n].len;
 		o.n++;
 		ptrs[i] = &items[i];
 	}
-	snprintf(agent, sizeof(agent), "%s", call_state(c) ? (const char *)call_state(c) : "");
+	snprintf(agent, sizeof(agent), "%s/%s", t->company, t->agent);
 	rep.agent = agent;
 	rep.env = ptrs;
-	rep.n_env = (size_t)n;
+	rep.n_env = n;
 	call_reply(c, &rep.base);
 out:
 	opened_free(&o);
@@ -334,24 +276,13 @@ void handle_get_agent_env(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__GetAgentEnvReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
-	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1], *label;
-	const char *values[2];
-	size_t len;
+	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];
+	char label[2 * PCS_NAME_MAX + 2];
 
 	if (target_agent(c, in->company, in->agent, company, agent) != 0)
 		return;
-	len = strlen(company) + strlen(agent) + 2;
-	if ((label = malloc(len)) == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
-	snprintf(label, len, "%s/%s", company, agent);
-	call_set_state(c, label, free);
+	snprintf(label, sizeof(label), "%s/%s", company, agent);
 	call_set_target(c, company, label, NULL);
-	values[0] = company;
-	values[1] = agent;
 	/* Audited after opening the values, so a DATA_LOSS is the call's one row, not a second. */
-	call_db_text(c, "SELECT env_name, ref_company, ref_name, selector, company_id, secret_id, "
-	    "version, ciphertext, nonce, wrapped_key, key_id FROM pcs_agent_env($1, $2)", values, 2,
-	    on_env);
+	db_agent_env(c, company, agent, on_env);
 }

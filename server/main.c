@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn.h"
 #include "crypto.h"
+#include "db.h"
 #include "devmode.h"
 #include "dispatch.h"
 #include "listener.h"
@@ -40,66 +41,86 @@ static void harden(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
-/* Migrations, keyring check and instance registration, over one blocking connection. */
-static int prepare_database(const struct config *cfg, pcs_error *err)
+/* Says which setting a connection failure is about, never repeating the string itself. */
+static int which_url(int r, const char *setting, pcs_error *err)
 {
-	struct store_sync *db = NULL;
-	struct store_result *res = NULL;
-	uint8_t check[CRYPTO_CHECK_LEN];
-	char check_hex[2 * CRYPTO_CHECK_LEN + 1], host[256], pid[16];
-	const char *key_id = crypto_master_key_id(srv.master);
-	const char *values[4];
-	struct store_query q = { 0 };
-	int r;
+	char msg[sizeof(err->message)];
 
-	if ((r = store_sync_connect(cfg->database_url, &db, err)) != 0 ||
-	    (r = migrate_run(db, err)) != 0)
+	snprintf(msg, sizeof(msg), "%s", err->message);
+	return pcs_fail(err, -r, "%s: %s", setting, msg);
+}
+
+/*
+ * Migrations, the SQL API and the service role's privileges over the owner's connection
+ * (migrate_database_url); then, over the service role's (service_url: database_url with the
+ * API schema first on its search_path, as the pool uses it), the check that all it needs is
+ * there, the keyring check and instance registration.
+ */
+static int prepare_database(const struct config *cfg, const char *service_url, pcs_error *err)
+{
+	struct store_sync *db = NULL, *owner = NULL;
+	struct migrate_plan plan;
+	struct migrate_status st;
+	uint8_t check[CRYPTO_CHECK_LEN];
+	char check_hex[2 * CRYPTO_CHECK_LEN + 1], host[256], role[128];
+	/* Larger than ours: a longer stored value must not compare equal once cut short. */
+	char have_key_id[128], have_check[4 * CRYPTO_CHECK_LEN + 1];
+	const char *key_id = crypto_master_key_id(srv.master);
+	const char *owner_setting = cfg->migrate_database_url[0] != '\0' ?
+	    "migrate_database_url" : "database_url";
+	int r, found;
+
+	migrate_plan_builtin(&plan);
+	if ((r = store_sync_connect(service_url, &db, err)) != 0) {
+		r = which_url(r, "database_url", err);
+		goto out;
+	}
+	/* The role the pool logs in as is the one to grant to, whatever the string says. */
+	if ((r = db_current_user(db, role, sizeof(role), err)) != 0)
+		goto out;
+	/* A connection of its own even for one role: migrations run on the default search_path. */
+	if ((r = store_sync_connect(cfg->migrate_database_url[0] != '\0' ?
+	    cfg->migrate_database_url : cfg->database_url, &owner, err)) != 0) {
+		r = which_url(r, owner_setting, err);
+		goto out;
+	}
+	if ((r = migrate_apply(owner, &plan, role, err)) != 0)
+		goto out;
+	store_sync_close(owner);
+	owner = NULL;
+	if ((r = migrate_check(db, &plan, &st, err)) != 0)
+		goto out;
+	if (st.audit_mutable)
+		log_event(LOG_WARN, "db_audit_mutable", "role=%s detail=%s", log_q(role),
+		    log_q("the service role owns audit_log and can change or remove audit rows; "
+		    "give migrate_database_url a role of its own (docs/security.md)"));
+	/* Every statement the daemon runs, against the functions it will call: refuse now. */
+	if ((r = db_check_statements(db, err)) != 0)
 		goto out;
 	crypto_master_check_value(srv.master, check);
 	crypto_hex(check_hex, check, sizeof(check));
 	/* The first daemon on an empty database records its key; any later one must match it. */
-	values[0] = key_id;
-	values[1] = check_hex;
-	q.sql = "INSERT INTO keyring (key_id, check_value, state) SELECT $1, decode($2, 'hex'), "
-	    "'active' WHERE NOT EXISTS (SELECT 1 FROM keyring) AND NOT EXISTS "
-	    "(SELECT 1 FROM secret_versions) ON CONFLICT DO NOTHING";
-	q.nparams = 2;
-	q.values = values;
-	if ((r = store_sync_exec(db, &q, &res, err)) != 0)
+	if ((r = db_keyring_claim(db, key_id, check_hex, err)) != 0 ||
+	    (r = db_keyring_active(db, have_key_id, sizeof(have_key_id), have_check,
+	    sizeof(have_check), &found, err)) != 0)
 		goto out;
-	store_result_free(res);
-	res = NULL;
-	q.sql = "SELECT key_id, encode(check_value, 'hex') FROM keyring WHERE state = 'active'";
-	q.nparams = 0;
-	if ((r = store_sync_exec(db, &q, &res, err)) != 0)
-		goto out;
-	if (store_result_ntuples(res) == 0) {
+	if (!found) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "the database holds secrets but no active "
 		    "master key record; refusing to start rather than write with a new key");
 		goto out;
 	}
-	if (strcmp(store_result_value(res, 0, 0), key_id) != 0 ||
-	    strcmp(store_result_value(res, 0, 1), check_hex) != 0) {
+	if (strcmp(have_key_id, key_id) != 0 || strcmp(have_check, check_hex) != 0) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "the master key in %s (key id %s) is not the "
 		    "key this database was initialised with (key id %s)", cfg->master_key_file, key_id,
-		    store_result_value(res, 0, 0));
+		    have_key_id);
 		goto out;
 	}
-	store_result_free(res);
-	res = NULL;
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "unknown");
 	host[sizeof(host) - 1] = '\0';
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	values[0] = srv.instance_id;
-	values[1] = host;
-	values[2] = pid;
-	values[3] = PCS_VERSION;
-	q.sql = "INSERT INTO instances (id, host, pid, version) VALUES ($1, $2, $3, $4)";
-	q.nparams = 4;
-	r = store_sync_exec(db, &q, &res, err);
+	r = db_instance_register(db, srv.instance_id, host, (long)getpid(), PCS_VERSION, err);
 out:
-	store_result_free(res);
+	store_sync_close(owner);
 	store_sync_close(db);
 	return r;
 }
@@ -161,6 +182,7 @@ static void fatal(const pcs_error *err)
 int main(int argc, char **argv)
 {
 	static struct config cfg;
+	char search_path[64], options[96], *service_url = NULL;
 	struct event *sigs[4] = { NULL, NULL, NULL, NULL };
 	const int signums[4] = { SIGTERM, SIGINT, SIGHUP, 0 };
 	pcs_error err;
@@ -226,7 +248,10 @@ int main(int argc, char **argv)
 	srv.self_uid = geteuid();
 	TAILQ_INIT(&srv.conns);
 	TAILQ_INIT(&srv.waitq);
-	if (prepare_database(&cfg, &err) != 0)
+	migrate_search_path(pcs_api_version, search_path, sizeof(search_path));
+	snprintf(options, sizeof(options), "-c search_path=%s", search_path);
+	if (store_conninfo_add_options(cfg.database_url, options, &service_url, &err) != 0 ||
+	    prepare_database(&cfg, service_url, &err) != 0)
 		fatal(&err);
 	if (dispatch_init(&err) != 0)
 		fatal(&err);
@@ -234,7 +259,7 @@ int main(int argc, char **argv)
 		pcs_fail(&err, PCS_INTERNAL, "cannot create the event loop");
 		fatal(&err);
 	}
-	if (store_open(srv.base, cfg.database_url, (int)cfg.pool_size, &srv.store, &err) != 0)
+	if (store_open(srv.base, service_url, (int)cfg.pool_size, &srv.store, &err) != 0)
 		fatal(&err);
 	store_set_logger(srv.store, on_store_log, NULL);
 	store_set_wait_limit(srv.store, (int)cfg.db_wait_ms);
@@ -278,6 +303,7 @@ int main(int argc, char **argv)
 	event_base_free(srv.base);
 	crypto_master_free(srv.master);
 	devmode_stop(&dev);
+	store_conninfo_free(service_url);
 	config_free(&cfg);
 	return 0;
 }

@@ -16,66 +16,43 @@ int principal_bootstrap(struct principal *p, uid_t self_uid)
 	return 1;
 }
 
-/* Columns: id, match, unix_id, role, company, agent_id, agent_name. */
-int principal_from_rows(struct principal *p, const struct store_result *res, pcs_error *err)
+int principal_from_matches(struct principal *p, const struct db_principal_match *rows,
+    size_t n, pcs_error *err)
 {
-	int n = store_result_ntuples(res);
 	const char *match, *role;
 
 	if (n == 0)
 		return pcs_fail(err, PCS_UNAUTHENTICATED,
 		    "uid %u (gid %u) matches no principal; an admin can add one with pcctl principal add",
 		    p->uid, p->gid);
-	match = store_result_value(res, 0, 1);
-	role = store_result_value(res, 0, 3);
-	if (strcmp(role, "agent") == 0 && n > 1 && strcmp(store_result_value(res, 1, 3), "agent") != 0)
+	match = rows[0].match;
+	role = rows[0].role;
+	if (strcmp(role, "agent") == 0 && n > 1 && strcmp(rows[1].role, "agent") != 0)
 		return pcs_fail(err, PCS_UNAUTHENTICATED,
 		    "uid %u is agent %s/%s but also matches %s %s (principal %s, role %s); an agent's "
-		    "uid may match no other rule", p->uid, store_result_value(res, 0, 4),
-		    store_result_value(res, 0, 6), store_result_value(res, 1, 1),
-		    store_result_value(res, 1, 2), store_result_value(res, 1, 0),
-		    store_result_value(res, 1, 3));
+		    "uid may match no other rule", p->uid,
+		    rows[0].company != NULL ? rows[0].company : "", rows[0].agent_name, rows[1].match,
+		    rows[1].unix_id, rows[1].id, rows[1].role);
 	p->role = authz_role_from_name(role);
 	p->ncompanies = 0;
 	p->agent[0] = '\0';
-	snprintf(p->rule, sizeof(p->rule), "%s %s (principal %s)", match,
-	    store_result_value(res, 0, 2), store_result_value(res, 0, 0));
-	for (int i = 0; i < n && p->ncompanies < AUTHZ_MAX_COMPANIES; i++) {
-		if (strcmp(store_result_value(res, i, 1), match) != 0 ||
-		    strcmp(store_result_value(res, i, 3), role) != 0 ||
-		    store_result_isnull(res, i, 4))
+	snprintf(p->rule, sizeof(p->rule), "%s %s (principal %s)", match, rows[0].unix_id,
+	    rows[0].id);
+	for (size_t i = 0; i < n && p->ncompanies < AUTHZ_MAX_COMPANIES; i++) {
+		if (strcmp(rows[i].match, match) != 0 || strcmp(rows[i].role, role) != 0 ||
+		    rows[i].company == NULL)
 			continue;
-		if (authz_has_company(p, store_result_value(res, i, 4)))
+		if (authz_has_company(p, rows[i].company))
 			continue;
-		snprintf(p->companies[p->ncompanies++], PCS_NAME_MAX + 1, "%s",
-		    store_result_value(res, i, 4));
+		snprintf(p->companies[p->ncompanies++], PCS_NAME_MAX + 1, "%s", rows[i].company);
 		if (p->role == ROLE_AGENT) {
-			snprintf(p->agent, sizeof(p->agent), "%s", store_result_value(res, i, 6));
+			snprintf(p->agent, sizeof(p->agent), "%s", rows[i].agent_name);
 			break; /* an agent principal is exactly one agent */
 		}
 	}
 	if (p->role == ROLE_NONE)
 		return pcs_fail(err, PCS_UNAUTHENTICATED, "principal rule has unknown role %s", role);
 	return 0;
-}
-
-void principal_query(struct principal_query *pq, uid_t uid, const gid_t *groups, size_t n,
-    struct store_query *q)
-{
-	size_t o = 0;
-
-	pq->gids[o++] = '{';
-	for (size_t i = 0; i < n && o < sizeof(pq->gids) - 13; i++)
-		o += (size_t)snprintf(pq->gids + o, sizeof(pq->gids) - o, "%s%u", i ? "," : "",
-		    (unsigned)groups[i]);
-	snprintf(pq->gids + o, sizeof(pq->gids) - o, "}");
-	snprintf(pq->uid, sizeof(pq->uid), "%u", (unsigned)uid);
-	pq->values[0] = pq->uid;
-	pq->values[1] = pq->gids;
-	memset(q, 0, sizeof(*q));
-	q->sql = "SELECT * FROM pcs_principal_lookup($1, $2)";
-	q->nparams = 2;
-	q->values = pq->values;
 }
 
 void principal_to_proto(const struct principal *p, struct principal_proto *out)

@@ -1048,6 +1048,98 @@ store_idle(const struct store *s)
 	return 1;
 }
 
+/* ---- connection strings ---- */
+
+/* Appends value to p as a single-quoted conninfo value; returns the new end. */
+static char *
+quote_value(char *p, const char *value)
+{
+	*p++ = '\'';
+	for (; *value != '\0'; value++) {
+		if (*value == '\'' || *value == '\\')
+			*p++ = '\\';
+		*p++ = *value;
+	}
+	*p++ = '\'';
+	return p;
+}
+
+int
+store_conninfo_add_options(const char *conninfo, const char *options, char **out,
+    pcs_error *err)
+{
+	PQconninfoOption *opts = NULL, *o;
+	const char *have = NULL;
+	char *merged = NULL, *buf = NULL, *p;
+	size_t size, merged_size = 0, buf_size = 0;
+	int ret;
+
+	*out = NULL;
+	if ((ret = conninfo_check(conninfo, err)) != 0)
+		goto out;
+	ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		goto out;
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "options") == 0)
+			have = o->val;
+	/* Explicit options would hide PGOPTIONS from libpq: keep what it says. */
+	if (have == NULL)
+		have = getenv("PGOPTIONS");
+	if (have == NULL)
+		have = "";
+	merged_size = strlen(have) + 1 + strlen(options) + 1;
+	if ((merged = malloc(merged_size)) == NULL)
+		goto out;
+	/* The server reads -c settings in order: ours, last, win over the same ones before. */
+	snprintf(merged, merged_size, "%s%s%s", have, have[0] != '\0' ? " " : "", options);
+	size = sizeof("options=''") + 2 * strlen(merged);
+	for (o = opts; o->keyword != NULL; o++)
+		if (o->val != NULL && strcmp(o->keyword, "options") != 0)
+			size += strlen(o->keyword) + sizeof("='' ") + 2 * strlen(o->val);
+	buf_size = size;
+	if ((buf = malloc(buf_size)) == NULL)
+		goto out;
+	p = buf;
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "options") == 0)
+			continue;
+		memcpy(p, o->keyword, strlen(o->keyword));
+		p += strlen(o->keyword);
+		*p++ = '=';
+		p = quote_value(p, o->val);
+		*p++ = ' ';
+	}
+	memcpy(p, "options=", 8);
+	p = quote_value(p + 8, merged);
+	*p = '\0';
+	*out = buf;
+	buf = NULL;
+	pcs_error_clear(err);
+	ret = 0;
+out:
+	/* Both may hold the password. */
+	if (merged != NULL) {
+		explicit_bzero(merged, merged_size);
+		free(merged);
+	}
+	if (buf != NULL) {
+		explicit_bzero(buf, buf_size);
+		free(buf);
+	}
+	PQconninfoFree(opts);
+	return ret;
+}
+
+void
+store_conninfo_free(char *conninfo)
+{
+	if (conninfo == NULL)
+		return;
+	explicit_bzero(conninfo, strlen(conninfo));
+	free(conninfo);
+}
+
 /* ---- blocking API for start-up ---- */
 
 int
@@ -1136,4 +1228,44 @@ store_sync_close(struct store_sync *c)
 	if (c->pg != NULL)
 		PQfinish(c->pg);
 	free(c);
+}
+
+/* ---- statement descriptions (start-up: the db layer checks its statements' columns) ---- */
+
+int
+store_sync_describe(struct store_sync *c, const char *sql, struct store_result **out,
+    pcs_error *err)
+{
+	int ret;
+
+	*out = NULL;
+	if (sql == NULL)
+		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no SQL statement");
+	/* The unnamed statement: prepared, never run; parameter types are inferred. */
+	if ((ret = sync_result(c, PQprepare(c->pg, "", sql, 0, NULL), NULL, err)) != 0)
+		return ret;
+	return sync_result(c, PQdescribePrepared(c->pg, ""), out, err);
+}
+
+const char *
+store_result_fname(const struct store_result *r, int col)
+{
+	const char *name;
+
+	if (r->pg == NULL || col < 0 || col >= PQnfields(r->pg) ||
+	    (name = PQfname(r->pg, col)) == NULL)
+		return "";
+	return name;
+}
+
+int
+store_result_nparams(const struct store_result *r)
+{
+	return r->pg != NULL ? PQnparams(r->pg) : 0;
+}
+
+unsigned
+store_result_paramtype(const struct store_result *r, int i)
+{
+	return r->pg != NULL && i >= 0 && i < PQnparams(r->pg) ? (unsigned)PQparamtype(r->pg, i) : 0;
 }

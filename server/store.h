@@ -104,6 +104,16 @@ int store_result_isnull(const struct store_result *r, int row, int col);
 int store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out,
     size_t *len);
 
+/*
+ * A copy of conninfo (a URI or key=value string) as key=value pairs, with options appended to
+ * its "options" (or to PGOPTIONS when it sets none): settings every connection made with it
+ * gets, such as the search_path of the daemon's API schema ("-c search_path=..."). *out holds
+ * any password conninfo holds: free it with store_conninfo_free, which wipes it.
+ */
+int store_conninfo_add_options(const char *conninfo, const char *options, char **out,
+    pcs_error *err) __attribute__((warn_unused_result));
+void store_conninfo_free(char *conninfo);
+
 /* Start-up only: blocking connection and statements. */
 int store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err);
 /* Runs q; on success *out is a result the caller frees with store_result_free. */
@@ -113,5 +123,17 @@ int store_sync_exec(struct store_sync *c, const struct store_query *q, struct st
 int store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err);
 void store_result_free(struct store_result *r);
 void store_sync_close(struct store_sync *c);
+/*
+ * Start-up only: describes sql without running it (parameter types inferred from the
+ * statement). *out, freed with store_result_free, has its columns (store_result_nfields,
+ * store_result_fname) and parameter types.
+ */
+int store_sync_describe(struct store_sync *c, const char *sql, struct store_result **out,
+    pcs_error *err) __attribute__((warn_unused_result));
+/* A result's (or description's) column name; "" when col is out of range. */
+const char *store_result_fname(const struct store_result *r, int col);
+/* A description's parameters and their type oids (0 when i is out of range). */
+int store_result_nparams(const struct store_result *r);
+unsigned store_result_paramtype(const struct store_result *r, int i);
 
 #endif

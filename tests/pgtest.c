@@ -84,6 +84,35 @@ out:
 }
 
 int
+pgtest_login_role(const char *role, const char *conninfo, char *conninfo_out, size_t size)
+{
+	const char *base = getenv("PCS_TEST_CONNINFO");
+	char sql[512];
+	size_t i;
+	int n;
+
+	for (i = 0; role[i] != '\0'; i++) {
+		if (strchr("abcdefghijklmnopqrstuvwxyz0123456789_", role[i]) == NULL) {
+			fprintf(stderr, "pgtest: bad role name %s\n", role);
+			return -1;
+		}
+	}
+	if (i == 0 || i > 60 || base == NULL)
+		return -1;
+	/* Roles belong to the cluster, and parallel tests race to create the same one. */
+	snprintf(sql, sizeof(sql), "DO $$ BEGIN CREATE ROLE %s LOGIN; "
+	    "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$", role);
+	if (pgtest_exec(base, sql) != 0)
+		return -1;
+	n = snprintf(conninfo_out, size, "%s user=%s", conninfo, role);
+	if (n < 0 || (size_t)n >= size) {
+		fprintf(stderr, "pgtest: conninfo buffer too small\n");
+		return -1;
+	}
+	return 0;
+}
+
+int
 pgtest_exec(const char *conninfo, const char *sql)
 {
 	PGconn *pg;

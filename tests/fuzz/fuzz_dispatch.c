@@ -1,7 +1,8 @@
 /*
  * The daemon's whole call path on fuzz input: a real session and conn over a socketpair on
- * a real event_base, the real dispatcher, handlers, authz, rows, audit, principal, crypto, log
- * and config code, with a stub store (stub_store.c) answering from the fuzz input.
+ * a real event_base, the real dispatcher, handlers, authz, audit, principal, crypto, log and
+ * config code, with a stub of the database layer (stub_store.c: db.h's typed operations, no
+ * SQL) answering from the fuzz input.
  *
  * Input layout:
  *   byte 0   who the peer is: 0 = as we are (root or the daemon's own uid: bootstrap admin);
@@ -80,19 +81,14 @@ static struct config cfg;
 static int verbose; /* PCS_FUZZ_VERBOSE=1: print every reply (to read what a seed does) */
 static struct crypto_master *master;
 static char tmpdir[256], logpath[280], plaintext[80];
-static char hex_ct[256], hex_nonce[64], hex_wrapped[160], key_id[CRYPTO_KEY_ID_LEN + 1];
+/* The sealed value the stub's canned rows carry. */
+static uint8_t sealed_ct[128], sealed_nonce[CRYPTO_NONCE_LEN], sealed_wrapped[CRYPTO_WRAPPED_KEY_LEN];
+static char key_id[CRYPTO_KEY_ID_LEN + 1];
 
 static void cleanup_tmp(void)
 {
 	unlink(logpath);
 	rmdir(tmpdir);
-}
-
-static void to_hex(char *out, const uint8_t *in, size_t len)
-{
-	out[0] = '\\';
-	out[1] = 'x';
-	crypto_hex(out + 2, in, len);
 }
 
 static void init_once(void)
@@ -130,19 +126,22 @@ static void init_once(void)
 	crypto_uuid(id2);
 	snprintf(plaintext, sizeof(plaintext), "PLAINTEXT-%s-%s", id1, id2);
 	if (crypto_seal(master, &ad, (const uint8_t *)plaintext, strlen(plaintext), &sealed,
-	    &err) != 0 || 2 * sealed.ciphertext_len + 3 > sizeof(hex_ct))
+	    &err) != 0 || sealed.ciphertext_len > sizeof(sealed_ct))
 		abort();
-	to_hex(hex_ct, sealed.ciphertext, sealed.ciphertext_len);
-	to_hex(hex_nonce, sealed.nonce, sizeof(sealed.nonce));
-	to_hex(hex_wrapped, sealed.wrapped_key, sizeof(sealed.wrapped_key));
+	memcpy(sealed_ct, sealed.ciphertext, sealed.ciphertext_len);
+	memcpy(sealed_nonce, sealed.nonce, sizeof(sealed_nonce));
+	memcpy(sealed_wrapped, sealed.wrapped_key, sizeof(sealed_wrapped));
 	snprintf(key_id, sizeof(key_id), "%s", sealed.key_id);
-	crypto_sealed_clear(&sealed);
 	ss.company_id = COMPANY_ID;
 	ss.secret_id = SECRET_ID;
-	ss.ciphertext_hex = hex_ct;
-	ss.nonce_hex = hex_nonce;
-	ss.wrapped_hex = hex_wrapped;
+	ss.ciphertext = sealed_ct;
+	ss.ciphertext_len = sealed.ciphertext_len;
+	ss.nonce = sealed_nonce;
+	ss.nonce_len = sizeof(sealed_nonce);
+	ss.wrapped_key = sealed_wrapped;
+	ss.wrapped_key_len = sizeof(sealed_wrapped);
 	ss.key_id = key_id;
+	crypto_sealed_clear(&sealed);
 	stub_set_sealed(&ss);
 }
 

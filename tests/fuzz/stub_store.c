@@ -1,10 +1,10 @@
 /*
- * stub_store: server/store.h for the dispatch fuzzer (see stub_store.h). No PostgreSQL: every
- * job's result is chosen by the fuzz input's script, or built from the statement's columns.
+ * stub_store: server/db.h (and the store.h calls dispatch makes) for the dispatch fuzzer; see
+ * stub_store.h. No PostgreSQL and no SQL: each db_* operation's rows are chosen by the fuzz
+ * input's script, or canned.
  */
 #include "stub_store.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,33 +12,74 @@
 #include <sys/time.h>
 #include <event2/event.h>
 
+#include "audit.h"
+#include "db_internal.h"
+#include "dispatch.h"
+#include "principal.h"
+#include "ref.h"
 #include "store.h"
 
 #define STUB_QUEUE_MAX 256
 #define STUB_MAX_ROWS 8
-#define STUB_MAX_COLS 24
 #define STUB_MAX_AUDITS 512
+#define STUB_ARENA 16384
+/* What the stub's statements say instead of SQL; dispatch only passes them on. */
+#define STUB_STATEMENT "stub: a db_* operation"
+#define STUB_AUDITED "stub: a db_* operation with its call's audit row"
+
+#define TS "2024-01-01T00:00:00.000Z"
+#define SOME_ID "00000000-0000-4000-8000-00000000000a"
+
+/* Outcome byte: top 3 bits pick the kind of answer. */
+enum { OUT_ERROR = 0, OUT_EMPTY = 1, OUT_FUZZ_ROWS = 2, OUT_SLOW = 3 };
+#define OUTCOME_DEFAULT 0xff  /* canned rows, at once */
+
+enum rows_kind { ROWS_EMPTY, ROWS_FUZZ, ROWS_CANNED };
+
+/* Which db_* operation a job is, by the shape of its callback. */
+enum op_kind {
+	K_DONE, K_COMPANY, K_COMPANIES, K_SECRET, K_SECRETS, K_DESCRIBED, K_PREPARED, K_NAMES,
+	K_AGENT, K_AGENTS, K_RULE, K_RULES, K_PRINCIPAL, K_AUDIT, K_RESOLVE, K_ENV
+};
+
+struct stub_op {
+	enum op_kind kind;
+	union db_cb cb;
+	size_t nrefs;                     /* a resolve answers one row per reference */
+	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];
+};
 
 struct store_result {
 	int status;
 	char message[256];
-	int nrows, ncols;
-	char **cells;            /* nrows * ncols; NULL = SQL NULL */
+	struct store *s;
+	enum rows_kind rows;
+	const struct stub_op *op;  /* NULL: principal_query's statement */
 };
 
 enum job_state { JOB_QUEUED, JOB_SLOW, JOB_DONE };
+
+struct db_job {
+	struct store_job *job;
+};
 
 struct store_job {
 	TAILQ_ENTRY(store_job) entry;
 	struct store *s;
 	enum job_state state;
 	int cancelled;
-	store_cb cb;
+	store_cb cb;              /* dispatch's, for a call's statement */
 	void *arg;
-	char *sql;
+	struct stub_op *op;
+	int audited;              /* carries its call's audit row (the last AUDIT_NPARAMS values) */
 	int nparams;
 	char **values;
 	size_t *lengths;
+	/* A group-commit insert (db_audit_insert): its rows are the values. */
+	struct db_job *batch;
+	size_t nrows;
+	db_audit_inserted_fn batch_fn;
+	void *batch_arg;
 	uint8_t outcome;
 	struct event *slow;
 };
@@ -61,6 +102,8 @@ struct store {
 };
 
 static struct stub_sealed sealed;
+/* The operation whose statement is being submitted right now (see run_op). */
+static struct stub_op *pending;
 
 void stub_set_sealed(const struct stub_sealed *s) { sealed = *s; }
 
@@ -83,456 +126,733 @@ static int next_byte(struct store *s, int def)
 	return s->script[s->script_off++];
 }
 
-/* ---- results ---- */
+/* ---- rows: canned, or fields of fuzz bytes ---- */
 
-static void result_clear(struct store_result *r)
+struct gen {
+	struct store *s;
+	enum rows_kind rows;
+	char *arena;
+	size_t used;
+};
+
+static char *gen_alloc(struct gen *g, size_t n)
 {
-	for (int i = 0; r->cells != NULL && i < r->nrows * r->ncols; i++)
-		free(r->cells[i]);
-	free(r->cells);
-	memset(r, 0, sizeof(*r));
+	char *p;
+
+	if (g->used + n > STUB_ARENA)
+		return NULL;
+	p = g->arena + g->used;
+	g->used += n;
+	return p;
 }
 
-static int result_alloc(struct store_result *r, int nrows, int ncols)
+/* A fuzz string (up to 23 bytes, no NUL), or NULL when the script says so. */
+static const char *fuzz_str(struct gen *g, size_t *len)
 {
-	r->nrows = nrows;
-	r->ncols = ncols;
-	if ((r->cells = calloc((size_t)(nrows * ncols) + 1, sizeof(char *))) == NULL)
-		abort();
-	return 0;
+	int c = next_byte(g->s, 1), n = c % 24;
+	char *p;
+
+	*len = 0;
+	if (c == 0 || (p = gen_alloc(g, (size_t)n + 1)) == NULL)
+		return NULL;
+	for (int k = 0; k < n; k++) {
+		int b = next_byte(g->s, '1');
+		p[k] = (char)(b == 0 ? '0' : b);
+	}
+	p[n] = '\0';
+	*len = (size_t)n;
+	return p;
 }
 
-static void cell_set(struct store_result *r, int row, int col, const char *v)
+/* A column that is never NULL (the real decoder reads NULL as ""). */
+static const char *gen_str(struct gen *g, const char *canned)
 {
-	char **slot = &r->cells[row * r->ncols + col];
-
-	free(*slot);
-	*slot = NULL;
-	if (v != NULL && (*slot = strdup(v)) == NULL)
-		abort();
-}
-
-static int cell_ok(const struct store_result *r, int row, int col)
-{
-	return row >= 0 && col >= 0 && row < r->nrows && col < r->ncols;
-}
-
-int store_result_status(const struct store_result *r) { return r->status; }
-
-const char *store_result_message(const struct store_result *r)
-{
-	return r->status == 0 ? "" : r->message;
-}
-
-int store_result_ntuples(const struct store_result *r) { return r->nrows; }
-int store_result_nfields(const struct store_result *r) { return r->ncols; }
-
-const char *store_result_value(const struct store_result *r, int row, int col)
-{
-	const char *v = cell_ok(r, row, col) ? r->cells[row * r->ncols + col] : NULL;
-
-	return v != NULL ? v : "";
-}
-
-int store_result_isnull(const struct store_result *r, int row, int col)
-{
-	return cell_ok(r, row, col) ? r->cells[row * r->ncols + col] == NULL : 1;
-}
-
-static int hexval(int ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Like PQunescapeBytea for the hex format ("\x..."); other text is taken as the bytes. */
-int store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out,
-    size_t *len)
-{
+	size_t len;
 	const char *v;
-	uint8_t *buf;
+
+	if (g->rows != ROWS_FUZZ)
+		return canned;
+	return (v = fuzz_str(g, &len)) != NULL ? v : "";
+}
+
+/* A column that may be NULL. */
+static const char *gen_opt(struct gen *g, const char *canned)
+{
+	size_t len;
+
+	return g->rows != ROWS_FUZZ ? canned : fuzz_str(g, &len);
+}
+
+/* A number column, parsed as the real decoder does. */
+static uint32_t gen_u32(struct gen *g, uint32_t canned)
+{
+	return g->rows != ROWS_FUZZ ? canned : (uint32_t)strtoul(gen_str(g, ""), NULL, 10);
+}
+
+static uint64_t gen_u64(struct gen *g, uint64_t canned)
+{
+	return g->rows != ROWS_FUZZ ? canned : (uint64_t)strtoull(gen_str(g, ""), NULL, 10);
+}
+
+/* How many rows: none, a few of fuzz, or canned ones (1 to 3 for a list). */
+static size_t gen_rows(struct gen *g, int list)
+{
+	switch (g->rows) {
+	case ROWS_EMPTY:
+		return 0;
+	case ROWS_FUZZ:
+		return (size_t)(next_byte(g->s, 0) % 4);
+	default:
+		return list ? 1 + (size_t)(next_byte(g->s, 0) % 3) : 1;
+	}
+}
+
+/* The canned sealed value, or (fuzz rows) it or bytes of fuzz: neither opens then. */
+static void gen_sealed(struct gen *g, struct db_sealed *out)
+{
+	size_t len;
+
+	out->ciphertext = sealed.ciphertext;
+	out->ciphertext_len = sealed.ciphertext_len;
+	out->nonce = sealed.nonce;
+	out->nonce_len = sealed.nonce_len;
+	out->wrapped_key = sealed.wrapped_key;
+	out->wrapped_key_len = sealed.wrapped_key_len;
+	out->key_id = sealed.key_id;
+	if (g->rows != ROWS_FUZZ || (next_byte(g->s, 0) & 1) == 0)
+		return;
+	out->ciphertext = (const uint8_t *)fuzz_str(g, &len);
+	out->ciphertext_len = len;
+	out->nonce = (const uint8_t *)fuzz_str(g, &len);
+	out->nonce_len = len;
+	out->wrapped_key = (const uint8_t *)fuzz_str(g, &len);
+	out->wrapped_key_len = len;
+	out->key_id = gen_str(g, sealed.key_id);
+}
+
+static void *rows_alloc(size_t n, size_t size)
+{
+	void *p = calloc(n + 1, size);
+
+	if (p == NULL)
+		abort();
+	return p;
+}
+
+static void gen_company(struct gen *g, struct db_company *r)
+{
+	r->id = gen_str(g, SOME_ID);
+	r->name = gen_str(g, "acme");
+	r->created_at = gen_str(g, TS);
+	r->created_by = gen_str(g, "uid:0");
+}
+
+static void gen_secret(struct gen *g, struct db_secret *r)
+{
+	r->id = gen_str(g, sealed.secret_id);
+	r->company = gen_str(g, "acme");
+	r->name = gen_str(g, "key");
+	r->description = gen_str(g, "");
+	r->current_version = gen_u32(g, 1);
+	r->created_at = gen_str(g, TS);
+	r->updated_at = gen_str(g, TS);
+	r->created_by = gen_str(g, "uid:0");
+}
+
+static void gen_agent(struct gen *g, struct db_agent *r)
+{
+	r->id = gen_str(g, SOME_ID);
+	r->company = gen_str(g, "acme");
+	r->name = gen_str(g, "bot");
+	r->uid = gen_u32(g, 40001);
+	r->created_at = gen_str(g, TS);
+	r->created_by = gen_str(g, "uid:0");
+	r->bindings = NULL;
+	r->nbindings = 0;
+}
+
+static void gen_rule(struct gen *g, struct db_principal_rule *r)
+{
+	r->id = gen_u64(g, 1);
+	r->match = gen_str(g, "uid");
+	r->unix_id = gen_u32(g, 40001);
+	r->role = gen_str(g, "operator");
+	r->company = gen_str(g, "acme");
+	r->agent = gen_str(g, "");
+	r->created_at = gen_str(g, TS);
+	r->created_by = gen_str(g, "uid:0");
+}
+
+/* pcs_principal_lookup's rows for the store's persona (or empty, or of fuzz). */
+static struct db_principal_match *gen_principal(struct gen *g, size_t *n)
+{
+	static const struct db_principal_match persona_rows[] = {
+		{ "1", "uid", "40001", "admin", NULL, "" },
+		{ "2", "uid", "40001", "operator", "acme", "" },
+		{ "3", "uid", "40001", "operator", "beta", "" },
+		{ "4", "gid", "40000", "launcher", "acme", "" },
+		{ "5", "uid", "40001", "agent", "acme", "bot" },
+		{ "6", "uid", "40001", "superuser", "acme", "" },
+	};
+	static const char *const roles[] = { "admin", "operator", "launcher", "agent" };
+	struct db_principal_match *rows;
+	size_t first = 0;
+
+	*n = 0;
+	if (g->rows == ROWS_CANNED) {
+		switch (g->s->persona) {
+		case STUB_ADMIN_RULE: first = 0; *n = 1; break;
+		case STUB_OPERATOR: first = 1; *n = 2; break;
+		case STUB_LAUNCHER: first = 3; *n = 1; break;
+		case STUB_AGENT: first = 4; *n = 1; break;
+		case STUB_UNKNOWN_ROLE: first = 5; *n = 1; break;
+		default: break;
+		}
+		rows = rows_alloc(*n, sizeof(*rows));
+		for (size_t i = 0; i < *n; i++)
+			rows[i] = persona_rows[first + i];
+		return rows;
+	}
+	*n = gen_rows(g, 1);
+	rows = rows_alloc(*n, sizeof(*rows));
+	for (size_t i = 0; i < *n; i++) {
+		int pick = next_byte(g->s, 0);
+		rows[i].id = gen_str(g, "");
+		rows[i].match = (pick & 1) ? "gid" : "uid";
+		rows[i].unix_id = gen_str(g, "");
+		/* Mostly real roles, so the rules of principal_from_matches are reached. */
+		rows[i].role = (pick >> 1) % 5 < 4 ? roles[(pick >> 1) % 5] : gen_str(g, "");
+		rows[i].company = gen_opt(g, NULL);
+		rows[i].agent_name = gen_str(g, "");
+	}
+	return rows;
+}
+
+/* Builds the rows of op's kind and calls its callback. */
+static void answer(struct call *c, const struct stub_op *op, struct gen *g)
+{
+	const struct db_target t = { op->company, op->agent };
 	size_t n;
 
-	*out = NULL;
-	*len = 0;
-	if (store_result_isnull(r, row, col))
-		return -PCS_INVALID_ARGUMENT;
-	v = r->cells[row * r->ncols + col];
-	n = strlen(v);
-	if ((buf = malloc(n > 0 ? n : 1)) == NULL)
-		abort();
-	if (n >= 2 && v[0] == '\\' && v[1] == 'x') {
-		size_t o = 0;
-		for (size_t i = 2; i < n; i += 2) {
-			int hi = hexval((unsigned char)v[i]), lo = i + 1 < n ? hexval((unsigned char)v[i + 1]) : -1;
-			if (hi < 0 || lo < 0) {
-				/* libpq fails on bad hex: the caller sees an allocation-style failure. */
-				free(buf);
-				return -PCS_INTERNAL;
-			}
-			buf[o++] = (uint8_t)(hi << 4 | lo);
-		}
-		n = o;
-	} else {
-		memcpy(buf, v, n);
-	}
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
-void store_result_free(struct store_result *r)
-{
-	if (r == NULL)
+	switch (op->kind) {
+	case K_DONE:
+		op->cb.done(c);
 		return;
-	result_clear(r);
-	free(r);
-}
-
-/* ---- statements: what the canned rows look like ---- */
-
-/* Copies the identifier-ish tail of a select-list expression: "pcs_ts(created_at)" -> as is. */
-static void column_name(const char *expr, size_t len, char *out, size_t size)
-{
-	while (len > 0 && isspace((unsigned char)*expr)) {
-		expr++;
-		len--;
+	case K_COMPANY:
+	case K_COMPANIES: {
+		struct db_company *rows;
+		n = gen_rows(g, op->kind == K_COMPANIES);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++)
+			gen_company(g, &rows[i]);
+		if (op->kind == K_COMPANIES) {
+			op->cb.companies(c, rows, n);
+		} else {
+			if (n == 0)
+				rows[0] = (struct db_company){ "", "", "", "" };
+			op->cb.company(c, &rows[0]);
+		}
+		free(rows);
+		return;
 	}
-	while (len > 0 && isspace((unsigned char)expr[len - 1]))
-		len--;
-	if (len >= size)
-		len = size - 1;
-	memcpy(out, expr, len);
-	out[len] = '\0';
-}
-
-/*
- * Splits the select list of sql (the inner SELECT of a "WITH r AS (...)" wrapper) into
- * column names. Returns the count (0 for statements that return nothing); *func gets the
- * function after FROM.
- */
-static int parse_columns(const char *sql, char cols[STUB_MAX_COLS][64], char *func,
-    size_t func_size)
-{
-	const char *p = sql, *from, *start;
-	int n = 0, depth = 0;
-
-	func[0] = '\0';
-	if (strncmp(p, "WITH r AS (", 11) == 0)
-		p += 11;
-	if (strncmp(p, "SELECT ", 7) != 0)
-		return 0;
-	p += 7;
-	if ((from = strstr(p, " FROM ")) == NULL)
-		return 0;
-	{
-		const char *f = from + 6;
+	case K_SECRET:
+	case K_SECRETS:
+	case K_DESCRIBED: {
+		struct db_secret *rows;
+		struct db_version *versions;
+		n = gen_rows(g, op->kind != K_SECRET);
+		rows = rows_alloc(n, sizeof(*rows));
+		versions = rows_alloc(n, sizeof(*versions));
+		for (size_t i = 0; i < n; i++) {
+			gen_secret(g, &rows[i]);
+			versions[i].version = gen_u32(g, (uint32_t)i + 1);
+			versions[i].state = gen_str(g, "active");
+			versions[i].created_at = gen_str(g, TS);
+			versions[i].created_by = gen_str(g, "uid:0");
+			versions[i].key_id = gen_str(g, sealed.key_id);
+		}
+		if (n == 0)
+			rows[0] = (struct db_secret){ "", "", "", "", 0, "", "", "" };
+		if (op->kind == K_SECRETS)
+			op->cb.secrets(c, rows, n);
+		else if (op->kind == K_DESCRIBED)
+			op->cb.described(c, &rows[0], versions, n);
+		else
+			op->cb.secret(c, &rows[0]);
+		free(rows);
+		free(versions);
+		return;
+	}
+	case K_PREPARED: {
+		struct db_secret_prepared p = { "", "", 0, 0, 0 };
+		if (gen_rows(g, 0) > 0) {
+			p.company_id = gen_str(g, sealed.company_id);
+			p.secret_id = gen_str(g, sealed.secret_id);
+			p.current_version = gen_u32(g, 1);
+			p.next_version = gen_u32(g, 2);
+			p.token_version = gen_u32(g, 0);
+		}
+		op->cb.prepared(c, &p);
+		return;
+	}
+	case K_NAMES: {
+		const char **names;
+		n = gen_rows(g, 1);
+		names = rows_alloc(n, sizeof(*names));
+		for (size_t i = 0; i < n; i++)
+			names[i] = gen_str(g, "API_KEY");
+		op->cb.names(c, names, n);
+		free(names);
+		return;
+	}
+	case K_AGENT: {
+		struct db_agent a = { "", "", "", 0, "", "", NULL, 0 };
+		struct db_binding *b;
 		size_t k = 0;
-		while (f[k] != '\0' && (isalnum((unsigned char)f[k]) || f[k] == '_') &&
-		    k + 1 < func_size)
+		n = gen_rows(g, 1);
+		b = rows_alloc(n, sizeof(*b));
+		if (n > 0)
+			gen_agent(g, &a);
+		for (size_t i = 0; i < n; i++) {
+			/* A NULL env name is the row of an agent without bindings. */
+			if ((b[k].env_name = gen_opt(g, "API_KEY")) == NULL)
+				continue;
+			b[k].ref_company = gen_str(g, "acme");
+			b[k].ref_name = gen_str(g, "key");
+			b[k].ref_version = gen_u32(g, 0);
 			k++;
-		memcpy(func, f, k);
-		func[k] = '\0';
-	}
-	for (start = p; p <= from && n < STUB_MAX_COLS; p++) {
-		if (*p == '(')
-			depth++;
-		else if (*p == ')')
-			depth--;
-		else if ((*p == ',' && depth == 0) || p == from) {
-			column_name(start, (size_t)(p - start), cols[n++], 64);
-			start = p + 1;
 		}
+		a.bindings = b;
+		a.nbindings = k;
+		op->cb.agent(c, &a);
+		free(b);
+		return;
 	}
-	return n;
-}
-
-/* Elements of a PostgreSQL array literal of plain quoted names ({"a","b"}). */
-static int array_len(const char *v)
-{
-	int n = 1;
-
-	if (v == NULL || v[0] != '{' || strcmp(v, "{}") == 0)
-		return v != NULL && v[0] == '{' ? 0 : 1;
-	for (; *v != '\0'; v++)
-		if (*v == ',')
-			n++;
-	return n;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-
-	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* A plausible value for a column of that name in row `row`. */
-static const char *canned_cell(const char *col, int row, char *buf, size_t size)
-{
-	if (strncmp(col, "pcs_ts(", 7) == 0)
-		return "2024-01-01T00:00:00.000Z";
-	if (strcmp(col, "idx") == 0) {
-		snprintf(buf, size, "%d", row + 1);
-		return buf;
+	case K_AGENTS: {
+		struct db_agent *rows;
+		n = gen_rows(g, 1);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++)
+			gen_agent(g, &rows[i]);
+		op->cb.agents(c, rows, n);
+		free(rows);
+		return;
 	}
-	if (strcmp(col, "company_id") == 0)
-		return sealed.company_id;
-	if (strcmp(col, "secret_id") == 0)
-		return sealed.secret_id;
-	if (strcmp(col, "ciphertext") == 0)
-		return sealed.ciphertext_hex;
-	if (strcmp(col, "nonce") == 0)
-		return sealed.nonce_hex;
-	if (strcmp(col, "wrapped_key") == 0)
-		return sealed.wrapped_hex;
-	if (strcmp(col, "key_id") == 0)
-		return sealed.key_id;
-	if (strcmp(col, "token_version") == 0)
-		return "0";
-	if (strcmp(col, "granted") == 0)
-		return "t";
-	if (strcmp(col, "selector") == 0)
-		return NULL;
-	if (ends_with(col, "version") || ends_with(col, "uid") || ends_with(col, "gid") ||
-	    ends_with(col, "pid") || strcmp(col, "call_id") == 0 || strcmp(col, "unix_id") == 0)
-		return "1";
-	if (strcmp(col, "id") == 0 || ends_with(col, "_id"))
-		return "00000000-0000-4000-8000-00000000000a";
-	if (strcmp(col, "role") == 0)
-		return "operator";
-	if (strcmp(col, "match") == 0)
-		return "uid";
-	if (strcmp(col, "state") == 0)
-		return "active";
-	if (strcmp(col, "status") == 0)
-		return "OK";
-	if (strcmp(col, "env_name") == 0)
-		return "API_KEY";
-	if (strcmp(col, "created_by") == 0)
-		return "uid:0";
-	if (strcmp(col, "agent") == 0 || strcmp(col, "name") == 0 || ends_with(col, "_name"))
-		return "bot";
-	return "acme";
+	case K_RULE:
+	case K_RULES: {
+		struct db_principal_rule *rows;
+		n = gen_rows(g, op->kind == K_RULES);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++)
+			gen_rule(g, &rows[i]);
+		if (op->kind == K_RULES) {
+			op->cb.rules(c, rows, n);
+		} else {
+			if (n == 0)
+				rows[0] = (struct db_principal_rule){ 0, "", 0, "", "", "", "", "" };
+			op->cb.rule(c, &rows[0]);
+		}
+		free(rows);
+		return;
+	}
+	case K_PRINCIPAL: {
+		struct db_principal_match *rows = gen_principal(g, &n);
+		op->cb.principal(c, rows, n);
+		free(rows);
+		return;
+	}
+	case K_AUDIT: {
+		struct db_audit_entry *rows;
+		n = gen_rows(g, 1);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			struct db_audit_entry *e = &rows[i];
+			e->id = gen_u64(g, i + 1);
+			e->at = gen_str(g, TS);
+			e->instance_id = gen_str(g, SOME_ID);
+			e->call_id = gen_u64(g, 1);
+			e->peer_uid = gen_u32(g, 40001);
+			e->peer_gid = gen_u32(g, 40000);
+			e->peer_pid = gen_u32(g, 1);
+			e->principal = gen_str(g, "operator");
+			e->method = gen_str(g, "Resolve");
+			e->company = gen_str(g, "acme");
+			e->secret = gen_str(g, "key");
+			e->version = gen_str(g, "latest");
+			e->status = gen_str(g, "OK");
+			e->message = gen_str(g, "");
+		}
+		op->cb.audit(c, rows, n);
+		free(rows);
+		return;
+	}
+	case K_RESOLVE: {
+		struct db_resolved *rows;
+		/* Canned: one granted, active row per reference, in the order asked. */
+		n = g->rows == ROWS_CANNED ? op->nrefs : gen_rows(g, 1);
+		if (n > STUB_MAX_ROWS)
+			n = STUB_MAX_ROWS;
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			rows[i].idx = gen_u32(g, (uint32_t)i + 1);
+			rows[i].granted = g->rows == ROWS_FUZZ ? next_byte(g->s, 1) & 1 : 1;
+			rows[i].company_id = gen_str(g, sealed.company_id);
+			rows[i].secret_id = gen_str(g, sealed.secret_id);
+			rows[i].version = gen_u32(g, 1);
+			rows[i].state = gen_opt(g, "active");
+			gen_sealed(g, &rows[i].sealed);
+		}
+		op->cb.resolve(c, &t, rows, n);
+		free(rows);
+		return;
+	}
+	case K_ENV: {
+		struct db_env_value *rows;
+		n = gen_rows(g, 1);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			rows[i].env_name = gen_str(g, "API_KEY");
+			rows[i].ref_company = gen_str(g, "acme");
+			rows[i].ref_name = gen_str(g, "key");
+			rows[i].selector = gen_u32(g, 0);
+			rows[i].company_id = gen_str(g, sealed.company_id);
+			rows[i].secret_id = gen_str(g, sealed.secret_id);
+			rows[i].version = gen_u32(g, 1);
+			gen_sealed(g, &rows[i].sealed);
+		}
+		op->cb.env(c, &t, rows, n);
+		free(rows);
+		return;
+	}
+	}
+	abort();
 }
 
-/* pcs_principal_lookup's rows: id, match, unix_id, role, company, agent_id, agent_name. */
-static void principal_rows(struct store *s, struct store_result *r)
+/* dispatch's callback for every db_* operation's statement (it ran OK). */
+static void on_op_result(struct call *c, const struct store_result *res)
 {
-	static const char *const rows[][7] = {
-		{ "1", "uid", "40001", "admin", NULL, NULL, NULL },
-		{ "2", "uid", "40001", "operator", "acme", NULL, NULL },
-		{ "3", "uid", "40001", "operator", "beta", NULL, NULL },
-		{ "4", "gid", "40000", "launcher", "acme", NULL, NULL },
-		{ "5", "uid", "40001", "agent", "acme", "00000000-0000-4000-8000-00000000000b", "bot" },
-		{ "6", "uid", "40001", "superuser", "acme", NULL, NULL },
-	};
-	int first = 0, n = 0;
+	struct gen g = { res->s, res->rows, NULL, 0 };
 
-	switch (s->persona) {
-	case STUB_ADMIN_RULE: first = 0; n = 1; break;
-	case STUB_OPERATOR: first = 1; n = 2; break;
-	case STUB_LAUNCHER: first = 3; n = 1; break;
-	case STUB_AGENT: first = 4; n = 1; break;
-	case STUB_UNKNOWN_ROLE: first = 5; n = 1; break;
-	default: n = 0; break;
-	}
-	result_alloc(r, n, 7);
-	for (int i = 0; i < n; i++)
-		for (int j = 0; j < 7; j++)
-			cell_set(r, i, j, rows[first + i][j]);
+	if (res->op == NULL)
+		abort(); /* a db_* operation's result without its operation */
+	if ((g.arena = malloc(STUB_ARENA)) == NULL)
+		abort();
+	answer(c, res->op, &g);
+	free(g.arena);
 }
 
 /*
- * The group-commit insert ("INSERT INTO audit_log (cols) VALUES (...), ... RETURNING status"):
- * one row per row inserted, with the status it was sent with. 1 when sql is one.
+ * Runs op through dispatch as the real layer does; store_submit takes op over when the
+ * statement reaches it (dispatch may refuse before: an ended call).
  */
-static int audit_returning(const struct store_job *job, struct store_result *r)
+static void run_op(struct call *c, int step, struct stub_op *op)
 {
-	const char *p = job->sql, *end;
-	int ncols = 1, col = -1, nrows;
+	struct store_query q = { STUB_STATEMENT, 0, NULL, NULL, NULL };
 
-	if (strncmp(p, "INSERT INTO audit_log (", 23) != 0 ||
-	    strstr(p, " RETURNING status") == NULL || (end = strchr(p, ')')) == NULL)
-		return 0;
-	for (const char *c = p + 23; c < end; c++)
-		if (*c == ',')
-			ncols++;
-	{
-		const char *st = strstr(p + 23, "status");
-		if (st == NULL || st > end)
-			abort();
-		col = 0;
-		for (const char *c = p + 23; c < st; c++)
-			if (*c == ',')
-				col++;
-	}
-	nrows = job->nparams / ncols;
-	result_alloc(r, nrows, 1);
-	for (int i = 0; i < nrows; i++)
-		cell_set(r, i, 0, job->values[i * ncols + col]);
-	return 1;
-}
-
-static void canned_rows(struct store *s, const struct store_job *job, struct store_result *r)
-{
-	char cols[STUB_MAX_COLS][64], func[64], buf[16];
-	int ncols = parse_columns(job->sql, cols, func, sizeof(func)), nrows;
-
-	if (audit_returning(job, r))
-		return;
-
-	if (strcmp(func, "pcs_principal_lookup") == 0) {
-		principal_rows(s, r);
-		return;
-	}
-	if (ncols == 0) {
-		result_alloc(r, 0, 0);
-		return;
-	}
-	if (ncols == 1 && strcmp(cols[0], "*") == 0)
-		snprintf(cols[0], sizeof(cols[0]), "id");
-	/* A resolve answers one row per reference, in the order asked. */
-	if (strcmp(func, "pcs_resolve") == 0)
-		nrows = job->nparams > 2 ? array_len(job->values[2]) : 1;
+	pending = op;
+	if (step)
+		call_db_step(c, &q, on_op_result);
 	else
-		nrows = 1 + next_byte(s, 0) % 3;
-	if (nrows > STUB_MAX_ROWS)
-		nrows = STUB_MAX_ROWS;
-	result_alloc(r, nrows, ncols);
-	for (int i = 0; i < nrows; i++)
-		for (int j = 0; j < ncols; j++)
-			cell_set(r, i, j, canned_cell(cols[j], i, buf, sizeof(buf)));
-}
-
-/* Rows of fuzz bytes: shape and every cell from the script. */
-static void fuzz_rows(struct store *s, struct store_result *r)
-{
-	int nrows = next_byte(s, 0) % 4, ncols = 1 + next_byte(s, 0) % 14;
-	char cell[32];
-
-	result_alloc(r, nrows, ncols);
-	for (int i = 0; i < nrows; i++) {
-		for (int j = 0; j < ncols; j++) {
-			int c = next_byte(s, 1), len = c % 24;
-			if (c == 0)
-				continue; /* NULL */
-			for (int k = 0; k < len; k++) {
-				int b = next_byte(s, '1');
-				cell[k] = (char)(b == 0 ? '0' : b);
-			}
-			cell[len] = '\0';
-			cell_set(r, i, j, cell);
-		}
+		call_db(c, &q, on_op_result);
+	if (pending == op) {
+		free(op);
+		pending = NULL;
 	}
 }
 
-static const int error_codes[12] = { PCS_UNAVAILABLE, PCS_ALREADY_EXISTS, PCS_NOT_FOUND,
-	PCS_PERMISSION_DENIED, PCS_ABORTED, PCS_INTERNAL, PCS_INVALID_ARGUMENT,
-	PCS_FAILED_PRECONDITION, PCS_DEADLINE_EXCEEDED, PCS_RESOURCE_EXHAUSTED,
-	PCS_UNAUTHENTICATED, PCS_OK /* a database that reports an error without a code */ };
-
-/* Outcome byte: top 3 bits pick the kind of answer. */
-enum { OUT_ERROR = 0, OUT_EMPTY = 1, OUT_FUZZ_ROWS = 2, OUT_SLOW = 3 };
-#define OUTCOME_DEFAULT 0xff  /* canned rows, at once */
-
-static void build_result(struct store *s, struct store_job *job, struct store_result *r)
+static struct stub_op *op_new(enum op_kind kind)
 {
-	int kind = job->outcome >> 5;
+	struct stub_op *op = calloc(1, sizeof(*op));
 
-	memset(r, 0, sizeof(*r));
-	switch (kind) {
-	case OUT_ERROR: {
-		int code = error_codes[(job->outcome & 0x0f) % 12];
-		r->status = code == PCS_OK ? -PCS_INTERNAL : -code;
-		snprintf(r->message, sizeof(r->message), "stub: %s", pcs_status_name(-r->status));
-		result_alloc(r, 0, 0);
-		return;
-	}
-	case OUT_EMPTY:
-		result_alloc(r, 0, 0);
-		return;
-	case OUT_FUZZ_ROWS:
-		fuzz_rows(s, r);
-		return;
-	default:
-		canned_rows(s, job, r);
-		return;
-	}
+	if (op == NULL)
+		abort();
+	op->kind = kind;
+	return op;
+}
+
+#define OP(kind, field, cbv, step)                 \
+	do {                                           \
+		struct stub_op *op_ = op_new(kind);        \
+		op_->cb.field = (cbv);                     \
+		run_op(c, (step), op_);                    \
+	} while (0)
+
+/* ---- the db layer's operations ---- */
+
+void db_company_create(struct call *c, const char *name, db_company_cb cb)
+{
+	(void)name;
+	OP(K_COMPANY, company, cb, 0);
+}
+
+void db_company_list(struct call *c, const char *const *only, size_t n, db_companies_cb cb)
+{
+	(void)only;
+	(void)n;
+	OP(K_COMPANIES, companies, cb, 0);
+}
+
+void db_secret_prepare_create(struct call *c, const char *company, const char *name,
+    db_secret_prepared_cb cb)
+{
+	(void)company;
+	(void)name;
+	OP(K_PREPARED, prepared, cb, 1);
+}
+
+/* What the real layer sends must be sealed: never the harness's plaintext. */
+static void check_sealed(const struct db_sealed *s)
+{
+	if (s->ciphertext == NULL || s->ciphertext_len < 16 || s->nonce_len != sealed.nonce_len ||
+	    s->wrapped_key_len != sealed.wrapped_key_len || s->key_id == NULL)
+		abort();
+}
+
+void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
+    const char *name, const char *description, const struct db_sealed *s, db_secret_cb cb)
+{
+	(void)company_id;
+	(void)secret_id;
+	(void)name;
+	(void)description;
+	check_sealed(s);
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_prepare_update(struct call *c, const char *company, const char *name,
+    const char *token, db_secret_prepared_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)token;
+	OP(K_PREPARED, prepared, cb, 1);
+}
+
+void db_secret_add_version(struct call *c, const char *secret_id, uint32_t version,
+    uint32_t expected, const struct db_sealed *s, const char *token, db_secret_cb cb)
+{
+	(void)secret_id;
+	(void)version;
+	(void)expected;
+	(void)token;
+	check_sealed(s);
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)
+{
+	(void)secret_id;
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_list(struct call *c, const char *company, db_secrets_cb cb)
+{
+	(void)company;
+	OP(K_SECRETS, secrets, cb, 0);
+}
+
+void db_secret_describe(struct call *c, const char *company, const char *name,
+    db_secret_described_cb cb)
+{
+	(void)company;
+	(void)name;
+	OP(K_DESCRIBED, described, cb, 0);
+}
+
+void db_secret_delete(struct call *c, const char *company, const char *name, int force,
+    db_names_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)force;
+	OP(K_NAMES, names, cb, 0);
+}
+
+void db_agent_create(struct call *c, const char *company, const char *name, uint32_t uid,
+    const gid_t *groups, size_t ngroups, db_agent_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)uid;
+	(void)groups;
+	(void)ngroups;
+	OP(K_AGENT, agent, cb, 0);
+}
+
+void db_agent_describe(struct call *c, const char *company, const char *name, db_agent_cb cb)
+{
+	(void)company;
+	(void)name;
+	OP(K_AGENT, agent, cb, 0);
+}
+
+void db_agent_set_env(struct call *c, const char *company, const char *agent,
+    const char *env_name, const struct db_ref *ref, db_agent_cb cb)
+{
+	(void)company;
+	(void)agent;
+	(void)env_name;
+	(void)ref;
+	OP(K_AGENT, agent, cb, 0);
+}
+
+void db_agent_unset_env(struct call *c, const char *company, const char *agent,
+    const char *env_name, db_agent_cb cb)
+{
+	(void)company;
+	(void)agent;
+	(void)env_name;
+	OP(K_AGENT, agent, cb, 0);
+}
+
+void db_agent_list(struct call *c, const char *company, db_agents_cb cb)
+{
+	(void)company;
+	OP(K_AGENTS, agents, cb, 0);
+}
+
+void db_agent_delete(struct call *c, const char *company, const char *name, db_done_cb cb)
+{
+	(void)company;
+	(void)name;
+	OP(K_DONE, done, cb, 0);
+}
+
+void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const char *role,
+    const char *company, db_rule_cb cb)
+{
+	(void)match;
+	(void)unix_id;
+	(void)role;
+	(void)company;
+	OP(K_RULE, rule, cb, 0);
+}
+
+void db_principal_list(struct call *c, db_rules_cb cb)
+{
+	OP(K_RULES, rules, cb, 0);
+}
+
+void db_principal_remove(struct call *c, uint64_t id, db_done_cb cb)
+{
+	(void)id;
+	OP(K_DONE, done, cb, 0);
+}
+
+void db_principal_lookup(struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups,
+    db_principal_cb cb)
+{
+	(void)uid;
+	(void)groups;
+	(void)ngroups;
+	OP(K_PRINCIPAL, principal, cb, 1);
+}
+
+void db_audit_list(struct call *c, const char *const *only, size_t n, uint32_t limit,
+    db_audit_list_cb cb)
+{
+	(void)only;
+	(void)n;
+	(void)limit;
+	OP(K_AUDIT, audit, cb, 0);
+}
+
+void db_resolve(struct call *c, const char *company, const char *agent,
+    const struct db_ref *refs, size_t n, db_resolve_cb cb)
+{
+	struct stub_op *op = op_new(K_RESOLVE);
+
+	(void)refs;
+	op->cb.resolve = cb;
+	op->nrefs = n;
+	snprintf(op->company, sizeof(op->company), "%s", company);
+	snprintf(op->agent, sizeof(op->agent), "%s", agent);
+	run_op(c, 0, op);
+}
+
+void db_agent_env(struct call *c, const char *company, const char *agent, db_agent_env_cb cb)
+{
+	struct stub_op *op = op_new(K_ENV);
+
+	op->cb.env = cb;
+	snprintf(op->company, sizeof(op->company), "%s", company);
+	snprintf(op->agent, sizeof(op->agent), "%s", agent);
+	run_op(c, 0, op);
+}
+
+/* dispatch's call_identify, until it calls db_principal_lookup. */
+void principal_query(struct principal_query *pq, uid_t uid, const gid_t *groups, size_t n,
+    struct store_query *q)
+{
+	(void)pq;
+	(void)uid;
+	(void)groups;
+	(void)n;
+	memset(q, 0, sizeof(*q));
+	q->sql = STUB_STATEMENT;
+}
+
+int principal_from_rows(struct principal *p, const struct store_result *res, pcs_error *err)
+{
+	struct gen g = { res->s, res->rows, NULL, 0 };
+	struct db_principal_match *rows;
+	size_t n;
+	int r;
+
+	if ((g.arena = malloc(STUB_ARENA)) == NULL)
+		abort();
+	rows = gen_principal(&g, &n);
+	r = principal_from_matches(p, rows, n, err);
+	free(rows);
+	free(g.arena);
+	return r;
+}
+
+/* The statement that carries a call's audit row: the row is in its parameters. */
+int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
+{
+	int n = snprintf(buf, size, "%s", STUB_AUDITED);
+
+	(void)inner;
+	(void)first_param;
+	return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
 /* ---- the audit table ---- */
 
-static void audit_add(struct store *s, const struct stub_audit *a)
+static void audit_add(struct store *s, char *const *values)
 {
+	struct stub_audit a;
+	const char *v;
+
+	memset(&a, 0, sizeof(a));
+	v = values[AUDIT_P_CALL_ID];
+	a.call_id = v != NULL ? strtoull(v, NULL, 10) : 0;
+	snprintf(a.method, sizeof(a.method), "%s", values[AUDIT_P_METHOD] ?
+	    values[AUDIT_P_METHOD] : "");
+	snprintf(a.principal, sizeof(a.principal), "%s", values[AUDIT_P_PRINCIPAL] ?
+	    values[AUDIT_P_PRINCIPAL] : "");
+	snprintf(a.status, sizeof(a.status), "%s", values[AUDIT_P_STATUS] ?
+	    values[AUDIT_P_STATUS] : "");
 	if (s->naudits == STUB_MAX_AUDITS) {
 		memmove(&s->audits[0], &s->audits[1], sizeof(s->audits[0]) * (STUB_MAX_AUDITS - 1));
 		s->naudits--;
 	}
-	s->audits[s->naudits++] = *a;
+	s->audits[s->naudits++] = a;
 }
 
-/*
- * Finds "INSERT INTO audit_log (cols) VALUES ($a, $b, ...)[, ($c, ...)]" in sql and records
- * each row, mapping columns to parameters. Works for the plain insert, the group-commit
- * multi-row insert and the WITH wrapper alike.
- */
+/* A statement that succeeded commits the audit rows it carries. */
 static void record_audit(struct store *s, const struct store_job *job)
 {
-	const char *p = strstr(job->sql, "INSERT INTO audit_log ("), *v;
-	char cols[16][32];
-	int ncols = 0;
-
-	if (p == NULL)
+	if (job->batch != NULL) {
+		for (size_t i = 0; i < job->nrows; i++)
+			audit_add(s, job->values + i * AUDIT_QUEUE_NPARAMS);
 		return;
-	p += strlen("INSERT INTO audit_log (");
-	while (*p != '\0' && *p != ')' && ncols < 16) {
-		size_t k = 0;
-		while (*p == ' ' || *p == ',')
-			p++;
-		while (p[k] != '\0' && p[k] != ',' && p[k] != ')' && k < 31)
-			k++;
-		memcpy(cols[ncols], p, k);
-		cols[ncols++][k] = '\0';
-		p += k;
 	}
-	if ((v = strstr(p, "VALUES (")) == NULL)
-		abort();
-	v += strlen("VALUES ");
-	/* One "( $n, ... )" group per row. */
-	while (*v == '(') {
-		int params[16], nparams = 0;
-		struct stub_audit a;
-
-		for (v++; *v != '\0' && *v != ')'; v++)
-			if (*v == '$' && nparams < 16)
-				params[nparams++] = atoi(v + 1) - 1;
-		if (*v != ')' || ncols != nparams)
-			abort(); /* the daemon wrote an insert whose columns and values disagree */
-		memset(&a, 0, sizeof(a));
-		for (int i = 0; i < ncols; i++) {
-			const char *val;
-			if (params[i] < 0 || params[i] >= job->nparams)
-				abort(); /* a placeholder without a parameter */
-			val = job->values[params[i]] != NULL ? job->values[params[i]] : "";
-			if (strcmp(cols[i], "call_id") == 0)
-				a.call_id = strtoull(val, NULL, 10);
-			else if (strcmp(cols[i], "method") == 0)
-				snprintf(a.method, sizeof(a.method), "%s", val);
-			else if (strcmp(cols[i], "principal") == 0)
-				snprintf(a.principal, sizeof(a.principal), "%s", val);
-			else if (strcmp(cols[i], "status") == 0)
-				snprintf(a.status, sizeof(a.status), "%s", val);
-		}
-		audit_add(s, &a);
-		v++;
-		if (strncmp(v, ", (", 3) == 0)
-			v += 2;
+	if (job->audited) {
+		if (job->nparams < AUDIT_NPARAMS)
+			abort(); /* dispatch sent an audited statement without its row */
+		audit_add(s, job->values + (job->nparams - AUDIT_NPARAMS));
 	}
 }
 
@@ -550,7 +870,38 @@ int stub_take_audit(struct store *s, uint64_t call_id, const char *status,
 	return 0;
 }
 
+/* The group commit's answer: the status each row was stored with. */
+static void answer_batch(struct store_job *job, const struct store_result *res)
+{
+	struct gen g = { res->s, res->rows, NULL, 0 };
+	const char **stored;
+	size_t n;
+
+	if (res->status != 0) {
+		job->batch_fn(res->status, NULL, 0, job->batch_arg);
+		return;
+	}
+	if ((g.arena = malloc(STUB_ARENA)) == NULL)
+		abort();
+	n = res->rows == ROWS_CANNED ? job->nrows : gen_rows(&g, 1);
+	stored = rows_alloc(n, sizeof(*stored));
+	for (size_t i = 0; i < n; i++) {
+		/* Fuzz rows may be more than were sent. */
+		const char *sent = i < job->nrows ?
+		    job->values[i * AUDIT_QUEUE_NPARAMS + AUDIT_P_STATUS] : NULL;
+		stored[i] = gen_str(&g, sent != NULL ? sent : "");
+	}
+	job->batch_fn(0, stored, n, job->batch_arg);
+	free(stored);
+	free(g.arena);
+}
+
 /* ---- jobs ---- */
+
+static const int error_codes[12] = { PCS_UNAVAILABLE, PCS_ALREADY_EXISTS, PCS_NOT_FOUND,
+	PCS_PERMISSION_DENIED, PCS_ABORTED, PCS_INTERNAL, PCS_INVALID_ARGUMENT,
+	PCS_FAILED_PRECONDITION, PCS_DEADLINE_EXCEEDED, PCS_RESOURCE_EXHAUSTED,
+	PCS_UNAUTHENTICATED, PCS_OK /* a database that reports an error without a code */ };
 
 static void job_free(struct store_job *job)
 {
@@ -566,7 +917,8 @@ static void job_free(struct store_job *job)
 	free(job->lengths);
 	if (job->slow != NULL)
 		event_free(job->slow);
-	free(job->sql);
+	free(job->op);
+	free(job->batch);
 	free(job);
 }
 
@@ -587,8 +939,28 @@ static void store_free(struct store *s)
 static int deliver(struct store *s, struct store_job *job)
 {
 	struct store_result res;
+	int kind = job->outcome >> 5;
 
-	build_result(s, job, &res);
+	memset(&res, 0, sizeof(res));
+	res.s = s;
+	res.op = job->op;
+	switch (kind) {
+	case OUT_ERROR: {
+		int code = error_codes[(job->outcome & 0x0f) % 12];
+		res.status = code == PCS_OK ? -PCS_INTERNAL : -code;
+		snprintf(res.message, sizeof(res.message), "stub: %s", pcs_status_name(-res.status));
+		break;
+	}
+	case OUT_EMPTY:
+		res.rows = ROWS_EMPTY;
+		break;
+	case OUT_FUZZ_ROWS:
+		res.rows = ROWS_FUZZ;
+		break;
+	default:
+		res.rows = ROWS_CANNED;
+		break;
+	}
 	if (res.status == 0) {
 		s->completed++;
 		record_audit(s, job);
@@ -598,10 +970,12 @@ static int deliver(struct store *s, struct store_job *job)
 	job->state = JOB_DONE;
 	if (!job->cancelled) {
 		s->in_callback = 1;
-		job->cb(&res, job->arg);
+		if (job->batch != NULL)
+			answer_batch(job, &res);
+		else
+			job->cb(&res, job->arg);
 		s->in_callback = 0;
 	}
-	result_clear(&res);
 	job_free(job);
 	if (s->close_pending) {
 		store_free(s);
@@ -666,13 +1040,6 @@ int store_open(struct event_base *base, const char *conninfo, int pool_size,
 	return 0;
 }
 
-void store_set_logger(struct store *s, store_log_fn fn, void *arg)
-{
-	(void)s;
-	(void)fn;
-	(void)arg;
-}
-
 void store_close(struct store *s)
 {
 	if (s == NULL)
@@ -706,35 +1073,32 @@ static int query_check(const struct store_query *q, pcs_error *err)
 	return 0;
 }
 
-struct store_job *store_submit(struct store *s, const struct store_query *q, store_cb cb,
-    void *arg, pcs_error *err)
+/* Queues a job for q; takes op (freed with the job, or now when refused). */
+static struct store_job *job_submit(struct store *s, const struct store_query *q,
+    struct stub_op *op, pcs_error *err)
 {
 	struct store_job *job;
 	int outcome;
 
-	if (cb == NULL) {
-		pcs_fail(err, PCS_INVALID_ARGUMENT, "no callback");
-		return NULL;
-	}
 	if (s->close_pending) {
 		pcs_fail(err, PCS_UNAVAILABLE, "the database pool is closing");
-		return NULL;
+		goto refuse;
 	}
 	if (query_check(q, err) != 0)
-		return NULL;
+		goto refuse;
 	outcome = next_byte(s, OUTCOME_DEFAULT);
 	if (s->queued + s->slow >= STUB_QUEUE_MAX ||
 	    ((outcome >> 5) == OUT_ERROR && (outcome & 0x10) != 0)) {
 		pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "database queue is full (%d jobs)",
 		    STUB_QUEUE_MAX);
-		return NULL;
+		goto refuse;
 	}
-	if ((job = calloc(1, sizeof(*job))) == NULL || (job->sql = strdup(q->sql)) == NULL)
+	if ((job = calloc(1, sizeof(*job))) == NULL)
 		abort();
 	job->s = s;
-	job->cb = cb;
-	job->arg = arg;
+	job->op = op;
 	job->outcome = (uint8_t)outcome;
+	job->audited = strcmp(q->sql, STUB_AUDITED) == 0;
 	job->nparams = q->nparams;
 	if ((job->values = calloc((size_t)q->nparams + 1, sizeof(*job->values))) == NULL ||
 	    (job->lengths = calloc((size_t)q->nparams + 1, sizeof(*job->lengths))) == NULL)
@@ -766,6 +1130,28 @@ struct store_job *store_submit(struct store *s, const struct store_query *q, sto
 	s->queued++;
 	event_active(s->kick, EV_TIMEOUT, 0);
 	return job;
+refuse:
+	free(op);
+	return NULL;
+}
+
+struct store_job *store_submit(struct store *s, const struct store_query *q, store_cb cb,
+    void *arg, pcs_error *err)
+{
+	struct stub_op *op = pending;
+	struct store_job *job;
+
+	pending = NULL;
+	if (cb == NULL) {
+		free(op);
+		pcs_fail(err, PCS_INVALID_ARGUMENT, "no callback");
+		return NULL;
+	}
+	if ((job = job_submit(s, q, op, err)) == NULL)
+		return NULL;
+	job->cb = cb;
+	job->arg = arg;
+	return job;
 }
 
 void store_cancel(struct store_job *job)
@@ -788,40 +1174,38 @@ void store_cancel(struct store_job *job)
 	}
 }
 
-void store_get_stats(const struct store *s, struct store_stats *out)
+struct db_job *db_audit_insert(struct store *s, const char *const *values, size_t nrows,
+    db_audit_inserted_fn fn, void *arg, pcs_error *err)
 {
-	memset(out, 0, sizeof(*out));
-	out->connections_up = 1;
-	out->pool_size = 1;
-	out->queued = s->queued + s->slow;
-	out->completed = s->completed;
-	out->failed = s->failed;
+	struct store_query q = { STUB_STATEMENT, (int)(nrows * AUDIT_QUEUE_NPARAMS), values, NULL,
+		NULL };
+	struct store_job *job;
+	struct db_job *handle = calloc(1, sizeof(*handle));
+
+	if (handle == NULL)
+		abort();
+	if ((job = job_submit(s, &q, NULL, err)) == NULL) {
+		free(handle);
+		return NULL;
+	}
+	handle->job = job;
+	job->batch = handle;
+	job->nrows = nrows;
+	job->batch_fn = fn;
+	job->batch_arg = arg;
+	return handle;
 }
 
-int store_idle(const struct store *s) { return stub_outstanding(s) == 0; }
-
-/* Start-up only, and the fuzzer never starts up through them: no database here. */
-int store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err)
+/* The job owns its handle: freed with it, now or once its delivery returns. */
+void db_job_cancel(struct db_job *handle)
 {
-	(void)conninfo;
-	*out = NULL;
-	return pcs_fail(err, PCS_UNAVAILABLE, "the stub store has no database");
+	if (handle != NULL)
+		store_cancel(handle->job);
 }
 
-int store_sync_exec(struct store_sync *c, const struct store_query *q, struct store_result **out,
-    pcs_error *err)
-{
-	(void)c;
-	(void)q;
-	*out = NULL;
-	return pcs_fail(err, PCS_UNAVAILABLE, "the stub store has no database");
-}
+int store_result_status(const struct store_result *r) { return r->status; }
 
-int store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err)
+const char *store_result_message(const struct store_result *r)
 {
-	(void)c;
-	(void)sql;
-	return pcs_fail(err, PCS_UNAVAILABLE, "the stub store has no database");
+	return r->status == 0 ? "" : r->message;
 }
-
-void store_sync_close(struct store_sync *c) { (void)c; }

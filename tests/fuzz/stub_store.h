@@ -1,14 +1,18 @@
 /*
- * stub_store: server/store.h without PostgreSQL, for fuzz_dispatch. Jobs queue like the real
- * pool's and complete on the event loop, never inside store_submit, with a result the fuzz
- * input chooses (the "script"): an error status, zero rows, rows made of fuzz bytes, a slow
- * answer, a refused submit, or, when the script has run out, plausible rows built from the
- * statement's own column list (sealed values open under the harness's master key), so every
- * handler's success path runs too. Jobs complete in an order the script picks, as the real
- * pool's connections answer out of order.
+ * stub_store: the database layer (server/db.h) without PostgreSQL, for fuzz_dispatch, and the
+ * few store.h functions dispatch itself calls. No SQL is parsed: every db_* operation records
+ * what it was asked (its typed callback, the references of a resolve) and runs through
+ * dispatch's call_db / call_db_step as the real layer does, so dispatch still owns the audit
+ * row, the deadline and cancellation. Jobs queue like the real pool's and complete on the
+ * event loop, never inside the submit, in an order the fuzz input's script picks; each job's
+ * outcome comes from the script too: an error status, a refused submit, a slow answer, no
+ * rows, rows whose fields are fuzz bytes, or (the default once the script has run out)
+ * plausible rows, with sealed values that open under the harness's master key, so every
+ * handler's success path runs.
  *
- * The stub also plays the audit table: a statement that inserts into audit_log and succeeds
- * "commits" its row, which the harness can then look up by call id.
+ * The stub also plays the audit table: a statement carrying a call's audit row (dispatch's
+ * audit_wrap_sql, stubbed here) or a group-commit insert that succeeds "commits" its rows,
+ * which the harness then looks up by call id.
  */
 #ifndef PCS_TESTS_FUZZ_STUB_STORE_H
 #define PCS_TESTS_FUZZ_STUB_STORE_H
@@ -29,13 +33,15 @@ enum stub_persona {
 	STUB_NPERSONAS
 };
 
-/* What resolves read: a value sealed for (company_id, secret_id, version 1), hex-encoded. */
+/* What resolves read: a value sealed for (company_id, secret_id, version 1). */
 struct stub_sealed {
 	const char *company_id, *secret_id;
-	const char *ciphertext_hex, *nonce_hex, *wrapped_hex, *key_id;
+	const uint8_t *ciphertext, *nonce, *wrapped_key;
+	size_t ciphertext_len, nonce_len, wrapped_key_len;
+	const char *key_id;
 };
 
-/* Process-wide: the sealed value every canned resolve row carries. */
+/* Process-wide: the sealed value every canned value row carries (not copied). */
 void stub_set_sealed(const struct stub_sealed *sealed);
 /* Per store: the script bytes (not copied; must outlive the store) and the persona. */
 void stub_configure(struct store *s, const uint8_t *script, size_t len,

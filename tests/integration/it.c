@@ -33,9 +33,46 @@ const char *it_path(const char *rel)
 	return b;
 }
 
+/* sql/api.sql's api_version, read from the source tree (the tests do not link the daemon). */
+static int api_version(void)
+{
+	const char *src = getenv("PCS_SOURCE_DIR");
+	char path[1024], line[64];
+	FILE *fp;
+	int v = 0;
+
+	snprintf(path, sizeof(path), "%s/sql/api.sql", src != NULL ? src : ".");
+	if ((fp = fopen(path, "re")) == NULL)
+		return 0;
+	if (fgets(line, sizeof(line), fp) == NULL || sscanf(line, "-- api_version: %d", &v) != 1)
+		v = 0;
+	fclose(fp);
+	return v;
+}
+
 int it_database(const char *name, char *conninfo_out, size_t size)
 {
-	return pgtest_create_db(name, conninfo_out, size);
+	size_t n;
+	int v = api_version();
+
+	if (v <= 0) {
+		fprintf(stderr, "it: cannot read api_version from sql/api.sql (PCS_SOURCE_DIR)\n");
+		return -1;
+	}
+	if (pgtest_create_db(name, conninfo_out, size) != 0)
+		return -1;
+	/*
+	 * Tests call the SQL API as the daemon does, unqualified. The daemon pins its own
+	 * search_path for migrations and adds its API schema's to its pool, so this changes
+	 * nothing for it. No quotes or spaces: tests put the string in shell commands.
+	 */
+	n = strlen(conninfo_out);
+	if ((size_t)snprintf(conninfo_out + n, size - n,
+	    " options=--search_path=pcs_api_%d,public", v) >= size - n) {
+		fprintf(stderr, "it: conninfo buffer too small\n");
+		return -1;
+	}
+	return 0;
 }
 
 static int can_connect(const char *path)
@@ -86,6 +123,8 @@ static pid_t spawn_daemon(struct it_daemon *d, const struct it_daemon_opts *opts
 	argv[n++] = "--socket";
 	argv[n++] = d->socket;
 	argv[n++] = "--database-url";
+	argv[n++] = d->service_conninfo;
+	argv[n++] = "--migrate-database-url";
 	argv[n++] = d->conninfo;
 	argv[n++] = "--master-key-file";
 	argv[n++] = d->keyfile;
@@ -115,6 +154,9 @@ static int prepare(struct it_daemon *d, const char *conninfo, const char *keyfil
 		snprintf(d->socket, sizeof(d->socket), "%s/pcsecretd.sock", d->dir);
 	snprintf(d->log, sizeof(d->log), "%s/pcsecretd.log", d->dir);
 	snprintf(d->conninfo, sizeof(d->conninfo), "%s", conninfo);
+	if (pgtest_login_role(IT_SERVICE_ROLE, conninfo, d->service_conninfo,
+	    sizeof(d->service_conninfo)) != 0)
+		return -1;
 	if (keyfile != NULL) {
 		snprintf(d->keyfile, sizeof(d->keyfile), "%s", keyfile);
 		return 0;

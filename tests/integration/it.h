@@ -17,12 +17,20 @@
 #define IT_OUTSIDER_UID 40012 /* not in IT_GROUP: cannot open the socket */
 #define IT_OPERATOR_UID 40013 /* in IT_GROUP */
 
+/*
+ * The database role the daemons run as (database_url); the role of the connection string a
+ * test passes (the cluster's superuser) applies migrations (migrate_database_url), as the
+ * owner does in production.
+ */
+#define IT_SERVICE_ROLE "pcs_it_service"
+
 struct it_daemon {
 	char dir[64];
 	char socket[128];
 	char keyfile[128];
 	char log[128];
-	char conninfo[512];
+	char conninfo[512];          /* the owner's: migrate_database_url */
+	char service_conninfo[600];  /* the same as IT_SERVICE_ROLE: database_url */
 	pid_t pid;
 };
 
@@ -42,9 +50,16 @@ struct it_result {
 
 /* "$PCS_BUILD_DIR/rel" in a static buffer (one of four, rotating). */
 const char *it_path(const char *rel);
-/* Makes a fresh database; conninfo_out gets its connection string. */
+/*
+ * Makes a fresh database; conninfo_out gets its connection string, with the search_path of
+ * the daemon's SQL API schema (pcs_api_<api_version of sql/api.sql>, public), so tests can call
+ * its functions unqualified.
+ */
 int it_database(const char *name, char *conninfo_out, size_t size);
-/* Starts a daemon on conninfo with keyfile (NULL: a new key); waits until it accepts calls. */
+/*
+ * Starts a daemon on conninfo with keyfile (NULL: a new key); waits until it accepts calls.
+ * conninfo's role applies the migrations; the daemon runs as IT_SERVICE_ROLE.
+ */
 int it_daemon_start(struct it_daemon *d, const char *conninfo, const char *keyfile);
 /* Same, with extra flags, a descriptor limit or a socket path of the caller's choosing. */
 int it_daemon_start_opts(struct it_daemon *d, const char *conninfo, const char *keyfile,

@@ -49,6 +49,41 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/pcs-lint.XXXXXX") || exit 2
 trap 'rm -rf "$scratch"' EXIT
 failed=0
 
+# Layering (docs/architecture.md): SQL text lives only in the daemon's database layer
+# (server/db*.c, db*.h), the store and the migration runner; only the store includes
+# libpq-fe.h; only server/crypto.c includes sodium.h among the daemon's sources, besides the
+# wiping and constant-time helpers of common/ that server and SDK share.
+echo "== layering"
+layering() {
+	local f
+	for f in server/*.c server/*.h; do
+		[[ -f $f ]] || continue
+		case ${f#server/} in
+		db.c | db.h | db_*.c | db_*.h | store.c | store.h | migrate.c | migrate.h) ;;
+		*) grep -HnE '"(SELECT|INSERT|UPDATE|DELETE|WITH) ' "$f" |
+			sed 's/$/ [SQL outside the database layer: put it in a db_*.c operation]/' ;;
+		esac
+	done
+	for f in common/*.[ch] server/*.[ch] sdk/*.[ch] sdk/*/*.[ch] client/*.[ch]; do
+		[[ -f $f && $f != server/store.c ]] || continue
+		grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]libpq-fe\.h[>"]' "$f" |
+			sed 's/$/ [libpq-fe.h outside server\/store.c]/'
+	done
+	for f in common/*.[ch] server/*.[ch]; do
+		case $f in
+		server/crypto.c | common/frame.c | common/keyfile.c | common/pbwipe.c) continue ;;
+		esac
+		grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]sodium\.h[>"]' "$f" |
+			sed 's/$/ [sodium.h outside server\/crypto.c and common\/'"'"'s wiping helpers]/'
+	done
+}
+layering >"$scratch/layering.findings"
+if [[ -s $scratch/layering.findings ]]; then
+	failed=1
+	cat "$scratch/layering.findings"
+fi
+echo "layering: $(wc -l <"$scratch/layering.findings") findings"
+
 # cppcheck: its own preprocessor does not search system headers, so two are given to it:
 # protobuf-c's (the generated header checks its version macro with #error) and sys/queue.h
 # (without its TAILQ_* macros, "TAILQ_HEAD(, name) x;" is a syntax error to cppcheck).

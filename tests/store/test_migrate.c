@@ -23,8 +23,8 @@
 #define SUM_A_CHANGED "22c69b9acf87dfbf96b59717109332740c380b42dac294560736d5b6a22167ae"
 
 static const struct migration set_ab[] = {
-	{ 1, "001_a", "CREATE TABLE a (id int);" },
-	{ 2, "002_b", "CREATE TABLE b (id int);\nINSERT INTO b VALUES (1), (2);\n" },
+	{ 1, "001_a", "CREATE TABLE a (id int);", 0 },
+	{ 2, "002_b", "CREATE TABLE b (id int);\nINSERT INTO b VALUES (1), (2);\n", 0 },
 };
 
 static char conninfo[1024];
@@ -83,7 +83,7 @@ test_fresh_then_noop(void **state)
 	/* A later binary with one more migration applies only that one. */
 	{
 		const struct migration abc[] = { set_ab[0], set_ab[1],
-			{ 3, "003_c", "CREATE TABLE c (id int);" } };
+			{ 3, "003_c", "CREATE TABLE c (id int);", 0 } };
 
 		assert_int_equal(migrate_run_set(c, abc, 3, &err), 0);
 		assert_query("SELECT count(*) FROM schema_migrations", "3");
@@ -96,9 +96,9 @@ static void
 test_changed_migration_refused(void **state)
 {
 	const struct migration changed[] = {
-		{ 1, "001_a", "CREATE TABLE a (id bigint);" },
+		{ 1, "001_a", "CREATE TABLE a (id bigint);", 0 },
 		set_ab[1],
-		{ 3, "003_c", "CREATE TABLE c (id int);" },
+		{ 3, "003_c", "CREATE TABLE c (id int);", 0 },
 	};
 	struct store_sync *c = fresh("pcs_test_mig_changed");
 	pcs_error err = { 0, "" };
@@ -120,12 +120,12 @@ test_failing_migration_rolls_back(void **state)
 {
 	const struct migration bad[] = {
 		set_ab[0],
-		{ 2, "002_bad", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\nSELECT 1/0;" },
-		{ 3, "003_d", "CREATE TABLE d (id int);" },
+		{ 2, "002_bad", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);\nSELECT 1/0;", 0 },
+		{ 3, "003_d", "CREATE TABLE d (id int);", 0 },
 	};
 	const struct migration fixed[] = {
 		set_ab[0],
-		{ 2, "002_good", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);" },
+		{ 2, "002_good", "CREATE TABLE c (id int);\nINSERT INTO c VALUES (1);", 0 },
 	};
 	struct store_sync *c = fresh("pcs_test_mig_fail");
 	pcs_error err = { 0, "" };
@@ -152,12 +152,12 @@ test_unknown_version_refused(void **state)
 {
 	const struct migration with_gap[] = {
 		set_ab[0],
-		{ 3, "003_c", "CREATE TABLE c (id int);" },
+		{ 3, "003_c", "CREATE TABLE c (id int);", 0 },
 	};
 	const struct migration other[] = {
 		set_ab[0],
-		{ 2, "002_x", "CREATE TABLE x (id int);" },
-		{ 4, "004_y", "CREATE TABLE y (id int);" },
+		{ 2, "002_x", "CREATE TABLE x (id int);", 0 },
+		{ 4, "004_y", "CREATE TABLE y (id int);", 0 },
 	};
 	struct store_sync *c = fresh("pcs_test_mig_newer");
 	pcs_error err = { 0, "" };
@@ -199,9 +199,9 @@ test_concurrent_daemons(void **state)
 {
 	/* No IF NOT EXISTS: a migration applied twice fails. The sleep widens the race. */
 	const struct migration set[] = {
-		{ 1, "001_t1", "CREATE TABLE t1 (id int);\nSELECT pg_sleep(0.3);" },
-		{ 2, "002_t2", "CREATE TABLE t2 (id int);" },
-		{ 3, "003_t3", "CREATE TABLE t3 (id int);\nINSERT INTO t3 VALUES (1);" },
+		{ 1, "001_t1", "CREATE TABLE t1 (id int);\nSELECT pg_sleep(0.3);", 0 },
+		{ 2, "002_t2", "CREATE TABLE t2 (id int);", 0 },
+		{ 3, "003_t3", "CREATE TABLE t3 (id int);\nINSERT INTO t3 VALUES (1);", 0 },
 	};
 	struct store_sync *c = fresh("pcs_test_mig_race");
 	pid_t pids[RACERS];

@@ -1,0 +1,283 @@
+/* db_secret: secrets and their versions. Values arrive sealed (db_sealed), never in clear. */
+#include "db_internal.h"
+
+#include <stdlib.h>
+
+#include "dispatch.h"
+
+enum {
+	S_ID, S_COMPANY, S_NAME, S_DESCRIPTION, S_CURRENT_VERSION, S_CREATED_AT, S_UPDATED_AT,
+	S_CREATED_BY,
+	/* pcs_describe_secret adds one row per version. */
+	V_VERSION, V_STATE, V_CREATED_AT, V_CREATED_BY, V_KEY_ID
+};
+#define SECRET_NAMES \
+	[S_ID] = "id", [S_COMPANY] = "company", [S_NAME] = "name", \
+	[S_DESCRIPTION] = "description", [S_CURRENT_VERSION] = "current_version", \
+	[S_CREATED_AT] = "created_at", [S_UPDATED_AT] = "updated_at", [S_CREATED_BY] = "created_by"
+static const char *const secret_cols[] = { SECRET_NAMES };
+static const char *const describe_cols[] = {
+	SECRET_NAMES,
+	[V_VERSION] = "version", [V_STATE] = "state", [V_CREATED_AT] = "version_created_at",
+	[V_CREATED_BY] = "version_created_by", [V_KEY_ID] = "key_id",
+};
+#define SECRET_SELECT "SELECT id, company, name, description, current_version, " \
+	"pcs_ts(created_at) AS created_at, pcs_ts(updated_at) AS updated_at, created_by"
+
+enum { P_COMPANY_ID, P_SECRET_ID, P_CURRENT_VERSION, P_NEXT_VERSION, P_TOKEN_VERSION };
+static const char *const prepare_create_cols[] = { [P_COMPANY_ID] = "company_id" };
+static const char *const prepare_update_cols[] = {
+	[P_COMPANY_ID] = "company_id", [P_SECRET_ID] = "secret_id",
+	[P_CURRENT_VERSION] = "current_version", [P_NEXT_VERSION] = "next_version",
+	[P_TOKEN_VERSION] = "token_version",
+};
+
+enum { D_UNBOUND };
+static const char *const delete_cols[] = { [D_UNBOUND] = "unbound" };
+
+static struct db_stmt prepare_create = {
+	.name = "pcs_secret_prepare_create",
+	DB_FROM("SELECT company_id", "pcs_secret_prepare_create($1, $2)"),
+	DB_COLS(prepare_create_cols),
+};
+
+/* company id, secret id, name, description, ciphertext, nonce, wrapped key, key id, actor */
+static struct db_stmt create_secret = {
+	.name = "pcs_create_secret",
+	DB_FROM(SECRET_SELECT, "pcs_create_secret($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+	DB_COLS(secret_cols),
+	.param_oid = { [4] = DB_OID_BYTEA, [5] = DB_OID_BYTEA, [6] = DB_OID_BYTEA },
+};
+
+static struct db_stmt prepare_update = {
+	.name = "pcs_secret_prepare_update",
+	DB_FROM("SELECT company_id, secret_id, current_version, next_version, token_version",
+	    "pcs_secret_prepare_update($1, $2, $3)"),
+	DB_COLS(prepare_update_cols),
+};
+
+/* secret id, version, expected version, ciphertext, nonce, wrapped key, key id, token, actor */
+static struct db_stmt add_version = {
+	.name = "pcs_add_version",
+	DB_FROM(SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+	DB_COLS(secret_cols),
+	.param_oid = { [3] = DB_OID_BYTEA, [4] = DB_OID_BYTEA, [5] = DB_OID_BYTEA },
+};
+
+static struct db_stmt secret_row = {
+	.name = "pcs_secret_row",
+	DB_FROM(SECRET_SELECT, "pcs_secret_row($1)"),
+	DB_COLS(secret_cols),
+};
+
+static struct db_stmt list_secrets = {
+	.name = "pcs_list_secrets",
+	DB_FROM(SECRET_SELECT, "pcs_list_secrets($1)"),
+	DB_COLS(secret_cols),
+};
+
+static struct db_stmt describe_secret = {
+	.name = "pcs_describe_secret",
+	DB_FROM(SECRET_SELECT ", version, state, pcs_ts(version_created_at) AS version_created_at, "
+	    "version_created_by, key_id", "pcs_describe_secret($1, $2)"),
+	DB_COLS(describe_cols),
+};
+
+static struct db_stmt delete_secret = {
+	.name = "pcs_delete_secret",
+	DB_FROM("SELECT unbound", "pcs_delete_secret($1, $2, $3)"),
+	DB_COLS(delete_cols),
+};
+
+struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret,
+	&prepare_update, &add_version, &secret_row, &list_secrets, &describe_secret,
+	&delete_secret, NULL };
+
+static void secret_row_of(const struct store_result *r, int row, const struct db_stmt *st,
+    struct db_secret *out)
+{
+	out->id = db_col_str(r, row, st, S_ID);
+	out->company = db_col_str(r, row, st, S_COMPANY);
+	out->name = db_col_str(r, row, st, S_NAME);
+	out->description = db_col_str(r, row, st, S_DESCRIPTION);
+	out->current_version = db_col_u32(r, row, st, S_CURRENT_VERSION);
+	out->created_at = db_col_str(r, row, st, S_CREATED_AT);
+	out->updated_at = db_col_str(r, row, st, S_UPDATED_AT);
+	out->created_by = db_col_str(r, row, st, S_CREATED_BY);
+}
+
+static void deliver_secret(struct call *c, const struct db_pending *p,
+    const struct store_result *res)
+{
+	struct db_secret s;
+
+	secret_row_of(res, 0, p->st, &s);
+	p->cb.secret(c, &s);
+}
+
+static void deliver_prepared(struct call *c, const struct db_pending *p,
+    const struct store_result *res)
+{
+	struct db_secret_prepared out = { "", "", 0, 0, 0 };
+	const struct db_stmt *st = p->st;
+
+	out.company_id = db_col_str(res, 0, st, P_COMPANY_ID);
+	if (st == &prepare_update) {
+		out.secret_id = db_col_str(res, 0, st, P_SECRET_ID);
+		out.current_version = db_col_u32(res, 0, st, P_CURRENT_VERSION);
+		out.next_version = db_col_u32(res, 0, st, P_NEXT_VERSION);
+		out.token_version = db_col_u32(res, 0, st, P_TOKEN_VERSION);
+	}
+	p->cb.prepared(c, &out);
+}
+
+static void param_sealed(struct db_params *p, const struct db_sealed *s)
+{
+	db_param_bytes(p, s->ciphertext, s->ciphertext_len);
+	db_param_bytes(p, s->nonce, s->nonce_len);
+	db_param_bytes(p, s->wrapped_key, s->wrapped_key_len);
+	db_param_text(p, s->key_id);
+}
+
+void db_secret_prepare_create(struct call *c, const char *company, const char *name,
+    db_secret_prepared_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_run(c, DB_RUN_STEP, &prepare_create, &p, deliver_prepared,
+	    (union db_cb){ .prepared = cb }, NULL);
+}
+
+void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
+    const char *name, const char *description, const struct db_sealed *sealed,
+    db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company_id);
+	db_param_text(&p, secret_id);
+	db_param_text(&p, name);
+	db_param_text(&p, description);
+	param_sealed(&p, sealed);
+	db_param_text(&p, call_actor(c));
+	db_run(c, DB_RUN_CALL, &create_secret, &p, deliver_secret, (union db_cb){ .secret = cb },
+	    NULL);
+}
+
+void db_secret_prepare_update(struct call *c, const char *company, const char *name,
+    const char *token, db_secret_prepared_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_text(&p, token);
+	db_run(c, DB_RUN_STEP, &prepare_update, &p, deliver_prepared,
+	    (union db_cb){ .prepared = cb }, NULL);
+}
+
+void db_secret_add_version(struct call *c, const char *secret_id, uint32_t version,
+    uint32_t expected, const struct db_sealed *sealed, const char *token, db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, secret_id);
+	db_param_u32(&p, version);
+	db_param_u32(&p, expected);
+	param_sealed(&p, sealed);
+	db_param_text(&p, token);
+	db_param_text(&p, call_actor(c));
+	db_run(c, DB_RUN_CALL, &add_version, &p, deliver_secret, (union db_cb){ .secret = cb },
+	    NULL);
+}
+
+void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, secret_id);
+	db_run(c, DB_RUN_CALL, &secret_row, &p, deliver_secret, (union db_cb){ .secret = cb }, NULL);
+}
+
+static void deliver_secrets(struct call *c, const struct db_pending *p,
+    const struct store_result *res)
+{
+	size_t n = (size_t)store_result_ntuples(res);
+	struct db_secret *rows = db_rows_alloc(c, n, sizeof(*rows));
+
+	if (rows == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		secret_row_of(res, (int)i, p->st, &rows[i]);
+	p->cb.secrets(c, rows, n);
+	free(rows);
+}
+
+void db_secret_list(struct call *c, const char *company, db_secrets_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_run(c, DB_RUN_CALL, &list_secrets, &p, deliver_secrets, (union db_cb){ .secrets = cb },
+	    NULL);
+}
+
+static void deliver_described(struct call *c, const struct db_pending *p,
+    const struct store_result *res)
+{
+	size_t n = (size_t)store_result_ntuples(res);
+	struct db_version *rows = db_rows_alloc(c, n, sizeof(*rows));
+	struct db_secret s;
+
+	if (rows == NULL)
+		return;
+	secret_row_of(res, 0, p->st, &s);
+	for (size_t i = 0; i < n; i++) {
+		rows[i].version = db_col_u32(res, (int)i, p->st, V_VERSION);
+		rows[i].state = db_col_str(res, (int)i, p->st, V_STATE);
+		rows[i].created_at = db_col_str(res, (int)i, p->st, V_CREATED_AT);
+		rows[i].created_by = db_col_str(res, (int)i, p->st, V_CREATED_BY);
+		rows[i].key_id = db_col_str(res, (int)i, p->st, V_KEY_ID);
+	}
+	p->cb.described(c, &s, rows, n);
+	free(rows);
+}
+
+void db_secret_describe(struct call *c, const char *company, const char *name,
+    db_secret_described_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_run(c, DB_RUN_CALL, &describe_secret, &p, deliver_described,
+	    (union db_cb){ .described = cb }, NULL);
+}
+
+static void deliver_unbound(struct call *c, const struct db_pending *p,
+    const struct store_result *res)
+{
+	size_t n = (size_t)store_result_ntuples(res);
+	const char **names = db_rows_alloc(c, n, sizeof(*names));
+
+	if (names == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		names[i] = db_col_str(res, (int)i, p->st, D_UNBOUND);
+	p->cb.names(c, names, n);
+	free(names);
+}
+
+void db_secret_delete(struct call *c, const char *company, const char *name, int force,
+    db_names_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_bool(&p, force);
+	db_run(c, DB_RUN_CALL, &delete_secret, &p, deliver_unbound, (union db_cb){ .names = cb },
+	    NULL);
+}

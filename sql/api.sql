@@ -1,0 +1,526 @@
+-- api_version: 1
+--
+-- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
+-- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
+-- differs from what the database records (server/migrate.c, under the migration lock), and
+-- its pooled connections put that schema first on their search_path. So a daemon always runs
+-- the functions it was built with, and daemons of two API versions can share one database
+-- during an upgrade, each in its own schema. docs/architecture.md ("Upgrades") has the rules:
+-- in short, a change that keeps every signature and meaning keeps api_version; anything else
+-- takes the next one.
+--
+-- The schema is emptied before this file runs, so functions are created, not replaced. The
+-- file holds functions only, created unqualified (the daemon sets the search_path to
+-- pcs_api_<N>, public first); tables, indexes, triggers and grants belong in migrations/.
+-- Names inside bodies resolve through the caller's search_path, which is the daemon's.
+--
+-- Every rpc that touches data is one call of a function below, so each call is one round trip
+-- and one transaction. Functions raise SQLSTATE 'PS0nn' where nn is the gRPC status code; their
+-- messages name the problem and never contain a value (values are only ever ciphertext here).
+
+-- RFC 3339 UTC timestamps for the wire.
+CREATE FUNCTION pcs_ts(t timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+CREATE FUNCTION pcs_raise(code integer, msg text) RETURNS void
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'PS0' || lpad(code::text, 2, '0'), MESSAGE = msg;
+END $$;
+
+CREATE FUNCTION pcs_company_id(p_company text) RETURNS uuid
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v uuid;
+BEGIN
+    SELECT id INTO v FROM companies WHERE name = p_company;
+    IF v IS NULL THEN
+        PERFORM pcs_raise(5, format('company %s does not exist', p_company));
+    END IF;
+    RETURN v;
+END $$;
+
+-- Principals: every rule matching the peer's uid or gid; the daemon picks the most specific.
+CREATE FUNCTION pcs_principal_lookup(p_uid bigint, p_gids bigint[])
+RETURNS TABLE (id bigint, match text, unix_id bigint, role text, company text,
+               agent_id uuid, agent_name text)
+LANGUAGE sql STABLE AS $$
+    SELECT p.id, p.match, p.unix_id, p.role, c.name, a.id, a.name
+      FROM principals p
+      LEFT JOIN companies c ON c.id = p.company_id
+      LEFT JOIN agents a ON a.id = p.agent_id
+     WHERE (p.match = 'uid' AND p.unix_id = p_uid)
+        OR (p.match = 'gid' AND p.unix_id = ANY (p_gids))
+     ORDER BY (p.match = 'uid') DESC, p.id
+$$;
+
+-- Companies.
+CREATE FUNCTION pcs_create_company(p_name text, p_actor text)
+RETURNS TABLE (id uuid, name text, created_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF EXISTS (SELECT 1 FROM companies c WHERE c.name = p_name) THEN
+        PERFORM pcs_raise(6, format('company %s already exists', p_name));
+    END IF;
+    RETURN QUERY INSERT INTO companies (name, created_by) VALUES (p_name, p_actor)
+        RETURNING companies.id, companies.name, companies.created_at, companies.created_by;
+END $$;
+
+-- p_only NULL = every company.
+CREATE FUNCTION pcs_list_companies(p_only text[])
+RETURNS TABLE (id uuid, name text, created_at timestamptz, created_by text)
+LANGUAGE sql STABLE AS $$
+    SELECT c.id, c.name, c.created_at, c.created_by FROM companies c
+     WHERE p_only IS NULL OR c.name = ANY (p_only) ORDER BY c.name
+$$;
+
+-- Secrets. Creating and updating take two steps because the value is sealed in the daemon
+-- with associated data that includes ids and the version number: *_prepare returns them.
+CREATE FUNCTION pcs_secret_prepare_create(p_company text, p_name text)
+RETURNS TABLE (company_id uuid)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company);
+BEGIN
+    IF EXISTS (SELECT 1 FROM secrets s WHERE s.company_id = v_company AND s.name = p_name
+               AND s.deleted_at IS NULL) THEN
+        PERFORM pcs_raise(6, format('secret %s/%s already exists', p_company, p_name));
+    END IF;
+    RETURN QUERY SELECT v_company;
+END $$;
+
+CREATE FUNCTION pcs_secret_row(p_secret uuid)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE sql AS $$
+    SELECT s.id, c.name, s.name, s.description, s.current_version, s.created_at, s.updated_at,
+           s.created_by
+      FROM secrets s JOIN companies c ON c.id = s.company_id WHERE s.id = p_secret
+$$;
+
+CREATE FUNCTION pcs_create_secret(p_company_id uuid, p_secret uuid, p_name text,
+    p_description text, p_ciphertext bytea, p_nonce bytea, p_wrapped bytea, p_key_id text,
+    p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF EXISTS (SELECT 1 FROM secrets s WHERE s.company_id = p_company_id AND s.name = p_name
+               AND s.deleted_at IS NULL) THEN
+        PERFORM pcs_raise(6, format('secret %s/%s already exists',
+            (SELECT c.name FROM companies c WHERE c.id = p_company_id), p_name));
+    END IF;
+    INSERT INTO secrets (id, company_id, name, description, current_version, created_by)
+        VALUES (p_secret, p_company_id, p_name, coalesce(p_description, ''), 1, p_actor);
+    INSERT INTO secret_versions (secret_id, version, ciphertext, nonce, wrapped_key, key_id,
+                                 created_by)
+        VALUES (p_secret, 1, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor);
+    RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
+END $$;
+
+-- For an update: the ids, the current version, the next version number, and the version an
+-- earlier update with the same idempotency token made (0 when none).
+CREATE FUNCTION pcs_secret_prepare_update(p_company text, p_name text, p_token text)
+RETURNS TABLE (company_id uuid, secret_id uuid, current_version integer, next_version integer,
+               token_version integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_current integer;
+BEGIN
+    SELECT s.id, s.current_version INTO v_secret, v_current FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+    END IF;
+    RETURN QUERY SELECT v_company, v_secret, v_current,
+        (SELECT max(v.version) + 1 FROM secret_versions v WHERE v.secret_id = v_secret),
+        coalesce((SELECT v.version FROM secret_versions v WHERE v.secret_id = v_secret
+                  AND p_token <> '' AND v.idempotency_token = p_token), 0);
+END $$;
+
+-- Adds p_version and makes it current, if the secret's current version is still p_expected
+-- (check-and-set; ABORTED otherwise, so a racing update is detected, never lost).
+CREATE FUNCTION pcs_add_version(p_secret uuid, p_version integer, p_expected integer,
+    p_ciphertext bytea, p_nonce bytea, p_wrapped bytea, p_key_id text, p_token text,
+    p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_current integer;
+BEGIN
+    SELECT s.current_version INTO v_current FROM secrets s
+     WHERE s.id = p_secret AND s.deleted_at IS NULL FOR UPDATE;
+    IF v_current IS NULL THEN
+        PERFORM pcs_raise(5, 'secret does not exist');
+    END IF;
+    IF v_current <> p_expected
+       OR EXISTS (SELECT 1 FROM secret_versions v WHERE v.secret_id = p_secret
+                  AND v.version >= p_version) THEN
+        PERFORM pcs_raise(10, format('secret changed concurrently (current version is %s)',
+                                     v_current));
+    END IF;
+    IF p_token <> '' AND EXISTS (SELECT 1 FROM secret_versions v WHERE v.secret_id = p_secret
+                                 AND v.idempotency_token = p_token) THEN
+        PERFORM pcs_raise(10, 'an update with this idempotency token was applied concurrently');
+    END IF;
+    INSERT INTO secret_versions (secret_id, version, ciphertext, nonce, wrapped_key, key_id,
+                                 created_by, idempotency_token)
+        VALUES (p_secret, p_version, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor,
+                nullif(p_token, ''));
+    UPDATE secrets SET current_version = p_version, updated_at = now() WHERE secrets.id = p_secret;
+    RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
+END $$;
+
+CREATE FUNCTION pcs_list_secrets(p_company text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company);
+BEGIN
+    RETURN QUERY SELECT s.id, p_company, s.name, s.description, s.current_version,
+                        s.created_at, s.updated_at, s.created_by
+                   FROM secrets s WHERE s.company_id = v_company AND s.deleted_at IS NULL
+                  ORDER BY s.name;
+END $$;
+
+-- One row per version, the secret's columns repeated.
+CREATE FUNCTION pcs_describe_secret(p_company text, p_name text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text,
+               version integer, state text, version_created_at timestamptz,
+               version_created_by text, key_id text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid;
+BEGIN
+    SELECT s.id INTO v_secret FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+    END IF;
+    RETURN QUERY SELECT r.*, v.version, v.state, v.created_at, v.created_by, v.key_id
+                   FROM pcs_secret_row(v_secret) r
+                   JOIN secret_versions v ON v.secret_id = r.id
+                  ORDER BY v.version;
+END $$;
+
+-- Agents.
+CREATE FUNCTION pcs_agent_id(p_company text, p_agent text) RETURNS uuid
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v uuid;
+BEGIN
+    SELECT a.id INTO v FROM agents a WHERE a.company_id = pcs_company_id(p_company)
+       AND a.name = p_agent;
+    IF v IS NULL THEN
+        PERFORM pcs_raise(5, format('agent %s/%s does not exist', p_company, p_agent));
+    END IF;
+    RETURN v;
+END $$;
+
+-- The agent and its bindings: one row per binding (binding columns NULL when it has none).
+CREATE FUNCTION pcs_describe_agent(p_company text, p_agent text)
+RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
+               created_by text, env_name text, ref_company text, ref_name text,
+               ref_version integer)
+LANGUAGE sql AS $$
+    SELECT a.id, c.name, a.name, a.uid, a.created_at, a.created_by, e.env_name, sc.name,
+           s.name, e.version
+      FROM agents a
+      JOIN companies c ON c.id = a.company_id
+      LEFT JOIN agent_env e ON e.agent_id = a.id
+      LEFT JOIN secrets s ON s.id = e.secret_id
+      LEFT JOIN companies sc ON sc.id = s.company_id
+     WHERE a.id = pcs_agent_id(p_company, p_agent)
+     ORDER BY e.env_name
+$$;
+
+-- An agent's uid is an agent and nothing else: refused when any rule already matches the uid,
+-- by uid or through one of p_gids (its groups, looked up by the daemon).
+CREATE FUNCTION pcs_create_agent(p_company text, p_agent text, p_uid bigint, p_actor text,
+    p_gids bigint[])
+RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
+               created_by text, env_name text, ref_company text, ref_name text,
+               ref_version integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_agent uuid; v_rule record;
+BEGIN
+    IF EXISTS (SELECT 1 FROM agents a WHERE a.company_id = v_company AND a.name = p_agent) THEN
+        PERFORM pcs_raise(6, format('agent %s/%s already exists', p_company, p_agent));
+    END IF;
+    SELECT p.id, p.role INTO v_rule FROM principals p
+     WHERE p.match = 'uid' AND p.unix_id = p_uid LIMIT 1;
+    IF FOUND THEN
+        PERFORM pcs_raise(9, format('uid %s already has role %s (principal %s)', p_uid,
+                                    v_rule.role, v_rule.id));
+    END IF;
+    SELECT p.id, p.role, p.unix_id INTO v_rule FROM principals p
+     WHERE p.match = 'gid' AND p.unix_id = ANY (coalesce(p_gids, '{}')) ORDER BY p.id LIMIT 1;
+    IF FOUND THEN
+        PERFORM pcs_raise(9, format('uid %s belongs to group %s, which has role %s (principal %s); '
+                                    'an agent''s uid may match no other rule', p_uid,
+                                    v_rule.unix_id, v_rule.role, v_rule.id));
+    END IF;
+    INSERT INTO agents (company_id, name, uid, created_by)
+        VALUES (v_company, p_agent, p_uid, p_actor) RETURNING agents.id INTO v_agent;
+    INSERT INTO principals (match, unix_id, role, company_id, agent_id, created_by)
+        VALUES ('uid', p_uid, 'agent', v_company, v_agent, p_actor);
+    RETURN QUERY SELECT * FROM pcs_describe_agent(p_company, p_agent);
+END $$;
+
+-- p_ref_secret: a secret id, or NULL to use p_ref_company/p_ref_name. p_version NULL = latest.
+CREATE FUNCTION pcs_set_agent_env(p_company text, p_agent text, p_env text,
+    p_ref_secret uuid, p_ref_company text, p_ref_name text, p_version integer, p_actor text)
+RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
+               created_by text, env_name text, ref_company text, ref_name text,
+               ref_version integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_agent uuid := pcs_agent_id(p_company, p_agent); v_company uuid; v_secret uuid;
+BEGIN
+    IF p_ref_secret IS NOT NULL THEN
+        SELECT s.id, s.company_id INTO v_secret, v_company FROM secrets s
+         WHERE s.id = p_ref_secret AND s.deleted_at IS NULL;
+    ELSE
+        SELECT s.id, s.company_id INTO v_secret, v_company FROM secrets s
+         WHERE s.company_id = pcs_company_id(p_ref_company) AND s.name = p_ref_name
+           AND s.deleted_at IS NULL;
+    END IF;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s does not exist',
+            coalesce(p_ref_secret::text, p_ref_company || '/' || p_ref_name)));
+    END IF;
+    IF v_company <> pcs_company_id(p_company) THEN
+        PERFORM pcs_raise(7, format('agent %s/%s may only use secrets of company %s',
+                                    p_company, p_agent, p_company));
+    END IF;
+    IF p_version IS NOT NULL AND NOT EXISTS (SELECT 1 FROM secret_versions v
+            WHERE v.secret_id = v_secret AND v.version = p_version) THEN
+        PERFORM pcs_raise(5, format('version %s of secret %s does not exist', p_version,
+            coalesce(p_ref_secret::text, p_ref_company || '/' || p_ref_name)));
+    END IF;
+    INSERT INTO agent_env (agent_id, env_name, secret_id, version, created_by)
+        VALUES (v_agent, p_env, v_secret, p_version, p_actor)
+        ON CONFLICT (agent_id, env_name) DO UPDATE
+           SET secret_id = EXCLUDED.secret_id, version = EXCLUDED.version,
+               created_at = now(), created_by = EXCLUDED.created_by;
+    RETURN QUERY SELECT * FROM pcs_describe_agent(p_company, p_agent);
+END $$;
+
+CREATE FUNCTION pcs_unset_agent_env(p_company text, p_agent text, p_env text)
+RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
+               created_by text, env_name text, ref_company text, ref_name text,
+               ref_version integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    DELETE FROM agent_env e WHERE e.agent_id = pcs_agent_id(p_company, p_agent)
+       AND e.env_name = p_env;
+    IF NOT FOUND THEN
+        PERFORM pcs_raise(5, format('agent %s/%s has no variable %s', p_company, p_agent, p_env));
+    END IF;
+    RETURN QUERY SELECT * FROM pcs_describe_agent(p_company, p_agent);
+END $$;
+
+-- Resolving. One row per ref i = 1..n given as parallel arrays (secret id or company+name;
+-- version 0 = latest), on behalf of agent p_company/p_agent: granted says whether the agent's
+-- env config binds that secret with that same version selector. The daemon's authz decides
+-- from it; the sealed value is returned only for granted refs, and nothing at all about a ref
+-- that is not granted, so agents cannot probe for names.
+CREATE FUNCTION pcs_resolve(p_company text, p_agent text, p_ids text[], p_companies text[],
+    p_names text[], p_versions integer[])
+RETURNS TABLE (idx integer, granted boolean, company_id uuid, secret_id uuid, version integer,
+               state text, ciphertext bytea, nonce bytea, wrapped_key bytea, key_id text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_agent uuid := pcs_agent_id(p_company, p_agent);
+    i integer; v_secret uuid; v_company uuid; v_current integer; v_version integer;
+    v_row secret_versions%ROWTYPE;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+        v_secret := NULL;
+        SELECT s.id, s.company_id, s.current_version INTO v_secret, v_company, v_current
+          FROM secrets s JOIN agent_env e ON e.secret_id = s.id AND e.agent_id = v_agent
+           AND e.version IS NOT DISTINCT FROM nullif(p_versions[i], 0)
+         WHERE s.deleted_at IS NULL
+           AND CASE WHEN coalesce(p_ids[i], '') <> '' THEN s.id::text = p_ids[i]
+                    ELSE s.name = p_names[i]
+                         AND s.company_id = (SELECT c.id FROM companies c
+                                              WHERE c.name = p_companies[i]) END
+         LIMIT 1;
+        IF v_secret IS NULL THEN
+            RETURN QUERY SELECT i, false, NULL::uuid, NULL::uuid, NULL::integer, NULL::text,
+                                NULL::bytea, NULL::bytea, NULL::bytea, NULL::text;
+            CONTINUE;
+        END IF;
+        v_version := CASE WHEN p_versions[i] = 0 THEN v_current ELSE p_versions[i] END;
+        v_row := NULL;
+        SELECT * INTO v_row FROM secret_versions sv
+         WHERE sv.secret_id = v_secret AND sv.version = v_version;
+        RETURN QUERY SELECT i, true, v_company, v_secret, v_version, v_row.state,
+                            CASE WHEN v_row.state = 'active' THEN v_row.ciphertext END,
+                            CASE WHEN v_row.state = 'active' THEN v_row.nonce END,
+                            CASE WHEN v_row.state = 'active' THEN v_row.wrapped_key END,
+                            v_row.key_id;
+    END LOOP;
+END $$;
+
+-- The configured environment of an agent with each binding's sealed value.
+CREATE FUNCTION pcs_agent_env(p_company text, p_agent text)
+RETURNS TABLE (env_name text, ref_company text, ref_name text, selector integer,
+               company_id uuid, secret_id uuid, version integer, ciphertext bytea,
+               nonce bytea, wrapped_key bytea, key_id text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_agent uuid := pcs_agent_id(p_company, p_agent); r record;
+BEGIN
+    FOR r IN SELECT e.env_name, c.name AS company, s.name, e.version AS selector, s.company_id,
+                    s.id, coalesce(e.version, s.current_version) AS version, s.deleted_at
+               FROM agent_env e JOIN secrets s ON s.id = e.secret_id
+               JOIN companies c ON c.id = s.company_id
+              WHERE e.agent_id = v_agent ORDER BY e.env_name LOOP
+        IF r.deleted_at IS NOT NULL THEN
+            PERFORM pcs_raise(9, format('%s: secret %s/%s was deleted', r.env_name, r.company,
+                                        r.name));
+        END IF;
+        RETURN QUERY SELECT r.env_name, r.company, r.name, r.selector, r.company_id, r.id,
+                            r.version, v.ciphertext, v.nonce, v.wrapped_key, v.key_id
+                       FROM secret_versions v
+                      WHERE v.secret_id = r.id AND v.version = r.version AND v.state = 'active';
+        IF NOT FOUND THEN
+            PERFORM pcs_raise(9, format('%s: version %s of %s/%s is not available',
+                                        r.env_name, r.version, r.company, r.name));
+        END IF;
+    END LOOP;
+END $$;
+
+CREATE FUNCTION pcs_list_agents(p_company text)
+RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
+               created_by text, env_name text, ref_company text, ref_name text,
+               ref_version integer)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company);
+BEGIN
+    RETURN QUERY SELECT a.id, p_company, a.name, a.uid, a.created_at, a.created_by,
+                        NULL::text, NULL::text, NULL::text, NULL::integer
+                   FROM agents a WHERE a.company_id = v_company ORDER BY a.name;
+END $$;
+
+-- Removing an agent removes its bindings and its principal (ON DELETE CASCADE).
+CREATE FUNCTION pcs_delete_agent(p_company text, p_agent text)
+RETURNS TABLE (id uuid)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_agent uuid := pcs_agent_id(p_company, p_agent);
+BEGIN
+    DELETE FROM agents a WHERE a.id = v_agent;
+    RETURN QUERY SELECT v_agent;
+END $$;
+
+-- Soft delete: the name becomes free and nothing resolves it any more. Refused while agents
+-- reference the secret, naming them, unless p_force, which also removes those bindings.
+CREATE FUNCTION pcs_delete_secret(p_company text, p_name text, p_force boolean)
+RETURNS TABLE (unbound text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_users text[];
+BEGIN
+    SELECT s.id INTO v_secret FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+    END IF;
+    SELECT array_agg(c.name || '/' || a.name || ':' || e.env_name ORDER BY c.name, a.name,
+                     e.env_name)
+      INTO v_users
+      FROM agent_env e JOIN agents a ON a.id = e.agent_id JOIN companies c ON c.id = a.company_id
+     WHERE e.secret_id = v_secret;
+    IF v_users IS NOT NULL AND NOT p_force THEN
+        PERFORM pcs_raise(9, format('secret %s/%s is used by %s; unset those or delete with force',
+                                    p_company, p_name, array_to_string(v_users, ', ')));
+    END IF;
+    DELETE FROM agent_env e WHERE e.secret_id = v_secret;
+    UPDATE secrets SET deleted_at = now() WHERE secrets.id = v_secret;
+    RETURN QUERY SELECT u FROM unnest(coalesce(v_users, '{}')) AS u;
+END $$;
+
+-- Principal rules (admin, operator, launcher; agents get theirs from pcs_create_agent).
+CREATE FUNCTION pcs_principal_rows(p_only bigint)
+RETURNS TABLE (id bigint, match text, unix_id bigint, role text, company text,
+               agent text, created_at timestamptz, created_by text)
+LANGUAGE sql AS $$
+    SELECT p.id, p.match, p.unix_id, p.role, c.name, a.name, p.created_at, p.created_by
+      FROM principals p
+      LEFT JOIN companies c ON c.id = p.company_id
+      LEFT JOIN agents a ON a.id = p.agent_id
+     WHERE p_only IS NULL OR p.id = p_only
+     ORDER BY p.id
+$$;
+
+CREATE FUNCTION pcs_add_principal(p_match text, p_unix_id bigint, p_role text,
+    p_company text, p_actor text)
+RETURNS TABLE (id bigint, match text, unix_id bigint, role text, company text,
+               agent text, created_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid; v_rule record; v_id bigint;
+BEGIN
+    IF p_role NOT IN ('admin', 'operator', 'launcher') THEN
+        PERFORM pcs_raise(3, format('role %s cannot be added here (agents are made with agent create)', p_role));
+    END IF;
+    IF p_role = 'admin' AND coalesce(p_company, '') <> '' THEN
+        PERFORM pcs_raise(3, 'admin rules apply to every company: give no company');
+    END IF;
+    IF p_role <> 'admin' THEN
+        IF coalesce(p_company, '') = '' THEN
+            PERFORM pcs_raise(3, format('role %s needs a company', p_role));
+        END IF;
+        v_company := pcs_company_id(p_company);
+    END IF;
+    -- One role per uid or gid, so that whoami has one answer.
+    SELECT p.id, p.role INTO v_rule FROM principals p
+     WHERE p.match = p_match AND p.unix_id = p_unix_id AND p.role <> p_role LIMIT 1;
+    IF FOUND THEN
+        PERFORM pcs_raise(9, format('%s %s already has role %s (principal %s)', p_match,
+                                    p_unix_id, v_rule.role, v_rule.id));
+    END IF;
+    IF EXISTS (SELECT 1 FROM principals p WHERE p.match = p_match AND p.unix_id = p_unix_id
+               AND p.role = p_role AND p.company_id IS NOT DISTINCT FROM v_company) THEN
+        PERFORM pcs_raise(6, format('%s %s is already %s%s', p_match, p_unix_id, p_role,
+            CASE WHEN p_company <> '' THEN ' of ' || p_company ELSE '' END));
+    END IF;
+    INSERT INTO principals (match, unix_id, role, company_id, created_by)
+        VALUES (p_match, p_unix_id, p_role, v_company, p_actor) RETURNING principals.id INTO v_id;
+    RETURN QUERY SELECT * FROM pcs_principal_rows(v_id);
+END $$;
+
+CREATE FUNCTION pcs_remove_principal(p_id bigint)
+RETURNS TABLE (id bigint)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    DELETE FROM principals p WHERE p.id = p_id;
+    IF NOT FOUND THEN
+        PERFORM pcs_raise(5, format('principal %s does not exist', p_id));
+    END IF;
+    RETURN QUERY SELECT p_id;
+END $$;
+
+-- Audit, newest first. p_only NULL = every company.
+CREATE FUNCTION pcs_list_audit(p_only text[], p_limit integer)
+RETURNS SETOF audit_log
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM audit_log a
+     WHERE p_only IS NULL OR a.company = ANY (p_only)
+     ORDER BY a.id DESC LIMIT p_limit
+$$;
