@@ -11,7 +11,6 @@
 #include "dispatch.h"
 
 /* Tells a pending statement of ours from anything else in the call's state slot. */
-#define DB_PENDING_MAGIC 0x70636462u
 
 static struct db_stmt *const *const statement_lists[] = {
 	db_company_statements,
@@ -408,44 +407,18 @@ void db_sealed_free(struct db_sealed_buf *buf)
 
 /* ---- a call's statement ---- */
 
-/*
- * The call's state slot owns the pending statement. While its result is being delivered the
- * deliverer owns it instead: the callback may end the call or start the next statement, both
- * of which release the slot.
- */
-static void pending_free(void *arg)
+/* dispatch frees p (call_db's arg) once this returned, or when the call ends without it. */
+static void on_result(struct call *c, const struct store_result *res, void *arg)
 {
 	struct db_pending *p = arg;
-
-	if (p->delivering) {
-		p->released = 1;
-		return;
-	}
-	free(p);
-}
-
-static void on_result(struct call *c, const struct store_result *res)
-{
-	struct db_pending *p = call_state(c);
 	pcs_error err;
 	int r;
 
-	if (p == NULL || p->magic != DB_PENDING_MAGIC) {
-		call_fail(c, PCS_INTERNAL, "%s: a database result without its statement",
-		    call_method(c));
-		return;
-	}
 	if ((r = db_stmt_ready(p->st, res, &err)) != 0) {
 		call_fail_err(c, r, &err);
 		return;
 	}
-	p->delivering = 1;
 	p->deliver(c, p, res);
-	/* The call may be gone: only p is touched from here. */
-	if (p->released)
-		free(p);
-	else
-		p->delivering = 0;
 }
 
 void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const struct db_params *p,
@@ -458,7 +431,6 @@ void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const str
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	pend->magic = DB_PENDING_MAGIC;
 	pend->st = st;
 	pend->deliver = deliver;
 	pend->cb = cb;
@@ -466,12 +438,11 @@ void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const str
 		snprintf(pend->company, sizeof(pend->company), "%s", t->company);
 		snprintf(pend->agent, sizeof(pend->agent), "%s", t->agent);
 	}
-	call_set_state(c, pend, pending_free);
 	db_store_query(st, p, &q);
 	if (kind == DB_RUN_STEP)
-		call_db_step(c, &q, on_result);
+		call_db_step(c, &q, on_result, pend, free);
 	else
-		call_db(c, &q, on_result);
+		call_db(c, &q, on_result, pend, free);
 }
 
 void *db_rows_alloc(struct call *c, size_t n, size_t size)

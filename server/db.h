@@ -15,8 +15,9 @@
  * A function that returns at most one row passes an empty row (every string "", every number
  * 0) when it returned none.
  *
- * The db layer keeps a call's pending statement in the call's state slot (call_set_state):
- * handlers get back what they asked about through the callbacks instead of keeping state.
+ * A statement's own state (which callback, which company and agent it was for) travels with it
+ * as call_db's argument, freed by dispatch whatever happens to the call: handlers get back what
+ * they asked about through the callbacks instead of keeping state.
  */
 #ifndef PCS_SERVER_DB_H
 #define PCS_SERVER_DB_H

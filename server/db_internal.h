@@ -168,12 +168,10 @@ typedef void (*db_deliver_fn)(struct call *c, const struct db_pending *p,
     const struct store_result *res);
 
 struct db_pending {
-	uint32_t magic;
 	struct db_stmt *st;
 	db_deliver_fn deliver;
 	union db_cb cb;
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];  /* echoed as a db_target */
-	int delivering, released;
 };
 
 enum db_run_kind { DB_RUN_CALL, DB_RUN_STEP };

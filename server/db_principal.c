@@ -167,6 +167,13 @@ static void deliver_lookup(struct call *c, const struct db_pending *p,
 	free(rows);
 }
 
+/*
+ * The groups of a peer the lookup considers (conn.h's CONN_MAX_GROUPS), and the room their
+ * binary bigint[] takes: a 20-byte header and 12 bytes per group.
+ */
+#define PRINCIPAL_MAX_GROUPS 64
+#define PRINCIPAL_GROUPS_ARRAY (20 + 12 * PRINCIPAL_MAX_GROUPS)
+
 /* The binary bigint[] of groups into buf; its length. */
 static size_t groups_array(const gid_t *groups, size_t n, uint8_t *buf, size_t size)
 {
@@ -190,41 +197,4 @@ void db_principal_lookup(struct call *c, uint32_t uid, const gid_t *groups, size
 	db_param_bytes(&p, gids, len);
 	db_run(c, DB_RUN_STEP, &principal_lookup, &p, deliver_lookup,
 	    (union db_cb){ .principal = cb }, NULL);
-}
-
-/* ---- what dispatch's call_identify uses until it calls db_principal_lookup ---- */
-
-void principal_query(struct principal_query *pq, uid_t uid, const gid_t *groups, size_t n,
-    struct store_query *q)
-{
-	size_t len = groups_array(groups, n, pq->gids, sizeof(pq->gids));
-
-	snprintf(pq->uid, sizeof(pq->uid), "%u", (unsigned)uid);
-	pq->values[0] = pq->uid;
-	pq->lengths[0] = 0;
-	pq->formats[0] = 0;
-	pq->values[1] = (const char *)pq->gids;
-	pq->lengths[1] = (int)len;
-	pq->formats[1] = 1;
-	memset(q, 0, sizeof(*q));
-	q->sql = principal_lookup.sql;
-	q->nparams = 2;
-	q->values = pq->values;
-	q->lengths = pq->lengths;
-	q->formats = pq->formats;
-}
-
-int principal_from_rows(struct principal *p, const struct store_result *res, pcs_error *err)
-{
-	struct db_principal_match *rows;
-	size_t n;
-	int r;
-
-	if ((r = db_stmt_ready(&principal_lookup, res, err)) != 0)
-		return r;
-	if ((rows = lookup_rows(res, &n)) == NULL)
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-	r = principal_from_matches(p, rows, n, err);
-	free(rows);
-	return r;
 }

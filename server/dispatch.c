@@ -10,6 +10,7 @@
 
 #include "audit.h"
 #include "config.h"
+#include "db.h"
 #include "handlers.h"
 #include "log.h"
 #include "methods.h"
@@ -59,8 +60,8 @@ struct call {
 	char secret[2 * PCS_NAME_MAX + 8];
 	char version[16];
 	char actor[32];
-	void *state;
-	void (*state_free)(void *);
+	void *db_arg;             /* the running statement's, for db_cb */
+	void (*db_arg_free)(void *);
 };
 
 int dispatch_init(pcs_error *err)
@@ -86,14 +87,15 @@ const struct conn_cred *call_peer(const struct call *c) { return session_cred(c-
 const ProtobufCMessage *call_request(const struct call *c) { return c->request; }
 const struct principal *call_principal(const struct call *c) { return c->principal; }
 const char *call_actor(const struct call *c) { return c->actor; }
-void *call_state(struct call *c) { return c->state; }
 
-void call_set_state(struct call *c, void *state, void (*free_fn)(void *))
+/* The running statement's argument is dropped: its result will not be delivered. */
+static void drop_db_arg(struct call *c)
 {
-	if (c->state != NULL && c->state_free != NULL)
-		c->state_free(c->state);
-	c->state = state;
-	c->state_free = free_fn;
+	void *arg = c->db_arg;
+
+	c->db_arg = NULL;
+	if (arg != NULL && c->db_arg_free != NULL)
+		c->db_arg_free(arg);
 }
 
 void call_set_target(struct call *c, const char *company, const char *secret,
@@ -136,7 +138,7 @@ static void call_free(struct call *c)
 		store_cancel(c->job);
 	if (c->audit_entry != NULL)
 		audit_cancel(c->audit_entry);
-	call_set_state(c, NULL, NULL);
+	drop_db_arg(c);
 	if (c->request != NULL)
 		protobuf_c_message_free_unpacked(c->request, &pbwipe_allocator);
 	if (c->reply != NULL) {
@@ -253,7 +255,7 @@ static void call_end(struct call *c)
 		store_cancel(c->job);
 		c->job = NULL;
 	}
-	call_set_state(c, NULL, NULL);
+	drop_db_arg(c);
 	if (c->status == PCS_OK && !c->authorized) {
 		drop_reply(c);
 		c->status = PCS_INTERNAL;
@@ -368,18 +370,25 @@ void call_fail_res(struct call *c, const struct store_result *res)
 static void on_db_done(const struct store_result *res, void *arg)
 {
 	struct call *c = arg;
+	void *db_arg = c->db_arg;
+	void (*db_arg_free)(void *) = c->db_arg_free;
 
 	c->job = NULL;
-	if (store_result_status(res) != 0) {
+	c->db_arg = NULL;
+	if (store_result_status(res) != 0)
 		call_fail_res(c, res);
-		return;
+	else {
+		if (c->db_audited)
+			c->audited = 1;
+		/* May end the call (c is then gone) or start its next statement. */
+		c->db_cb(c, res, db_arg);
 	}
-	if (c->db_audited)
-		c->audited = 1;
-	c->db_cb(c, res);
+	if (db_arg != NULL && db_arg_free != NULL)
+		db_arg_free(db_arg);
 }
 
-static void call_db_run(struct call *c, const struct store_query *q, int audited, call_db_cb cb)
+static void call_db_run(struct call *c, const struct store_query *q, int audited, call_db_cb cb,
+    void *arg, void (*arg_free)(void *))
 {
 	char sql[4096], principal[160];
 	const char *values[STORE_MAX_PARAMS + AUDIT_NPARAMS];
@@ -389,9 +398,14 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 	struct audit_buf buf;
 	pcs_error err;
 
-	if (c->ended)
+	if (c->ended) {
+		if (arg != NULL && arg_free != NULL)
+			arg_free(arg);
 		return;
+	}
 	c->db_cb = cb;
+	c->db_arg = arg;
+	c->db_arg_free = arg_free;
 	c->db_audited = audited;
 	if (audited) {
 		if (q->nparams > STORE_MAX_PARAMS ||
@@ -421,30 +435,16 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 		call_fail_err(c, -err.code, &err);
 }
 
-void call_db(struct call *c, const struct store_query *q, call_db_cb cb)
+void call_db(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
+    void (*arg_free)(void *))
 {
-	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, cb);
+	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, cb, arg, arg_free);
 }
 
-void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb)
+void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
+    void (*arg_free)(void *))
 {
-	call_db_run(c, q, 0, cb);
-}
-
-void call_db_text(struct call *c, const char *sql, const char *const *values, int n,
-    call_db_cb cb)
-{
-	struct store_query q = { sql, n, values, NULL, NULL };
-
-	call_db(c, &q, cb);
-}
-
-void call_db_text_step(struct call *c, const char *sql, const char *const *values, int n,
-    call_db_cb cb)
-{
-	struct store_query q = { sql, n, values, NULL, NULL };
-
-	call_db_step(c, &q, cb);
+	call_db_run(c, q, 0, cb, arg, arg_free);
 }
 
 static void generic_closure(const ProtobufCMessage *msg, void *data);
@@ -455,12 +455,12 @@ static void call_invoke(struct call *c)
 	    generic_closure, c);
 }
 
-static void on_identified(struct call *c, const struct store_result *res)
+static void on_identified(struct call *c, const struct db_principal_match *rows, size_t n)
 {
 	pcs_error err;
 	int r;
 
-	if ((r = principal_from_rows(c->principal, res, &err)) != 0) {
+	if ((r = principal_from_matches(c->principal, rows, n, &err)) != 0) {
 		call_fail_err(c, r, &err);
 		return;
 	}
@@ -475,8 +475,6 @@ static void on_identified(struct call *c, const struct store_result *res)
 static void call_identify(struct call *c)
 {
 	const struct conn_cred *peer = call_peer(c);
-	struct principal_query pq;
-	struct store_query q = { 0 };
 
 	if ((c->principal = calloc(1, sizeof(*c->principal))) == NULL) {
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
@@ -489,8 +487,7 @@ static void call_identify(struct call *c)
 		call_invoke(c);
 		return;
 	}
-	principal_query(&pq, peer->uid, peer->groups, peer->ngroups, &q);
-	call_db_step(c, &q, on_identified);
+	db_principal_lookup(c, (uint32_t)peer->uid, peer->groups, peer->ngroups, on_identified);
 }
 
 static void generic_closure(const ProtobufCMessage *msg, void *data)

@@ -22,7 +22,8 @@ struct call;
 struct conn_cred;
 struct session;
 
-typedef void (*call_db_cb)(struct call *c, const struct store_result *res);
+/* arg: the one given to call_db with the statement. */
+typedef void (*call_db_cb)(struct call *c, const struct store_result *res, void *arg);
 
 /*
  * Checks the method table against the service and that every rpc has a handler, and makes
@@ -60,16 +61,15 @@ const ProtobufCMessage *call_request(const struct call *c);
  * When the method's audit mode (common/methods.h) is METHOD_AUDIT_WITH_WORK the audit row is
  * written in the same statement (so the same transaction) as q, and q must be a single
  * SELECT: it is wrapped as WITH r AS (q), a AS (INSERT INTO audit_log ...) SELECT * FROM r.
- * On failure the call is failed with the store's status and cb is not called.
+ * On failure the call is failed with the store's status and cb is not called. arg (may be NULL)
+ * is handed to cb and freed with arg_free (may be NULL) once cb has returned, or when the call
+ * ends without it: the statement's own state, with one owner whatever happens.
  */
-void call_db(struct call *c, const struct store_query *q, call_db_cb cb);
+void call_db(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
+    void (*arg_free)(void *));
 /* A statement that prepares the call's statement (reads ids, checks): never carries its row. */
-void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb);
-/* call_db and call_db_step with text parameters only. */
-void call_db_text(struct call *c, const char *sql, const char *const *values, int n,
-    call_db_cb cb);
-void call_db_text_step(struct call *c, const char *sql, const char *const *values, int n,
-    call_db_cb cb);
+void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
+    void (*arg_free)(void *));
 /* Handler state freed (and wiped by free_fn) when the call ends, however it ends. */
 void call_set_state(struct call *c, void *state, void (*free_fn)(void *));
 void *call_state(struct call *c);

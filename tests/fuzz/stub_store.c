@@ -54,7 +54,7 @@ struct store_result {
 	char message[256];
 	struct store *s;
 	enum rows_kind rows;
-	const struct stub_op *op;  /* NULL: principal_query's statement */
+	const struct stub_op *op;  /* the db_* operation the statement stands for */
 };
 
 enum job_state { JOB_QUEUED, JOB_SLOW, JOB_DONE };
@@ -529,10 +529,11 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 }
 
 /* dispatch's callback for every db_* operation's statement (it ran OK). */
-static void on_op_result(struct call *c, const struct store_result *res)
+static void on_op_result(struct call *c, const struct store_result *res, void *arg)
 {
 	struct gen g = { res->s, res->rows, NULL, 0 };
 
+	(void)arg;
 	if (res->op == NULL)
 		abort(); /* a db_* operation's result without its operation */
 	if ((g.arena = malloc(STUB_ARENA)) == NULL)
@@ -551,9 +552,9 @@ static void run_op(struct call *c, int step, struct stub_op *op)
 
 	pending = op;
 	if (step)
-		call_db_step(c, &q, on_op_result);
+		call_db_step(c, &q, on_op_result, NULL, NULL);
 	else
-		call_db(c, &q, on_op_result);
+		call_db(c, &q, on_op_result, NULL, NULL);
 	if (pending == op) {
 		free(op);
 		pending = NULL;
@@ -778,34 +779,6 @@ void db_agent_env(struct call *c, const char *company, const char *agent, db_age
 	snprintf(op->company, sizeof(op->company), "%s", company);
 	snprintf(op->agent, sizeof(op->agent), "%s", agent);
 	run_op(c, 0, op);
-}
-
-/* dispatch's call_identify, until it calls db_principal_lookup. */
-void principal_query(struct principal_query *pq, uid_t uid, const gid_t *groups, size_t n,
-    struct store_query *q)
-{
-	(void)pq;
-	(void)uid;
-	(void)groups;
-	(void)n;
-	memset(q, 0, sizeof(*q));
-	q->sql = STUB_STATEMENT;
-}
-
-int principal_from_rows(struct principal *p, const struct store_result *res, pcs_error *err)
-{
-	struct gen g = { res->s, res->rows, NULL, 0 };
-	struct db_principal_match *rows;
-	size_t n;
-	int r;
-
-	if ((g.arena = malloc(STUB_ARENA)) == NULL)
-		abort();
-	rows = gen_principal(&g, &n);
-	r = principal_from_matches(p, rows, n, err);
-	free(rows);
-	free(g.arena);
-	return r;
 }
 
 /* The statement that carries a call's audit row: the row is in its parameters. */
