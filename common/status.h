@@ -4,6 +4,12 @@
 
 #include "pcsecret.h"
 
+/*
+ * On a function whose result must be looked at (a status, or a fact the caller acts on):
+ * ignoring it fails the build.
+ */
+#define PCS_WUR __attribute__((warn_unused_result))
+
 /* Fills err (when not NULL) and returns -code, so callers can `return pcs_fail(...)`. */
 int pcs_fail(pcs_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -9,6 +9,7 @@
 #define PCS_SERVER_AUDIT_H
 
 #include <stddef.h>
+#include "status.h"
 
 /* An audit row's parameters, in the order audit_params fills them (db_audit.c's columns). */
 enum audit_param {
@@ -64,7 +65,7 @@ void audit_params(const struct audit_row *row, struct audit_buf *buf,
  * audit_params' values as parameters first_param onwards; it returns inner's rows. Defined
  * with the other audit statements in db_audit.c. Returns 0, or -1 when buf is too small.
  */
-int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param);
+int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param) PCS_WUR;
 
 /*
  * Group commit. Rows queued while a batch is being written go out together in the next one
@@ -101,7 +102,7 @@ void audit_cancel(struct audit_entry *e);
  * is returned: the caller tells its client UNAVAILABLE now. A row already sent returns 0: its
  * callback will report what PostgreSQL stored, and the caller must wait for it.
  */
-int audit_expire(struct audit_entry *e);
+int audit_expire(struct audit_entry *e) PCS_WUR;
 /* Makes s safe for a row or a reply (see above) into out; returns out. */
 const char *audit_safe_text(const char *s, char *out, size_t size);
 

@@ -40,15 +40,15 @@ struct authz_request {
 };
 
 /* The action that governs rpc `method` ("Resolve") from the method table; -1 for none. */
-int authz_method_action(const char *method);
+int authz_method_action(const char *method) PCS_WUR;
 
 /* 0 when allowed; else -PCS_PERMISSION_DENIED / -PCS_UNAUTHENTICATED with a reason. */
-int authz_check(const struct principal *p, const struct authz_request *rq, pcs_error *err);
+int authz_check(const struct principal *p, const struct authz_request *rq, pcs_error *err) PCS_WUR;
 const char *authz_role_name(enum role role);
 /* Parses "admin" etc.; ROLE_NONE when unknown. */
 enum role authz_role_from_name(const char *name);
 /* 1 when p is operator/launcher/agent of company. */
-int authz_has_company(const struct principal *p, const char *company);
+int authz_has_company(const struct principal *p, const char *company) PCS_WUR;
 /* "agent acme/bot", "operator of acme,beta", "admin": for the audit's principal column. */
 void authz_describe(const struct principal *p, char *buf, size_t size);
 

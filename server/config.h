@@ -44,15 +44,15 @@ struct config {
 };
 
 /* Fills cfg from all sources. argv is not modified. */
-int config_load(struct config *cfg, int argc, char **argv, pcs_error *err);
+int config_load(struct config *cfg, int argc, char **argv, pcs_error *err) PCS_WUR;
 /*
  * Fills cfg from the defaults and text in config-file syntax only (no environment, no flags):
  * the parser config_load uses for --config files, for the fuzzer and tests. Either way, free
  * cfg with config_free afterwards.
  */
-int config_load_buffer(struct config *cfg, const char *text, size_t len, pcs_error *err);
+int config_load_buffer(struct config *cfg, const char *text, size_t len, pcs_error *err) PCS_WUR;
 /* Sets one key from a string (used by --dev to fill in what it created). */
-int config_set(struct config *cfg, const char *key, const char *value, pcs_error *err);
+int config_set(struct config *cfg, const char *key, const char *value, pcs_error *err) PCS_WUR;
 void config_free(struct config *cfg);
 void config_usage(const char *prog);
 

@@ -21,6 +21,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 #include "server.h"
+#include "status.h"
 
 #define CONN_MAX_GROUPS 64
 
@@ -134,7 +135,7 @@ void conn_close(struct conn *c, const char *reason);
  * role-less peers cannot keep the slots from ones with a principal. 0 when one was closed,
  * -1 when every connection has a principal.
  */
-int conn_evict_one(struct server *srv);
+int conn_evict_one(struct server *srv) PCS_WUR;
 void conn_close_all(struct server *srv, const char *reason);
 /*
  * Shutdown has begun (srv->draining is set): nothing more is read; each connection closes

@@ -42,19 +42,19 @@ struct crypto_plain {
 };
 
 /* sodium_init; call once before anything else. */
-int crypto_init(pcs_error *err);
+int crypto_init(pcs_error *err) PCS_WUR;
 /* Loads and checks the master key file (see keyfile.h for the rules). */
-int crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err);
+int crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err) PCS_WUR;
 void crypto_master_free(struct crypto_master *m);
 /* A public identifier of the key (not secret): 16 hex chars derived from it. */
 const char *crypto_master_key_id(const struct crypto_master *m);
 /* A check value stored in the database so that a wrong key is a clear start-up error. */
 void crypto_master_check_value(const struct crypto_master *m, uint8_t out[CRYPTO_CHECK_LEN]);
 /* Constant-time comparison with a stored check value: 0 when it matches. */
-int crypto_master_verify(const struct crypto_master *m, const uint8_t *check, size_t len);
+int crypto_master_verify(const struct crypto_master *m, const uint8_t *check, size_t len) PCS_WUR;
 
 int crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const uint8_t *value,
-    size_t len, struct crypto_sealed *out, pcs_error *err);
+    size_t len, struct crypto_sealed *out, pcs_error *err) PCS_WUR;
 /* Frees and wipes what crypto_seal allocated. */
 void crypto_sealed_clear(struct crypto_sealed *s);
 /*
@@ -64,9 +64,9 @@ void crypto_sealed_clear(struct crypto_sealed *s);
 int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
     const uint8_t *ciphertext, size_t ciphertext_len, const uint8_t *nonce, size_t nonce_len,
     const uint8_t *wrapped_key, size_t wrapped_key_len, const char *key_id,
-    struct crypto_plain *out, pcs_error *err);
+    struct crypto_plain *out, pcs_error *err) PCS_WUR;
 /* Allocates guarded memory for len bytes plus a NUL. */
-int crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err);
+int crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err) PCS_WUR;
 void crypto_plain_clear(struct crypto_plain *p);
 
 /* Random UUIDv4, lowercase, into out[37]. */

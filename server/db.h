@@ -27,7 +27,6 @@
 #include <sys/types.h>
 #include "status.h"
 
-#define DB_WUR __attribute__((warn_unused_result))
 
 struct call;
 struct store;
@@ -40,17 +39,17 @@ struct store_sync;
  * decoder reads, and the types of the binary parameters it sends. Fails naming the statement
  * and the column or parameter when the database's functions do not match this build.
  */
-int db_check_statements(struct store_sync *db, pcs_error *err) DB_WUR;
+int db_check_statements(struct store_sync *db, pcs_error *err) PCS_WUR;
 /* The role this connection logs in as. */
-int db_current_user(struct store_sync *db, char *out, size_t size, pcs_error *err) DB_WUR;
+int db_current_user(struct store_sync *db, char *out, size_t size, pcs_error *err) PCS_WUR;
 /* Records key_id and its check value when the database has no key and no secret yet. */
 int db_keyring_claim(struct store_sync *db, const char *key_id, const char *check_hex,
-    pcs_error *err) DB_WUR;
+    pcs_error *err) PCS_WUR;
 /* The active key record: *found 0 when there is none. */
 int db_keyring_active(struct store_sync *db, char *key_id, size_t key_id_size, char *check_hex,
-    size_t check_hex_size, int *found, pcs_error *err) DB_WUR;
+    size_t check_hex_size, int *found, pcs_error *err) PCS_WUR;
 int db_instance_register(struct store_sync *db, const char *instance_id, const char *host,
-    long pid, const char *version, pcs_error *err) DB_WUR;
+    long pid, const char *version, pcs_error *err) PCS_WUR;
 
 /* ---- rows ---- */
 

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "ref.h"
 #include "store.h"
+#include "status.h"
 
 #define DB_MAX_COLS 24
 
@@ -64,13 +65,13 @@ extern struct db_stmt *const db_startup_statements[];
  * Finds st's columns in a result or a statement description (by name, each exactly once).
  * Returns 0, or -PCS_INTERNAL naming the statement and the column.
  */
-int db_stmt_bind(struct db_stmt *st, const struct store_result *r, pcs_error *err) DB_WUR;
+int db_stmt_bind(struct db_stmt *st, const struct store_result *r, pcs_error *err) PCS_WUR;
 
 /*
  * Before decoding a result of st: binds st from it when the start-up check did not run, and
  * checks it has the shape described. 0, or -PCS_INTERNAL naming the statement.
  */
-int db_stmt_ready(struct db_stmt *st, const struct store_result *r, pcs_error *err) DB_WUR;
+int db_stmt_ready(struct db_stmt *st, const struct store_result *r, pcs_error *err) PCS_WUR;
 
 /* ---- parameters ---- */
 
@@ -108,14 +109,14 @@ struct db_array {
 size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *buf,
     size_t size);
 /* The same into a new allocation; db_array_free frees it. 0, or a negative status. */
-int db_array_new(struct db_array *a, enum db_elem type, const void *items, size_t n) DB_WUR;
+int db_array_new(struct db_array *a, enum db_elem type, const void *items, size_t n) PCS_WUR;
 void db_array_free(struct db_array *a);
 /*
  * Adds names[n] as a binary text[] parameter (its bytes in *a, which the caller frees after
  * submitting), or SQL NULL when names is NULL ("no filter"). 0, or -1 with the call failed.
  */
 int db_param_names(struct call *c, struct db_params *p, struct db_array *a,
-    const char *const *names, size_t n) DB_WUR;
+    const char *const *names, size_t n) PCS_WUR;
 
 /* ---- decoding ---- */
 
@@ -123,10 +124,10 @@ int db_param_names(struct call *c, struct db_params *p, struct db_array *a,
 const char *db_col_str(const struct store_result *r, int row, const struct db_stmt *st, int col);
 /* NULL for SQL NULL. */
 const char *db_col_opt(const struct store_result *r, int row, const struct db_stmt *st, int col);
-int db_col_null(const struct store_result *r, int row, const struct db_stmt *st, int col);
+int db_col_null(const struct store_result *r, int row, const struct db_stmt *st, int col) PCS_WUR;
 uint32_t db_col_u32(const struct store_result *r, int row, const struct db_stmt *st, int col);
 uint64_t db_col_u64(const struct store_result *r, int row, const struct db_stmt *st, int col);
-int db_col_bool(const struct store_result *r, int row, const struct db_stmt *st, int col);
+int db_col_bool(const struct store_result *r, int row, const struct db_stmt *st, int col) PCS_WUR;
 
 /* Sealed-value columns, decoded into buffers the caller frees with db_sealed_free. */
 struct db_sealed_buf {
@@ -138,7 +139,7 @@ enum db_sealed_col { DB_SEALED_CT, DB_SEALED_NONCE, DB_SEALED_WRAPPED, DB_SEALED
  * NULL cells leave out empty. 0, or -PCS_RESOURCE_EXHAUSTED.
  */
 int db_col_sealed(const struct store_result *r, int row, const struct db_stmt *st, int first,
-    struct db_sealed *out, struct db_sealed_buf *buf) DB_WUR;
+    struct db_sealed *out, struct db_sealed_buf *buf) PCS_WUR;
 void db_sealed_free(struct db_sealed_buf *buf);
 
 /* ---- a call's statement ---- */
@@ -188,6 +189,6 @@ void *db_rows_alloc(struct call *c, size_t n, size_t size);
 
 /* Runs st on the blocking connection; *out is freed by the caller with store_result_free. */
 int db_sync_run(struct store_sync *db, struct db_stmt *st, const struct db_params *p,
-    struct store_result **out, pcs_error *err) DB_WUR;
+    struct store_result **out, pcs_error *err) PCS_WUR;
 
 #endif

@@ -25,7 +25,7 @@ struct devmode {
  * migrate_database_url (the owner "pcsecret_owner" of database "pcsecret") and
  * master_key_file at it.
  */
-int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err);
+int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err) PCS_WUR;
 /* Stops the cluster and removes the directory. Safe to call after a failed start. */
 void devmode_stop(struct devmode *d);
 

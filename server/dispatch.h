@@ -29,12 +29,12 @@ typedef void (*call_db_cb)(struct call *c, const struct store_result *res, void 
  * Checks the method table against the service and that every rpc has a handler, and makes
  * dispatch_frame the sessions' dispatcher.
  */
-int dispatch_init(pcs_error *err);
+int dispatch_init(pcs_error *err) PCS_WUR;
 /*
  * Handles one whole frame body of session s (its session_dispatch_fn). Returns -1 when the
  * connection must close.
  */
-int dispatch_frame(struct session *s, const uint8_t *body, size_t len);
+int dispatch_frame(struct session *s, const uint8_t *body, size_t len) PCS_WUR;
 
 /* What the audit row names. Any may be NULL. */
 void call_set_target(struct call *c, const char *company, const char *secret,
@@ -43,7 +43,7 @@ void call_set_target(struct call *c, const char *company, const char *secret,
  * Checks the caller may run this call's method (its action comes from authz's method table)
  * on company (and, for value methods, agent). Fails the call and returns <0 when not.
  */
-int call_authorize(struct call *c, const char *company, const char *agent);
+int call_authorize(struct call *c, const char *company, const char *agent) PCS_WUR;
 /* The rpc's name ("Resolve"). */
 const char *call_method(const struct call *c);
 const struct principal *call_principal(const struct call *c);

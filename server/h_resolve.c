@@ -29,8 +29,9 @@ static int target_agent(struct call *c, const char *company_in, const char *agen
 			return -1;
 		}
 		if (p->role != ROLE_AGENT) {
-			/* Admins and operators learn they may not at all. */
-			call_authorize(c, NULL, NULL);
+			/* Admins and operators learn they may not at all (authz refuses them). */
+			if (call_authorize(c, NULL, NULL) == 0)
+				call_fail(c, PCS_INTERNAL, "a value read naming no agent was allowed");
 			return -1;
 		}
 		snprintf(company, PCS_NAME_MAX + 1, "%s", p->companies[0]);

@@ -17,7 +17,7 @@
 
 /* open_to_all: --dev only; allows a mode with bits for others (peers are still identified). */
 int listener_open(struct server *srv, const char *path, const char *mode, const char *group,
-    int open_to_all, pcs_error *err);
+    int open_to_all, pcs_error *err) PCS_WUR;
 /* Stops accepting (drain). */
 void listener_stop(struct server *srv);
 /* Stops accepting and removes the socket file. */

@@ -25,11 +25,11 @@ unsigned long log_suppressed_total(void);
 /* For tests: the clock the limit counts seconds with (NULL = CLOCK_MONOTONIC). */
 void log_set_clock(long (*now_seconds)(void));
 /* Parses "debug", "info", "warn", "error"; -1 when unknown. */
-int log_level_from_name(const char *name);
+int log_level_from_name(const char *name) PCS_WUR;
 /* Sends logs to path (appending), or back to stderr when path is NULL. */
-int log_open(const char *path, pcs_error *err);
+int log_open(const char *path, pcs_error *err) PCS_WUR;
 /* Reopens the current log file (after rotation). */
-int log_reopen(pcs_error *err);
+int log_reopen(pcs_error *err) PCS_WUR;
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /*

@@ -69,12 +69,12 @@ void migrate_search_path(int api_version, char *buf, size_t size);
  * inside BEGIN/COMMIT, so it must not manage transactions itself.
  */
 int migrate_apply(struct store_sync *owner, const struct migrate_plan *p,
-    const char *service_role, pcs_error *err) __attribute__((warn_unused_result));
+    const char *service_role, pcs_error *err) PCS_WUR;
 /* Applies this build's migrations and SQL API; grants nothing. */
-int migrate_run(struct store_sync *c, pcs_error *err);
+int migrate_run(struct store_sync *c, pcs_error *err) PCS_WUR;
 /* Applies set (n migrations, versions strictly increasing) alone: no SQL API, no grants. */
 int migrate_run_set(struct store_sync *c, const struct migration *set, size_t n,
-    pcs_error *err);
+    pcs_error *err) PCS_WUR;
 /*
  * Over the service role's connection (made with the search_path of migrate_search_path):
  * the database records every migration of p, p's SQL API is there with p's text, the role may
@@ -82,6 +82,6 @@ int migrate_run_set(struct store_sync *c, const struct migration *set, size_t n,
  * saying which is not so; fills *st (may be NULL) either way as far as it got.
  */
 int migrate_check(struct store_sync *service, const struct migrate_plan *p,
-    struct migrate_status *st, pcs_error *err) __attribute__((warn_unused_result));
+    struct migrate_status *st, pcs_error *err) PCS_WUR;
 
 #endif

@@ -52,13 +52,13 @@ struct peer {
  * the limit and *reason one of the PEERS_REASON_* names.
  */
 int peers_admit(const struct config *cfg, uid_t uid, uint64_t now_ms, const char **reason,
-    pcs_error *err) __attribute__((warn_unused_result));
+    pcs_error *err) PCS_WUR;
 /* The entry of uid, made when it has none, with one more reference; NULL when out of memory. */
 struct peer *peers_get(uid_t uid);
 /* Drops a reference; the entry goes once unused, unless it is remembered as known. */
 void peers_put(struct peer *p, uint64_t now_ms);
 /* 1 when p has a principal now or had one recently. */
-int peers_known(const struct peer *p, uint64_t now_ms);
+int peers_known(const struct peer *p, uint64_t now_ms) PCS_WUR;
 /* A Hello of p's uid succeeded / ended without a principal. */
 void peers_remember(struct peer *p, uint64_t now_ms);
 void peers_forget(struct peer *p);
@@ -67,12 +67,12 @@ void peers_forget(struct peer *p);
  * that would pass max_buffered_per_uid. peers_unbuffer gives bytes back.
  */
 int peers_buffer(struct peer *p, const struct config *cfg, size_t add, pcs_error *err)
-    __attribute__((warn_unused_result));
+    PCS_WUR;
 void peers_unbuffer(struct peer *p, size_t bytes);
 /* Counts a call started / finished. */
 void peers_call_started(struct peer *p);
 void peers_call_done(struct peer *p);
 /* 1 when p has max_calls_per_uid calls in flight. */
-int peers_calls_full(const struct peer *p, const struct config *cfg);
+int peers_calls_full(const struct peer *p, const struct config *cfg) PCS_WUR;
 
 #endif

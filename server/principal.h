@@ -8,9 +8,10 @@
 #include "authz.h"
 #include "db.h"
 #include "pcsecret.pb-c.h"
+#include "status.h"
 
 /* Root and the daemon's own uid are admins without any rule (bootstrap). 1 when p was set. */
-int principal_bootstrap(struct principal *p, uid_t self_uid);
+int principal_bootstrap(struct principal *p, uid_t self_uid) PCS_WUR;
 /*
  * Builds p from the rules matching it (db_principal_lookup's rows: uid rules first). The most
  * specific rule wins: uid rules over gid rules; among rules of that kind, the first one's
@@ -20,7 +21,7 @@ int principal_bootstrap(struct principal *p, uid_t self_uid);
  * a person into an agent or an agent into a person. Returns 0, or -PCS_UNAUTHENTICATED.
  */
 int principal_from_matches(struct principal *p, const struct db_principal_match *rows,
-    size_t n, pcs_error *err) __attribute__((warn_unused_result));
+    size_t n, pcs_error *err) PCS_WUR;
 
 /* Storage for principal_to_proto's pointers. */
 struct principal_proto {

@@ -17,6 +17,7 @@
 #include <sys/queue.h>
 #include "conn.h"
 #include "server.h"
+#include "status.h"
 
 enum session_state {
 	SESSION_NEW = 0,        /* Hello not (successfully) done yet: only Hello is accepted */
@@ -41,7 +42,7 @@ void session_set_dispatcher(session_dispatch_fn fn);
 /* A session on a new connection (takes fd). NULL (fd closed) when out of memory. */
 struct session *session_new(struct server *srv, int fd);
 /* A Reply frame with call_id 0 for status and message: the connection-level error. */
-int session_error_frame(int status, const char *message, uint8_t **frame, size_t *len);
+int session_error_frame(int status, const char *message, uint8_t **frame, size_t *len) PCS_WUR;
 
 enum session_state session_state(const struct session *s);
 /* Hello began; it ended with the peer established, or not (then Hello may be sent again). */

@@ -94,7 +94,7 @@ static void test_rate_limit(void **state)
 	assert_int_equal(count_lines(path,
 	    "log_suppressed kind=\"call method=Hello status=OK\" count=80"), 1);
 	log_set_clock(NULL);
-	log_open(NULL, &err);
+	assert_int_equal(log_open(NULL, &err), 0);
 	unlink(path);
 }
 
