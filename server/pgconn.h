@@ -65,7 +65,7 @@ struct pgconn_cbs {
  * the pgconn. cbs too is borrowed.
  */
 int pgconn_new(struct event_base *base, const char *conninfo, const struct pgconn_cbs *cbs,
-    void *arg, struct pgconn **out, pcs_error *err) __attribute__((warn_unused_result));
+    void *arg, struct pgconn **out, pcs_error *err) PCS_WUR;
 /* Closes the connection; no callback runs. */
 void pgconn_free(struct pgconn *pc);
 /* 1 when connected (idle or running a statement). */
@@ -79,7 +79,7 @@ int pgconn_is_up(const struct pgconn *pc);
  * PGCONN_BROKEN_UNSENT and its return value is returned.
  */
 int pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *const *values,
-    const int *lengths, const int *formats) __attribute__((warn_unused_result));
+    const int *lengths, const int *formats) PCS_WUR;
 
 /* ---- libpq helpers for the other files that hold a connection (store_sync.c) ---- */
 
@@ -88,7 +88,7 @@ int pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *con
  * string, which can be a password.
  */
 int pgconn_conninfo_check(const char *conninfo, pcs_error *err)
-    __attribute__((warn_unused_result));
+    PCS_WUR;
 /* Drops pg's notices, which would go to stderr and whose text can repeat values. */
 void pgconn_mute(struct pg_conn *pg);
 /* Copies a libpq message onto one line (they end in newlines and can span several). */

@@ -1,12 +1,15 @@
 /*
- * store: a pool of non-blocking libpq connections on the daemon's libevent loop, plus a
- * blocking API for start-up. The only file that includes libpq-fe.h.
+ * store: the pool of connections on the daemon's loop, the FIFO job queue they serve, the
+ * starve timer, and the result objects with their mapping of SQLSTATEs to pcs statuses
+ * (store.h). The connections themselves are pgconn.c's; the blocking start-up API and the
+ * conninfo helpers are store_sync.c's. libpq is included here for the results only.
  *
  * Each pooled connection runs one job at a time (no pipelining: a job's failure must never
  * take unrelated jobs down with it, and one statement per round trip is what callers need).
  * A job's callback may submit, cancel or even close the store, so every path that runs a
  * callback reports STORE_GONE when the store was freed underneath it and its callers stop
- * touching anything at once.
+ * touching anything at once; to pgconn that is its own PGCONN_GONE, since the store frees
+ * its pgconns with everything else.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -20,21 +23,13 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "pgconn.h"
 #include "store.h"
+#include "store_internal.h"
 
 #define STORE_QUEUE_MAX 10000
 #define STORE_POOL_MAX 64
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
-/* PQconnectPoll itself never times out (connect_timeout only applies to blocking connects). */
-#define CONNECT_TIMEOUT_MS 10000
-#define STORE_GONE 1
-
-struct store_result {
-	PGresult *pg;  /* NULL for a synthesized error */
-	int status;
-	char message[256];
-};
+#define STORE_GONE PGCONN_GONE
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
@@ -60,29 +55,20 @@ struct store_job {
 
 TAILQ_HEAD(job_queue, store_job);
 
-enum conn_state { CONN_DOWN, CONN_CONNECTING, CONN_READY };
-
-struct pconn {
+/* One connection of the pool and the job it runs. */
+struct slot {
 	struct store *s;
 	int index;
-	enum conn_state state;
-	PGconn *pg;
-	struct event *io;
-	evutil_socket_t io_fd;
-	short io_what;
-	struct event *timer;  /* backoff while down, connect timeout while connecting */
-	int backoff_ms;
+	struct pgconn *pc;
 	int was_up;
-	int want_write;
 	struct store_job *job;
-	PGresult *kept;  /* the result to deliver: the last one, or the first error */
 };
 
 struct store {
 	struct event_base *base;
-	char *conninfo;
+	char *conninfo;  /* the pgconns borrow it */
 	int pool_size;
-	struct pconn *conns;
+	struct slot *slots;
 	struct job_queue queue;
 	size_t queued;
 	struct event *kick;
@@ -100,12 +86,8 @@ struct store {
 	struct event *starve;
 };
 
-struct store_sync {
-	PGconn *pg;
-};
-
 static void store_free(struct store *s);
-static int conn_next(struct pconn *c);
+static int slot_next(struct slot *sl);
 static void store_arm_starve(struct store *s);
 
 static uint64_t
@@ -133,28 +115,15 @@ result_fail(struct store_result *r, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int
-sqlstate_ok(const char *st)
-{
-	size_t i;
-
-	if (st == NULL || strlen(st) != 5)
-		return 0;
-	for (i = 0; i < 5; i++)
-		if (!isdigit((unsigned char)st[i]) && !isupper((unsigned char)st[i]))
-			return 0;
-	return 1;
-}
-
 /* Only SQLSTATEs and our own PS0nn messages leave here: PostgreSQL's text can repeat values. */
 static void
 result_map_error(struct store_result *r, int conn_bad)
 {
-	const char *st = r->pg != NULL ? PQresultErrorField(r->pg, PG_DIAG_SQLSTATE) : NULL;
+	const char *st = pgconn_sqlstate(r->pg);
 	const char *primary;
 	int nn;
 
-	if (!sqlstate_ok(st)) {
+	if (st == NULL) {
 		if (conn_bad)
 			result_fail(r, PCS_UNAVAILABLE, "%s", "database connection lost");
 		else
@@ -185,8 +154,8 @@ result_map_error(struct store_result *r, int conn_bad)
 }
 
 /* Takes ownership of pg (which may be NULL: no result at all). */
-static void
-result_set(struct store_result *r, PGresult *pg, int conn_bad)
+void
+store_result_set(struct store_result *r, struct pg_result *pg, int conn_bad)
 {
 	r->pg = pg;
 	r->status = 0;
@@ -305,58 +274,33 @@ store_result_free(struct store_result *r)
 	free(r);
 }
 
-/* ---- shared helpers ---- */
-
-/* Notices would go to stderr by default, and their text can repeat values. */
-static void
-notice_drop(void *arg, const PGresult *res)
+const char *
+store_result_fname(const struct store_result *r, int col)
 {
-	(void)arg;
-	(void)res;
+	const char *name;
+
+	if (r->pg == NULL || col < 0 || col >= PQnfields(r->pg) ||
+	    (name = PQfname(r->pg, col)) == NULL)
+		return "";
+	return name;
 }
 
-/*
- * Checks conninfo before libpq sees it for real: libpq's parse errors quote fragments of
- * the string, which can be a password.
- */
-static int
-conninfo_check(const char *conninfo, pcs_error *err)
+int
+store_result_nparams(const struct store_result *r)
 {
-	PQconninfoOption *opts;
-	char *msg = NULL;
-
-	if (conninfo == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no database connection string");
-	if ((opts = PQconninfoParse(conninfo, &msg)) == NULL) {
-		if (msg != NULL)
-			PQfreemem(msg);
-		return pcs_fail(err, PCS_INVALID_ARGUMENT,
-		    "the database connection string is not valid");
-	}
-	PQconninfoFree(opts);
-	return 0;
+	return r->pg != NULL ? PQnparams(r->pg) : 0;
 }
 
-/* Copies a libpq message onto one line (they end in newlines and can span several). */
-static void
-oneline(char *dst, size_t size, const char *src)
+unsigned
+store_result_paramtype(const struct store_result *r, int i)
 {
-	size_t i, n = 0;
-
-	for (i = 0; src != NULL && src[i] != '\0' && n + 1 < size; i++) {
-		if (src[i] == '\n' || src[i] == '\r' || src[i] == '\t') {
-			if (n > 0 && dst[n - 1] != ' ')
-				dst[n++] = ' ';
-		} else
-			dst[n++] = src[i];
-	}
-	while (n > 0 && dst[n - 1] == ' ')
-		n--;
-	dst[n] = '\0';
+	return r->pg != NULL && i >= 0 && i < PQnparams(r->pg) ? (unsigned)PQparamtype(r->pg, i) : 0;
 }
 
-static int
-query_check(const struct store_query *q, pcs_error *err)
+/* ---- statements ---- */
+
+int
+store_query_check(const struct store_query *q, pcs_error *err)
 {
 	int i;
 
@@ -487,318 +431,111 @@ deliver(struct store *s, struct store_job *job)
 	return 0;
 }
 
-static void
-conn_unwatch(struct pconn *c)
-{
-	if (c->io != NULL) {
-		event_free(c->io);
-		c->io = NULL;
-	}
-}
-
-static void conn_on_io(evutil_socket_t fd, short what, void *arg);
-
-/*
- * force: libpq may close a socket and open another that gets the same number while
- * connecting, and epoll forgets a closed descriptor, so that phase always re-registers.
- */
+/* Runs job on sl. Returns STORE_GONE, or 0 (the job is then running, requeued or done). */
 static int
-conn_watch(struct pconn *c, short what, int force)
+slot_send(struct slot *sl, struct store_job *job)
 {
-	evutil_socket_t fd = PQsocket(c->pg);
-
-	if (fd < 0)
-		return -1;
-	if (c->io != NULL && !force && fd == c->io_fd && what == c->io_what)
-		return 0;
-	conn_unwatch(c);
-	if ((c->io = event_new(c->s->base, fd, (short)(what | EV_PERSIST), conn_on_io, c)) ==
-	    NULL)
-		return -1;
-	if (event_add(c->io, NULL) != 0) {
-		conn_unwatch(c);
-		return -1;
-	}
-	c->io_fd = fd;
-	c->io_what = what;
-	return 0;
-}
-
-static void
-conn_timer_in(struct pconn *c, int ms)
-{
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-
-	evtimer_add(c->timer, &tv);
-}
-
-/* Drops the libpq connection and schedules the next attempt after the backoff. */
-static void
-conn_down(struct pconn *c)
-{
-	conn_unwatch(c);
-	PQclear(c->kept);
-	c->kept = NULL;
-	if (c->pg != NULL) {
-		PQfinish(c->pg);
-		c->pg = NULL;
-	}
-	c->state = CONN_DOWN;
-	c->want_write = 0;
-	store_arm_starve(c->s);
-	conn_timer_in(c, c->backoff_ms);
-	c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
-}
-
-static void
-conn_connect_failed(struct pconn *c, const char *why)
-{
-	char detail[256];
-
-	oneline(detail, sizeof(detail), why);
-	store_log(c->s, 1, "db_connect_failed", detail);
-	conn_down(c);
-}
-
-/*
- * The running job (if any) gets UNAVAILABLE. detail is a SQLSTATE or a fixed phrase, never
- * PQerrorMessage: after a statement error that still holds the statement's message.
- */
-static int
-conn_lost(struct pconn *c, const char *detail)
-{
-	struct store_job *job = c->job;
-
-	store_log(c->s, 2, "db_connection_lost", detail != NULL ? detail : "connection closed");
-	c->job = NULL;
-	conn_down(c);
-	if (job == NULL)
-		return 0;
-	PQclear(job->res.pg);
-	job->res.pg = NULL;
-	result_fail(&job->res, PCS_UNAVAILABLE, "%s", "database connection lost");
-	return deliver(c->s, job);
-}
-
-static const char *
-kept_sqlstate(const struct pconn *c)
-{
-	const char *st;
-
-	if (c->kept == NULL)
-		return NULL;
-	st = PQresultErrorField(c->kept, PG_DIAG_SQLSTATE);
-	return sqlstate_ok(st) ? st : NULL;
-}
-
-static void
-conn_connected(struct pconn *c)
-{
-	char detail[64];
-
-	if (PQsetnonblocking(c->pg, 1) != 0) {
-		conn_connect_failed(c, "could not make the connection non-blocking");
-		return;
-	}
-	PQsetNoticeReceiver(c->pg, notice_drop, NULL);
-	evtimer_del(c->timer);
-	c->state = CONN_READY;
-	c->backoff_ms = BACKOFF_MIN_MS;
-	if (conn_watch(c, EV_READ, 1) != 0) {
-		conn_lost(c, "could not watch the socket");
-		return;
-	}
-	snprintf(detail, sizeof(detail), "connection %d of %d", c->index + 1, c->s->pool_size);
-	store_log(c->s, 0, c->was_up ? "db_reconnected" : "db_connected", detail);
-	c->was_up = 1;
-	conn_next(c);
-}
-
-static void
-conn_poll_connect(struct pconn *c)
-{
-	switch (PQconnectPoll(c->pg)) {
-	case PGRES_POLLING_READING:
-		if (conn_watch(c, EV_READ, 1) != 0)
-			conn_connect_failed(c, "could not watch the socket");
-		break;
-	case PGRES_POLLING_WRITING:
-		if (conn_watch(c, EV_WRITE, 1) != 0)
-			conn_connect_failed(c, "could not watch the socket");
-		break;
-	case PGRES_POLLING_OK:
-		conn_connected(c);
-		break;
-	default:
-		conn_connect_failed(c, PQerrorMessage(c->pg));
-		break;
-	}
-}
-
-static void
-conn_start(struct pconn *c)
-{
-	if ((c->pg = PQconnectStart(c->s->conninfo)) == NULL) {
-		conn_connect_failed(c, "out of memory");
-		return;
-	}
-	if (PQstatus(c->pg) == CONNECTION_BAD) {
-		conn_connect_failed(c, PQerrorMessage(c->pg));
-		return;
-	}
-	PQsetNoticeReceiver(c->pg, notice_drop, NULL);
-	c->state = CONN_CONNECTING;
-	conn_timer_in(c, CONNECT_TIMEOUT_MS);
-	/* libpq: before the first PQconnectPoll, behave as if it had asked to write. */
-	if (conn_watch(c, EV_WRITE, 1) != 0)
-		conn_connect_failed(c, "could not watch the socket");
-}
-
-static void
-conn_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct pconn *c = arg;
-
-	(void)fd;
-	(void)what;
-	if (c->state == CONN_DOWN)
-		conn_start(c);
-	else if (c->state == CONN_CONNECTING)
-		conn_connect_failed(c, "timed out");
-}
-
-/* Sends job on c. Returns STORE_GONE, or 0 (the job is then running, requeued or done). */
-static int
-conn_send(struct pconn *c, struct store_job *job)
-{
-	struct store *s = c->s;
 	int r;
 
-	if (!PQsendQueryParams(c->pg, job->sql, job->nparams, NULL, job->values, job->lengths,
-	    job->formats, 0)) {
-		if (PQstatus(c->pg) == CONNECTION_BAD) {
-			/* Nothing reached the server: the job may go to another connection. */
-			TAILQ_INSERT_HEAD(&s->queue, job, entry);
-			s->queued++;
-			return conn_lost(c, "connection closed");
-		}
-		result_fail(&job->res, PCS_INTERNAL, "%s",
-		    "could not send the statement to the database");
-		return deliver(s, job);
-	}
+	/* Running before it is sent: a connection that breaks under it fails sl->job. */
 	job->state = JOB_RUNNING;
-	c->job = job;
-	if ((r = PQflush(c->pg)) < 0)
-		return conn_lost(c, "connection closed");
-	c->want_write = r == 1;
-	if (conn_watch(c, c->want_write ? EV_READ | EV_WRITE : EV_READ, 0) != 0)
-		return conn_lost(c, "could not watch the socket");
-	return 0;
+	sl->job = job;
+	r = pgconn_send(sl->pc, job->sql, job->nparams, job->values, job->lengths, job->formats);
+	if (r != PGCONN_REFUSED)
+		return r;
+	sl->job = NULL;
+	result_fail(&job->res, PCS_INTERNAL, "%s", "could not send the statement to the database");
+	return deliver(sl->s, job);
 }
 
 /* Gives an idle connection the next queued job. Returns STORE_GONE or 0. */
 static int
-conn_next(struct pconn *c)
+slot_next(struct slot *sl)
 {
-	struct store *s = c->s;
+	struct store *s = sl->s;
 	struct store_job *job;
 
-	while (c->state == CONN_READY && c->job == NULL &&
+	while (pgconn_is_up(sl->pc) && sl->job == NULL &&
 	    (job = TAILQ_FIRST(&s->queue)) != NULL) {
 		TAILQ_REMOVE(&s->queue, job, entry);
 		s->queued--;
-		if (conn_send(c, job) == STORE_GONE)
+		if (slot_send(sl, job) == STORE_GONE)
 			return STORE_GONE;
 	}
 	return 0;
 }
 
-static int
-conn_finish_job(struct pconn *c)
-{
-	struct store_job *job = c->job;
+/* pgconn_cbs: what a connection of the pool reports. */
 
-	c->job = NULL;
-	result_set(&job->res, c->kept, 0);
-	c->kept = NULL;
-	if (deliver(c->s, job) == STORE_GONE)
+static int
+slot_on_ready(struct pgconn *pc, void *arg)
+{
+	struct slot *sl = arg;
+	char detail[64];
+
+	(void)pc;
+	snprintf(detail, sizeof(detail), "connection %d of %d", sl->index + 1, sl->s->pool_size);
+	store_log(sl->s, 0, sl->was_up ? "db_reconnected" : "db_connected", detail);
+	sl->was_up = 1;
+	return slot_next(sl);
+}
+
+static int
+slot_on_result(struct pgconn *pc, struct pg_result *res, void *arg)
+{
+	struct slot *sl = arg;
+	struct store_job *job = sl->job;
+
+	(void)pc;
+	sl->job = NULL;
+	if (job == NULL) {
+		/* Not reached: a statement runs only for a job. */
+		PQclear(res);
+		return slot_next(sl);
+	}
+	store_result_set(&job->res, res, 0);
+	if (deliver(sl->s, job) == STORE_GONE)
 		return STORE_GONE;
-	return conn_next(c);
+	return slot_next(sl);
 }
 
-/* Collects every result libpq has parsed. Returns STORE_GONE or 0. */
+/*
+ * The connection is down already. A job that never reached the server goes back to the head
+ * of the queue, for any connection; a running one fails.
+ */
 static int
-conn_drain(struct pconn *c)
+slot_on_lost(struct pgconn *pc, enum pgconn_loss why, const char *detail, void *arg)
 {
-	PGresult *r;
-	ExecStatusType st;
+	struct slot *sl = arg;
+	struct store *s = sl->s;
+	struct store_job *job = sl->job;
 
-	while (c->state == CONN_READY) {
-		if (PQstatus(c->pg) == CONNECTION_BAD)
-			return conn_lost(c, kept_sqlstate(c));
-		if (PQisBusy(c->pg))
-			return 0;
-		if ((r = PQgetResult(c->pg)) == NULL) {
-			if (c->job == NULL)
-				return 0;
-			if (conn_finish_job(c) == STORE_GONE)
-				return STORE_GONE;
-			continue;
-		}
-		if (c->job == NULL) {
-			PQclear(r);
-			continue;
-		}
-		st = PQresultStatus(r);
-		if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
-			/* libpq would hand this result back forever; the session is unusable. */
-			struct store_job *job = c->job;
-
-			PQclear(r);
-			c->job = NULL;
-			conn_down(c);
-			result_fail(&job->res, PCS_INTERNAL, "%s", "COPY is not supported by the store");
-			return deliver(c->s, job);
-		}
-		if (c->kept != NULL && PQresultStatus(c->kept) == PGRES_FATAL_ERROR) {
-			PQclear(r);
-		} else {
-			PQclear(c->kept);
-			c->kept = r;
-		}
+	(void)pc;
+	sl->job = NULL;
+	if (why == PGCONN_BROKEN_UNSENT && job != NULL) {
+		job->state = JOB_QUEUED;
+		TAILQ_INSERT_HEAD(&s->queue, job, entry);
+		s->queued++;
+		job = NULL;
 	}
-	return 0;
+	/* A session dropped for a COPY is not logged: the job's own error says what happened. */
+	if (why == PGCONN_CONNECT_FAILED)
+		store_log(s, 1, "db_connect_failed", detail);
+	else if (why != PGCONN_COPY)
+		store_log(s, 2, "db_connection_lost", detail);
+	store_arm_starve(s);
+	if (job == NULL)
+		return 0;
+	PQclear(job->res.pg);
+	job->res.pg = NULL;
+	if (why == PGCONN_COPY)
+		result_fail(&job->res, PCS_INTERNAL, "%s", "COPY is not supported by the store");
+	else
+		result_fail(&job->res, PCS_UNAVAILABLE, "%s", "database connection lost");
+	return deliver(s, job);
 }
 
-static void
-conn_on_io(evutil_socket_t fd, short what, void *arg)
-{
-	struct pconn *c = arg;
-	int r;
-
-	(void)fd;
-	if (c->state == CONN_CONNECTING) {
-		conn_poll_connect(c);
-		return;
-	}
-	if ((what & EV_READ) && !PQconsumeInput(c->pg)) {
-		conn_lost(c, kept_sqlstate(c));
-		return;
-	}
-	/* libpq: while output is pending, readable also means "try PQflush again". */
-	if (c->want_write) {
-		if ((r = PQflush(c->pg)) < 0) {
-			conn_lost(c, "connection closed");
-			return;
-		}
-		c->want_write = r == 1;
-	}
-	if (conn_drain(c) == STORE_GONE)
-		return;
-	if (c->state == CONN_READY &&
-	    conn_watch(c, c->want_write ? EV_READ | EV_WRITE : EV_READ, 0) != 0)
-		conn_lost(c, "could not watch the socket");
-}
+static const struct pgconn_cbs slot_cbs = { slot_on_ready, slot_on_result, slot_on_lost };
 
 /* Submissions dispatch from the loop, so a callback never runs inside store_submit. */
 static void
@@ -810,7 +547,7 @@ store_on_kick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	for (i = 0; i < s->pool_size; i++)
-		if (conn_next(&s->conns[i]) == STORE_GONE)
+		if (slot_next(&s->slots[i]) == STORE_GONE)
 			return;
 }
 
@@ -818,7 +555,7 @@ static int
 store_any_up(const struct store *s)
 {
 	for (int i = 0; i < s->pool_size; i++)
-		if (s->conns[i].state == CONN_READY)
+		if (pgconn_is_up(s->slots[i].pc))
 			return 1;
 	return 0;
 }
@@ -879,7 +616,6 @@ store_open(struct event_base *base, const char *conninfo, int pool_size, struct 
     pcs_error *err)
 {
 	struct store *s = NULL;
-	struct timeval now = { 0, 0 };
 	int i, ret;
 
 	*out = NULL;
@@ -888,7 +624,7 @@ store_open(struct event_base *base, const char *conninfo, int pool_size, struct 
 		    pool_size, STORE_POOL_MAX);
 		goto out;
 	}
-	if ((ret = conninfo_check(conninfo, err)) != 0)
+	if ((ret = pgconn_conninfo_check(conninfo, err)) != 0)
 		goto out;
 	ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 	if ((s = calloc(1, sizeof(*s))) == NULL)
@@ -897,21 +633,18 @@ store_open(struct event_base *base, const char *conninfo, int pool_size, struct 
 	s->base = base;
 	s->pool_size = pool_size;
 	if ((s->conninfo = strdup(conninfo)) == NULL ||
-	    (s->conns = calloc((size_t)pool_size, sizeof(*s->conns))) == NULL ||
+	    (s->slots = calloc((size_t)pool_size, sizeof(*s->slots))) == NULL ||
 	    (s->kick = event_new(base, -1, 0, store_on_kick, s)) == NULL ||
 	    (s->starve = evtimer_new(base, store_on_starve, s)) == NULL)
 		goto out;
 	for (i = 0; i < pool_size; i++) {
-		struct pconn *c = &s->conns[i];
+		struct slot *sl = &s->slots[i];
 
-		c->s = s;
-		c->index = i;
-		c->state = CONN_DOWN;
-		c->backoff_ms = BACKOFF_MIN_MS;
-		if ((c->timer = evtimer_new(base, conn_on_timer, c)) == NULL)
+		sl->s = s;
+		sl->index = i;
+		/* Its first attempt starts from the loop: a logger set after store_open sees it. */
+		if ((ret = pgconn_new(base, s->conninfo, &slot_cbs, sl, &sl->pc, err)) != 0)
 			goto out;
-		/* From the loop, so a logger set right after store_open sees the first attempt. */
-		evtimer_add(c->timer, &now);
 	}
 	pcs_error_clear(err);
 	*out = s;
@@ -933,18 +666,11 @@ store_free(struct store *s)
 		TAILQ_REMOVE(&s->queue, job, entry);
 		job_free(job);
 	}
-	for (i = 0; s->conns != NULL && i < s->pool_size; i++) {
-		struct pconn *c = &s->conns[i];
-
-		job_free(c->job);
-		conn_unwatch(c);
-		PQclear(c->kept);
-		if (c->pg != NULL)
-			PQfinish(c->pg);
-		if (c->timer != NULL)
-			event_free(c->timer);
+	for (i = 0; s->slots != NULL && i < s->pool_size; i++) {
+		job_free(s->slots[i].job);
+		pgconn_free(s->slots[i].pc);
 	}
-	free(s->conns);
+	free(s->slots);
 	if (s->kick != NULL)
 		event_free(s->kick);
 	if (s->starve != NULL)
@@ -989,14 +715,14 @@ store_submit(struct store *s, const struct store_query *q, store_cb cb, void *ar
 		    STORE_QUEUE_MAX);
 		return NULL;
 	}
-	if (query_check(q, err) != 0 || (job = job_new(q, cb, arg, err)) == NULL)
+	if (store_query_check(q, err) != 0 || (job = job_new(q, cb, arg, err)) == NULL)
 		return NULL;
 	job->s = s;
 	job->queued_ms = now_ms();
 	TAILQ_INSERT_TAIL(&s->queue, job, entry);
 	s->queued++;
 	for (i = 0; i < s->pool_size; i++) {
-		if (s->conns[i].state == CONN_READY && s->conns[i].job == NULL) {
+		if (pgconn_is_up(s->slots[i].pc) && s->slots[i].job == NULL) {
 			event_active(s->kick, EV_TIMEOUT, 0);
 			break;
 		}
@@ -1027,7 +753,7 @@ store_get_stats(const struct store *s, struct store_stats *out)
 
 	memset(out, 0, sizeof(*out));
 	for (i = 0; i < s->pool_size; i++)
-		if (s->conns[i].state == CONN_READY)
+		if (pgconn_is_up(s->slots[i].pc))
 			out->connections_up++;
 	out->pool_size = s->pool_size;
 	out->queued = s->queued;
@@ -1043,229 +769,7 @@ store_idle(const struct store *s)
 	if (s->queued > 0)
 		return 0;
 	for (i = 0; i < s->pool_size; i++)
-		if (s->conns[i].job != NULL)
+		if (s->slots[i].job != NULL)
 			return 0;
 	return 1;
-}
-
-/* ---- connection strings ---- */
-
-/* Appends value to p as a single-quoted conninfo value; returns the new end. */
-static char *
-quote_value(char *p, const char *value)
-{
-	*p++ = '\'';
-	for (; *value != '\0'; value++) {
-		if (*value == '\'' || *value == '\\')
-			*p++ = '\\';
-		*p++ = *value;
-	}
-	*p++ = '\'';
-	return p;
-}
-
-int
-store_conninfo_add_options(const char *conninfo, const char *options, char **out,
-    pcs_error *err)
-{
-	PQconninfoOption *opts = NULL, *o;
-	const char *have = NULL;
-	char *merged = NULL, *buf = NULL, *p;
-	size_t size, merged_size = 0, buf_size = 0;
-	int ret;
-
-	*out = NULL;
-	if ((ret = conninfo_check(conninfo, err)) != 0)
-		goto out;
-	ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
-		goto out;
-	for (o = opts; o->keyword != NULL; o++)
-		if (strcmp(o->keyword, "options") == 0)
-			have = o->val;
-	/* Explicit options would hide PGOPTIONS from libpq: keep what it says. */
-	if (have == NULL)
-		have = getenv("PGOPTIONS");
-	if (have == NULL)
-		have = "";
-	merged_size = strlen(have) + 1 + strlen(options) + 1;
-	if ((merged = malloc(merged_size)) == NULL)
-		goto out;
-	/* The server reads -c settings in order: ours, last, win over the same ones before. */
-	snprintf(merged, merged_size, "%s%s%s", have, have[0] != '\0' ? " " : "", options);
-	size = sizeof("options=''") + 2 * strlen(merged);
-	for (o = opts; o->keyword != NULL; o++)
-		if (o->val != NULL && strcmp(o->keyword, "options") != 0)
-			size += strlen(o->keyword) + sizeof("='' ") + 2 * strlen(o->val);
-	buf_size = size;
-	if ((buf = malloc(buf_size)) == NULL)
-		goto out;
-	p = buf;
-	for (o = opts; o->keyword != NULL; o++) {
-		if (o->val == NULL || strcmp(o->keyword, "options") == 0)
-			continue;
-		memcpy(p, o->keyword, strlen(o->keyword));
-		p += strlen(o->keyword);
-		*p++ = '=';
-		p = quote_value(p, o->val);
-		*p++ = ' ';
-	}
-	memcpy(p, "options=", 8);
-	p = quote_value(p + 8, merged);
-	*p = '\0';
-	*out = buf;
-	buf = NULL;
-	pcs_error_clear(err);
-	ret = 0;
-out:
-	/* Both may hold the password. */
-	if (merged != NULL) {
-		explicit_bzero(merged, merged_size);
-		free(merged);
-	}
-	if (buf != NULL) {
-		explicit_bzero(buf, buf_size);
-		free(buf);
-	}
-	PQconninfoFree(opts);
-	return ret;
-}
-
-void
-store_conninfo_free(char *conninfo)
-{
-	if (conninfo == NULL)
-		return;
-	explicit_bzero(conninfo, strlen(conninfo));
-	free(conninfo);
-}
-
-/* ---- blocking API for start-up ---- */
-
-int
-store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err)
-{
-	struct store_sync *c = NULL;
-	char why[200];
-	int ret;
-
-	*out = NULL;
-	if ((ret = conninfo_check(conninfo, err)) != 0)
-		goto out;
-	if ((c = calloc(1, sizeof(*c))) == NULL || (c->pg = PQconnectdb(conninfo)) == NULL) {
-		ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	if (PQstatus(c->pg) != CONNECTION_OK) {
-		oneline(why, sizeof(why), PQerrorMessage(c->pg));
-		ret = pcs_fail(err, PCS_UNAVAILABLE, "could not connect to the database: %s", why);
-		goto out;
-	}
-	PQsetNoticeReceiver(c->pg, notice_drop, NULL);
-	pcs_error_clear(err);
-	*out = c;
-	c = NULL;
-	ret = 0;
-out:
-	store_sync_close(c);
-	return ret;
-}
-
-/* Takes ownership of pg; on success hands it to *out (or frees it when out is NULL). */
-static int
-sync_result(struct store_sync *c, PGresult *pg, struct store_result **out, pcs_error *err)
-{
-	struct store_result *r = NULL;
-	int ret;
-
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		PQclear(pg);
-		ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	result_set(r, pg, PQstatus(c->pg) == CONNECTION_BAD);
-	if ((ret = r->status) != 0) {
-		pcs_fail(err, -ret, "%s", r->message);
-		goto out;
-	}
-	pcs_error_clear(err);
-	if (out != NULL) {
-		*out = r;
-		r = NULL;
-	}
-out:
-	store_result_free(r);
-	return ret;
-}
-
-int
-store_sync_exec(struct store_sync *c, const struct store_query *q, struct store_result **out,
-    pcs_error *err)
-{
-	int ret;
-
-	*out = NULL;
-	if ((ret = query_check(q, err)) != 0)
-		return ret;
-	return sync_result(c, PQexecParams(c->pg, q->sql, q->nparams, NULL, q->values, q->lengths,
-	    q->formats, 0), out, err);
-}
-
-int
-store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err)
-{
-	if (sql == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no SQL script");
-	/* PQexec (not PQexecParams): only the simple protocol runs several statements. */
-	return sync_result(c, PQexec(c->pg, sql), NULL, err);
-}
-
-void
-store_sync_close(struct store_sync *c)
-{
-	if (c == NULL)
-		return;
-	if (c->pg != NULL)
-		PQfinish(c->pg);
-	free(c);
-}
-
-/* ---- statement descriptions (start-up: the db layer checks its statements' columns) ---- */
-
-int
-store_sync_describe(struct store_sync *c, const char *sql, struct store_result **out,
-    pcs_error *err)
-{
-	int ret;
-
-	*out = NULL;
-	if (sql == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no SQL statement");
-	/* The unnamed statement: prepared, never run; parameter types are inferred. */
-	if ((ret = sync_result(c, PQprepare(c->pg, "", sql, 0, NULL), NULL, err)) != 0)
-		return ret;
-	return sync_result(c, PQdescribePrepared(c->pg, ""), out, err);
-}
-
-const char *
-store_result_fname(const struct store_result *r, int col)
-{
-	const char *name;
-
-	if (r->pg == NULL || col < 0 || col >= PQnfields(r->pg) ||
-	    (name = PQfname(r->pg, col)) == NULL)
-		return "";
-	return name;
-}
-
-int
-store_result_nparams(const struct store_result *r)
-{
-	return r->pg != NULL ? PQnparams(r->pg) : 0;
-}
-
-unsigned
-store_result_paramtype(const struct store_result *r, int i)
-{
-	return r->pg != NULL && i >= 0 && i < PQnparams(r->pg) ? (unsigned)PQparamtype(r->pg, i) : 0;
 }

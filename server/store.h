@@ -1,5 +1,7 @@
 /*
- * store: the only module that talks to PostgreSQL (the only file that includes libpq-fe.h).
+ * store: the only module that talks to PostgreSQL, and the only one that includes libpq-fe.h:
+ * store.c (this pool and the results), pgconn.c (one connection on the loop: pgconn.h) and
+ * store_sync.c (the blocking API and the conninfo helpers).
  *
  * A small pool of non-blocking libpq connections driven by the daemon's libevent loop. Jobs
  * are single SQL statements with parameters; they queue FIFO until a connection is free and
@@ -111,7 +113,7 @@ int store_result_bytea(const struct store_result *r, int row, int col, uint8_t *
  * any password conninfo holds: free it with store_conninfo_free, which wipes it.
  */
 int store_conninfo_add_options(const char *conninfo, const char *options, char **out,
-    pcs_error *err) __attribute__((warn_unused_result));
+    pcs_error *err) PCS_WUR;
 void store_conninfo_free(char *conninfo);
 
 /* Start-up only: blocking connection and statements. */
@@ -129,7 +131,7 @@ void store_sync_close(struct store_sync *c);
  * store_result_fname) and parameter types.
  */
 int store_sync_describe(struct store_sync *c, const char *sql, struct store_result **out,
-    pcs_error *err) __attribute__((warn_unused_result));
+    pcs_error *err) PCS_WUR;
 /* A result's (or description's) column name; "" when col is out of range. */
 const char *store_result_fname(const struct store_result *r, int col);
 /* A description's parameters and their type oids (0 when i is out of range). */
