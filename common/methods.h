@@ -16,7 +16,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include "status.h"
 
-/* The policy that decides who may call an rpc (server/authz.c applies it). */
+/* The policy that decides who may call an rpc (server/rpc/authz.c applies it). */
 enum method_action {
 	METHOD_ACTION_SESSION,          /* Hello: anyone (an unknown peer is refused by identity) */
 	METHOD_ACTION_COMPANY_CREATE,   /* admin */

@@ -1,5 +1,5 @@
 /*
- * stub_store: server/db.h (and the store.h calls dispatch makes) for the dispatch fuzzer; see
+ * stub_store: server/db/db.h (and the store.h calls dispatch makes) for the dispatch fuzzer; see
  * stub_store.h. No PostgreSQL and no SQL: each db_* operation's rows are chosen by the fuzz
  * input's script, or canned.
  */

@@ -1,5 +1,5 @@
 /*
- * stub_store: the database layer (server/db.h) without PostgreSQL, for fuzz_dispatch, and the
+ * stub_store: the database layer (server/db/db.h) without PostgreSQL, for fuzz_dispatch, and the
  * few store.h functions dispatch itself calls. No SQL is parsed: every db_* operation records
  * what it was asked (its typed callback, the references of a resolve) and runs through
  * dispatch's call_db / call_db_step as the real layer does, so dispatch still owns the audit

@@ -50,37 +50,35 @@ trap 'rm -rf "$scratch"' EXIT
 failed=0
 
 # Layering (docs/architecture.md): SQL text lives only in the daemon's database layer
-# (server/db*.c, db*.h), the store and the migration runner; only the store's database-
-# connection files include libpq-fe.h (server/pgconn.c, one connection on the loop; store.c,
-# the pool and its results; store_sync.c, the blocking start-up API), no header; only
-# server/crypto.c includes sodium.h among the daemon's sources, besides the wiping and
-# constant-time helpers of common/ that server and SDK share.
+# (server/db/: the db_*.c operations, the store and the migration runner); only the store's
+# database-connection files include libpq-fe.h (server/db/pgconn.c, one connection on the
+# loop; store.c, the pool and its results; store_sync.c, the blocking start-up API), no header;
+# only server/crypto/crypto.c includes sodium.h among the daemon's sources, besides the wiping
+# and constant-time helpers of common/ that server and SDK share.
 echo "== layering"
 layering() {
 	local f
-	for f in server/*.c server/*.h; do
-		[[ -f $f ]] || continue
-		case ${f#server/} in
-		db.c | db.h | db_*.c | db_*.h | store.c | store.h | migrate.c | migrate.h) ;;
+	while IFS= read -r f; do
+		case $f in
+		server/db/*) ;;
 		*) grep -HnE '"(SELECT|INSERT|UPDATE|DELETE|WITH) ' "$f" |
 			sed 's/$/ [SQL outside the database layer: put it in a db_*.c operation]/' ;;
 		esac
-	done
-	for f in common/*.[ch] server/*.[ch] sdk/*.[ch] sdk/*/*.[ch] client/*.[ch]; do
+	done < <(find server -name '*.[ch]' | sort)
+	while IFS= read -r f; do
 		case $f in
-		server/pgconn.c | server/store.c | server/store_sync.c) continue ;;
+		server/db/pgconn.c | server/db/store.c | server/db/store_sync.c) continue ;;
 		esac
-		[[ -f $f ]] || continue
 		grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]libpq-fe\.h[>"]' "$f" |
-			sed 's/$/ [libpq-fe.h outside server\/pgconn.c, store.c and store_sync.c]/'
-	done
-	for f in common/*.[ch] server/*.[ch]; do
+			sed 's/$/ [libpq-fe.h outside server\/db\/pgconn.c, store.c and store_sync.c]/'
+	done < <(find common server sdk client -name '*.[ch]' | sort)
+	while IFS= read -r f; do
 		case $f in
-		server/crypto.c | common/frame.c | common/keyfile.c | common/pbwipe.c) continue ;;
+		server/crypto/crypto.c | common/frame.c | common/keyfile.c | common/pbwipe.c) continue ;;
 		esac
 		grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]sodium\.h[>"]' "$f" |
-			sed 's/$/ [sodium.h outside server\/crypto.c and common\/'"'"'s wiping helpers]/'
-	done
+			sed 's/$/ [sodium.h outside server\/crypto\/crypto.c and common\/'"'"'s wiping helpers]/'
+	done < <(find common server -name '*.[ch]' | sort)
 }
 layering >"$scratch/layering.findings"
 if [[ -s $scratch/layering.findings ]]; then
