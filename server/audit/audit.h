@@ -9,28 +9,9 @@
 #define PCS_SERVER_AUDIT_H
 
 #include <stddef.h>
+#include "db.h"
 #include "status.h"
 
-/* An audit row's parameters, in the order audit_params fills them (db_audit.c's columns). */
-enum audit_param {
-	AUDIT_P_INSTANCE,
-	AUDIT_P_CALL_ID,
-	AUDIT_P_UID,
-	AUDIT_P_GID,
-	AUDIT_P_PID,
-	AUDIT_P_PRINCIPAL,
-	AUDIT_P_METHOD,
-	AUDIT_P_COMPANY,
-	AUDIT_P_SECRET,
-	AUDIT_P_VERSION,
-	AUDIT_P_STATUS,
-	AUDIT_P_MESSAGE,
-	AUDIT_P_RECEIVED,
-	AUDIT_NPARAMS,
-	/* Queued rows (audit_enqueue) also carry their deadline. */
-	AUDIT_P_DEADLINE = AUDIT_NPARAMS,
-	AUDIT_QUEUE_NPARAMS
-};
 
 struct audit_row {
 	const char *instance_id;
@@ -60,12 +41,6 @@ struct audit_buf {
  */
 void audit_params(const struct audit_row *row, struct audit_buf *buf,
     const char *values[AUDIT_NPARAMS]);
-/*
- * The statement inner (one SELECT) with an insert of the call's audit row added, taking
- * audit_params' values as parameters first_param onwards; it returns inner's rows. Defined
- * with the other audit statements in db_audit.c. Returns 0, or -1 when buf is too small.
- */
-int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param) PCS_WUR;
 
 /*
  * Group commit. Rows queued while a batch is being written go out together in the next one

@@ -4,11 +4,11 @@
  */
 #include "db_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch.h"
 
 /* Tells a pending statement of ours from anything else in the call's state slot. */
 
@@ -324,7 +324,7 @@ int db_param_names(struct call *c, struct db_params *p, struct db_array *a,
 		return 0;
 	}
 	if (db_array_new(a, DB_ELEM_TEXT, names, n) != 0) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return -1;
 	}
 	db_param_bytes(p, a->data, a->len);
@@ -407,7 +407,24 @@ void db_sealed_free(struct db_sealed_buf *buf)
 
 /* ---- a call's statement ---- */
 
-/* dispatch frees p (call_db's arg) once this returned, or when the call ends without it. */
+static const struct db_call_ops *call_ops;
+
+void db_set_call_ops(const struct db_call_ops *ops) { call_ops = ops; }
+
+void db_fail(struct call *c, int code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	call_ops->fail(c, code, msg);
+}
+
+const char *db_actor(const struct call *c) { return call_ops->actor(c); }
+
+/* dispatch frees p (call_ops->run's arg) once this returned, or when the call ends without it. */
 static void on_result(struct call *c, const struct store_result *res, void *arg)
 {
 	struct db_pending *p = arg;
@@ -415,7 +432,7 @@ static void on_result(struct call *c, const struct store_result *res, void *arg)
 	int r;
 
 	if ((r = db_stmt_ready(p->st, res, &err)) != 0) {
-		call_fail_err(c, r, &err);
+		db_fail(c, r, "%s", err.message);
 		return;
 	}
 	p->deliver(c, p, res);
@@ -428,7 +445,7 @@ void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const str
 	struct store_query q;
 
 	if (pend == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	pend->st = st;
@@ -439,10 +456,7 @@ void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const str
 		snprintf(pend->agent, sizeof(pend->agent), "%s", t->agent);
 	}
 	db_store_query(st, p, &q);
-	if (kind == DB_RUN_STEP)
-		call_db_step(c, &q, on_result, pend, free);
-	else
-		call_db(c, &q, on_result, pend, free);
+	call_ops->run(c, kind == DB_RUN_STEP, &q, on_result, pend, free);
 }
 
 void *db_rows_alloc(struct call *c, size_t n, size_t size)
@@ -450,7 +464,7 @@ void *db_rows_alloc(struct call *c, size_t n, size_t size)
 	void *rows = calloc(n + 1, size);
 
 	if (rows == NULL)
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 	return rows;
 }
 

@@ -30,7 +30,57 @@
 
 struct call;
 struct store;
+struct store_query;
+struct store_result;
 struct store_sync;
+
+/*
+ * What the db layer needs of the call it runs a statement for. dispatch provides it at
+ * start-up (db_set_call_ops), so the db layer calls nothing of the layer above it.
+ *   run:    runs q as the call's statement (step 0: carrying its audit row when the method's
+ *           mode says so) or as a step before it (step 1); cb gets the result with arg, which
+ *           is freed with arg_free once cb returned or the call ended without it.
+ *   fail:   ends the call with code and message.
+ *   actor:  "uid:1000", for created_by columns.
+ */
+struct db_call_ops {
+	void (*run)(struct call *c, int step, const struct store_query *q,
+	    void (*cb)(struct call *c, const struct store_result *res, void *arg), void *arg,
+	    void (*arg_free)(void *));
+	void (*fail)(struct call *c, int code, const char *message);
+	const char *(*actor)(const struct call *c);
+};
+void db_set_call_ops(const struct db_call_ops *ops);
+
+/* ---- the audit row's parameters, in audit_log's column order (audit.c fills them) ---- */
+
+/* An audit row's parameters, in the order audit_params fills them (db_audit.c's columns). */
+enum audit_param {
+	AUDIT_P_INSTANCE,
+	AUDIT_P_CALL_ID,
+	AUDIT_P_UID,
+	AUDIT_P_GID,
+	AUDIT_P_PID,
+	AUDIT_P_PRINCIPAL,
+	AUDIT_P_METHOD,
+	AUDIT_P_COMPANY,
+	AUDIT_P_SECRET,
+	AUDIT_P_VERSION,
+	AUDIT_P_STATUS,
+	AUDIT_P_MESSAGE,
+	AUDIT_P_RECEIVED,
+	AUDIT_NPARAMS,
+	/* Queued rows (audit_enqueue) also carry their deadline. */
+	AUDIT_P_DEADLINE = AUDIT_NPARAMS,
+	AUDIT_QUEUE_NPARAMS
+};
+
+/*
+ * The statement inner (one SELECT) with an insert of the call's audit row added, taking the
+ * row's values (audit.c's audit_params) as parameters first_param onwards; it returns inner's
+ * rows. Defined with the other audit statements in db_audit.c. 0, or -1 when buf is too small.
+ */
+int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param) PCS_WUR;
 
 /* ---- start-up, on the blocking connection ---- */
 

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 
-#include "dispatch.h"
 
 enum {
 	A_ID, A_COMPANY, A_NAME, A_UID, A_CREATED_AT, A_CREATED_BY,
@@ -119,19 +118,19 @@ void db_agent_create(struct call *c, const char *company, const char *name, uint
 	int64_t *gids = calloc(ngroups + 1, sizeof(*gids));
 
 	if (gids == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	for (size_t i = 0; i < ngroups; i++)
 		gids[i] = (int64_t)groups[i];
 	if (db_array_new(&a, DB_ELEM_INT8, gids, ngroups) != 0) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
 	db_param_text(&p, company);
 	db_param_text(&p, name);
 	db_param_u32(&p, uid);
-	db_param_text(&p, call_actor(c));
+	db_param_text(&p, db_actor(c));
 	db_param_bytes(&p, a.data, a.len);
 	db_run(c, DB_RUN_CALL, &create_agent, &p, deliver_agent, (union db_cb){ .agent = cb },
 	    NULL);
@@ -165,7 +164,7 @@ void db_agent_set_env(struct call *c, const char *company, const char *agent,
 		db_param_u32(&p, ref->version);
 	else
 		db_param_text(&p, NULL);
-	db_param_text(&p, call_actor(c));
+	db_param_text(&p, db_actor(c));
 	db_run(c, DB_RUN_CALL, &set_agent_env, &p, deliver_agent, (union db_cb){ .agent = cb },
 	    NULL);
 }

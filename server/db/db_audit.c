@@ -8,10 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "audit.h"
-#include "dispatch.h"
 
-/* audit_log's columns in enum audit_param's order (audit.h); queued rows add their deadline. */
+/* audit_log's columns in enum audit_param's order (db.h); queued rows add their deadline. */
 #define AUDIT_COLUMNS "instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
 	"company, secret, version, status, message, received_at"
 #define QUEUE_COLUMNS AUDIT_COLUMNS ", deadline"

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 
-#include "dispatch.h"
 
 enum { CO_ID, CO_NAME, CO_CREATED_AT, CO_CREATED_BY };
 static const char *const company_cols[] = {
@@ -50,7 +49,7 @@ void db_company_create(struct call *c, const char *name, db_company_cb cb)
 	struct db_params p = { 0 };
 
 	db_param_text(&p, name);
-	db_param_text(&p, call_actor(c));
+	db_param_text(&p, db_actor(c));
 	db_run(c, DB_RUN_CALL, &create_company, &p, deliver_company, (union db_cb){ .company = cb },
 	    NULL);
 }

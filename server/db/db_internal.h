@@ -175,6 +175,10 @@ struct db_pending {
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];  /* echoed as a db_target */
 };
 
+/* The call's side of things, through db_call_ops. */
+void db_fail(struct call *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *db_actor(const struct call *c);
+
 enum db_run_kind { DB_RUN_CALL, DB_RUN_STEP };
 /*
  * Runs st with p as the call's statement (call_db) or a step before it (call_db_step); deliver

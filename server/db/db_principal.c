@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch.h"
-#include "principal.h"
 
 enum { R_ID, R_MATCH, R_UNIX_ID, R_ROLE, R_COMPANY, R_AGENT, R_CREATED_AT, R_CREATED_BY };
 static const char *const rule_cols[] = {
@@ -88,7 +86,7 @@ void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const
 	db_param_u32(&p, unix_id);
 	db_param_text(&p, role);
 	db_param_text(&p, company);
-	db_param_text(&p, call_actor(c));
+	db_param_text(&p, db_actor(c));
 	db_run(c, DB_RUN_CALL, &add_principal, &p, deliver_rule, (union db_cb){ .rule = cb }, NULL);
 }
 
@@ -160,7 +158,7 @@ static void deliver_lookup(struct call *c, const struct db_pending *p,
 	size_t n;
 
 	if ((rows = lookup_rows(res, &n)) == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	p->cb.principal(c, rows, n);

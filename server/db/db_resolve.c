@@ -7,7 +7,6 @@
 
 #include <stdlib.h>
 
-#include "dispatch.h"
 
 enum {
 	X_IDX, X_GRANTED, X_COMPANY_ID, X_SECRET_ID, X_VERSION, X_STATE,
@@ -78,7 +77,7 @@ static void deliver_resolved(struct call *c, const struct db_pending *p,
 		x->version = db_col_u32(res, row, st, X_VERSION);
 		x->state = db_col_opt(res, row, st, X_STATE);
 		if (db_col_sealed(res, row, st, X_CIPHERTEXT, &x->sealed, &bufs[done]) != 0) {
-			call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+			db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
 	}
@@ -118,7 +117,7 @@ void db_resolve(struct call *c, const char *company, const char *agent,
 	db_run(c, DB_RUN_CALL, &resolve, &p, deliver_resolved, (union db_cb){ .resolve = cb }, &t);
 	goto out;
 oom:
-	call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 out:
 	for (int i = 0; i < 4; i++)
 		db_array_free(&a[i]);
@@ -151,7 +150,7 @@ static void deliver_env(struct call *c, const struct db_pending *p,
 		v->secret_id = db_col_str(res, row, st, E_SECRET_ID);
 		v->version = db_col_u32(res, row, st, E_VERSION);
 		if (db_col_sealed(res, row, st, E_CIPHERTEXT, &v->sealed, &bufs[done]) != 0) {
-			call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+			db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;
 		}
 	}

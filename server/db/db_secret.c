@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 
-#include "dispatch.h"
 
 enum {
 	S_ID, S_COMPANY, S_NAME, S_DESCRIPTION, S_CURRENT_VERSION, S_CREATED_AT, S_UPDATED_AT,
@@ -161,7 +160,7 @@ void db_secret_create(struct call *c, const char *company_id, const char *secret
 	db_param_text(&p, name);
 	db_param_text(&p, description);
 	param_sealed(&p, sealed);
-	db_param_text(&p, call_actor(c));
+	db_param_text(&p, db_actor(c));
 	db_run(c, DB_RUN_CALL, &create_secret, &p, deliver_secret, (union db_cb){ .secret = cb },
 	    NULL);
 }
@@ -188,7 +187,7 @@ void db_secret_add_version(struct call *c, const char *secret_id, uint32_t versi
 	db_param_u32(&p, expected);
 	param_sealed(&p, sealed);
 	db_param_text(&p, token);
-	db_param_text(&p, call_actor(c));
+	db_param_text(&p, db_actor(c));
 	db_run(c, DB_RUN_CALL, &add_version, &p, deliver_secret, (union db_cb){ .secret = cb },
 	    NULL);
 }

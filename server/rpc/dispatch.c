@@ -64,6 +64,23 @@ struct call {
 	void (*db_arg_free)(void *);
 };
 
+static void db_ops_run(struct call *c, int step, const struct store_query *q, call_db_cb cb,
+    void *arg, void (*arg_free)(void *))
+{
+	if (step)
+		call_db_step(c, q, cb, arg, arg_free);
+	else
+		call_db(c, q, cb, arg, arg_free);
+}
+
+static void db_ops_fail(struct call *c, int code, const char *message)
+{
+	call_fail(c, code, "%s", message);
+}
+
+/* What the db layer may ask of a call: it calls nothing of this layer directly. */
+static const struct db_call_ops db_ops = { db_ops_run, db_ops_fail, call_actor };
+
 int dispatch_init(pcs_error *err)
 {
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
@@ -72,6 +89,7 @@ int dispatch_init(pcs_error *err)
 	if ((r = methods_check(d, err)) != 0)
 		return r;
 	session_set_dispatcher(dispatch_frame);
+	db_set_call_ops(&db_ops);
 	/* The INIT macro fills every slot at compile time; this guards against a NULL one. */
 	for (unsigned i = 0; i < d->n_methods; i++) {
 		void (*const *slots)(void) = (void (*const *)(void))(const void *)(&service.base + 1);

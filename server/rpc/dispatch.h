@@ -26,8 +26,9 @@ struct session;
 typedef void (*call_db_cb)(struct call *c, const struct store_result *res, void *arg);
 
 /*
- * Checks the method table against the service and that every rpc has a handler, and makes
- * dispatch_frame the sessions' dispatcher.
+ * Checks the method table against the service and that every rpc has a handler, makes
+ * dispatch_frame the sessions' dispatcher and gives the db layer what it may ask of a call
+ * (db_set_call_ops): the layers below dispatch call it only through those.
  */
 int dispatch_init(pcs_error *err) PCS_WUR;
 /*
