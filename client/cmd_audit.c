@@ -7,14 +7,12 @@
 #include "ref.h"
 #include "render.h"
 
-static json_t *
-audit_json(const void *items, size_t i)
+static json_t *audit_json(const void *items, size_t i)
 {
 	return j_audit(((Pcsecret__V1__AuditEntry *const *)items)[i]);
 }
 
-static int
-audit_row(struct table *t, const void *items, size_t i)
+static int audit_row(struct table *t, const void *items, size_t i)
 {
 	const Pcsecret__V1__AuditEntry *e = ((Pcsecret__V1__AuditEntry *const *)items)[i];
 	char call[24], peer[48], secret[2 * PCS_NAME_MAX + 16];
@@ -30,8 +28,7 @@ audit_row(struct table *t, const void *items, size_t i)
 	    e->version, e->status, e->message);
 }
 
-static int
-cmd_audit_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_audit_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__ListAuditRequest req = PCSECRET__V1__LIST_AUDIT_REQUEST__INIT;
 	const char *company = ctl_value(args, "company"), *limit = ctl_value(args, "limit");
@@ -47,12 +44,12 @@ cmd_audit_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 	if (ctl->json)
 		return ctl_emit_array(rep->entries, rep->n_entries, audit_json, err);
 	return ctl_print_table(table_new(10, "AT", "INSTANCE", "CALL", "PEER UID/GID/PID",
-	    "PRINCIPAL", "METHOD", "SECRET", "VERSION", "STATUS", "MESSAGE"), rep->entries,
-	    rep->n_entries, audit_row, err);
+	                           "PRINCIPAL", "METHOD", "SECRET", "VERSION", "STATUS", "MESSAGE"),
+	    rep->entries, rep->n_entries, audit_row, err);
 }
 
 const struct ctl_command ctl_audit_commands[] = {
-	{ "audit", "list", "[--company C] [--limit N]", "recent audit entries, newest first",
-	    0, 0, { { "company", CTL_VALUE }, { "limit", CTL_VALUE } }, cmd_audit_list },
+	{ "audit", "list", "[--company C] [--limit N]", "recent audit entries, newest first", 0, 0,
+	    { { "company", CTL_VALUE }, { "limit", CTL_VALUE } }, cmd_audit_list },
 	{ .group = NULL },
 };

@@ -4,8 +4,7 @@
 #include "pcctl_cmd.h"
 #include "render.h"
 
-static int
-cmd_company_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_company_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__CreateCompanyRequest req = PCSECRET__V1__CREATE_COMPANY_REQUEST__INIT;
 	const Pcsecret__V1__Company *c;
@@ -26,22 +25,19 @@ cmd_company_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 	return 0;
 }
 
-static json_t *
-company_json(const void *items, size_t i)
+static json_t *company_json(const void *items, size_t i)
 {
 	return j_company(((Pcsecret__V1__Company *const *)items)[i]);
 }
 
-static int
-company_row(struct table *t, const void *items, size_t i)
+static int company_row(struct table *t, const void *items, size_t i)
 {
 	const Pcsecret__V1__Company *c = ((Pcsecret__V1__Company *const *)items)[i];
 
 	return table_add(t, c->name, c->id, c->created_at, c->created_by);
 }
 
-static int
-cmd_company_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_company_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__ListCompaniesRequest req = PCSECRET__V1__LIST_COMPANIES_REQUEST__INIT;
 	const Pcsecret__V1__ListCompaniesReply *rep;
@@ -53,8 +49,8 @@ cmd_company_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 	rep = (const Pcsecret__V1__ListCompaniesReply *)ctl->reply;
 	if (ctl->json)
 		return ctl_emit_array(rep->companies, rep->n_companies, company_json, err);
-	return ctl_print_table(table_new(4, "NAME", "ID", "CREATED", "CREATED BY"),
-	    rep->companies, rep->n_companies, company_row, err);
+	return ctl_print_table(table_new(4, "NAME", "ID", "CREATED", "CREATED BY"), rep->companies,
+	    rep->n_companies, company_row, err);
 }
 
 const struct ctl_command ctl_company_commands[] = {

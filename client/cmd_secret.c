@@ -11,22 +11,20 @@
  * what ("Value", "New value") on a terminal. Connects first: a missing daemon should not
  * cost the operator typing the value.
  */
-static int
-read_value(struct ctl *ctl, const struct ctl_args *args, const char *what,
+static int read_value(struct ctl *ctl, const struct ctl_args *args, const char *what,
     const struct ctl_path *path, ProtobufCBinaryData *value, pcs_error *err)
 {
 	char prompt[320];
 	int r;
 
-	(void)snprintf(prompt, sizeof(prompt), "%s for %s/%s (input hidden): ", what,
-	    path->company, path->name);
+	(void)snprintf(prompt, sizeof(prompt), "%s for %s/%s (input hidden): ", what, path->company,
+	    path->name);
 	if ((r = ctl_connect(ctl, err)) != 0)
 		return r;
 	return value_read(ctl_value(args, "from-file"), prompt, &value->data, &value->len, err);
 }
 
-static int
-cmd_secret_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_secret_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__CreateSecretRequest req = PCSECRET__V1__CREATE_SECRET_REQUEST__INIT;
 	const char *description = ctl_value(args, "description");
@@ -48,8 +46,8 @@ cmd_secret_create(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 		r = ctl_emit(j_secret(s, 0), err);
 		goto out;
 	}
-	printf("created secret %s/%s (version %u, id ", path.company, path.name,
-	    s->current_version);
+	printf(
+	    "created secret %s/%s (version %u, id ", path.company, path.name, s->current_version);
 	out_safe(stdout, s->id);
 	printf(")\n");
 	r = 0;
@@ -58,8 +56,7 @@ out:
 	return r;
 }
 
-static int
-cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__UpdateSecretRequest req = PCSECRET__V1__UPDATE_SECRET_REQUEST__INIT;
 	const char *expected = ctl_value(args, "expected-version");
@@ -70,8 +67,9 @@ cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 
 	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
 		goto out;
-	if (expected != NULL && (r = ctl_parse_u32(ctl, "--expected-version", expected,
-	    &req.expected_version, err)) != 0)
+	if (expected != NULL &&
+	    (r = ctl_parse_u32(ctl, "--expected-version", expected, &req.expected_version, err)) !=
+	        0)
 		goto out;
 	if ((r = read_value(ctl, args, "New value", &path, &req.value, err)) != 0)
 		goto out;
@@ -94,14 +92,12 @@ out:
 	return r;
 }
 
-static json_t *
-secret_json(const void *items, size_t i)
+static json_t *secret_json(const void *items, size_t i)
 {
 	return j_secret(((Pcsecret__V1__SecretInfo *const *)items)[i], 0);
 }
 
-static int
-secret_row(struct table *t, const void *items, size_t i)
+static int secret_row(struct table *t, const void *items, size_t i)
 {
 	const Pcsecret__V1__SecretInfo *s = ((Pcsecret__V1__SecretInfo *const *)items)[i];
 	char ver[16];
@@ -110,8 +106,7 @@ secret_row(struct table *t, const void *items, size_t i)
 	return table_add(t, s->name, ver, s->updated_at, s->created_by, s->description);
 }
 
-static int
-cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__ListSecretsRequest req = PCSECRET__V1__LIST_SECRETS_REQUEST__INIT;
 	const Pcsecret__V1__ListSecretsReply *rep;
@@ -123,12 +118,12 @@ cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 	rep = (const Pcsecret__V1__ListSecretsReply *)ctl->reply;
 	if (ctl->json)
 		return ctl_emit_array(rep->secrets, rep->n_secrets, secret_json, err);
-	return ctl_print_table(table_new(5, "NAME", "VERSION", "UPDATED", "CREATED BY",
-	    "DESCRIPTION"), rep->secrets, rep->n_secrets, secret_row, err);
+	return ctl_print_table(
+	    table_new(5, "NAME", "VERSION", "UPDATED", "CREATED BY", "DESCRIPTION"), rep->secrets,
+	    rep->n_secrets, secret_row, err);
 }
 
-static int
-version_row(struct table *t, const void *items, size_t i)
+static int version_row(struct table *t, const void *items, size_t i)
 {
 	const Pcsecret__V1__VersionInfo *v = ((Pcsecret__V1__VersionInfo *const *)items)[i];
 	char ver[16];
@@ -137,8 +132,7 @@ version_row(struct table *t, const void *items, size_t i)
 	return table_add(t, ver, v->state, v->created_at, v->created_by, v->key_id);
 }
 
-static int
-cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__DescribeSecretRequest req = PCSECRET__V1__DESCRIBE_SECRET_REQUEST__INIT;
 	const Pcsecret__V1__SecretInfo *s;
@@ -165,14 +159,12 @@ cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 	    s->versions, s->n_versions, version_row, err);
 }
 
-static json_t *
-unbound_json(const void *items, size_t i)
+static json_t *unbound_json(const void *items, size_t i)
 {
 	return json_text(((char *const *)items)[i]);
 }
 
-static int
-cmd_secret_delete(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_secret_delete(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__DeleteSecretRequest req = PCSECRET__V1__DELETE_SECRET_REQUEST__INIT;
 	const Pcsecret__V1__DeleteSecretReply *rep;
@@ -187,9 +179,10 @@ cmd_secret_delete(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 		return r;
 	rep = (const Pcsecret__V1__DeleteSecretReply *)ctl->reply;
 	if (ctl->json)
-		return ctl_emit(json_pack("{s:s, s:s, s:o}", "deleted", args->pos[0], "status",
-		    "deleted", "unbound", ctl_json_array(rep->unbound, rep->n_unbound,
-		    unbound_json)), err);
+		return ctl_emit(
+		    json_pack("{s:s, s:s, s:o}", "deleted", args->pos[0], "status", "deleted",
+		        "unbound", ctl_json_array(rep->unbound, rep->n_unbound, unbound_json)),
+		    err);
 	printf("deleted secret %s/%s\n", path.company, path.name);
 	for (i = 0; i < rep->n_unbound; i++) {
 		printf("removed binding ");
@@ -203,16 +196,20 @@ const struct ctl_command ctl_secret_commands[] = {
 	{ "secret", "create", "COMPANY/NAME [--description TEXT] [--from-file FILE]",
 	    "create a secret (version 1)", 1, 1,
 	    { { "description", CTL_VALUE }, { "from-file", CTL_VALUE } }, cmd_secret_create },
-	{ "secret", "update", "COMPANY/NAME [--from-file FILE] [--expected-version N] "
-	    "[--idempotency-token T]", "add a version and make it current", 1, 1,
+	{ "secret", "update",
+	    "COMPANY/NAME [--from-file FILE] [--expected-version N] "
+	    "[--idempotency-token T]",
+	    "add a version and make it current", 1, 1,
 	    { { "from-file", CTL_VALUE }, { "expected-version", CTL_VALUE },
-	    { "idempotency-token", CTL_VALUE } }, cmd_secret_update },
+	        { "idempotency-token", CTL_VALUE } },
+	    cmd_secret_update },
 	{ "secret", "list", "COMPANY", "list a company's secrets", 1, 1, CTL_NO_OPTS,
 	    cmd_secret_list },
-	{ "secret", "show", "COMPANY/NAME", "a secret's metadata and versions", 1, 1,
-	    CTL_NO_OPTS, cmd_secret_show },
-	{ "secret", "delete", "COMPANY/NAME [--force]", "delete a secret (refused while agents "
-	    "use it, unless --force, which also removes their bindings)", 1, 1,
-	    { { "force", CTL_FLAG } }, cmd_secret_delete },
+	{ "secret", "show", "COMPANY/NAME", "a secret's metadata and versions", 1, 1, CTL_NO_OPTS,
+	    cmd_secret_show },
+	{ "secret", "delete", "COMPANY/NAME [--force]",
+	    "delete a secret (refused while agents "
+	    "use it, unless --force, which also removes their bindings)",
+	    1, 1, { { "force", CTL_FLAG } }, cmd_secret_delete },
 	{ .group = NULL },
 };

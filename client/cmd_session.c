@@ -5,8 +5,7 @@
 #include "pcctl_cmd.h"
 #include "render.h"
 
-static int
-cmd_status(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_status(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	const Pcsecret__V1__HelloReply *h;
 	const Pcsecret__V1__Principal *p;
@@ -17,13 +16,13 @@ cmd_status(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 		return r;
 	p = h->principal;
 	if (ctl->json)
-		return ctl_emit(json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}",
-		    "socket", json_text(pcs_rpc_socket_path(ctl->client)),
-		    "server_version", json_text(h->server_version),
-		    "instance_id", json_text(h->instance_id),
-		    "protocol_version", (json_int_t)h->protocol_version,
-		    "client_version", json_text(PCS_VERSION),
-		    "principal", j_principal(p)), err);
+		return ctl_emit(
+		    json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "socket",
+		        json_text(pcs_rpc_socket_path(ctl->client)), "server_version",
+		        json_text(h->server_version), "instance_id", json_text(h->instance_id),
+		        "protocol_version", (json_int_t)h->protocol_version, "client_version",
+		        json_text(PCS_VERSION), "principal", j_principal(p)),
+		    err);
 	out_kv(stdout, "socket", pcs_rpc_socket_path(ctl->client));
 	out_kv(stdout, "server", h->server_version);
 	out_kv(stdout, "instance", h->instance_id);
@@ -37,8 +36,7 @@ cmd_status(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 	return 0;
 }
 
-static int
-cmd_whoami(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_whoami(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	const Pcsecret__V1__HelloReply *h;
 	const Pcsecret__V1__Principal *p;
@@ -66,9 +64,9 @@ cmd_whoami(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 }
 
 const struct ctl_command ctl_session_commands[] = {
-	{ "status", NULL, "", "the server's version and instance, and your principal",
-	    0, 0, CTL_NO_OPTS, cmd_status },
-	{ "whoami", NULL, "", "your role, companies, agent, matching rule and uid/gid/pid",
-	    0, 0, CTL_NO_OPTS, cmd_whoami },
+	{ "status", NULL, "", "the server's version and instance, and your principal", 0, 0,
+	    CTL_NO_OPTS, cmd_status },
+	{ "whoami", NULL, "", "your role, companies, agent, matching rule and uid/gid/pid", 0, 0,
+	    CTL_NO_OPTS, cmd_whoami },
 	{ .group = NULL },
 };

@@ -10,17 +10,12 @@ struct table {
 	size_t ncols;
 	size_t nrows;
 	size_t cap;
-	char **cells;  /* (nrows + 1) * ncols, row 0 the header */
+	char **cells; /* (nrows + 1) * ncols, row 0 the header */
 };
 
-static char *
-cell_dup(const char *s)
-{
-	return strdup(s != NULL && s[0] != '\0' ? s : "-");
-}
+static char *cell_dup(const char *s) { return strdup(s != NULL && s[0] != '\0' ? s : "-"); }
 
-static int
-table_grow(struct table *t)
+static int table_grow(struct table *t)
 {
 	char **nc;
 	size_t ncap;
@@ -35,8 +30,7 @@ table_grow(struct table *t)
 	return 0;
 }
 
-static int
-table_vadd(struct table *t, va_list ap)
+static int table_vadd(struct table *t, va_list ap)
 {
 	size_t i, base;
 
@@ -54,8 +48,7 @@ table_vadd(struct table *t, va_list ap)
 	return 0;
 }
 
-struct table *
-table_new(size_t ncols, ...)
+struct table *table_new(size_t ncols, ...)
 {
 	struct table *t;
 	va_list ap;
@@ -74,8 +67,7 @@ table_new(size_t ncols, ...)
 	return t;
 }
 
-int
-table_add(struct table *t, ...)
+int table_add(struct table *t, ...)
 {
 	va_list ap;
 	int r;
@@ -86,16 +78,14 @@ table_add(struct table *t, ...)
 	return r;
 }
 
-void
-out_safe(FILE *f, const char *s)
+void out_safe(FILE *f, const char *s)
 {
 	for (; *s != '\0'; s++)
 		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
 }
 
 /* Display width: UTF-8 continuation bytes take no column. */
-static size_t
-text_width(const char *s)
+static size_t text_width(const char *s)
 {
 	size_t w = 0;
 
@@ -105,8 +95,7 @@ text_width(const char *s)
 	return w;
 }
 
-void
-table_print(const struct table *t, FILE *f)
+void table_print(const struct table *t, FILE *f)
 {
 	size_t *width, r, c, w;
 
@@ -130,8 +119,7 @@ table_print(const struct table *t, FILE *f)
 	free(width);
 }
 
-void
-table_free(struct table *t)
+void table_free(struct table *t)
 {
 	size_t i;
 
@@ -143,16 +131,14 @@ table_free(struct table *t)
 	free(t);
 }
 
-void
-out_kv(FILE *f, const char *key, const char *value)
+void out_kv(FILE *f, const char *key, const char *value)
 {
 	fprintf(f, "%-*s", KV_WIDTH, key);
 	out_safe(f, value != NULL && value[0] != '\0' ? value : "-");
 	fputc('\n', f);
 }
 
-void
-out_kvf(FILE *f, const char *key, const char *fmt, ...)
+void out_kvf(FILE *f, const char *key, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -163,8 +149,7 @@ out_kvf(FILE *f, const char *key, const char *fmt, ...)
 	out_kv(f, key, buf);
 }
 
-json_t *
-json_text(const char *s)
+json_t *json_text(const char *s)
 {
 	json_t *j;
 	char *copy;
@@ -184,8 +169,7 @@ json_text(const char *s)
 	return j;
 }
 
-int
-json_emit(json_t *doc)
+int json_emit(json_t *doc)
 {
 	int r;
 

@@ -21,16 +21,21 @@
 
 /* In the order --help lists them. */
 static const struct ctl_command *const groups[] = {
-	ctl_session_commands, ctl_company_commands, ctl_secret_commands, ctl_agent_commands,
-	ctl_principal_commands, ctl_audit_commands, ctl_keys_commands, NULL,
+	ctl_session_commands,
+	ctl_company_commands,
+	ctl_secret_commands,
+	ctl_agent_commands,
+	ctl_principal_commands,
+	ctl_audit_commands,
+	ctl_keys_commands,
+	NULL,
 };
 
 /*
  * Splits argv (after the command words) into the row's options and positional arguments,
  * with options allowed anywhere. --json, --socket and --help work after the command too.
  */
-static int
-parse_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
+static int parse_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv,
     struct ctl_args *args, pcs_error *err)
 {
 	const struct ctl_opt *o;
@@ -74,7 +79,8 @@ parse_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv
 			return ctl_usage_fail(ctl, err, "unknown option %.*s", (int)nlen + 2, arg);
 		if (o != NULL && o->kind == CTL_FLAG) {
 			if (eq != NULL)
-				return ctl_usage_fail(ctl, err, "option --%s takes no value", o->name);
+				return ctl_usage_fail(
+				    ctl, err, "option --%s takes no value", o->name);
 			/* A flag's value is its own argument: given means not NULL. */
 			args->value[k] = arg;
 			continue;
@@ -84,8 +90,8 @@ parse_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv
 		else if (i + 1 < argc)
 			val = argv[++i];
 		else
-			return ctl_usage_fail(ctl, err, "option --%.*s needs a value", (int)nlen,
-			    arg + 2);
+			return ctl_usage_fail(
+			    ctl, err, "option --%.*s needs a value", (int)nlen, arg + 2);
 		if (o == NULL)
 			ctl->socket = val;
 		else
@@ -97,8 +103,7 @@ parse_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv
 }
 
 /* Usage for every command, or for one group's commands. */
-static void
-usage(FILE *f, const char *group)
+static void usage(FILE *f, const char *group)
 {
 	const struct ctl_command *const *g;
 	const struct ctl_command *c;
@@ -114,14 +119,14 @@ usage(FILE *f, const char *group)
 		}
 	}
 	if (group == NULL)
-		fprintf(f, "\nThe socket is --socket PATH, else $PCSECRET_SOCKET, else "
-		    PCS_DEFAULT_SOCKET ".\nValues come from --from-file FILE (exact bytes), else "
+		fprintf(f,
+		    "\nThe socket is --socket PATH, else $PCSECRET_SOCKET, else " PCS_DEFAULT_SOCKET
+		    ".\nValues come from --from-file FILE (exact bytes), else "
 		    "stdin when it is not a terminal\n(one trailing newline removed), else a prompt "
 		    "that does not echo. Never from arguments.\n");
 }
 
-static const struct ctl_command *
-command_find(const char *group, const char *verb, int *group_known)
+static const struct ctl_command *command_find(const char *group, const char *verb, int *group_known)
 {
 	const struct ctl_command *const *g;
 	const struct ctl_command *c;
@@ -140,8 +145,7 @@ command_find(const char *group, const char *verb, int *group_known)
 }
 
 /* Keeps the error on one line whatever the server put in its message. */
-static void
-print_error(const pcs_error *err)
+static void print_error(const pcs_error *err)
 {
 	fprintf(stderr, "pcctl: %s: ", pcs_status_name(err->code));
 	out_safe(stderr, err->message);
@@ -149,8 +153,7 @@ print_error(const pcs_error *err)
 }
 
 /* Runs cmd with the arguments after its words; returns the exit status. */
-static int
-run(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
+static int run(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 {
 	struct ctl_args args = { .cmd = cmd };
 	pcs_error err = { 0 };
@@ -173,8 +176,7 @@ run(struct ctl *ctl, const struct ctl_command *cmd, int argc, char **argv)
 	return r;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
 	struct ctl ctl = { 0 };
 	const struct ctl_command *cmd;

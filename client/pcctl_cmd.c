@@ -9,8 +9,7 @@
 #include "pbwipe.h"
 #include "pcctl_cmd.h"
 
-static int
-opt_index(const struct ctl_args *args, const char *name, enum ctl_opt_kind kind)
+static int opt_index(const struct ctl_args *args, const char *name, enum ctl_opt_kind kind)
 {
 	const struct ctl_opt *o;
 	int i;
@@ -28,21 +27,18 @@ opt_index(const struct ctl_args *args, const char *name, enum ctl_opt_kind kind)
 	abort();
 }
 
-const char *
-ctl_value(const struct ctl_args *args, const char *name)
+const char *ctl_value(const struct ctl_args *args, const char *name)
 {
 	return args->value[opt_index(args, name, CTL_VALUE)];
 }
 
-int
-ctl_flag(const struct ctl_args *args, const char *name)
+int ctl_flag(const struct ctl_args *args, const char *name)
 {
 	return args->value[opt_index(args, name, CTL_FLAG)] != NULL;
 }
 
-int
-ctl_path_parse(const char *s, struct ctl_path *path, char **company, char **name,
-    pcs_error *err)
+int ctl_path_parse(
+    const char *s, struct ctl_path *path, char **company, char **name, pcs_error *err)
 {
 	int r;
 
@@ -53,8 +49,7 @@ ctl_path_parse(const char *s, struct ctl_path *path, char **company, char **name
 	return 0;
 }
 
-int
-ctl_usage_fail(struct ctl *ctl, pcs_error *err, const char *fmt, ...)
+int ctl_usage_fail(struct ctl *ctl, pcs_error *err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -68,24 +63,22 @@ ctl_usage_fail(struct ctl *ctl, pcs_error *err, const char *fmt, ...)
 	return -PCS_INVALID_ARGUMENT;
 }
 
-int
-ctl_parse_u64(struct ctl *ctl, const char *what, const char *s, uint64_t max, uint64_t *out,
-    pcs_error *err)
+int ctl_parse_u64(
+    struct ctl *ctl, const char *what, const char *s, uint64_t max, uint64_t *out, pcs_error *err)
 {
 	unsigned long long v;
 	char *end;
 
 	errno = 0;
-	if (s[0] < '0' || s[0] > '9' || (v = strtoull(s, &end, 10), errno != 0) ||
-	    *end != '\0' || v > max)
-		return ctl_usage_fail(ctl, err, "%s \"%s\" is not a number from 0 to %" PRIu64,
-		    what, s, max);
+	if (s[0] < '0' || s[0] > '9' || (v = strtoull(s, &end, 10), errno != 0) || *end != '\0' ||
+	    v > max)
+		return ctl_usage_fail(
+		    ctl, err, "%s \"%s\" is not a number from 0 to %" PRIu64, what, s, max);
 	*out = (uint64_t)v;
 	return 0;
 }
 
-int
-ctl_parse_u32(struct ctl *ctl, const char *what, const char *s, uint32_t *out, pcs_error *err)
+int ctl_parse_u32(struct ctl *ctl, const char *what, const char *s, uint32_t *out, pcs_error *err)
 {
 	uint64_t v = 0;
 	int r;
@@ -96,8 +89,7 @@ ctl_parse_u32(struct ctl *ctl, const char *what, const char *s, uint32_t *out, p
 	return 0;
 }
 
-int
-ctl_connect(struct ctl *ctl, pcs_error *err)
+int ctl_connect(struct ctl *ctl, pcs_error *err)
 {
 	pcs_options opts = { 0 };
 
@@ -107,16 +99,14 @@ ctl_connect(struct ctl *ctl, pcs_error *err)
 	return pcs_connect(&opts, &ctl->client, err);
 }
 
-static void
-reply_free(struct ctl *ctl)
+static void reply_free(struct ctl *ctl)
 {
 	if (ctl->reply != NULL)
 		protobuf_c_message_free_unpacked(ctl->reply, &pbwipe_allocator);
 	ctl->reply = NULL;
 }
 
-int
-ctl_call(struct ctl *ctl, const char *method, const ProtobufCMessage *req, pcs_error *err)
+int ctl_call(struct ctl *ctl, const char *method, const ProtobufCMessage *req, pcs_error *err)
 {
 	int r;
 
@@ -126,8 +116,7 @@ ctl_call(struct ctl *ctl, const char *method, const ProtobufCMessage *req, pcs_e
 	return pcs_rpc_call(ctl->client, method, req, &ctl->reply, err);
 }
 
-int
-ctl_hello(struct ctl *ctl, const Pcsecret__V1__HelloReply **hello, pcs_error *err)
+int ctl_hello(struct ctl *ctl, const Pcsecret__V1__HelloReply **hello, pcs_error *err)
 {
 	int r;
 
@@ -138,31 +127,26 @@ ctl_hello(struct ctl *ctl, const Pcsecret__V1__HelloReply **hello, pcs_error *er
 	return 0;
 }
 
-void
-ctl_release(struct ctl *ctl)
+void ctl_release(struct ctl *ctl)
 {
 	reply_free(ctl);
 	pcs_close(ctl->client);
 	ctl->client = NULL;
 }
 
-int
-ctl_no_reply_field(const char *method, pcs_error *err)
+int ctl_no_reply_field(const char *method, pcs_error *err)
 {
-	return pcs_fail(err, PCS_INTERNAL, "pcsecretd sent a %s reply without its result",
-	    method);
+	return pcs_fail(err, PCS_INTERNAL, "pcsecretd sent a %s reply without its result", method);
 }
 
-int
-ctl_emit(json_t *doc, pcs_error *err)
+int ctl_emit(json_t *doc, pcs_error *err)
 {
 	if (json_emit(doc) != 0)
 		return pcs_fail(err, PCS_INTERNAL, "cannot write the JSON output");
 	return 0;
 }
 
-json_t *
-ctl_json_array(const void *items, size_t n, ctl_item_json_fn *json)
+json_t *ctl_json_array(const void *items, size_t n, ctl_item_json_fn *json)
 {
 	json_t *a = json_array();
 	size_t i;
@@ -172,15 +156,13 @@ ctl_json_array(const void *items, size_t n, ctl_item_json_fn *json)
 	return a;
 }
 
-int
-ctl_emit_array(const void *items, size_t n, ctl_item_json_fn *json, pcs_error *err)
+int ctl_emit_array(const void *items, size_t n, ctl_item_json_fn *json, pcs_error *err)
 {
 	return ctl_emit(ctl_json_array(items, n, json), err);
 }
 
-int
-ctl_print_table(struct table *t, const void *items, size_t n, ctl_item_row_fn *row,
-    pcs_error *err)
+int ctl_print_table(
+    struct table *t, const void *items, size_t n, ctl_item_row_fn *row, pcs_error *err)
 {
 	size_t i;
 

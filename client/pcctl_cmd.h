@@ -30,30 +30,35 @@
 struct ctl {
 	const char *socket;
 	int json;
-	int help;                 /* --help given to a command: print its usage and succeed */
-	int usage;                /* the failure is a usage error: exit 2 with the usage text */
-	pcs_client *client;       /* connected on first use; closed by the runner */
-	ProtobufCMessage *reply;  /* the last ctl_call's reply; freed by the next or the runner */
+	int help;                /* --help given to a command: print its usage and succeed */
+	int usage;               /* the failure is a usage error: exit 2 with the usage text */
+	pcs_client *client;      /* connected on first use; closed by the runner */
+	ProtobufCMessage *reply; /* the last ctl_call's reply; freed by the next or the runner */
 };
 
 enum ctl_opt_kind {
-	CTL_VALUE,  /* --name VALUE or --name=VALUE */
-	CTL_FLAG,   /* --name alone (--force) */
+	CTL_VALUE, /* --name VALUE or --name=VALUE */
+	CTL_FLAG,  /* --name alone (--force) */
 };
 
 struct ctl_opt {
-	const char *name;  /* without the leading "--"; NULL ends the list */
+	const char *name; /* without the leading "--"; NULL ends the list */
 	enum ctl_opt_kind kind;
 };
 
-#define CTL_NO_OPTS { { NULL, CTL_VALUE } }
+#define CTL_NO_OPTS \
+	{ \
+		{ \
+			NULL, CTL_VALUE \
+		} \
+	}
 
 /* What the runner parsed for a handler; options are read by name with ctl_value/ctl_flag. */
 struct ctl_args {
 	const struct ctl_command *cmd;
 	char *pos[CTL_ARGS_MAX];
 	int npos;
-	const char *value[CTL_OPTS_MAX];  /* by index in cmd->opts; NULL when not given */
+	const char *value[CTL_OPTS_MAX]; /* by index in cmd->opts; NULL when not given */
 };
 
 /*
@@ -99,16 +104,16 @@ int ctl_path_parse(const char *s, struct ctl_path *path, char **company, char **
 int ctl_usage_fail(struct ctl *ctl, pcs_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Decimal digits only, 0 to max; anything else is a usage error naming what. */
-int ctl_parse_u64(struct ctl *ctl, const char *what, const char *s, uint64_t max,
-    uint64_t *out, pcs_error *err) __attribute__((warn_unused_result));
-int ctl_parse_u32(struct ctl *ctl, const char *what, const char *s, uint32_t *out,
+int ctl_parse_u64(struct ctl *ctl, const char *what, const char *s, uint64_t max, uint64_t *out,
     pcs_error *err) __attribute__((warn_unused_result));
+int ctl_parse_u32(struct ctl *ctl, const char *what, const char *s, uint32_t *out, pcs_error *err)
+    __attribute__((warn_unused_result));
 
 /* Connects unless connected. Commands that read a value connect first (docs/cli.md). */
 int ctl_connect(struct ctl *ctl, pcs_error *err) __attribute__((warn_unused_result));
 /* Connects if needed and calls method; on success the reply is ctl->reply. */
-int ctl_call(struct ctl *ctl, const char *method, const ProtobufCMessage *req,
-    pcs_error *err) __attribute__((warn_unused_result));
+int ctl_call(struct ctl *ctl, const char *method, const ProtobufCMessage *req, pcs_error *err)
+    __attribute__((warn_unused_result));
 /* Connects if needed; *hello is the handshake's reply, owned by the connection. */
 int ctl_hello(struct ctl *ctl, const Pcsecret__V1__HelloReply **hello, pcs_error *err)
     __attribute__((warn_unused_result));
@@ -128,7 +133,7 @@ json_t *ctl_json_array(const void *items, size_t n, ctl_item_json_fn *json);
 /* Emits the n items as the command's JSON document, an array. */
 int ctl_emit_array(const void *items, size_t n, ctl_item_json_fn *json, pcs_error *err);
 /* Adds the n items to t (consumed, NULL meaning out of memory) and prints it. */
-int ctl_print_table(struct table *t, const void *items, size_t n, ctl_item_row_fn *row,
-    pcs_error *err);
+int ctl_print_table(
+    struct table *t, const void *items, size_t n, ctl_item_row_fn *row, pcs_error *err);
 
 #endif

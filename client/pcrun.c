@@ -42,7 +42,7 @@ struct var {
 	char *ref;            /* to resolve; NULL when value is already known */
 	unsigned char *value; /* sodium_malloc'd (or owned by a pcs_env_entry) */
 	size_t len;
-	int overridden;       /* a later source set the same name */
+	int overridden; /* a later source set the same name */
 };
 
 struct vars {
@@ -51,10 +51,10 @@ struct vars {
 	size_t cap;
 };
 
-static void
-usage(FILE *f)
+static void usage(FILE *f)
 {
-	fprintf(f, "usage: pcrun [--socket PATH] [--agent COMPANY/AGENT] [--env-json FILE] "
+	fprintf(f,
+	    "usage: pcrun [--socket PATH] [--agent COMPANY/AGENT] [--env-json FILE] "
 	    "-- PROGRAM [ARGS...]\n\n"
 	    "Replaces every environment variable whose value is a reference (pcs:COMPANY/NAME[@N]\n"
 	    "or pcs:SECRET-ID[@N]) with the secret's value, then runs PROGRAM. With --agent, the\n"
@@ -67,8 +67,7 @@ usage(FILE *f)
  * jansson's allocator: its lexer and its strings hold the --env-json file's literal values, and
  * its free gets no size, so each block keeps its size in front of it and is wiped when freed.
  */
-static void *
-wipe_malloc(size_t size)
+static void *wipe_malloc(size_t size)
 {
 	unsigned char *p;
 
@@ -79,8 +78,7 @@ wipe_malloc(size_t size)
 	return p + sizeof(max_align_t);
 }
 
-static void
-wipe_free(void *block)
+static void wipe_free(void *block)
 {
 	unsigned char *p;
 	size_t size;
@@ -94,15 +92,13 @@ wipe_free(void *block)
 }
 
 /* Quoting for messages: a reference came from the environment and may hold anything. */
-static void
-put_safe(FILE *f, const char *s)
+static void put_safe(FILE *f, const char *s)
 {
 	for (; *s != '\0'; s++)
 		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
 }
 
-static void
-report(const char *name, const char *ref, const pcs_error *err)
+static void report(const char *name, const char *ref, const pcs_error *err)
 {
 	fprintf(stderr, "pcrun: ");
 	if (name != NULL) {
@@ -115,8 +111,7 @@ report(const char *name, const char *ref, const pcs_error *err)
 	fputc('\n', stderr);
 }
 
-static void
-vars_free(struct vars *vs)
+static void vars_free(struct vars *vs)
 {
 	size_t i;
 
@@ -130,9 +125,8 @@ vars_free(struct vars *vs)
 }
 
 /* Adds NAME; an earlier entry with the same name is marked overridden. Takes ref. */
-static int
-vars_add(struct vars *vs, const char *name, size_t name_len, char *ref, struct var **added,
-    pcs_error *err)
+static int vars_add(struct vars *vs, const char *name, size_t name_len, char *ref,
+    struct var **added, pcs_error *err)
 {
 	struct var *nv;
 	size_t i, ncap;
@@ -162,8 +156,7 @@ oom:
 	return -PCS_RESOURCE_EXHAUSTED;
 }
 
-static int
-add_environment(struct vars *vs, pcs_error *err)
+static int add_environment(struct vars *vs, pcs_error *err)
 {
 	const char *eq;
 	char *ref, *name;
@@ -188,8 +181,7 @@ add_environment(struct vars *vs, pcs_error *err)
 	return 0;
 }
 
-static int
-literal_value(struct var *v, const char *s, size_t len, pcs_error *err)
+static int literal_value(struct var *v, const char *s, size_t len, pcs_error *err)
 {
 	if ((v->value = sodium_malloc(len + 1)) == NULL)
 		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of secure memory");
@@ -200,8 +192,7 @@ literal_value(struct var *v, const char *s, size_t len, pcs_error *err)
 }
 
 /* {"type":"secret_ref","secretId":"...","version":"latest"|N|"N"} as a pcs: reference. */
-static int
-json_ref(const char *file, const char *name, json_t *o, char **out, pcs_error *err)
+static int json_ref(const char *file, const char *name, json_t *o, char **out, pcs_error *err)
 {
 	json_t *type = json_object_get(o, "type"), *id = json_object_get(o, "secretId");
 	json_t *ver = json_object_get(o, "version");
@@ -209,15 +200,19 @@ json_ref(const char *file, const char *name, json_t *o, char **out, pcs_error *e
 
 	if (!json_is_string(type) || strcmp(json_string_value(type), "secret_ref") != 0 ||
 	    !json_is_string(id))
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: %s is not a string or a "
-		    "{\"type\":\"secret_ref\",\"secretId\":...} object", file, name);
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "%s: %s is not a string or a "
+		    "{\"type\":\"secret_ref\",\"secretId\":...} object",
+		    file, name);
 	if (json_is_integer(ver))
 		(void)snprintf(vbuf, sizeof(vbuf), "@%lld", (long long)json_integer_value(ver));
 	else if (json_is_string(ver))
 		(void)snprintf(vbuf, sizeof(vbuf), "@%.20s", json_string_value(ver));
 	else if (ver != NULL && !json_is_null(ver))
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: the version of %s is not "
-		    "\"latest\" or a number", file, name);
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "%s: the version of %s is not "
+		    "\"latest\" or a number",
+		    file, name);
 	if (asprintf(out, PCS_REF_PREFIX "%s%s", json_string_value(id), vbuf) < 0) {
 		*out = NULL;
 		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
@@ -230,8 +225,7 @@ json_ref(const char *file, const char *name, json_t *o, char **out, pcs_error *e
  * read through a close-on-exec descriptor: json_load_file's stdio buffer would be freed with
  * the file's literal values still in it.
  */
-static int
-read_env_json(const char *file, char **out, size_t *len, pcs_error *err)
+static int read_env_json(const char *file, char **out, size_t *len, pcs_error *err)
 {
 	char *buf = NULL, *nb;
 	size_t got = 0, cap = 0, ncap;
@@ -285,8 +279,7 @@ out:
 	return r;
 }
 
-static int
-add_env_json(struct vars *vs, const char *file, pcs_error *err)
+static int add_env_json(struct vars *vs, const char *file, pcs_error *err)
 {
 	json_error_t jerr;
 	json_t *doc = NULL, *val;
@@ -309,7 +302,8 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: not a JSON object", file);
 		goto out;
 	}
-	json_object_foreach(doc, name, val) {
+	json_object_foreach(doc, name, val)
+	{
 		/* Literal values too: the file may be written by someone other than its user. */
 		if ((r = envname_check(name, &nerr)) != 0) {
 			(void)pcs_fail(err, nerr.code, "%s: %s", file, nerr.message);
@@ -333,8 +327,10 @@ add_env_json(struct vars *vs, const char *file, pcs_error *err)
 			continue;
 		}
 		if (!json_is_object(val)) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: %s is not a string or a "
-			    "{\"type\":\"secret_ref\",\"secretId\":...} object", file, name);
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
+			    "%s: %s is not a string or a "
+			    "{\"type\":\"secret_ref\",\"secretId\":...} object",
+			    file, name);
 			goto out;
 		}
 		if ((r = json_ref(file, name, val, &ref, err)) != 0)
@@ -349,9 +345,8 @@ out:
 	free(ref);
 	if (doc != NULL) {
 		/* Literal values were in the document; jansson frees without wiping. */
-		json_object_foreach(doc, name, val)
-			if (json_is_string(val))
-				sodium_memzero((void *)json_string_value(val), json_string_length(val));
+		json_object_foreach(doc, name, val) if (json_is_string(val))
+		    sodium_memzero((void *)json_string_value(val), json_string_length(val));
 		json_decref(doc);
 	}
 	sodium_free(text);
@@ -359,8 +354,7 @@ out:
 }
 
 /* Reports its own failures. */
-static int
-add_agent_env(struct vars *vs, pcs_client *client, const char *agent, pcs_error *err)
+static int add_agent_env(struct vars *vs, pcs_client *client, const char *agent, pcs_error *err)
 {
 	pcs_env_entry *env = NULL;
 	struct var *added;
@@ -409,16 +403,15 @@ out:
 }
 
 /* Whether message mentions ref as a whole reference, not as the start of a longer one. */
-static int
-mentions(const char *message, const char *ref)
+static int mentions(const char *message, const char *ref)
 {
 	const char *p = message, *end;
 	size_t len = strlen(ref);
 
 	while ((p = strstr(p, ref)) != NULL) {
 		end = p + len;
-		if (!((*end >= 'a' && *end <= 'z') || (*end >= '0' && *end <= '9') ||
-		    *end == '-' || *end == '_' || *end == '.' || *end == '@' || *end == '/'))
+		if (!((*end >= 'a' && *end <= 'z') || (*end >= '0' && *end <= '9') || *end == '-' ||
+		        *end == '_' || *end == '.' || *end == '@' || *end == '/'))
 			return 1;
 		p++;
 	}
@@ -429,8 +422,7 @@ mentions(const char *message, const char *ref)
  * The server names the failing reference in its message; find whose it was so the error can
  * say which variable. Returns the index or -1.
  */
-static long
-find_failed(const struct vars *vs, const size_t *idx, size_t nrefs, const char *message)
+static long find_failed(const struct vars *vs, const size_t *idx, size_t nrefs, const char *message)
 {
 	struct pcs_ref ref;
 	char canon[sizeof(PCS_REF_PREFIX) + 2 * PCS_NAME_MAX + 16];
@@ -449,9 +441,8 @@ find_failed(const struct vars *vs, const size_t *idx, size_t nrefs, const char *
 }
 
 /* Reports its own failures, naming the variable when it can. */
-static int
-resolve_all(struct vars *vs, pcs_client **client, const pcs_options *opts, const char *agent,
-    pcs_error *err)
+static int resolve_all(struct vars *vs, pcs_client **client, const pcs_options *opts,
+    const char *agent, pcs_error *err)
 {
 	struct pcs_ref parsed;
 	const char **refs = NULL;
@@ -510,8 +501,7 @@ out:
 	return r;
 }
 
-static int
-apply(const struct vars *vs)
+static int apply(const struct vars *vs)
 {
 	size_t i;
 
@@ -525,24 +515,20 @@ apply(const struct vars *vs)
 			return -PCS_INVALID_ARGUMENT;
 		}
 		if (setenv(vs->v[i].name, (const char *)vs->v[i].value, 1) != 0) {
-			fprintf(stderr, "pcrun: cannot set %s: %s\n", vs->v[i].name,
-			    strerror(errno));
+			fprintf(
+			    stderr, "pcrun: cannot set %s: %s\n", vs->v[i].name, strerror(errno));
 			return -PCS_RESOURCE_EXHAUSTED;
 		}
 	}
 	return 0;
 }
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "socket", required_argument, NULL, 's' },
+	static const struct option longopts[] = { { "socket", required_argument, NULL, 's' },
 		{ "agent", required_argument, NULL, 'a' },
-		{ "env-json", required_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
+		{ "env-json", required_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 } };
 	pcs_options opts = { 0 };
 	pcs_client *client = NULL;
 	pcs_error err = { 0 };

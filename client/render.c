@@ -6,8 +6,7 @@
 #include "render.h"
 
 /* "pcs:company/name[@N]" for a structured reference; "-" when it cannot be written. */
-void
-ref_text(const Pcsecret__V1__SecretRef *sref, char *buf, size_t size)
+void ref_text(const Pcsecret__V1__SecretRef *sref, char *buf, size_t size)
 {
 	struct pcs_ref ref;
 
@@ -24,8 +23,7 @@ ref_text(const Pcsecret__V1__SecretRef *sref, char *buf, size_t size)
 		(void)snprintf(buf, size, "-");
 }
 
-static json_t *
-j_strings(char **v, size_t n)
+static json_t *j_strings(char **v, size_t n)
 {
 	json_t *a = json_array();
 	size_t i;
@@ -35,47 +33,39 @@ j_strings(char **v, size_t n)
 	return a;
 }
 
-json_t *
-j_principal(const Pcsecret__V1__Principal *p)
+json_t *j_principal(const Pcsecret__V1__Principal *p)
 {
 	static const Pcsecret__V1__Principal none = PCSECRET__V1__PRINCIPAL__INIT;
 
 	if (p == NULL)
 		p = &none;
-	return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I}",
-	    "role", json_text(p->role),
-	    "companies", j_strings(p->companies, p->n_companies),
-	    "agent", json_text(p->agent),
-	    "rule", json_text(p->rule),
-	    "uid", (json_int_t)p->uid, "gid", (json_int_t)p->gid, "pid", (json_int_t)p->pid);
+	return json_pack("{s:o, s:o, s:o, s:o, s:I, s:I, s:I}", "role", json_text(p->role),
+	    "companies", j_strings(p->companies, p->n_companies), "agent", json_text(p->agent),
+	    "rule", json_text(p->rule), "uid", (json_int_t)p->uid, "gid", (json_int_t)p->gid, "pid",
+	    (json_int_t)p->pid);
 }
 
-json_t *
-j_company(const Pcsecret__V1__Company *c)
+json_t *j_company(const Pcsecret__V1__Company *c)
 {
-	return json_pack("{s:o, s:o, s:o, s:o}", "id", json_text(c->id), "name",
-	    json_text(c->name), "created_at", json_text(c->created_at), "created_by",
-	    json_text(c->created_by));
+	return json_pack("{s:o, s:o, s:o, s:o}", "id", json_text(c->id), "name", json_text(c->name),
+	    "created_at", json_text(c->created_at), "created_by", json_text(c->created_by));
 }
 
-static json_t *
-j_version(const Pcsecret__V1__VersionInfo *v)
+static json_t *j_version(const Pcsecret__V1__VersionInfo *v)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "version", (json_int_t)v->version,
-	    "state", json_text(v->state), "created_at", json_text(v->created_at),
-	    "created_by", json_text(v->created_by), "key_id", json_text(v->key_id));
+	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "version", (json_int_t)v->version, "state",
+	    json_text(v->state), "created_at", json_text(v->created_at), "created_by",
+	    json_text(v->created_by), "key_id", json_text(v->key_id));
 }
 
-json_t *
-j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)
+json_t *j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)
 {
 	json_t *o, *vs;
 	size_t i;
 
-	o = json_pack("{s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "id", json_text(s->id),
-	    "company", json_text(s->company), "name", json_text(s->name),
-	    "description", json_text(s->description),
-	    "current_version", (json_int_t)s->current_version,
+	o = json_pack("{s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o}", "id", json_text(s->id), "company",
+	    json_text(s->company), "name", json_text(s->name), "description",
+	    json_text(s->description), "current_version", (json_int_t)s->current_version,
 	    "created_at", json_text(s->created_at), "updated_at", json_text(s->updated_at),
 	    "created_by", json_text(s->created_by));
 	if (o == NULL || !with_versions)
@@ -87,22 +77,21 @@ j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)
 	return o;
 }
 
-json_t *
-j_agent(const Pcsecret__V1__AgentInfo *a)
+json_t *j_agent(const Pcsecret__V1__AgentInfo *a)
 {
 	char ref[REF_TEXT_MAX];
 	json_t *o, *env;
 	size_t i;
 
-	o = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "id", json_text(a->id),
-	    "company", json_text(a->company), "name", json_text(a->name),
-	    "uid", (json_int_t)a->uid, "created_at", json_text(a->created_at),
-	    "created_by", json_text(a->created_by));
+	o = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o}", "id", json_text(a->id), "company",
+	    json_text(a->company), "name", json_text(a->name), "uid", (json_int_t)a->uid,
+	    "created_at", json_text(a->created_at), "created_by", json_text(a->created_by));
 	env = json_array();
 	for (i = 0; env != NULL && i < a->n_env; i++) {
 		ref_text(a->env[i]->ref, ref, sizeof(ref));
-		(void)json_array_append_new(env, json_pack("{s:o, s:o}", "env_name",
-		    json_text(a->env[i]->env_name), "ref", json_text(ref)));
+		(void)json_array_append_new(env,
+		    json_pack("{s:o, s:o}", "env_name", json_text(a->env[i]->env_name), "ref",
+		        json_text(ref)));
 	}
 	if (o != NULL)
 		(void)json_object_set_new(o, "env", env);
@@ -111,31 +100,27 @@ j_agent(const Pcsecret__V1__AgentInfo *a)
 	return o;
 }
 
-json_t *
-j_rule(const Pcsecret__V1__PrincipalRule *p)
+json_t *j_rule(const Pcsecret__V1__PrincipalRule *p)
 {
 	return json_pack("{s:I, s:o, s:I, s:o, s:o, s:o, s:o, s:o}", "id", (json_int_t)p->id,
-	    "match", json_text(p->match), "unix_id", (json_int_t)p->unix_id,
-	    "role", json_text(p->role), "company", json_text(p->company),
-	    "agent", json_text(p->agent), "created_at", json_text(p->created_at),
-	    "created_by", json_text(p->created_by));
+	    "match", json_text(p->match), "unix_id", (json_int_t)p->unix_id, "role",
+	    json_text(p->role), "company", json_text(p->company), "agent", json_text(p->agent),
+	    "created_at", json_text(p->created_at), "created_by", json_text(p->created_by));
 }
 
-json_t *
-j_audit(const Pcsecret__V1__AuditEntry *e)
+json_t *j_audit(const Pcsecret__V1__AuditEntry *e)
 {
 	return json_pack("{s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-	    "id", (json_int_t)e->id, "at", json_text(e->at),
-	    "instance_id", json_text(e->instance_id), "call_id", (json_int_t)e->call_id,
-	    "peer_uid", (json_int_t)e->peer_uid, "peer_gid", (json_int_t)e->peer_gid,
-	    "peer_pid", (json_int_t)e->peer_pid, "principal", json_text(e->principal),
-	    "method", json_text(e->method), "company", json_text(e->company),
-	    "secret", json_text(e->secret), "version", json_text(e->version),
-	    "status", json_text(e->status), "message", json_text(e->message));
+	    "id", (json_int_t)e->id, "at", json_text(e->at), "instance_id",
+	    json_text(e->instance_id), "call_id", (json_int_t)e->call_id, "peer_uid",
+	    (json_int_t)e->peer_uid, "peer_gid", (json_int_t)e->peer_gid, "peer_pid",
+	    (json_int_t)e->peer_pid, "principal", json_text(e->principal), "method",
+	    json_text(e->method), "company", json_text(e->company), "secret", json_text(e->secret),
+	    "version", json_text(e->version), "status", json_text(e->status), "message",
+	    json_text(e->message));
 }
 
-char *
-join_strings(char **v, size_t n)
+char *join_strings(char **v, size_t n)
 {
 	size_t i, len = 1, o = 0, l;
 	char *s;

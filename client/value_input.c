@@ -22,8 +22,7 @@ static const int tty_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
 #define TTY_NSIGNALS (sizeof(tty_signals) / sizeof(tty_signals[0]))
 static struct sigaction tty_old_actions[TTY_NSIGNALS];
 
-static void
-tty_on_signal(int sig)
+static void tty_on_signal(int sig)
 {
 	struct sigaction dfl, mine;
 	sigset_t set;
@@ -46,8 +45,7 @@ tty_on_signal(int sig)
 	errno = saved_errno;
 }
 
-static void
-tty_signals_set(void)
+static void tty_signals_set(void)
 {
 	struct sigaction sa;
 	size_t i;
@@ -59,8 +57,7 @@ tty_signals_set(void)
 		(void)sigaction(tty_signals[i], &sa, &tty_old_actions[i]);
 }
 
-static void
-tty_signals_restore(void)
+static void tty_signals_restore(void)
 {
 	size_t i;
 
@@ -68,8 +65,7 @@ tty_signals_restore(void)
 		(void)sigaction(tty_signals[i], &tty_old_actions[i], NULL);
 }
 
-static int
-fail_too_long(size_t n, int more, pcs_error *err)
+static int fail_too_long(size_t n, int more, pcs_error *err)
 {
 	return pcs_fail(err, PCS_INVALID_ARGUMENT, "value is %s%zu bytes; the maximum is %u",
 	    more ? "more than " : "", n, VALUE_MAX);
@@ -79,9 +75,8 @@ fail_too_long(size_t n, int more, pcs_error *err)
  * Reads fd to the end into buf (BUF_LEN bytes), accepting at most cap of them. Past cap it
  * goes on counting through a wiped scratch buffer, so the error can say how long it was.
  */
-static int
-read_all(int fd, const char *what, unsigned char *buf, size_t cap, size_t *len,
-    pcs_error *err)
+static int read_all(
+    int fd, const char *what, unsigned char *buf, size_t cap, size_t *len, pcs_error *err)
 {
 	unsigned char scratch[4096];
 	size_t total = 0;
@@ -119,21 +114,19 @@ out:
 	return r;
 }
 
-static int
-read_file(const char *path, unsigned char *buf, size_t *len, pcs_error *err)
+static int read_file(const char *path, unsigned char *buf, size_t *len, pcs_error *err)
 {
 	int fd, r;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "cannot open %s: %s", path,
-		    strerror(errno));
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "cannot open %s: %s", path, strerror(errno));
 	r = read_all(fd, path, buf, VALUE_MAX, len, err);
 	(void)close(fd);
 	return r;
 }
 
-static void
-strip_newline(const unsigned char *buf, size_t *len)
+static void strip_newline(const unsigned char *buf, size_t *len)
 {
 	if (*len > 0 && buf[*len - 1] == '\n') {
 		(*len)--;
@@ -142,8 +135,7 @@ strip_newline(const unsigned char *buf, size_t *len)
 	}
 }
 
-static int
-read_tty(const char *prompt, unsigned char *buf, size_t *len, pcs_error *err)
+static int read_tty(const char *prompt, unsigned char *buf, size_t *len, pcs_error *err)
 {
 	size_t total = 0;
 	ssize_t n;
@@ -151,7 +143,8 @@ read_tty(const char *prompt, unsigned char *buf, size_t *len, pcs_error *err)
 
 	if ((fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) == -1 ||
 	    tcgetattr(fd, &tty_saved) == -1) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "no value given: use --from-file FILE or "
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "no value given: use --from-file FILE or "
 		    "pipe the value to stdin");
 		goto out;
 	}
@@ -202,9 +195,8 @@ out:
 	return r;
 }
 
-int
-value_read(const char *from_file, const char *prompt, unsigned char **out, size_t *len,
-    pcs_error *err)
+int value_read(
+    const char *from_file, const char *prompt, unsigned char **out, size_t *len, pcs_error *err)
 {
 	unsigned char *buf = NULL;
 	size_t n = 0;
@@ -217,7 +209,8 @@ value_read(const char *from_file, const char *prompt, unsigned char **out, size_
 		goto out;
 	}
 	if ((buf = sodium_malloc(BUF_LEN)) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate secure memory for the "
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
+		    "cannot allocate secure memory for the "
 		    "value");
 		goto out;
 	}
@@ -251,8 +244,7 @@ out:
 	return r;
 }
 
-void
-value_free(unsigned char *value)
+void value_free(unsigned char *value)
 {
 	/* sodium_free wipes the whole allocation before it unmaps it. */
 	sodium_free(value);

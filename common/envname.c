@@ -21,7 +21,7 @@
 #define WHY_GIT "git reads GIT_* variables to run commands, load configuration and write traces"
 
 struct refused {
-	const char *name;  /* ending in '*': every name with that prefix */
+	const char *name; /* ending in '*': every name with that prefix */
 	const char *why;
 };
 
@@ -114,8 +114,7 @@ static const struct refused refused[] = {
 	{ "PYTHONHTTPSVERIFY", WHY_TLS },
 };
 
-const char *
-envname_refused(const char *name)
+const char *envname_refused(const char *name)
 {
 	size_t i, len;
 
@@ -133,18 +132,21 @@ envname_refused(const char *name)
 	return NULL;
 }
 
-int
-envname_check(const char *name, pcs_error *err)
+int envname_check(const char *name, pcs_error *err)
 {
 	const char *why;
 
 	/* Invalid names are not quoted: the bytes may be anything, even a pasted value. */
 	if (name == NULL || !env_name_valid(name))
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "an environment variable name is "
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "an environment variable name is "
 		    "invalid: use letters, digits and '_', not starting with a digit, at most %d "
-		    "characters", PCS_ENV_NAME_MAX);
+		    "characters",
+		    PCS_ENV_NAME_MAX);
 	if ((why = envname_refused(name)) != NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "environment variable %.64s may not be set "
-		    "from a secret: %s", name, why);
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "environment variable %.64s may not be set "
+		    "from a secret: %s",
+		    name, why);
 	return 0;
 }

@@ -5,15 +5,13 @@
 
 #include "frame.h"
 
-static uint32_t
-frame_get_n32(const uint8_t in[FRAME_HEADER_LEN])
+static uint32_t frame_get_n32(const uint8_t in[FRAME_HEADER_LEN])
 {
 	return (uint32_t)in[0] << 24 | (uint32_t)in[1] << 16 | (uint32_t)in[2] << 8 |
 	    (uint32_t)in[3];
 }
 
-void
-frame_put_n32(uint8_t out[FRAME_HEADER_LEN], uint32_t len)
+void frame_put_n32(uint8_t out[FRAME_HEADER_LEN], uint32_t len)
 {
 	out[0] = (uint8_t)(len >> 24);
 	out[1] = (uint8_t)(len >> 16);
@@ -21,9 +19,7 @@ frame_put_n32(uint8_t out[FRAME_HEADER_LEN], uint32_t len)
 	out[3] = (uint8_t)len;
 }
 
-int
-frame_peek(const uint8_t *buf, size_t avail, uint32_t max, uint32_t *body_len,
-    pcs_error *err)
+int frame_peek(const uint8_t *buf, size_t avail, uint32_t max, uint32_t *body_len, pcs_error *err)
 {
 	uint32_t len;
 
@@ -42,9 +38,8 @@ frame_peek(const uint8_t *buf, size_t avail, uint32_t max, uint32_t *body_len,
 	return 1;
 }
 
-int
-frame_pack(const ProtobufCMessage *msg, uint32_t max, uint8_t **out, size_t *out_len,
-    pcs_error *err)
+int frame_pack(
+    const ProtobufCMessage *msg, uint32_t max, uint8_t **out, size_t *out_len, pcs_error *err)
 {
 	uint8_t *frame = NULL;
 	size_t body, packed, total = 0;
@@ -66,15 +61,15 @@ frame_pack(const ProtobufCMessage *msg, uint32_t max, uint8_t **out, size_t *out
 	}
 	total = FRAME_HEADER_LEN + body;
 	if ((frame = malloc(total)) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate a frame of %zu bytes",
-		    total);
+		r = pcs_fail(
+		    err, PCS_RESOURCE_EXHAUSTED, "cannot allocate a frame of %zu bytes", total);
 		goto out;
 	}
 	frame_put_n32(frame, (uint32_t)body);
 	packed = protobuf_c_message_pack(msg, frame + FRAME_HEADER_LEN);
 	if (packed != body) {
-		r = pcs_fail(err, PCS_INTERNAL, "message packed to %zu bytes, expected %zu",
-		    packed, body);
+		r = pcs_fail(
+		    err, PCS_INTERNAL, "message packed to %zu bytes, expected %zu", packed, body);
 		goto out;
 	}
 	*out = frame;
@@ -86,8 +81,7 @@ out:
 	return r;
 }
 
-void
-frame_free(uint8_t *frame, size_t len)
+void frame_free(uint8_t *frame, size_t len)
 {
 	if (frame == NULL)
 		return;

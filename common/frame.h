@@ -18,8 +18,7 @@
  * (header + body) is there, 0 when more bytes are needed, or -PCS_INVALID_ARGUMENT (len 0)
  * / -PCS_RESOURCE_EXHAUSTED (len > max) with err naming the limit.
  */
-int frame_peek(const uint8_t *buf, size_t avail, uint32_t max, uint32_t *body_len,
-    pcs_error *err);
+int frame_peek(const uint8_t *buf, size_t avail, uint32_t max, uint32_t *body_len, pcs_error *err);
 void frame_put_n32(uint8_t out[FRAME_HEADER_LEN], uint32_t len);
 
 /*
@@ -27,8 +26,8 @@ void frame_put_n32(uint8_t out[FRAME_HEADER_LEN], uint32_t len);
  * -PCS_RESOURCE_EXHAUSTED when the body would exceed max. The caller frees *out
  * (with frame_free, which wipes it: frames may carry values).
  */
-int frame_pack(const ProtobufCMessage *msg, uint32_t max, uint8_t **out, size_t *out_len,
-    pcs_error *err);
+int frame_pack(
+    const ProtobufCMessage *msg, uint32_t max, uint8_t **out, size_t *out_len, pcs_error *err);
 void frame_free(uint8_t *frame, size_t len);
 
 #endif

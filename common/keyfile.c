@@ -12,8 +12,7 @@
 
 #define KEYFILE_HEX_LEN (2 * KEYFILE_KEY_LEN)
 
-static int
-write_all(int fd, const char *buf, size_t len)
+static int write_all(int fd, const char *buf, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = write(fd, buf, len);
@@ -30,8 +29,7 @@ write_all(int fd, const char *buf, size_t len)
 }
 
 /* The key is useless if a crash loses its directory entry after we reported success. */
-static int
-fsync_parent(const char *path)
+static int fsync_parent(const char *path)
 {
 	char dir[PATH_MAX];
 	char *slash;
@@ -57,8 +55,7 @@ fsync_parent(const char *path)
 	return r;
 }
 
-int
-keyfile_create(const char *path, pcs_error *err)
+int keyfile_create(const char *path, pcs_error *err)
 {
 	uint8_t key[KEYFILE_KEY_LEN];
 	char hex[KEYFILE_HEX_LEN + 2];
@@ -101,8 +98,8 @@ keyfile_create(const char *path, pcs_error *err)
 	}
 	fd = -1;
 	if (fsync_parent(path) != 0) {
-		r = pcs_fail(err, PCS_INTERNAL, "cannot sync the directory of master key file %s: %s",
-		    path, strerror(errno));
+		r = pcs_fail(err, PCS_INTERNAL,
+		    "cannot sync the directory of master key file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	r = 0;
@@ -117,8 +114,7 @@ out:
 	return r;
 }
 
-int
-keyfile_read(const char *path, uint8_t key[KEYFILE_KEY_LEN], pcs_error *err)
+int keyfile_read(const char *path, uint8_t key[KEYFILE_KEY_LEN], pcs_error *err)
 {
 	/* Two spare bytes so that content longer than "64 hex + newline" is seen as such. */
 	char buf[KEYFILE_HEX_LEN + 2];
@@ -139,26 +135,28 @@ keyfile_read(const char *path, uint8_t key[KEYFILE_KEY_LEN], pcs_error *err)
 		goto out;
 	}
 	if (fstat(fd, &st) != 0) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "master key file %s: %s", path,
-		    strerror(errno));
+		r = pcs_fail(
+		    err, PCS_FAILED_PRECONDITION, "master key file %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
-		    "master key file %s is not a regular file", path);
+		r = pcs_fail(
+		    err, PCS_FAILED_PRECONDITION, "master key file %s is not a regular file", path);
 		goto out;
 	}
 	if ((st.st_mode & 077) != 0) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
 		    "master key file %s has mode %04o: it must not be readable by group or others "
-		    "(chmod 600 %s)", path, (unsigned)(st.st_mode & 07777), path);
+		    "(chmod 600 %s)",
+		    path, (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
 	/* Its owner can read it and replace it, whatever the mode says: as bad as mode 0644. */
 	if (st.st_uid != 0 && st.st_uid != geteuid()) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
 		    "master key file %s is owned by uid %u: it must belong to root or to the uid "
-		    "pcsecretd runs as (%u)", path, (unsigned)st.st_uid, (unsigned)geteuid());
+		    "pcsecretd runs as (%u)",
+		    path, (unsigned)st.st_uid, (unsigned)geteuid());
 		goto out;
 	}
 	while (len < sizeof(buf)) {
@@ -167,8 +165,8 @@ keyfile_read(const char *path, uint8_t key[KEYFILE_KEY_LEN], pcs_error *err)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			r = pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read master key file %s: %s",
-			    path, strerror(errno));
+			r = pcs_fail(err, PCS_FAILED_PRECONDITION,
+			    "cannot read master key file %s: %s", path, strerror(errno));
 			goto out;
 		}
 		if (n == 0)

@@ -56,12 +56,15 @@ size_t methods_count(void) { return NMETHODS; }
 int methods_check(const ProtobufCServiceDescriptor *d, pcs_error *err)
 {
 	if (d->n_methods != NMETHODS)
-		return pcs_fail(err, PCS_INTERNAL, "the service has %u rpcs but the method table %zu",
-		    d->n_methods, (size_t)NMETHODS);
+		return pcs_fail(err, PCS_INTERNAL,
+		    "the service has %u rpcs but the method table %zu", d->n_methods,
+		    (size_t)NMETHODS);
 	for (unsigned i = 0; i < d->n_methods; i++) {
 		if (table[i].id != i + 1 || strcmp(table[i].name, d->methods[i].name) != 0)
-			return pcs_fail(err, PCS_INTERNAL, "rpc %u of the service is %s, but the method "
-			    "table says %s", i + 1, d->methods[i].name, table[i].name);
+			return pcs_fail(err, PCS_INTERNAL,
+			    "rpc %u of the service is %s, but the method "
+			    "table says %s",
+			    i + 1, d->methods[i].name, table[i].name);
 	}
 	return 0;
 }

@@ -18,16 +18,16 @@
 
 /* The policy that decides who may call an rpc (server/rpc/authz.c applies it). */
 enum method_action {
-	METHOD_ACTION_SESSION,          /* Hello: anyone (an unknown peer is refused by identity) */
-	METHOD_ACTION_COMPANY_CREATE,   /* admin */
-	METHOD_ACTION_COMPANY_LIST,     /* admin, operator, launcher (the listing is filtered) */
-	METHOD_ACTION_SECRET_WRITE,     /* admin, operator of the company */
-	METHOD_ACTION_SECRET_READ,      /* metadata only: admin, operator of the company */
-	METHOD_ACTION_AGENT_WRITE,      /* admin, operator of the company */
-	METHOD_ACTION_AGENT_READ,       /* metadata only: admin, operator or launcher of the company */
-	METHOD_ACTION_VALUE_READ,       /* values: the agent itself, or a launcher of its company */
-	METHOD_ACTION_PRINCIPAL_ADMIN,  /* admin */
-	METHOD_ACTION_AUDIT_READ        /* admin, operator of the company (or of every listed one) */
+	METHOD_ACTION_SESSION,        /* Hello: anyone (an unknown peer is refused by identity) */
+	METHOD_ACTION_COMPANY_CREATE, /* admin */
+	METHOD_ACTION_COMPANY_LIST,   /* admin, operator, launcher (the listing is filtered) */
+	METHOD_ACTION_SECRET_WRITE,   /* admin, operator of the company */
+	METHOD_ACTION_SECRET_READ,    /* metadata only: admin, operator of the company */
+	METHOD_ACTION_AGENT_WRITE,    /* admin, operator of the company */
+	METHOD_ACTION_AGENT_READ, /* metadata only: admin, operator or launcher of the company */
+	METHOD_ACTION_VALUE_READ, /* values: the agent itself, or a launcher of its company */
+	METHOD_ACTION_PRINCIPAL_ADMIN, /* admin */
+	METHOD_ACTION_AUDIT_READ       /* admin, operator of the company (or of every listed one) */
 };
 
 /* Its reply can carry secret values (only these may ever go to an agent or launcher). */
@@ -46,10 +46,10 @@ enum method_audit {
 };
 
 struct method {
-	const char *name;            /* "Resolve" */
-	unsigned id;                 /* wire id: 1-based index in the service descriptor */
+	const char *name; /* "Resolve" */
+	unsigned id;      /* wire id: 1-based index in the service descriptor */
 	enum method_action action;
-	unsigned flags;              /* METHOD_* */
+	unsigned flags; /* METHOD_* */
 	enum method_audit audit;
 };
 

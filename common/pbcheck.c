@@ -21,22 +21,22 @@ size_t pbcheck_utf8_seq(const uint8_t *p, size_t n)
 	b0 = p[0];
 	if (b0 < 0x80)
 		return 1;
-	if (b0 < 0xc2)          /* continuation byte, or C0/C1: overlong two-byte forms */
+	if (b0 < 0xc2) /* continuation byte, or C0/C1: overlong two-byte forms */
 		return 0;
 	if (b0 < 0xe0) {
 		need = 2;
 	} else if (b0 < 0xf0) {
 		need = 3;
 		if (b0 == 0xe0)
-			lo = 0xa0;      /* overlong three-byte forms */
+			lo = 0xa0; /* overlong three-byte forms */
 		else if (b0 == 0xed)
-			hi = 0x9f;      /* U+D800..U+DFFF: surrogates */
+			hi = 0x9f; /* U+D800..U+DFFF: surrogates */
 	} else if (b0 < 0xf5) {
 		need = 4;
 		if (b0 == 0xf0)
-			lo = 0x90;      /* overlong four-byte forms */
+			lo = 0x90; /* overlong four-byte forms */
 		else if (b0 == 0xf4)
-			hi = 0x8f;      /* above U+10FFFF */
+			hi = 0x8f; /* above U+10FFFF */
 	} else {
 		return 0;
 	}
@@ -63,10 +63,7 @@ static enum pbcheck_result check_string(const uint8_t *p, size_t n)
 	return PBCHECK_OK;
 }
 
-int pbcheck_utf8_valid(const uint8_t *p, size_t n)
-{
-	return check_string(p, n) == PBCHECK_OK;
-}
+int pbcheck_utf8_valid(const uint8_t *p, size_t n) { return check_string(p, n) == PBCHECK_OK; }
 
 /* Reads a varint of at most 10 bytes; 0, or -1 when truncated or too long. */
 static int read_varint(const uint8_t *p, size_t n, size_t *used, uint64_t *out)
@@ -92,9 +89,8 @@ static void name_field(char *field, const ProtobufCMessageDescriptor *desc, cons
 }
 
 /* Recursion follows the schema's nesting and stops at PBCHECK_DEPTH_MAX. */
-static enum pbcheck_result walk(  // NOLINT(misc-no-recursion): bounded by PBCHECK_DEPTH_MAX
-    const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len, char *field,
-    int depth)
+static enum pbcheck_result walk( // NOLINT(misc-no-recursion): bounded by PBCHECK_DEPTH_MAX
+    const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len, char *field, int depth)
 {
 	size_t off = 0, used;
 	uint64_t tag, n;
@@ -131,7 +127,8 @@ static enum pbcheck_result walk(  // NOLINT(misc-no-recursion): bounded by PBCHE
 			off += 4;
 			break;
 		case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED:
-			if (read_varint(data + off, len - off, &used, &n) != 0 || n > len - off - used)
+			if (read_varint(data + off, len - off, &used, &n) != 0 ||
+			    n > len - off - used)
 				goto malformed;
 			off += used;
 			if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING &&
@@ -139,9 +136,10 @@ static enum pbcheck_result walk(  // NOLINT(misc-no-recursion): bounded by PBCHE
 				name_field(field, desc, f->name);
 				return r;
 			}
-			if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE && f->descriptor != NULL &&
+			if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+			    f->descriptor != NULL &&
 			    (r = walk(f->descriptor, data + off, (size_t)n, field, depth + 1)) !=
-			    PBCHECK_OK)
+			        PBCHECK_OK)
 				return r;
 			off += (size_t)n;
 			break;

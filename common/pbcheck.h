@@ -15,9 +15,9 @@
 
 enum pbcheck_result {
 	PBCHECK_OK = 0,
-	PBCHECK_BAD_UTF8 = 1,   /* a string field is not valid UTF-8 */
-	PBCHECK_NUL = 2,        /* a string field contains a NUL byte */
-	PBCHECK_MALFORMED = 3,  /* not a well-formed protobuf message (unpack would fail too) */
+	PBCHECK_BAD_UTF8 = 1,  /* a string field is not valid UTF-8 */
+	PBCHECK_NUL = 2,       /* a string field contains a NUL byte */
+	PBCHECK_MALFORMED = 3, /* not a well-formed protobuf message (unpack would fail too) */
 };
 
 /* "Message.field" names of at most this many bytes, NUL included. */

@@ -12,8 +12,7 @@ typedef union {
 	size_t size;
 } pbwipe_header;
 
-static void *
-pbwipe_alloc(void *allocator_data, size_t size)
+static void *pbwipe_alloc(void *allocator_data, size_t size)
 {
 	pbwipe_header *h;
 
@@ -26,8 +25,7 @@ pbwipe_alloc(void *allocator_data, size_t size)
 	return h + 1;
 }
 
-static void
-pbwipe_free(void *allocator_data, void *p)
+static void pbwipe_free(void *allocator_data, void *p)
 {
 	pbwipe_header *h;
 

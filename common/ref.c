@@ -11,32 +11,18 @@
 /* Room for a quoted excerpt of user input in a pcs_error message. */
 #define REF_QUOTE_LEN 64
 
-static int
-is_lower(char c)
-{
-	return c >= 'a' && c <= 'z';
-}
+static int is_lower(char c) { return c >= 'a' && c <= 'z'; }
 
-static int
-is_upper(char c)
-{
-	return c >= 'A' && c <= 'Z';
-}
+static int is_upper(char c) { return c >= 'A' && c <= 'Z'; }
 
-static int
-is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-static int
-is_name_char(char c)
+static int is_name_char(char c)
 {
 	return is_lower(c) || is_digit(c) || c == '-' || c == '_' || c == '.';
 }
 
-static int
-is_hex(char c, int allow_upper)
+static int is_hex(char c, int allow_upper)
 {
 	return is_digit(c) || (c >= 'a' && c <= 'f') || (allow_upper && c >= 'A' && c <= 'F');
 }
@@ -45,8 +31,7 @@ is_hex(char c, int allow_upper)
  * Copies at most REF_QUOTE_LEN characters of s for an error message. Bytes that could break
  * a log line or the quoting (controls, quotes, non-ASCII) become '?'.
  */
-static void
-quote(char dst[REF_QUOTE_LEN + 4], const char *s, size_t len)
+static void quote(char dst[REF_QUOTE_LEN + 4], const char *s, size_t len)
 {
 	size_t i, n = len > REF_QUOTE_LEN ? REF_QUOTE_LEN : len;
 
@@ -62,8 +47,7 @@ quote(char dst[REF_QUOTE_LEN + 4], const char *s, size_t len)
 }
 
 /* Returns 0 when s[0..len) is a valid name, else -1 with why saying what is wrong. */
-static int
-name_check(const char *s, size_t len, char *why, size_t why_size)
+static int name_check(const char *s, size_t len, char *why, size_t why_size)
 {
 	size_t i;
 
@@ -93,8 +77,7 @@ name_check(const char *s, size_t len, char *why, size_t why_size)
 	return 0;
 }
 
-static int
-uuid_check(const char *s, size_t len, int allow_upper)
+static int uuid_check(const char *s, size_t len, int allow_upper)
 {
 	size_t i;
 
@@ -111,8 +94,7 @@ uuid_check(const char *s, size_t len, int allow_upper)
 	return 0;
 }
 
-int
-name_valid(const char *s)
+int name_valid(const char *s)
 {
 	char why[64];
 
@@ -122,8 +104,7 @@ name_valid(const char *s)
 	return name_check(s, strnlen(s, PCS_NAME_MAX + 1), why, sizeof(why)) == 0;
 }
 
-int
-env_name_valid(const char *s)
+int env_name_valid(const char *s)
 {
 	size_t i;
 
@@ -138,8 +119,7 @@ env_name_valid(const char *s)
 	return 1;
 }
 
-int
-uuid_valid(const char *s)
+int uuid_valid(const char *s)
 {
 	if (s == NULL)
 		return 0;
@@ -147,8 +127,7 @@ uuid_valid(const char *s)
 }
 
 /* Parses the text after '@'. */
-static int
-version_parse(const char *v, const char *q, uint32_t *out, pcs_error *err)
+static int version_parse(const char *v, const char *q, uint32_t *out, pcs_error *err)
 {
 	char qv[REF_QUOTE_LEN + 4];
 	uint64_t n = 0;
@@ -180,8 +159,7 @@ bad:
 	    REF_VERSION_MAX);
 }
 
-int
-ref_parse(const char *s, struct pcs_ref *out, pcs_error *err)
+int ref_parse(const char *s, struct pcs_ref *out, pcs_error *err)
 {
 	struct pcs_ref ref;
 	char q[REF_QUOTE_LEN + 4], qp[REF_QUOTE_LEN + 4], why[64];
@@ -215,8 +193,8 @@ ref_parse(const char *s, struct pcs_ref *out, pcs_error *err)
 	body_len = len - REF_PREFIX_LEN;
 	if ((at = memchr(body, '@', body_len)) != NULL) {
 		if (strchr(at + 1, '@') != NULL) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
-			    "reference \"%s\" has more than one '@'", q);
+			r = pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "reference \"%s\" has more than one '@'", q);
 			goto out;
 		}
 		body_len = (size_t)(at - body);
@@ -231,7 +209,8 @@ ref_parse(const char *s, struct pcs_ref *out, pcs_error *err)
 		if (uuid_check(body, body_len, 1) != 0) {
 			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
 			    "reference \"%s\" has no secret name "
-			    "(expected pcs:COMPANY/NAME or pcs:SECRET-ID)", q);
+			    "(expected pcs:COMPANY/NAME or pcs:SECRET-ID)",
+			    q);
 			goto out;
 		}
 		/* Ids are compared as strings downstream, so store one spelling. */
@@ -248,17 +227,18 @@ ref_parse(const char *s, struct pcs_ref *out, pcs_error *err)
 		size_t name_len = body_len - company_len - 1;
 
 		if (memchr(name, '/', name_len) != NULL) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
-			    "reference \"%s\" has more than one '/'", q);
+			r = pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "reference \"%s\" has more than one '/'", q);
 			goto out;
 		}
 		if (company_len == 0) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "reference \"%s\" has no company", q);
+			r = pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "reference \"%s\" has no company", q);
 			goto out;
 		}
 		if (name_len == 0) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
-			    "reference \"%s\" has no secret name", q);
+			r = pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "reference \"%s\" has no secret name", q);
 			goto out;
 		}
 		if (name_check(body, company_len, why, sizeof(why)) != 0) {
@@ -283,8 +263,7 @@ out:
 	return r;
 }
 
-int
-ref_format(const struct pcs_ref *ref, char *buf, size_t size)
+int ref_format(const struct pcs_ref *ref, char *buf, size_t size)
 {
 	char ver[16] = "";
 	int n;
@@ -316,9 +295,8 @@ ref_format(const struct pcs_ref *ref, char *buf, size_t size)
 	return 0;
 }
 
-int
-ref_parse_path(const char *s, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1],
-    pcs_error *err)
+int ref_parse_path(
+    const char *s, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1], pcs_error *err)
 {
 	char q[REF_QUOTE_LEN + 4], qp[REF_QUOTE_LEN + 4], why[64];
 	const char *slash, *n;
@@ -334,8 +312,8 @@ ref_parse_path(const char *s, char company[PCS_NAME_MAX + 1], char name[PCS_NAME
 	len = strlen(s);
 	quote(q, s, len);
 	if ((slash = memchr(s, '/', len)) == NULL) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "\"%s\" is not COMPANY/NAME: it has no '/'",
-		    q);
+		r = pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "\"%s\" is not COMPANY/NAME: it has no '/'", q);
 		goto out;
 	}
 	company_len = (size_t)(slash - s);

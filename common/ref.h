@@ -12,10 +12,10 @@
 #define PCS_REF_PREFIX "pcs:"
 
 struct pcs_ref {
-	char company[PCS_NAME_MAX + 1];  /* empty when secret_id is set */
+	char company[PCS_NAME_MAX + 1]; /* empty when secret_id is set */
 	char name[PCS_NAME_MAX + 1];
-	char secret_id[PCS_UUID_LEN + 1];/* lowercase canonical uuid, or empty */
-	uint32_t version;                /* 0 = latest */
+	char secret_id[PCS_UUID_LEN + 1]; /* lowercase canonical uuid, or empty */
+	uint32_t version;                 /* 0 = latest */
 };
 
 /*
@@ -26,8 +26,8 @@ int ref_parse(const char *s, struct pcs_ref *out, pcs_error *err);
 /* Writes the canonical string form; returns 0 or -PCS_INVALID_ARGUMENT if it does not fit. */
 int ref_format(const struct pcs_ref *ref, char *buf, size_t size);
 /* "COMPANY/NAME" (no prefix, no version), used by the CLIs for secrets and agents. */
-int ref_parse_path(const char *s, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1],
-    pcs_error *err);
+int ref_parse_path(
+    const char *s, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1], pcs_error *err);
 
 /* Lowercase letters, digits, '-', '_', '.'; 1..128 characters; not "." or "..". */
 int name_valid(const char *s);

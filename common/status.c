@@ -49,16 +49,14 @@ static const char *const status_names[] = {
 };
 #define STATUS_COUNT ((int)(sizeof(status_names) / sizeof(status_names[0])))
 
-const char *
-pcs_status_name(int code)
+const char *pcs_status_name(int code)
 {
 	if (code < 0 || code >= STATUS_COUNT)
 		return "UNKNOWN";
 	return status_names[code];
 }
 
-int
-pcs_status_from_name(const char *name)
+int pcs_status_from_name(const char *name)
 {
 	int code;
 
@@ -71,8 +69,7 @@ pcs_status_from_name(const char *name)
 	return -1;
 }
 
-int
-pcs_fail(pcs_error *err, int code, const char *fmt, ...)
+int pcs_fail(pcs_error *err, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -91,8 +88,7 @@ pcs_fail(pcs_error *err, int code, const char *fmt, ...)
 	return -code;
 }
 
-void
-pcs_error_clear(pcs_error *err)
+void pcs_error_clear(pcs_error *err)
 {
 	if (err == NULL)
 		return;

@@ -15,7 +15,7 @@ PACKAGES=(
 	# fuzzing (libFuzzer ships in clang's runtime package)
 	clang libclang-rt-14-dev
 	# tooling used by the test scripts
-	valgrind procps util-linux cppcheck clang-tidy
+	valgrind procps util-linux cppcheck clang-tidy clang-format
 )
 
 missing=()

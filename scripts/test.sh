@@ -7,7 +7,7 @@
 #                             docker label
 #   valgrind  build/          the integration tests with pcsecretd under valgrind memcheck
 #                             (-DPCS_VALGRIND=ON adds them; ctest -L valgrind)
-#   lint      build/          cppcheck and clang-tidy over common/ server/ sdk/ client/
+#   lint      build/          layering, clang-format, cppcheck and clang-tidy over common/ server/ sdk/ client/
 #                             (tests/lint/lint.sh, compile_commands.json of the unit build)
 #   release   build-release/  gcc, Release (-O3): compiles everything, tests included, so that
 #                             warnings only the optimiser finds fail here; runs nothing
@@ -262,7 +262,7 @@ for s in "${stage_list[@]}"; do
 	unit) what="unit: gcc build in $B/, ctest -j$CTEST_JOBS" ;;
 	asan) what="asan: ASan+UBSan build in $B-asan/, ctest -j$CTEST_JOBS" ;;
 	valgrind) what="valgrind: integration tests with pcsecretd under memcheck ($B/)" ;;
-	lint) what="lint: cppcheck + clang-tidy ($B/compile_commands.json)" ;;
+	lint) what="lint: layering, format, cppcheck + clang-tidy ($B/compile_commands.json)" ;;
 	release) what="release: gcc Release build in $B-release/, compile only" ;;
 	fuzz) what="fuzz: clang+libFuzzer build in $B-fuzz/, ${FUZZ_SECONDS}s per target" ;;
 	esac

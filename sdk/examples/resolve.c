@@ -11,8 +11,7 @@
 
 #include <pcsecret.h>
 
-int
-main(int argc, char **argv)
+int main(int argc, char **argv)
 {
 	pcs_client *client = NULL;
 	pcs_value *values = NULL;

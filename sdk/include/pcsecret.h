@@ -55,8 +55,8 @@ enum pcs_status {
 };
 
 typedef struct pcs_error {
-	int code;           /* enum pcs_status; PCS_OK when nothing failed */
-	char message[256];  /* names the problem; never contains a secret value */
+	int code;          /* enum pcs_status; PCS_OK when nothing failed */
+	char message[256]; /* names the problem; never contains a secret value */
 } pcs_error;
 
 /* "NOT_FOUND" for PCS_NOT_FOUND; "UNKNOWN" for codes outside the table. */
@@ -71,9 +71,9 @@ typedef struct pcs_client pcs_client;
  * (pcs_set_max_refs_per_call), never as new fields here.
  */
 typedef struct pcs_options {
-	const char *socket_path;  /* NULL: $PCSECRET_SOCKET, else PCS_DEFAULT_SOCKET */
-	int connect_timeout_ms;   /* <= 0: 5000; bounds connect + Hello, also on reconnection */
-	int call_timeout_ms;      /* <= 0: 10000; per call, and sent as the call's deadline */
+	const char *socket_path; /* NULL: $PCSECRET_SOCKET, else PCS_DEFAULT_SOCKET */
+	int connect_timeout_ms;  /* <= 0: 5000; bounds connect + Hello, also on reconnection */
+	int call_timeout_ms;     /* <= 0: 10000; per call, and sent as the call's deadline */
 } pcs_options;
 
 /*
@@ -104,10 +104,10 @@ const char *pcs_client_role(const pcs_client *client);
 const char *pcs_client_instance(const pcs_client *client);
 
 typedef struct pcs_value {
-	char *ref;            /* the reference as given */
+	char *ref; /* the reference as given */
 	char *secret_id;
-	uint32_t version;     /* the version the value came from */
-	unsigned char *data;  /* the value; followed by a NUL byte not counted in len */
+	uint32_t version;    /* the version the value came from */
+	unsigned char *data; /* the value; followed by a NUL byte not counted in len */
 	size_t len;
 } pcs_value;
 
@@ -124,8 +124,8 @@ int pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, 
 void pcs_values_free(pcs_value *values, size_t n);
 
 typedef struct pcs_env_entry {
-	char *name;           /* environment variable name */
-	char *ref;            /* "pcs:company/name" or "pcs:company/name@N" */
+	char *name; /* environment variable name */
+	char *ref;  /* "pcs:company/name" or "pcs:company/name@N" */
 	uint32_t version;
 	unsigned char *value; /* NUL-terminated; len excludes the NUL */
 	size_t len;
@@ -135,8 +135,8 @@ typedef struct pcs_env_entry {
  * The configured environment of an agent, resolved. agent: NULL for the caller's own agent,
  * "company/agent" for a launcher. Free with pcs_env_free.
  */
-int pcs_get_env(pcs_client *client, const char *agent, pcs_env_entry **out, size_t *count,
-    pcs_error *err);
+int pcs_get_env(
+    pcs_client *client, const char *agent, pcs_env_entry **out, size_t *count, pcs_error *err);
 void pcs_env_free(pcs_env_entry *env, size_t count);
 
 #ifdef __cplusplus

@@ -35,8 +35,7 @@
 #define CONNECT_TIMEOUT_DEFAULT_MS 5000
 #define CALL_TIMEOUT_DEFAULT_MS 10000
 
-int
-pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
+int pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
     struct pcs_rpc_call **out, pcs_error *err)
 {
 	const ProtobufCMethodDescriptor *m;
@@ -45,27 +44,28 @@ pcs_rpc_start(pcs_client *c, const char *method, const ProtobufCMessage *req,
 	if (out != NULL)
 		*out = NULL;
 	if (c == NULL || method == NULL || req == NULL || out == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_start: a required argument "
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "pcs_rpc_start: a required argument "
 		    "is NULL");
 	if ((m = transport_method_find(method, &method_id)) == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcsecret.v1.PcSecret has no method %s",
-		    method);
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "pcsecret.v1.PcSecret has no method %s", method);
 	if (req->descriptor != m->input)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%s takes a %s, not a %s", method,
 		    m->input->name, req->descriptor->name);
 	return mux_start(c, m, method_id, req, out, err);
 }
 
-int
-pcs_rpc_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply,
-    pcs_error *err)
+int pcs_rpc_finish(
+    pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply, pcs_error *err)
 {
 	int r;
 
 	if (reply != NULL)
 		*reply = NULL;
 	if (c == NULL || call == NULL || reply == NULL) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_finish: a required argument is "
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "pcs_rpc_finish: a required argument is "
 		    "NULL");
 		goto out;
 	}
@@ -75,8 +75,7 @@ out:
 	return r;
 }
 
-void
-pcs_rpc_abandon(pcs_client *c, struct pcs_rpc_call *call)
+void pcs_rpc_abandon(pcs_client *c, struct pcs_rpc_call *call)
 {
 	if (call == NULL)
 		return;
@@ -85,8 +84,7 @@ pcs_rpc_abandon(pcs_client *c, struct pcs_rpc_call *call)
 	mux_call_free(call);
 }
 
-int
-pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
+int pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
     ProtobufCMessage **reply, pcs_error *err)
 {
 	struct pcs_rpc_call *call = NULL;
@@ -95,15 +93,15 @@ pcs_rpc_call(pcs_client *c, const char *method, const ProtobufCMessage *req,
 	if (reply != NULL)
 		*reply = NULL;
 	if (reply == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_rpc_call: a required argument "
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "pcs_rpc_call: a required argument "
 		    "is NULL");
 	if ((r = pcs_rpc_start(c, method, req, &call, err)) != 0)
 		return r;
 	return pcs_rpc_finish(c, call, reply, err);
 }
 
-const Pcsecret__V1__HelloReply *
-pcs_rpc_hello(const pcs_client *c)
+const Pcsecret__V1__HelloReply *pcs_rpc_hello(const pcs_client *c)
 {
 	struct hello_node *node;
 
@@ -113,33 +111,27 @@ pcs_rpc_hello(const pcs_client *c)
 	return node != NULL ? node->reply : NULL;
 }
 
-const char *
-pcs_rpc_socket_path(const pcs_client *c)
-{
-	return c != NULL ? c->path : NULL;
-}
+const char *pcs_rpc_socket_path(const pcs_client *c) { return c != NULL ? c->path : NULL; }
 
-size_t
-pcs_rpc_max_refs(const pcs_client *c)
+size_t pcs_rpc_max_refs(const pcs_client *c)
 {
 	size_t n = atomic_load(&((pcs_client *)c)->max_refs);
 
 	return n != 0 ? n : PCS_MAX_REFS_PER_CALL;
 }
 
-PCS_EXPORT int
-pcs_set_max_refs_per_call(pcs_client *client, size_t max_refs, pcs_error *err)
+PCS_EXPORT int pcs_set_max_refs_per_call(pcs_client *client, size_t max_refs, pcs_error *err)
 {
 	if (client == NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_set_max_refs_per_call: client is "
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "pcs_set_max_refs_per_call: client is "
 		    "NULL");
 	atomic_store(&client->max_refs, max_refs);
 	return 0;
 }
 
 /* The synchronisation objects of a client; undone by pcs_close. */
-static int
-client_sync_init(pcs_client *c, pcs_error *err)
+static int client_sync_init(pcs_client *c, pcs_error *err)
 {
 	int r;
 
@@ -159,8 +151,7 @@ client_sync_init(pcs_client *c, pcs_error *err)
 	return 0;
 }
 
-PCS_EXPORT int
-pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err)
+PCS_EXPORT int pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err)
 {
 	pcs_client *c = NULL;
 	const char *path = NULL;
@@ -184,8 +175,10 @@ pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err)
 	c->fd = -1;
 	if (plen >= sizeof(c->path)) {
 		/* Sizes first: the message would cut a long path short. */
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "socket path is %zu bytes; the maximum is "
-		    "%zu: %.80s...", plen, sizeof(c->path) - 1, path);
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "socket path is %zu bytes; the maximum is "
+		    "%zu: %.80s...",
+		    plen, sizeof(c->path) - 1, path);
 		free(c);
 		return r;
 	}
@@ -199,9 +192,10 @@ pcs_connect(const pcs_options *opts, pcs_client **out, pcs_error *err)
 		return r;
 	}
 	c->connect_timeout_ms = opts != NULL && opts->connect_timeout_ms > 0 ?
-	    opts->connect_timeout_ms : CONNECT_TIMEOUT_DEFAULT_MS;
-	c->call_timeout_ms = opts != NULL && opts->call_timeout_ms > 0 ?
-	    opts->call_timeout_ms : CALL_TIMEOUT_DEFAULT_MS;
+	    opts->connect_timeout_ms :
+	    CONNECT_TIMEOUT_DEFAULT_MS;
+	c->call_timeout_ms = opts != NULL && opts->call_timeout_ms > 0 ? opts->call_timeout_ms :
+	                                                                 CALL_TIMEOUT_DEFAULT_MS;
 	c->next_call_id = 1;
 	atomic_init(&c->max_refs, 0);
 	atomic_init(&c->hellos, NULL);
@@ -217,8 +211,7 @@ out:
 	return r;
 }
 
-PCS_EXPORT void
-pcs_close(pcs_client *c)
+PCS_EXPORT void pcs_close(pcs_client *c)
 {
 	struct hello_node *node, *next;
 
@@ -238,8 +231,7 @@ pcs_close(pcs_client *c)
 	free(c);
 }
 
-PCS_EXPORT const char *
-pcs_client_role(const pcs_client *c)
+PCS_EXPORT const char *pcs_client_role(const pcs_client *c)
 {
 	const Pcsecret__V1__HelloReply *h = pcs_rpc_hello(c);
 
@@ -248,8 +240,7 @@ pcs_client_role(const pcs_client *c)
 	return h->principal->role;
 }
 
-PCS_EXPORT const char *
-pcs_client_instance(const pcs_client *c)
+PCS_EXPORT const char *pcs_client_instance(const pcs_client *c)
 {
 	const Pcsecret__V1__HelloReply *h = pcs_rpc_hello(c);
 

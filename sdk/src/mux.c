@@ -33,30 +33,28 @@
 
 /* One call from the moment it has a call_id until its caller has its result. */
 struct pcs_rpc_call {
-	struct pcs_rpc_call *prev, *next;  /* in c->calls while registered */
+	struct pcs_rpc_call *prev, *next; /* in c->calls while registered */
 	const ProtobufCMethodDescriptor *m;
 	uint64_t call_id;
 	int timeout_ms;
-	int64_t deadline;           /* 0 until the call first has a connection */
-	pthread_cond_t cond;        /* done, or the read role may be free */
+	int64_t deadline;    /* 0 until the call first has a connection */
+	pthread_cond_t cond; /* done, or the read role may be free */
 	int registered;
-	int waiting;                /* blocked on cond: a candidate for the read role */
-	int done;                   /* rep, or status and err, are set */
-	int status;                 /* when done: 0 (rep holds the Reply) or -PCS_xxx */
+	int waiting; /* blocked on cond: a candidate for the read role */
+	int done;    /* rep, or status and err, are set */
+	int status;  /* when done: 0 (rep holds the Reply) or -PCS_xxx */
 	pcs_error err;
 	Pcsecret__V1__Reply *rep;
 };
 
-static void
-error_copy(pcs_error *dst, const pcs_error *src)
+static void error_copy(pcs_error *dst, const pcs_error *src)
 {
 	if (dst != NULL)
 		*dst = *src;
 }
 
 /* Called with c->lock held, as is everything below that takes a pcs_client. */
-static void
-call_register(pcs_client *c, struct pcs_rpc_call *call)
+static void call_register(pcs_client *c, struct pcs_rpc_call *call)
 {
 	call->done = 0;
 	call->status = 0;
@@ -68,8 +66,7 @@ call_register(pcs_client *c, struct pcs_rpc_call *call)
 	call->registered = 1;
 }
 
-static void
-call_unregister(pcs_client *c, struct pcs_rpc_call *call)
+static void call_unregister(pcs_client *c, struct pcs_rpc_call *call)
 {
 	if (!call->registered)
 		return;
@@ -88,8 +85,7 @@ call_unregister(pcs_client *c, struct pcs_rpc_call *call)
  * failure of the same connection (its reader seeing the EOF a writer's error caused) changes
  * nothing.
  */
-static void
-conn_lost(pcs_client *c, uint64_t gen, const pcs_error *why)
+static void conn_lost(pcs_client *c, uint64_t gen, const pcs_error *why)
 {
 	struct pcs_rpc_call *call;
 
@@ -106,8 +102,7 @@ conn_lost(pcs_client *c, uint64_t gen, const pcs_error *why)
 }
 
 /* The read role is free: wake a caller that is waiting for its reply so it can take it. */
-static void
-read_handoff(pcs_client *c)
+static void read_handoff(pcs_client *c)
 {
 	struct pcs_rpc_call *call;
 
@@ -122,8 +117,7 @@ read_handoff(pcs_client *c)
 }
 
 /* Hands a reply to its call, or wipes it when nobody waits for it any more. */
-static void
-reply_deliver(pcs_client *c, Pcsecret__V1__Reply *rep)
+static void reply_deliver(pcs_client *c, Pcsecret__V1__Reply *rep)
 {
 	struct pcs_rpc_call *call;
 
@@ -145,8 +139,7 @@ reply_deliver(pcs_client *c, Pcsecret__V1__Reply *rep)
  * until call's own is in, its deadline passes or the connection fails; then gives the role
  * up. The lock is released while reading.
  */
-static void
-read_turn(pcs_client *c, struct pcs_rpc_call *call)
+static void read_turn(pcs_client *c, struct pcs_rpc_call *call)
 {
 	Pcsecret__V1__Reply *rep;
 	pcs_error ferr;
@@ -179,8 +172,7 @@ read_turn(pcs_client *c, struct pcs_rpc_call *call)
 	read_handoff(c);
 }
 
-void
-mux_call_free(struct pcs_rpc_call *call)
+void mux_call_free(struct pcs_rpc_call *call)
 {
 	if (call == NULL)
 		return;
@@ -190,8 +182,7 @@ mux_call_free(struct pcs_rpc_call *call)
 	free(call);
 }
 
-int
-mux_start(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
+int mux_start(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
     const ProtobufCMessage *req, struct pcs_rpc_call **out, pcs_error *err)
 {
 	struct pcs_rpc_call *call = NULL;
@@ -206,8 +197,8 @@ mux_start(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
 		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 	if ((r = pthread_cond_init(&call->cond, &c->condattr)) != 0) {
 		free(call);
-		return pcs_fail(err, PCS_INTERNAL, "cannot create a condition variable: error %d",
-		    r);
+		return pcs_fail(
+		    err, PCS_INTERNAL, "cannot create a condition variable: error %d", r);
 	}
 	call->m = m;
 	call->timeout_ms = c->call_timeout_ms;
@@ -215,8 +206,8 @@ mux_start(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
 	call->call_id = c->next_call_id++;
 	(void)pthread_mutex_unlock(&c->lock);
 	/* Packed outside the lock: it is the only work proportional to the request's size. */
-	if ((r = transport_call_frame(m, method_id, req, call->call_id, call->timeout_ms, &frame,
-	    &flen, err)) != 0)
+	if ((r = transport_call_frame(
+	         m, method_id, req, call->call_id, call->timeout_ms, &frame, &flen, err)) != 0)
 		goto out;
 	(void)pthread_mutex_lock(&c->lock);
 	locked = 1;
@@ -261,9 +252,11 @@ mux_start(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method_id,
 		if (r == TRANSPORT_TIMEOUT) {
 			if (sent > 0) {
 				/* Half a frame on the wire: nothing after it would parse. */
-				(void)pcs_fail(&serr, PCS_UNAVAILABLE, "a call to pcsecretd at %s "
+				(void)pcs_fail(&serr, PCS_UNAVAILABLE,
+				    "a call to pcsecretd at %s "
 				    "timed out part-way through its request; the connection was "
-				    "closed", c->path);
+				    "closed",
+				    c->path);
 				conn_lost(c, gen, &serr);
 			}
 			r = transport_fail_timeout(m->name, call->timeout_ms, err);
@@ -293,8 +286,7 @@ out:
 	return r;
 }
 
-int
-mux_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply, pcs_error *err)
+int mux_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply, pcs_error *err)
 {
 	Pcsecret__V1__Reply *rep = NULL;
 	int r;
@@ -330,8 +322,7 @@ mux_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply, p
 	return r;
 }
 
-void
-mux_forget(pcs_client *c, struct pcs_rpc_call *call)
+void mux_forget(pcs_client *c, struct pcs_rpc_call *call)
 {
 	(void)pthread_mutex_lock(&c->lock);
 	call_unregister(c, call);

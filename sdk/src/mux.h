@@ -23,8 +23,8 @@ int mux_start(pcs_client *c, const ProtobufCMethodDescriptor *m, uint32_t method
     __attribute__((warn_unused_result));
 
 /* Waits for call's reply and opens it into *reply (NULL on failure). Does not free call. */
-int mux_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply,
-    pcs_error *err) __attribute__((warn_unused_result));
+int mux_finish(pcs_client *c, struct pcs_rpc_call *call, ProtobufCMessage **reply, pcs_error *err)
+    __attribute__((warn_unused_result));
 
 /* Stops waiting for call: its reply, if one comes, is wiped and dropped. */
 void mux_forget(pcs_client *c, struct pcs_rpc_call *call);

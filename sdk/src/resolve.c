@@ -13,14 +13,16 @@
 #include "status.h"
 
 /* A value as the caller gets it: the bytes, then a NUL not counted in the length. */
-static int
-value_copy(const ProtobufCBinaryData *src, unsigned char **out, size_t *len, pcs_error *err)
+static int value_copy(
+    const ProtobufCBinaryData *src, unsigned char **out, size_t *len, pcs_error *err)
 {
 	unsigned char *v;
 
 	if ((v = sodium_malloc(src->len + 1)) == NULL)
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate %zu bytes of "
-		    "secure memory for a value", src->len + 1);
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
+		    "cannot allocate %zu bytes of "
+		    "secure memory for a value",
+		    src->len + 1);
 	if (src->len > 0)
 		memcpy(v, src->data, src->len);
 	v[src->len] = '\0';
@@ -29,16 +31,14 @@ value_copy(const ProtobufCBinaryData *src, unsigned char **out, size_t *len, pcs
 	return 0;
 }
 
-static int
-dup_string(const char *s, char **out, pcs_error *err)
+static int dup_string(const char *s, char **out, pcs_error *err)
 {
 	if ((*out = strdup(s != NULL ? s : "")) == NULL)
 		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 	return 0;
 }
 
-static int
-ref_equal(const Pcsecret__V1__SecretRef *a, const Pcsecret__V1__SecretRef *b)
+static int ref_equal(const Pcsecret__V1__SecretRef *a, const Pcsecret__V1__SecretRef *b)
 {
 	return strcmp(a->secret_id, b->secret_id) == 0 && strcmp(a->company, b->company) == 0 &&
 	    strcmp(a->name, b->name) == 0 && a->version == b->version;
@@ -49,8 +49,7 @@ ref_equal(const Pcsecret__V1__SecretRef *a, const Pcsecret__V1__SecretRef *b)
  * the proto asks) is matched by it, so the order of the reply does not matter and no secret
  * can land where another was asked for; one without is taken to be in request order.
  */
-static int
-reply_slot(const Pcsecret__V1__SecretRef *asked, size_t n, const unsigned char *used,
+static int reply_slot(const Pcsecret__V1__SecretRef *asked, size_t n, const unsigned char *used,
     const Pcsecret__V1__ResolvedValue *v, size_t j, size_t *slot)
 {
 	size_t i;
@@ -71,9 +70,8 @@ reply_slot(const Pcsecret__V1__SecretRef *asked, size_t n, const unsigned char *
 }
 
 /* "company/agent" or NULL/"" (the caller itself) into the two request fields. */
-static int
-agent_split(const char *agent, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1],
-    pcs_error *err)
+static int agent_split(
+    const char *agent, char company[PCS_NAME_MAX + 1], char name[PCS_NAME_MAX + 1], pcs_error *err)
 {
 	pcs_error perr;
 
@@ -94,14 +92,13 @@ agent_split(const char *agent, char company[PCS_NAME_MAX + 1], char name[PCS_NAM
 #define RESOLVE_WINDOW 4
 
 struct chunk {
-	size_t off;                 /* first reference of the chunk */
+	size_t off; /* first reference of the chunk */
 	size_t n;
-	struct pcs_rpc_call *call;  /* in flight */
+	struct pcs_rpc_call *call; /* in flight */
 };
 
 /* Copies a chunk's reply into vals[off .. off + n), each value where its reference was asked. */
-static int
-chunk_take(const struct chunk *ch, const Pcsecret__V1__SecretRef *srefs,
+static int chunk_take(const struct chunk *ch, const Pcsecret__V1__SecretRef *srefs,
     const char *const *refs, const Pcsecret__V1__ResolveReply *rep, unsigned char *used,
     pcs_value *vals, pcs_error *err)
 {
@@ -110,12 +107,15 @@ chunk_take(const struct chunk *ch, const Pcsecret__V1__SecretRef *srefs,
 	int r;
 
 	if (rep->n_values != ch->n)
-		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned %zu values for %zu "
-		    "references", rep->n_values, ch->n);
+		return pcs_fail(err, PCS_INTERNAL,
+		    "pcsecretd returned %zu values for %zu "
+		    "references",
+		    rep->n_values, ch->n);
 	for (j = 0; j < ch->n; j++) {
 		v = rep->values[j];
 		if (reply_slot(srefs + ch->off, ch->n, used + ch->off, v, j, &i) != 0)
-			return pcs_fail(err, PCS_INTERNAL, "pcsecretd answered with a value for a "
+			return pcs_fail(err, PCS_INTERNAL,
+			    "pcsecretd answered with a value for a "
 			    "reference that was not asked for");
 		i += ch->off;
 		used[i] = 1;
@@ -128,8 +128,7 @@ chunk_take(const struct chunk *ch, const Pcsecret__V1__SecretRef *srefs,
 	return 0;
 }
 
-static int
-chunk_start(pcs_client *client, const char *agent, Pcsecret__V1__SecretRef **srefp,
+static int chunk_start(pcs_client *client, const char *agent, Pcsecret__V1__SecretRef **srefp,
     struct chunk *ch, pcs_error *err)
 {
 	Pcsecret__V1__ResolveRequest req = PCSECRET__V1__RESOLVE_REQUEST__INIT;
@@ -140,9 +139,8 @@ chunk_start(pcs_client *client, const char *agent, Pcsecret__V1__SecretRef **sre
 	return pcs_rpc_start(client, "Resolve", &req.base, &ch->call, err);
 }
 
-PCS_EXPORT int
-pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size_t nrefs,
-    pcs_value **out, pcs_error *err)
+PCS_EXPORT int pcs_resolve(pcs_client *client, const char *agent, const char *const *refs,
+    size_t nrefs, pcs_value **out, pcs_error *err)
 {
 	Pcsecret__V1__SecretRef *srefs = NULL, **srefp = NULL;
 	ProtobufCMessage *msg = NULL;
@@ -175,8 +173,8 @@ pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size
 	    (vals = calloc(nrefs, sizeof(*vals))) == NULL ||
 	    (used = calloc(nrefs, sizeof(*used))) == NULL ||
 	    (chunks = calloc(nchunks, sizeof(*chunks))) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu references",
-		    nrefs);
+		r = pcs_fail(
+		    err, PCS_RESOURCE_EXHAUSTED, "out of memory for %zu references", nrefs);
 		goto out;
 	}
 	for (i = 0; i < nrefs; i++) {
@@ -214,7 +212,7 @@ pcs_resolve(pcs_client *client, const char *agent, const char *const *refs, size
 		if (r != 0)
 			goto out;
 		if ((r = chunk_take(&chunks[done], srefs, refs,
-		    (const Pcsecret__V1__ResolveReply *)msg, used, vals, err)) != 0)
+		         (const Pcsecret__V1__ResolveReply *)msg, used, vals, err)) != 0)
 			goto out;
 		protobuf_c_message_free_unpacked(msg, &pbwipe_allocator);
 		msg = NULL;
@@ -238,8 +236,7 @@ out:
 	return r;
 }
 
-PCS_EXPORT void
-pcs_values_free(pcs_value *values, size_t n)
+PCS_EXPORT void pcs_values_free(pcs_value *values, size_t n)
 {
 	size_t i;
 
@@ -254,8 +251,7 @@ pcs_values_free(pcs_value *values, size_t n)
 	free(values);
 }
 
-static int
-env_ref_string(const Pcsecret__V1__SecretRef *sref, char **out, pcs_error *err)
+static int env_ref_string(const Pcsecret__V1__SecretRef *sref, char **out, pcs_error *err)
 {
 	struct pcs_ref ref;
 	char buf[sizeof(PCS_REF_PREFIX) + 2 * PCS_NAME_MAX + 16];
@@ -263,27 +259,29 @@ env_ref_string(const Pcsecret__V1__SecretRef *sref, char **out, pcs_error *err)
 
 	memset(&ref, 0, sizeof(ref));
 	if (sref == NULL)
-		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned an environment entry "
+		return pcs_fail(err, PCS_INTERNAL,
+		    "pcsecretd returned an environment entry "
 		    "without its reference");
 	clen = strlen(sref->company);
 	nlen = strlen(sref->name);
 	ilen = strlen(sref->secret_id);
 	if (clen > PCS_NAME_MAX || nlen > PCS_NAME_MAX || ilen > PCS_UUID_LEN)
-		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned a reference with an "
+		return pcs_fail(err, PCS_INTERNAL,
+		    "pcsecretd returned a reference with an "
 		    "over-long name");
 	memcpy(ref.company, sref->company, clen + 1);
 	memcpy(ref.name, sref->name, nlen + 1);
 	memcpy(ref.secret_id, sref->secret_id, ilen + 1);
 	ref.version = sref->version;
 	if (ref_format(&ref, buf, sizeof(buf)) != 0)
-		return pcs_fail(err, PCS_INTERNAL, "pcsecretd returned a reference that cannot "
+		return pcs_fail(err, PCS_INTERNAL,
+		    "pcsecretd returned a reference that cannot "
 		    "be formatted");
 	return dup_string(buf, out, err);
 }
 
-PCS_EXPORT int
-pcs_get_env(pcs_client *client, const char *agent, pcs_env_entry **out, size_t *count,
-    pcs_error *err)
+PCS_EXPORT int pcs_get_env(
+    pcs_client *client, const char *agent, pcs_env_entry **out, size_t *count, pcs_error *err)
 {
 	Pcsecret__V1__GetAgentEnvRequest req = PCSECRET__V1__GET_AGENT_ENV_REQUEST__INIT;
 	Pcsecret__V1__GetAgentEnvReply *rep;
@@ -320,8 +318,10 @@ pcs_get_env(pcs_client *client, const char *agent, pcs_env_entry **out, size_t *
 		/* Launchers pass these names to setenv: never let the server smuggle in '='. */
 		if (!env_name_valid(ev->env_name)) {
 			/* Not quoted: whatever it holds would reach the caller's terminal. */
-			r = pcs_fail(err, PCS_INTERNAL, "pcsecretd returned an invalid environment "
-			    "variable name (entry %zu of %zu)", i + 1, n);
+			r = pcs_fail(err, PCS_INTERNAL,
+			    "pcsecretd returned an invalid environment "
+			    "variable name (entry %zu of %zu)",
+			    i + 1, n);
 			goto out;
 		}
 		if ((r = dup_string(ev->env_name, &env[i].name, err)) != 0 ||
@@ -341,8 +341,7 @@ out:
 	return r;
 }
 
-PCS_EXPORT void
-pcs_env_free(pcs_env_entry *env, size_t count)
+PCS_EXPORT void pcs_env_free(pcs_env_entry *env, size_t count)
 {
 	size_t i;
 

@@ -21,8 +21,7 @@
 #include "session.h"
 #include "status.h"
 
-int
-session_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline)
+int session_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline)
 {
 	struct timespec ts;
 
@@ -38,8 +37,7 @@ session_wait_until(pthread_cond_t *cond, pthread_mutex_t *lock, int64_t deadline
  * lock; the caller has set c->connecting, which gives it rbuf. On success *fdp is the new
  * connection and its handshake reply is the newest in c->hellos.
  */
-static int
-establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
+static int establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
 {
 	Pcsecret__V1__HelloRequest req = PCSECRET__V1__HELLO_REQUEST__INIT;
 	const ProtobufCMethodDescriptor *m;
@@ -61,14 +59,14 @@ establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
 		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	if ((r = transport_open(c->path, c->server_uid, deadline, c->connect_timeout_ms, &fd,
-	    err)) != 0)
+	if ((r = transport_open(
+	         c->path, c->server_uid, deadline, c->connect_timeout_ms, &fd, err)) != 0)
 		goto out;
 	req.protocol_version = PCS_PROTOCOL_VERSION;
 	req.client = (char *)"libpcsecret/" PCS_VERSION;
 	if ((r = transport_call_frame(m, method_id, &req.base, call_id,
-	    transport_remaining_ms(deadline) > 0 ? transport_remaining_ms(deadline) : 1, &frame,
-	    &flen, err)) != 0)
+	         transport_remaining_ms(deadline) > 0 ? transport_remaining_ms(deadline) : 1,
+	         &frame, &flen, err)) != 0)
 		goto out;
 	if ((r = transport_send_all(c->path, fd, frame, flen, deadline, &sent, err)) != 0) {
 		/* A fresh connection that dies at once is a plain failure: nothing to retry. */
@@ -105,9 +103,10 @@ establish(pcs_client *c, uint64_t call_id, int *fdp, pcs_error *err)
 		goto out;
 	}
 	if (hello->protocol_version != PCS_PROTOCOL_VERSION) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "pcsecretd at %s speaks protocol "
-		    "version %u; this library speaks %d", c->path, hello->protocol_version,
-		    PCS_PROTOCOL_VERSION);
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "pcsecretd at %s speaks protocol "
+		    "version %u; this library speaks %d",
+		    c->path, hello->protocol_version, PCS_PROTOCOL_VERSION);
 		goto out;
 	}
 	node->reply = hello;
@@ -132,8 +131,7 @@ out:
 	return r;
 }
 
-void
-session_settle(pcs_client *c)
+void session_settle(pcs_client *c)
 {
 	if (!c->broken || c->reading || c->writing)
 		return;
@@ -144,8 +142,7 @@ session_settle(pcs_client *c)
 	(void)pthread_cond_broadcast(&c->state);
 }
 
-int
-session_fail(pcs_client *c, uint64_t gen)
+int session_fail(pcs_client *c, uint64_t gen)
 {
 	if (gen != c->gen || c->broken || c->fd == -1)
 		return 0;
@@ -157,8 +154,7 @@ session_fail(pcs_client *c, uint64_t gen)
 	return 1;
 }
 
-int
-session_ready(pcs_client *c, pcs_error *err)
+int session_ready(pcs_client *c, pcs_error *err)
 {
 	int64_t deadline = transport_now_ms() + c->connect_timeout_ms;
 	pcs_error cerr;
@@ -171,8 +167,10 @@ session_ready(pcs_client *c, pcs_error *err)
 		if (!c->connecting && !c->broken)
 			break;
 		if (timed_out)
-			return pcs_fail(err, PCS_UNAVAILABLE, "timed out after %d ms waiting for "
-			    "the connection to pcsecretd at %s", c->connect_timeout_ms, c->path);
+			return pcs_fail(err, PCS_UNAVAILABLE,
+			    "timed out after %d ms waiting for "
+			    "the connection to pcsecretd at %s",
+			    c->connect_timeout_ms, c->path);
 		was_connecting = c->connecting;
 		seq = c->connect_seq;
 		timed_out = session_wait_until(&c->state, &c->lock, deadline) == ETIMEDOUT;

@@ -30,8 +30,7 @@
 /* Names the daemon's uid when it is neither root nor the client's own (a number or a user). */
 #define SERVER_UID_ENV "PCSECRET_SERVER_UID"
 
-int64_t
-transport_now_ms(void)
+int64_t transport_now_ms(void)
 {
 	struct timespec ts;
 
@@ -39,8 +38,7 @@ transport_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int
-transport_remaining_ms(int64_t deadline)
+int transport_remaining_ms(int64_t deadline)
 {
 	int64_t left = deadline - transport_now_ms();
 
@@ -49,16 +47,14 @@ transport_remaining_ms(int64_t deadline)
 	return left > INT32_MAX ? INT32_MAX : (int)left;
 }
 
-static const char *
-errstr(int e, char *buf, size_t size)
+static const char *errstr(int e, char *buf, size_t size)
 {
 	/* GNU strerror_r (we build with _GNU_SOURCE): thread-safe and returns the text. */
 	return strerror_r(e, buf, size);
 }
 
 /* Returns 1 when fd is ready, 0 at the deadline, or -errno. */
-static int
-wait_fd(int fd, short events, int64_t deadline)
+static int wait_fd(int fd, short events, int64_t deadline)
 {
 	struct pollfd pfd;
 	int n;
@@ -77,15 +73,13 @@ wait_fd(int fd, short events, int64_t deadline)
 	}
 }
 
-int
-transport_fail_timeout(const char *method, int timeout_ms, pcs_error *err)
+int transport_fail_timeout(const char *method, int timeout_ms, pcs_error *err)
 {
-	return pcs_fail(err, PCS_DEADLINE_EXCEEDED, "call %s timed out after %d ms", method,
-	    timeout_ms);
+	return pcs_fail(
+	    err, PCS_DEADLINE_EXCEEDED, "call %s timed out after %d ms", method, timeout_ms);
 }
 
-static int
-fail_io(const char *path, const char *what, int e, pcs_error *err)
+static int fail_io(const char *path, const char *what, int e, pcs_error *err)
 {
 	char buf[128];
 
@@ -93,30 +87,26 @@ fail_io(const char *path, const char *what, int e, pcs_error *err)
 	    errstr(e, buf, sizeof(buf)));
 }
 
-static int
-status_code(int wire)
+static int status_code(int wire)
 {
 	return wire > PCS_OK && wire <= PCS_UNAUTHENTICATED ? wire : PCS_UNKNOWN;
 }
 
-static void
-rbuf_consume(struct transport_rbuf *rb, size_t n)
+static void rbuf_consume(struct transport_rbuf *rb, size_t n)
 {
 	memmove(rb->data, rb->data + n, rb->len - n);
 	sodium_memzero(rb->data + (rb->len - n), n);
 	rb->len -= n;
 }
 
-void
-transport_rbuf_clear(struct transport_rbuf *rb)
+void transport_rbuf_clear(struct transport_rbuf *rb)
 {
 	if (rb->data != NULL)
 		sodium_memzero(rb->data, rb->len);
 	rb->len = 0;
 }
 
-void
-transport_rbuf_free(struct transport_rbuf *rb)
+void transport_rbuf_free(struct transport_rbuf *rb)
 {
 	if (rb->data != NULL) {
 		sodium_memzero(rb->data, rb->cap);
@@ -126,8 +116,7 @@ transport_rbuf_free(struct transport_rbuf *rb)
 	rb->len = rb->cap = 0;
 }
 
-static int
-rbuf_reserve(struct transport_rbuf *rb, size_t need, pcs_error *err)
+static int rbuf_reserve(struct transport_rbuf *rb, size_t need, pcs_error *err)
 {
 	uint8_t *nb;
 	size_t ncap;
@@ -153,21 +142,20 @@ rbuf_reserve(struct transport_rbuf *rb, size_t need, pcs_error *err)
 	return 0;
 }
 
-static int
-connect_error(const char *path, int e, pcs_error *err)
+static int connect_error(const char *path, int e, pcs_error *err)
 {
 	char buf[128];
 
 	if (e == EACCES || e == EPERM)
 		return pcs_fail(err, PCS_PERMISSION_DENIED,
 		    "cannot connect to pcsecretd at %s: %s (the socket's owner, group and mode "
-		    "decide who may connect)", path, errstr(e, buf, sizeof(buf)));
+		    "decide who may connect)",
+		    path, errstr(e, buf, sizeof(buf)));
 	return pcs_fail(err, PCS_UNAVAILABLE, "cannot connect to pcsecretd at %s: %s", path,
 	    errstr(e, buf, sizeof(buf)));
 }
 
-int
-transport_server_uid_get(uid_t *out, pcs_error *err)
+int transport_server_uid_get(uid_t *out, pcs_error *err)
 {
 	const char *s = getenv(SERVER_UID_ENV);
 	struct passwd pw, *found = NULL;
@@ -184,8 +172,9 @@ transport_server_uid_get(uid_t *out, pcs_error *err)
 		v = strtoul(s, &end, 10);
 		/* Its text is not quoted: it came from the environment and may hold anything. */
 		if (errno != 0 || *end != '\0' || v >= (unsigned long)TRANSPORT_NO_UID)
-			return pcs_fail(err, PCS_INVALID_ARGUMENT, SERVER_UID_ENV " is not a uid "
-			    "(0 to 4294967294) or a user name");
+			return pcs_fail(err, PCS_INVALID_ARGUMENT,
+			    SERVER_UID_ENV " is not a uid "
+			                   "(0 to 4294967294) or a user name");
 		*out = (uid_t)v;
 		return 0;
 	}
@@ -218,8 +207,7 @@ out:
  * Anyone else got there first (a directory others may write to, a daemon that was down) and
  * is told nothing; the kernel's word (SO_PEERCRED: who called listen) is the only one taken.
  */
-static int
-check_peer(const char *path, uid_t server_uid, int fd, pcs_error *err)
+static int check_peer(const char *path, uid_t server_uid, int fd, pcs_error *err)
 {
 	struct ucred cred;
 	socklen_t len = (socklen_t)sizeof(cred);
@@ -233,14 +221,14 @@ check_peer(const char *path, uid_t server_uid, int fd, pcs_error *err)
 	if (cred.uid == 0 || cred.uid == geteuid() ||
 	    (server_uid != TRANSPORT_NO_UID && cred.uid == server_uid))
 		return 0;
-	return pcs_fail(err, PCS_PERMISSION_DENIED, "refusing %s: it is served by uid %u, not by "
-	    "root, this process's uid %u or " SERVER_UID_ENV "; nothing was sent", path,
-	    (unsigned)cred.uid, (unsigned)geteuid());
+	return pcs_fail(err, PCS_PERMISSION_DENIED,
+	    "refusing %s: it is served by uid %u, not by "
+	    "root, this process's uid %u or " SERVER_UID_ENV "; nothing was sent",
+	    path, (unsigned)cred.uid, (unsigned)geteuid());
 }
 
-int
-transport_open(const char *path, uid_t server_uid, int64_t deadline, int timeout_ms, int *fdp,
-    pcs_error *err)
+int transport_open(
+    const char *path, uid_t server_uid, int64_t deadline, int timeout_ms, int *fdp, pcs_error *err)
 {
 	struct sockaddr_un sa;
 	struct timespec pause;
@@ -261,8 +249,10 @@ transport_open(const char *path, uid_t server_uid, int64_t deadline, int timeout
 		e = errno;
 		if (e == EAGAIN) {
 			if (transport_remaining_ms(deadline) == 0) {
-				r = pcs_fail(err, PCS_UNAVAILABLE, "cannot connect to pcsecretd at "
-				    "%s: its listen queue stayed full for %d ms", path, timeout_ms);
+				r = pcs_fail(err, PCS_UNAVAILABLE,
+				    "cannot connect to pcsecretd at "
+				    "%s: its listen queue stayed full for %d ms",
+				    path, timeout_ms);
 				goto out;
 			}
 			pause.tv_sec = 0;
@@ -306,8 +296,7 @@ out:
 	return r;
 }
 
-int
-transport_send_all(const char *path, int fd, const uint8_t *buf, size_t len, int64_t deadline,
+int transport_send_all(const char *path, int fd, const uint8_t *buf, size_t len, int64_t deadline,
     size_t *sent, pcs_error *err)
 {
 	ssize_t n;
@@ -332,8 +321,7 @@ transport_send_all(const char *path, int fd, const uint8_t *buf, size_t len, int
 	return 0;
 }
 
-int
-transport_read_reply(struct transport_rbuf *rb, const char *path, int fd, int64_t deadline,
+int transport_read_reply(struct transport_rbuf *rb, const char *path, int fd, int64_t deadline,
     Pcsecret__V1__Reply **rep, pcs_error *err)
 {
 	pcs_error perr;
@@ -352,8 +340,9 @@ transport_read_reply(struct transport_rbuf *rb, const char *path, int fd, int64_
 			    path, perr.message);
 		need = FRAME_HEADER_LEN;
 		if (rb->len >= FRAME_HEADER_LEN)
-			need = FRAME_HEADER_LEN + ((size_t)rb->data[0] << 24 |
-			    (size_t)rb->data[1] << 16 | (size_t)rb->data[2] << 8 | rb->data[3]);
+			need = FRAME_HEADER_LEN +
+			    ((size_t)rb->data[0] << 24 | (size_t)rb->data[1] << 16 |
+			        (size_t)rb->data[2] << 8 | rb->data[3]);
 		if (need < RBUF_INITIAL)
 			need = RBUF_INITIAL;
 		if ((r = rbuf_reserve(rb, need, err)) != 0)
@@ -368,43 +357,47 @@ transport_read_reply(struct transport_rbuf *rb, const char *path, int fd, int64_
 			continue;
 		}
 		if (n == 0)
-			return pcs_fail(err, PCS_UNAVAILABLE, "pcsecretd at %s closed the "
-			    "connection%s", path, rb->len > 0 ? " in the middle of a frame" : "");
+			return pcs_fail(err, PCS_UNAVAILABLE,
+			    "pcsecretd at %s closed the "
+			    "connection%s",
+			    path, rb->len > 0 ? " in the middle of a frame" : "");
 		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
 			return fail_io(path, "lost the connection to", errno, err);
 	}
 	*rep = pcsecret__v1__reply__unpack(&pbwipe_allocator, blen, rb->data + FRAME_HEADER_LEN);
 	rbuf_consume(rb, FRAME_HEADER_LEN + blen);
 	if (*rep == NULL)
-		return pcs_fail(err, PCS_INTERNAL, "pcsecretd at %s sent a reply that is not a "
-		    "pcsecret.v1.Reply", path);
+		return pcs_fail(err, PCS_INTERNAL,
+		    "pcsecretd at %s sent a reply that is not a "
+		    "pcsecret.v1.Reply",
+		    path);
 	return 0;
 }
 
-int
-transport_conn_error(const Pcsecret__V1__Reply *rep, pcs_error *err)
+int transport_conn_error(const Pcsecret__V1__Reply *rep, pcs_error *err)
 {
-	return pcs_fail(err, rep->status == 0 ? PCS_INTERNAL : status_code((int)rep->status),
-	    "%s", rep->message[0] != '\0' ? rep->message : "pcsecretd reported a connection error");
+	return pcs_fail(err, rep->status == 0 ? PCS_INTERNAL : status_code((int)rep->status), "%s",
+	    rep->message[0] != '\0' ? rep->message : "pcsecretd reported a connection error");
 }
 
-int
-transport_reply_open(const char *path, const ProtobufCMethodDescriptor *m,
+int transport_reply_open(const char *path, const ProtobufCMethodDescriptor *m,
     Pcsecret__V1__Reply *rep, ProtobufCMessage **reply, pcs_error *err)
 {
 	static const uint8_t empty[1];
 	int r;
 
 	if (rep->status != PCSECRET__V1__STATUS_CODE__OK) {
-		r = pcs_fail(err, status_code((int)rep->status), "%s", rep->message[0] != '\0' ?
-		    rep->message : "pcsecretd gave no message");
+		r = pcs_fail(err, status_code((int)rep->status), "%s",
+		    rep->message[0] != '\0' ? rep->message : "pcsecretd gave no message");
 		goto out;
 	}
 	*reply = protobuf_c_message_unpack(m->output, &pbwipe_allocator, rep->reply.len,
 	    rep->reply.data != NULL ? rep->reply.data : empty);
 	if (*reply == NULL) {
-		r = pcs_fail(err, PCS_INTERNAL, "pcsecretd at %s sent a %s reply that does not "
-		    "decode as %s", path, m->name, m->output->name);
+		r = pcs_fail(err, PCS_INTERNAL,
+		    "pcsecretd at %s sent a %s reply that does not "
+		    "decode as %s",
+		    path, m->name, m->output->name);
 		goto out;
 	}
 	r = 0;
@@ -413,10 +406,9 @@ out:
 	return r;
 }
 
-int
-transport_call_frame(const ProtobufCMethodDescriptor *m, uint32_t method_id,
-    const ProtobufCMessage *req, uint64_t call_id, int timeout_ms, uint8_t **frame,
-    size_t *flen, pcs_error *err)
+int transport_call_frame(const ProtobufCMethodDescriptor *m, uint32_t method_id,
+    const ProtobufCMessage *req, uint64_t call_id, int timeout_ms, uint8_t **frame, size_t *flen,
+    pcs_error *err)
 {
 	Pcsecret__V1__Call call = PCSECRET__V1__CALL__INIT;
 	uint8_t *reqbuf = NULL;
@@ -425,8 +417,10 @@ transport_call_frame(const ProtobufCMethodDescriptor *m, uint32_t method_id,
 
 	reqlen = protobuf_c_message_get_packed_size(req);
 	if ((reqbuf = malloc(reqlen > 0 ? reqlen : 1)) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate %zu bytes for a %s "
-		    "request", reqlen, m->name);
+		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
+		    "cannot allocate %zu bytes for a %s "
+		    "request",
+		    reqlen, m->name);
 		goto out;
 	}
 	(void)protobuf_c_message_pack(req, reqbuf);
@@ -444,8 +438,7 @@ out:
 	return r;
 }
 
-const ProtobufCMethodDescriptor *
-transport_method_find(const char *name, uint32_t *method_id)
+const ProtobufCMethodDescriptor *transport_method_find(const char *name, uint32_t *method_id)
 {
 	const ProtobufCServiceDescriptor *svc = &pcsecret__v1__pc_secret__descriptor;
 	const struct method *m;

@@ -43,15 +43,15 @@ int transport_server_uid_get(uid_t *out, pcs_error *err) __attribute__((warn_unu
  * deadline was set from, for the messages. On success *fdp is a non-blocking, close-on-exec
  * descriptor nothing has been sent on.
  */
-int transport_open(const char *path, uid_t server_uid, int64_t deadline, int timeout_ms,
-    int *fdp, pcs_error *err) __attribute__((warn_unused_result));
+int transport_open(const char *path, uid_t server_uid, int64_t deadline, int timeout_ms, int *fdp,
+    pcs_error *err) __attribute__((warn_unused_result));
 
 /*
  * Sends the whole frame. Returns 0, TRANSPORT_TIMEOUT (err untouched), or a negative status;
  * *sent says how many bytes left either way, so a caller knows whether the daemon saw anything.
  */
-int transport_send_all(const char *path, int fd, const uint8_t *buf, size_t len,
-    int64_t deadline, size_t *sent, pcs_error *err) __attribute__((warn_unused_result));
+int transport_send_all(const char *path, int fd, const uint8_t *buf, size_t len, int64_t deadline,
+    size_t *sent, pcs_error *err) __attribute__((warn_unused_result));
 
 /*
  * Reads until rb starts with a whole frame, then unpacks it as a Reply and consumes it.
@@ -71,8 +71,8 @@ const ProtobufCMethodDescriptor *transport_method_find(const char *name, uint32_
 
 /* One Call frame: the envelope around req. Free *frame with frame_free (it may hold values). */
 int transport_call_frame(const ProtobufCMethodDescriptor *m, uint32_t method_id,
-    const ProtobufCMessage *req, uint64_t call_id, int timeout_ms, uint8_t **frame,
-    size_t *flen, pcs_error *err) __attribute__((warn_unused_result));
+    const ProtobufCMessage *req, uint64_t call_id, int timeout_ms, uint8_t **frame, size_t *flen,
+    pcs_error *err) __attribute__((warn_unused_result));
 
 /* A call's Reply into the method's output message. Frees rep. */
 int transport_reply_open(const char *path, const ProtobufCMethodDescriptor *m,

@@ -139,8 +139,8 @@ int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err)
 	snprintf(d->dir, sizeof(d->dir), "/tmp/pcsecret-dev-XXXXXX");
 	if (mkdtemp(d->dir) == NULL) {
 		d->dir[0] = '\0';
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot create a temporary directory: %s",
-		    strerror(errno));
+		return pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "cannot create a temporary directory: %s", strerror(errno));
 	}
 	d->pg_uid = getuid();
 	d->pg_gid = getgid();
@@ -161,8 +161,8 @@ int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err)
 		return pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot prepare %s: %s", sockdir,
 		    strerror(errno));
 
-	char *initdb[] = { "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync",
-		"-E", "UTF8", NULL };
+	char *initdb[] = { "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E",
+		"UTF8", NULL };
 	if ((r = run_pg(d, "initdb", initdb, log)) != 0 && (print_tail(log), 1))
 		return pcs_fail(err, PCS_FAILED_PRECONDITION,
 		    "initdb failed (exit %d) (is the postgresql package installed?)", r);
@@ -170,16 +170,17 @@ int devmode_start(struct devmode *d, struct config *cfg, pcs_error *err)
 	char *start[] = { "pg_ctl", "-D", data, "-l", log, "-w", "-t", "60", "-o", opts, "start",
 		NULL };
 	if ((r = run_pg(d, "pg_ctl", start, log)) != 0 && (print_tail(log), 1))
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "PostgreSQL did not start (exit %d)", r);
+		return pcs_fail(
+		    err, PCS_FAILED_PRECONDITION, "PostgreSQL did not start (exit %d)", r);
 	d->cluster_started = 1;
 
 	snprintf(path, sizeof(path), "%s/master.key", d->dir);
 	if ((r = keyfile_create(path, err)) != 0 || (r = make_roles(sockdir, err)) != 0)
 		return r;
-	snprintf(url, sizeof(url), "host=%s port=" DEV_PG_PORT " user=" DEV_SERVICE " dbname="
-	    DEV_DATABASE, sockdir);
-	snprintf(owner, sizeof(owner), "host=%s port=" DEV_PG_PORT " user=" DEV_OWNER " dbname="
-	    DEV_DATABASE, sockdir);
+	snprintf(url, sizeof(url),
+	    "host=%s port=" DEV_PG_PORT " user=" DEV_SERVICE " dbname=" DEV_DATABASE, sockdir);
+	snprintf(owner, sizeof(owner),
+	    "host=%s port=" DEV_PG_PORT " user=" DEV_OWNER " dbname=" DEV_DATABASE, sockdir);
 	if ((r = config_set(cfg, "database_url", url, err)) != 0 ||
 	    (r = config_set(cfg, "migrate_database_url", owner, err)) != 0 ||
 	    (r = config_set(cfg, "master_key_file", path, err)) != 0)
@@ -211,7 +212,8 @@ void devmode_stop(struct devmode *d)
 		snprintf(log, sizeof(log), "%s/pg/pg_ctl-stop.log", d->dir);
 		char *stop[] = { "pg_ctl", "-D", data, "-m", "fast", "-w", "stop", NULL };
 		if (run_pg(d, "pg_ctl", stop, log) != 0) {
-			char *kill[] = { "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop", NULL };
+			char *kill[] = { "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop",
+				NULL };
 			run_pg(d, "pg_ctl", kill, log);
 		}
 		d->cluster_started = 0;

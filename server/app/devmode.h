@@ -16,7 +16,7 @@ struct devmode {
 	char dir[64];
 	char bindir[256];
 	int cluster_started;
-	uid_t pg_uid;   /* who runs PostgreSQL: postgres when we are root, else ourselves */
+	uid_t pg_uid; /* who runs PostgreSQL: postgres when we are root, else ourselves */
 	gid_t pg_gid;
 };
 

@@ -66,8 +66,8 @@ static int prepare_database(const struct config *cfg, const char *service_url, p
 	/* Larger than ours: a longer stored value must not compare equal once cut short. */
 	char have_key_id[128], have_check[4 * CRYPTO_CHECK_LEN + 1];
 	const char *key_id = crypto_master_key_id(srv.master);
-	const char *owner_setting = cfg->migrate_database_url[0] != '\0' ?
-	    "migrate_database_url" : "database_url";
+	const char *owner_setting = cfg->migrate_database_url[0] != '\0' ? "migrate_database_url" :
+	                                                                   "database_url";
 	int r, found;
 
 	migrate_plan_builtin(&plan);
@@ -80,7 +80,9 @@ static int prepare_database(const struct config *cfg, const char *service_url, p
 		goto out;
 	/* A connection of its own even for one role: migrations run on the default search_path. */
 	if ((r = store_sync_connect(cfg->migrate_database_url[0] != '\0' ?
-	    cfg->migrate_database_url : cfg->database_url, &owner, err)) != 0) {
+	             cfg->migrate_database_url :
+	             cfg->database_url,
+	         &owner, err)) != 0) {
 		r = which_url(r, owner_setting, err);
 		goto out;
 	}
@@ -93,7 +95,7 @@ static int prepare_database(const struct config *cfg, const char *service_url, p
 	if (st.audit_mutable)
 		log_event(LOG_WARN, "db_audit_mutable", "role=%s detail=%s", log_q(role),
 		    log_q("the service role owns audit_log and can change or remove audit rows; "
-		    "give migrate_database_url a role of its own (docs/security.md)"));
+		          "give migrate_database_url a role of its own (docs/security.md)"));
 	/* Every statement the daemon runs, against the functions it will call: refuse now. */
 	if ((r = db_check_statements(db, err)) != 0)
 		goto out;
@@ -102,17 +104,19 @@ static int prepare_database(const struct config *cfg, const char *service_url, p
 	/* The first daemon on an empty database records its key; any later one must match it. */
 	if ((r = db_keyring_claim(db, key_id, check_hex, err)) != 0 ||
 	    (r = db_keyring_active(db, have_key_id, sizeof(have_key_id), have_check,
-	    sizeof(have_check), &found, err)) != 0)
+	         sizeof(have_check), &found, err)) != 0)
 		goto out;
 	if (!found) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "the database holds secrets but no active "
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "the database holds secrets but no active "
 		    "master key record; refusing to start rather than write with a new key");
 		goto out;
 	}
 	if (strcmp(have_key_id, key_id) != 0 || strcmp(have_check, check_hex) != 0) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "the master key in %s (key id %s) is not the "
-		    "key this database was initialised with (key id %s)", cfg->master_key_file, key_id,
-		    have_key_id);
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "the master key in %s (key id %s) is not the "
+		    "key this database was initialised with (key id %s)",
+		    cfg->master_key_file, key_id, have_key_id);
 		goto out;
 	}
 	if (gethostname(host, sizeof(host)) != 0)
@@ -168,8 +172,10 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static void on_store_log(int level, const char *event, const char *detail, void *arg)
 {
 	(void)arg;
-	log_event(level == 0 ? LOG_INFO : level == 1 ? LOG_WARN : LOG_ERROR, event, "detail=%s",
-	    log_q(detail));
+	log_event(level == 0 ? LOG_INFO :
+	        level == 1   ? LOG_WARN :
+	                       LOG_ERROR,
+	    event, "detail=%s", log_q(detail));
 }
 
 static void fatal(const pcs_error *err)
@@ -232,12 +238,14 @@ int main(int argc, char **argv)
 			fatal(&err);
 	}
 	if (cfg.database_url[0] == '\0') {
-		pcs_fail(&err, PCS_INVALID_ARGUMENT, "no database: set --database-url, "
+		pcs_fail(&err, PCS_INVALID_ARGUMENT,
+		    "no database: set --database-url, "
 		    "PCSECRET_DATABASE_URL or PCSECRET_DATABASE_URL_FILE (or use --dev)");
 		fatal(&err);
 	}
 	if (cfg.master_key_file[0] == '\0') {
-		pcs_fail(&err, PCS_INVALID_ARGUMENT, "no master key: set --master-key-file or "
+		pcs_fail(&err, PCS_INVALID_ARGUMENT,
+		    "no master key: set --master-key-file or "
 		    "PCSECRET_MASTER_KEY_FILE (make one with: pcctl keys init --out FILE)");
 		fatal(&err);
 	}
@@ -283,10 +291,11 @@ int main(int argc, char **argv)
 		if (srv.self_uid != 0)
 			printf("export PCSECRET_SERVER_UID=%u\n", (unsigned)srv.self_uid);
 		fflush(stdout);
-		fprintf(stderr, "pcsecretd: --dev ready; you (uid %u) are admin. Not for production: "
+		fprintf(stderr,
+		    "pcsecretd: --dev ready; you (uid %u) are admin. Not for production: "
 		    "the socket is open to every local user (each is still identified by uid) and all "
-		    "data lives in %s, removed when you press Ctrl-C.\n", (unsigned)srv.self_uid,
-		    dev.dir);
+		    "data lives in %s, removed when you press Ctrl-C.\n",
+		    (unsigned)srv.self_uid, dev.dir);
 	}
 	event_base_dispatch(srv.base);
 

@@ -62,8 +62,8 @@ static const char *safe_param(const char *s, struct audit_buf *buf)
 
 static const char *format_ts(long long us, char out[40]);
 
-void audit_params(const struct audit_row *row, struct audit_buf *buf,
-    const char *values[AUDIT_NPARAMS])
+void audit_params(
+    const struct audit_row *row, struct audit_buf *buf, const char *values[AUDIT_NPARAMS])
 {
 	buf->used = 0;
 	snprintf(buf->call_id, sizeof(buf->call_id), "%llu", row->call_id);
@@ -113,7 +113,8 @@ struct audit_entry {
 	int cancelled;
 	audit_done_fn fn;
 	void *arg;
-	const char *text[AUDIT_QUEUE_NPARAMS];  /* the row's strings, copied into data (NULL stays NULL) */
+	const char
+	    *text[AUDIT_QUEUE_NPARAMS]; /* the row's strings, copied into data (NULL stays NULL) */
 	char data[];
 };
 
@@ -132,17 +133,14 @@ struct audit_queue {
 	struct store *store;
 	struct event *kick;
 	struct audit_list pending;
-	struct audit_batches batches;   /* in flight */
-	struct audit_batches retry;     /* halves of a failed batch, sent before pending rows */
+	struct audit_batches batches; /* in flight */
+	struct audit_batches retry;   /* halves of a failed batch, sent before pending rows */
 	int in_flight;
-	unsigned long written;    /* batches submitted so far */
-	unsigned long retried;    /* failed batches split in halves */
+	unsigned long written; /* batches submitted so far */
+	unsigned long retried; /* failed batches split in halves */
 };
 
-static void entry_free(struct audit_entry *e)
-{
-	free(e);
-}
+static void entry_free(struct audit_entry *e) { free(e); }
 
 static void flush(struct audit_queue *q);
 
@@ -194,15 +192,16 @@ static void on_batch(int status, const char *const *stored, size_t nstored, void
 	TAILQ_REMOVE(&q->batches, b, link);
 	q->in_flight--;
 	TAILQ_FOREACH(e, &b->entries, link)
-		n++;
+	n++;
 	/* A lost database fails every row alike; anything else may be one row's fault. */
-	if (status != 0 && status != -PCS_UNAVAILABLE && n > 1 && batch_split(q, b, (size_t)n) == 0) {
+	if (status != 0 && status != -PCS_UNAVAILABLE && n > 1 &&
+	    batch_split(q, b, (size_t)n) == 0) {
 		q->retried++;
 		flush(q);
 		return;
 	}
 	if (status == 0 && nstored != (size_t)n)
-		status = -PCS_INTERNAL;   /* RETURNING gives one row per row inserted, in order */
+		status = -PCS_INTERNAL; /* RETURNING gives one row per row inserted, in order */
 	if (status != 0) {
 		batch_fail(b, status);
 		flush(q);
@@ -213,8 +212,10 @@ static void on_batch(int status, const char *const *stored, size_t nstored, void
 		TAILQ_REMOVE(&b->entries, e, link);
 		if (!e->cancelled && e->fn != NULL)
 			e->fn(st != NULL && e->text[AUDIT_P_STATUS] != NULL &&
-			    strcmp(st, e->text[AUDIT_P_STATUS]) == 0 ? 0 :
-			    AUDIT_LATE, e->arg);
+			            strcmp(st, e->text[AUDIT_P_STATUS]) == 0 ?
+			        0 :
+			        AUDIT_LATE,
+			    e->arg);
 		entry_free(e);
 	}
 	free(b);
@@ -230,7 +231,7 @@ static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 	pcs_error err;
 
 	TAILQ_FOREACH(e, &b->entries, link)
-		n++;
+	n++;
 	if (n == 0) {
 		free(b);
 		return 0;
@@ -238,7 +239,8 @@ static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 	if ((values = calloc(n * AUDIT_QUEUE_NPARAMS, sizeof(*values))) == NULL)
 		goto fail;
 	n = 0;
-	TAILQ_FOREACH(e, &b->entries, link) {
+	TAILQ_FOREACH(e, &b->entries, link)
+	{
 		for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
 			values[n * AUDIT_QUEUE_NPARAMS + (size_t)i] = e->text[i];
 		n++;
@@ -344,8 +346,8 @@ void audit_queue_free(struct audit_queue *q)
 	free(q);
 }
 
-struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row *row,
-    audit_done_fn fn, void *arg)
+struct audit_entry *audit_enqueue(
+    struct audit_queue *q, const struct audit_row *row, audit_done_fn fn, void *arg)
 {
 	const char *values[AUDIT_QUEUE_NPARAMS];
 	struct audit_buf buf;

@@ -12,7 +12,6 @@
 #include "db.h"
 #include "status.h"
 
-
 struct audit_row {
 	const char *instance_id;
 	unsigned long long call_id;
@@ -39,8 +38,8 @@ struct audit_buf {
  * Fills values[AUDIT_NPARAMS] (pointing into row and buf) in enum audit_param's order; a
  * string that is not safe as it is (see above) is escaped into buf.
  */
-void audit_params(const struct audit_row *row, struct audit_buf *buf,
-    const char *values[AUDIT_NPARAMS]);
+void audit_params(
+    const struct audit_row *row, struct audit_buf *buf, const char *values[AUDIT_NPARAMS]);
 
 /*
  * Group commit. Rows queued while a batch is being written go out together in the next one
@@ -63,8 +62,8 @@ struct audit_queue *audit_queue_new(struct event_base *base, struct store *store
 /* Cancels everything queued or being written; no callback runs after this. */
 void audit_queue_free(struct audit_queue *q);
 /* Copies row. NULL when out of memory. */
-struct audit_entry *audit_enqueue(struct audit_queue *q, const struct audit_row *row,
-    audit_done_fn fn, void *arg);
+struct audit_entry *audit_enqueue(
+    struct audit_queue *q, const struct audit_row *row, audit_done_fn fn, void *arg);
 /* Batches written so far (for tests and status). */
 unsigned long audit_queue_batches(const struct audit_queue *q);
 /* Failed multi-row batches split in halves so far (for tests). */

@@ -19,15 +19,22 @@ struct opt {
 	const char *help;
 };
 
-#define S(k, d, h) { #k, OPT_STR, offsetof(struct config, k), d, 0, 0, h }
-#define I(k, d, lo, hi, h) { #k, OPT_INT, offsetof(struct config, k), d, lo, hi, h }
+#define S(k, d, h) \
+	{ \
+#k, OPT_STR, offsetof(struct config, k), d, 0, 0, h \
+	}
+#define I(k, d, lo, hi, h) \
+	{ \
+#k, OPT_INT, offsetof(struct config, k), d, lo, hi, h \
+	}
 
 static const struct opt opts[] = {
 	S(socket, "/run/pcsecret/pcsecretd.sock", "Unix socket path"),
 	S(socket_group, "", "group owning the socket (name or gid)"),
 	S(socket_mode, "0660", "socket file mode (octal)"),
 	S(database_url, "", "PostgreSQL connection string or URI"),
-	S(migrate_database_url, "", "connection string of the role that applies migrations (default: database_url)"),
+	S(migrate_database_url, "",
+	    "connection string of the role that applies migrations (default: database_url)"),
 	S(master_key_file, "", "master key file (64 hex characters, mode 0600)"),
 	S(log_file, "", "log file (default stderr); reopened on SIGHUP"),
 	S(log_level, "info", "debug, info, warn or error"),
@@ -35,21 +42,29 @@ static const struct opt opts[] = {
 	I(max_frame, "1048576", 1024, 64 * 1024 * 1024, "maximum frame size in bytes"),
 	I(max_connections, "1024", 1, 1000000, "maximum client connections"),
 	I(max_inflight, "64", 1, 100000, "maximum calls in flight per connection"),
-	I(max_calls, "4096", 16, 1000000, "maximum calls in flight in the whole daemon; past it connections wait their turn"),
+	I(max_calls, "4096", 16, 1000000,
+	    "maximum calls in flight in the whole daemon; past it connections wait their turn"),
 	I(max_refs, "256", 1, 100000, "maximum references per Resolve"),
 	I(max_value, "65536", 1, 65536, "maximum bytes of a secret value"),
-	I(max_output, "4194304", 65536, 1024 * 1024 * 1024, "bytes queued to a slow reader before it is cut off"),
+	I(max_output, "4194304", 65536, 1024 * 1024 * 1024,
+	    "bytes queued to a slow reader before it is cut off"),
 	I(idle_timeout_ms, "300000", 100, 86400000, "close connections idle this long"),
 	I(read_timeout_ms, "10000", 100, 3600000, "a started frame must complete within this"),
 	I(call_timeout_ms, "10000", 10, 3600000, "deadline of calls that set none"),
 	I(drain_timeout_ms, "10000", 0, 3600000, "SIGTERM waits this long for calls in flight"),
-	I(handshake_timeout_ms, "5000", 100, 600000, "close a connection that has not completed Hello within this"),
+	I(handshake_timeout_ms, "5000", 100, 600000,
+	    "close a connection that has not completed Hello within this"),
 	I(max_conns_per_uid, "128", 1, 1000000, "maximum connections of one uid"),
-	I(max_conns_unknown_per_uid, "8", 1, 1000000, "maximum connections of one uid without a principal"),
-	I(max_frame_before_hello, "4096", 256, 1048576, "largest frame accepted before Hello succeeded"),
-	I(max_buffered_per_uid, "16777216", 65536, 1024LL * 1024 * 1024, "bytes of unfinished input held for one uid"),
-	I(max_calls_per_uid, "256", 1, 1000000, "calls in flight for one uid over all its connections"),
-	I(db_wait_ms, "1000", 10, 3600000, "a call fails UNAVAILABLE after this long when no database connection is up"),
+	I(max_conns_unknown_per_uid, "8", 1, 1000000,
+	    "maximum connections of one uid without a principal"),
+	I(max_frame_before_hello, "4096", 256, 1048576,
+	    "largest frame accepted before Hello succeeded"),
+	I(max_buffered_per_uid, "16777216", 65536, 1024LL * 1024 * 1024,
+	    "bytes of unfinished input held for one uid"),
+	I(max_calls_per_uid, "256", 1, 1000000,
+	    "calls in flight for one uid over all its connections"),
+	I(db_wait_ms, "1000", 10, 3600000,
+	    "a call fails UNAVAILABLE after this long when no database connection is up"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)
@@ -104,7 +119,8 @@ static int read_value_file(const char *path, char **out, pcs_error *err)
 	int r;
 
 	if ((fp = fopen(path, "re")) == NULL) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read %s: %s", path, strerror(errno));
+		r = pcs_fail(
+		    err, PCS_FAILED_PRECONDITION, "cannot read %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((buf = calloc(1, 65537)) == NULL) {
@@ -157,8 +173,8 @@ static char *trim(char *s)
  * content, as it always did for files read with fgets. The line buffer is wiped: a value (the
  * database URL) may hold a password.
  */
-static int parse_text(struct config *cfg, const char *name, const char *text, size_t len,
-    pcs_error *err)
+static int parse_text(
+    struct config *cfg, const char *name, const char *text, size_t len, pcs_error *err)
 {
 	char line[CONFIG_LINE_MAX + 1];
 	size_t off = 0;
@@ -170,8 +186,8 @@ static int parse_text(struct config *cfg, const char *name, const char *text, si
 
 		lineno++;
 		if (n > CONFIG_LINE_MAX) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: line is longer than %d bytes",
-			    name, lineno, CONFIG_LINE_MAX);
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
+			    "%s:%d: line is longer than %d bytes", name, lineno, CONFIG_LINE_MAX);
 			break;
 		}
 		memcpy(line, text + off, n);
@@ -182,8 +198,8 @@ static int parse_text(struct config *cfg, const char *name, const char *text, si
 		if (*s == '\0' || *s == '#')
 			continue;
 		if ((eq = strchr(s, '=')) == NULL) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%d: expected key = value", name,
-			    lineno);
+			r = pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "%s:%d: expected key = value", name, lineno);
 			break;
 		}
 		*eq = '\0';
@@ -212,8 +228,8 @@ static int load_file(struct config *cfg, const char *path, pcs_error *err)
 	int r;
 
 	if ((fp = fopen(path, "re")) == NULL)
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read config file %s: %s", path,
-		    strerror(errno));
+		return pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot read config file %s: %s",
+		    path, strerror(errno));
 	if ((buf = malloc(CONFIG_FILE_MAX + 1)) == NULL) {
 		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
@@ -224,8 +240,8 @@ static int load_file(struct config *cfg, const char *path, pcs_error *err)
 		goto out;
 	}
 	if (n > CONFIG_FILE_MAX) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "config file %s is larger than %d bytes", path,
-		    CONFIG_FILE_MAX);
+		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "config file %s is larger than %d bytes",
+		    path, CONFIG_FILE_MAX);
 		goto out;
 	}
 	r = parse_text(cfg, path, buf, n, err);
@@ -281,7 +297,8 @@ void config_free(struct config *cfg)
 		if (opts[i].type == OPT_STR) {
 			char **slot = str_slot(cfg, &opts[i]);
 			if (*slot != NULL)
-				explicit_bzero(*slot, strlen(*slot)); /* the database URL may hold a password */
+				explicit_bzero(*slot,
+				    strlen(*slot)); /* the database URL may hold a password */
 			free(*slot);
 			*slot = NULL;
 		}
@@ -378,7 +395,8 @@ int config_load(struct config *cfg, int argc, char **argv, pcs_error *err)
 		if (strcmp(key, "config") == 0)
 			continue;
 		if (find_opt(key) == NULL)
-			return pcs_fail(err, PCS_INVALID_ARGUMENT, "unknown option --%.*s", (int)k, a);
+			return pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "unknown option --%.*s", (int)k, a);
 		if ((r = config_set(cfg, key, val, err)) != 0)
 			return r;
 	}

@@ -13,33 +13,33 @@
 
 struct config {
 	char *socket;
-	char *socket_group;       /* name or number; empty = the daemon's own group */
-	char *socket_mode;        /* octal, default 0660 */
-	char *database_url;       /* libpq connection string or URI: the service role */
+	char *socket_group;         /* name or number; empty = the daemon's own group */
+	char *socket_mode;          /* octal, default 0660 */
+	char *database_url;         /* libpq connection string or URI: the service role */
 	char *migrate_database_url; /* the owner role, for migrations; empty = database_url */
 	char *master_key_file;
-	char *log_file;           /* empty = stderr */
+	char *log_file; /* empty = stderr */
 	char *log_level;
 	int64_t pool_size;
-	int64_t max_frame;        /* bytes */
+	int64_t max_frame; /* bytes */
 	int64_t max_connections;
-	int64_t max_inflight;     /* calls in flight per connection */
-	int64_t max_calls;        /* calls in flight in the whole daemon */
-	int64_t max_refs;         /* refs per Resolve */
-	int64_t max_value;        /* bytes of one secret value (at most 64 KiB) */
-	int64_t max_output;       /* bytes queued to a peer before it is cut off */
+	int64_t max_inflight; /* calls in flight per connection */
+	int64_t max_calls;    /* calls in flight in the whole daemon */
+	int64_t max_refs;     /* refs per Resolve */
+	int64_t max_value;    /* bytes of one secret value (at most 64 KiB) */
+	int64_t max_output;   /* bytes queued to a peer before it is cut off */
 	int64_t idle_timeout_ms;
-	int64_t read_timeout_ms;  /* a partial frame must complete within this */
-	int64_t call_timeout_ms;  /* default deadline of a call that sets none */
+	int64_t read_timeout_ms; /* a partial frame must complete within this */
+	int64_t call_timeout_ms; /* default deadline of a call that sets none */
 	int64_t drain_timeout_ms;
-	int64_t handshake_timeout_ms; /* a peer must complete Hello within this */
-	int64_t max_conns_per_uid;    /* connections of one uid */
+	int64_t handshake_timeout_ms;      /* a peer must complete Hello within this */
+	int64_t max_conns_per_uid;         /* connections of one uid */
 	int64_t max_conns_unknown_per_uid; /* of one uid that has no principal (yet) */
 	int64_t max_frame_before_hello;    /* bytes of a frame before Hello succeeded */
-	int64_t max_buffered_per_uid; /* bytes of unfinished input held for one uid */
-	int64_t max_calls_per_uid;    /* calls in flight for one uid, over all its connections */
-	int64_t db_wait_ms;           /* how long a call waits when no database connection is up */
-	int dev;                  /* --dev: private cluster, key and socket in a temporary dir */
+	int64_t max_buffered_per_uid;      /* bytes of unfinished input held for one uid */
+	int64_t max_calls_per_uid; /* calls in flight for one uid, over all its connections */
+	int64_t db_wait_ms;        /* how long a call waits when no database connection is up */
+	int dev;                   /* --dev: private cluster, key and socket in a temporary dir */
 	int help, version;
 };
 

@@ -227,10 +227,7 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 		put_line(level, event, NULL);
 }
 
-void log_flush_suppressed(void)
-{
-	report_suppressed(now_second() + 1);
-}
+void log_flush_suppressed(void) { report_suppressed(now_second() + 1); }
 
 const char *log_q(const char *s)
 {

@@ -16,28 +16,26 @@
 #define CRYPTO_AD_MAX 512
 
 _Static_assert(KEYFILE_KEY_LEN == CRYPTO_KEY_LEN, "master key size is the AEAD key size");
-_Static_assert(CRYPTO_NONCE_LEN == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
-    "nonce size");
+_Static_assert(CRYPTO_NONCE_LEN == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce size");
 _Static_assert(CRYPTO_WRAPPED_KEY_LEN == CRYPTO_NONCE_LEN + CRYPTO_KEY_LEN + CRYPTO_TAG_LEN,
     "wrapped key layout");
 _Static_assert(CRYPTO_CHECK_LEN >= crypto_generichash_BYTES_MIN &&
-    CRYPTO_CHECK_LEN <= crypto_generichash_BYTES_MAX, "check value size");
+        CRYPTO_CHECK_LEN <= crypto_generichash_BYTES_MAX,
+    "check value size");
 
 struct crypto_master {
-	uint8_t *key;  /* sodium_malloc, read-only once loaded */
+	uint8_t *key; /* sodium_malloc, read-only once loaded */
 	char key_id[CRYPTO_KEY_ID_LEN + 1];
 };
 
-int
-crypto_init(pcs_error *err)
+int crypto_init(pcs_error *err)
 {
 	if (sodium_init() < 0)
 		return pcs_fail(err, PCS_INTERNAL, "libsodium failed to initialise");
 	return 0;
 }
 
-int
-crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err)
+int crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err)
 {
 	struct crypto_master *m = NULL;
 	uint8_t id[16];
@@ -53,7 +51,7 @@ crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err)
 	if ((r = keyfile_read(path, m->key, err)) != 0)
 		goto out;
 	if (crypto_generichash(id, sizeof(id), (const uint8_t *)CRYPTO_KEY_ID_CONTEXT,
-	    strlen(CRYPTO_KEY_ID_CONTEXT), m->key, CRYPTO_KEY_LEN) != 0) {
+	        strlen(CRYPTO_KEY_ID_CONTEXT), m->key, CRYPTO_KEY_LEN) != 0) {
 		r = pcs_fail(err, PCS_INTERNAL, "cannot derive the master key id");
 		goto out;
 	}
@@ -72,8 +70,7 @@ out:
 	return r;
 }
 
-void
-crypto_master_free(struct crypto_master *m)
+void crypto_master_free(struct crypto_master *m)
 {
 	if (m == NULL)
 		return;
@@ -82,21 +79,15 @@ crypto_master_free(struct crypto_master *m)
 	free(m);
 }
 
-const char *
-crypto_master_key_id(const struct crypto_master *m)
-{
-	return m->key_id;
-}
+const char *crypto_master_key_id(const struct crypto_master *m) { return m->key_id; }
 
-void
-crypto_master_check_value(const struct crypto_master *m, uint8_t out[CRYPTO_CHECK_LEN])
+void crypto_master_check_value(const struct crypto_master *m, uint8_t out[CRYPTO_CHECK_LEN])
 {
 	(void)crypto_generichash(out, CRYPTO_CHECK_LEN, (const uint8_t *)CRYPTO_CHECK_CONTEXT,
 	    strlen(CRYPTO_CHECK_CONTEXT), m->key, CRYPTO_KEY_LEN);
 }
 
-int
-crypto_master_verify(const struct crypto_master *m, const uint8_t *check, size_t len)
+int crypto_master_verify(const struct crypto_master *m, const uint8_t *check, size_t len)
 {
 	uint8_t mine[CRYPTO_CHECK_LEN];
 	int r;
@@ -113,9 +104,8 @@ crypto_master_verify(const struct crypto_master *m, const uint8_t *check, size_t
  * "pcsecret.v1|COMPANY|SECRET|VERSION". '|' is refused inside the ids so that no two
  * different rows can produce the same associated data.
  */
-static int
-crypto_ad_format(const struct crypto_ad *ad, char out[CRYPTO_AD_MAX], size_t *len,
-    pcs_error *err)
+static int crypto_ad_format(
+    const struct crypto_ad *ad, char out[CRYPTO_AD_MAX], size_t *len, pcs_error *err)
 {
 	int n;
 
@@ -124,8 +114,8 @@ crypto_ad_format(const struct crypto_ad *ad, char out[CRYPTO_AD_MAX], size_t *le
 		return pcs_fail(err, PCS_INVALID_ARGUMENT,
 		    "associated data needs a company id and a secret id");
 	if (strchr(ad->company_id, '|') != NULL || strchr(ad->secret_id, '|') != NULL)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT,
-		    "company and secret ids may not contain '|'");
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "company and secret ids may not contain '|'");
 	n = snprintf(out, CRYPTO_AD_MAX, CRYPTO_AD_PREFIX "|%s|%s|%u", ad->company_id,
 	    ad->secret_id, ad->version);
 	if (n < 0 || n >= CRYPTO_AD_MAX)
@@ -135,8 +125,7 @@ crypto_ad_format(const struct crypto_ad *ad, char out[CRYPTO_AD_MAX], size_t *le
 	return 0;
 }
 
-int
-crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const uint8_t *value,
+int crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const uint8_t *value,
     size_t len, struct crypto_sealed *out, pcs_error *err)
 {
 	struct crypto_sealed s;
@@ -163,7 +152,7 @@ crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const uin
 	randombytes_buf(dk, CRYPTO_KEY_LEN);
 	randombytes_buf(s.nonce, sizeof(s.nonce));
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt(s.ciphertext, &ct_len, value, len,
-	    (const uint8_t *)ad_str, ad_len, NULL, s.nonce, dk) != 0) {
+	        (const uint8_t *)ad_str, ad_len, NULL, s.nonce, dk) != 0) {
 		r = pcs_fail(err, PCS_INTERNAL, "cannot seal the value");
 		goto out;
 	}
@@ -171,8 +160,8 @@ crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const uin
 	memcpy(s.key_id, m->key_id, sizeof(s.key_id));
 	randombytes_buf(s.wrapped_key, CRYPTO_NONCE_LEN);
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt(s.wrapped_key + CRYPTO_NONCE_LEN, &wk_len,
-	    dk, CRYPTO_KEY_LEN, (const uint8_t *)m->key_id, CRYPTO_KEY_ID_LEN, NULL,
-	    s.wrapped_key, m->key) != 0 ||
+	        dk, CRYPTO_KEY_LEN, (const uint8_t *)m->key_id, CRYPTO_KEY_ID_LEN, NULL,
+	        s.wrapped_key, m->key) != 0 ||
 	    wk_len != CRYPTO_KEY_LEN + CRYPTO_TAG_LEN) {
 		r = pcs_fail(err, PCS_INTERNAL, "cannot wrap the data key");
 		goto out;
@@ -186,8 +175,7 @@ out:
 	return r;
 }
 
-void
-crypto_sealed_clear(struct crypto_sealed *s)
+void crypto_sealed_clear(struct crypto_sealed *s)
 {
 	if (s == NULL)
 		return;
@@ -198,8 +186,7 @@ crypto_sealed_clear(struct crypto_sealed *s)
 	sodium_memzero(s, sizeof(*s));
 }
 
-static int
-key_id_well_formed(const char *id)
+static int key_id_well_formed(const char *id)
 {
 	size_t i;
 
@@ -210,8 +197,7 @@ key_id_well_formed(const char *id)
 	return id[CRYPTO_KEY_ID_LEN] == '\0';
 }
 
-int
-crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
+int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
     const uint8_t *ciphertext, size_t ciphertext_len, const uint8_t *nonce, size_t nonce_len,
     const uint8_t *wrapped_key, size_t wrapped_key_len, const char *key_id,
     struct crypto_plain *out, pcs_error *err)
@@ -233,7 +219,8 @@ crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 	}
 	if (strcmp(key_id, m->key_id) != 0) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
-		    "value was sealed under master key %s; the loaded key is %s", key_id, m->key_id);
+		    "value was sealed under master key %s; the loaded key is %s", key_id,
+		    m->key_id);
 		goto out;
 	}
 	if (ciphertext == NULL || ciphertext_len < CRYPTO_TAG_LEN) {
@@ -259,8 +246,8 @@ crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 		goto out;
 	}
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(dk, &dk_len, NULL,
-	    wrapped_key + CRYPTO_NONCE_LEN, CRYPTO_WRAPPED_KEY_LEN - CRYPTO_NONCE_LEN,
-	    (const uint8_t *)m->key_id, CRYPTO_KEY_ID_LEN, wrapped_key, m->key) != 0 ||
+	        wrapped_key + CRYPTO_NONCE_LEN, CRYPTO_WRAPPED_KEY_LEN - CRYPTO_NONCE_LEN,
+	        (const uint8_t *)m->key_id, CRYPTO_KEY_ID_LEN, wrapped_key, m->key) != 0 ||
 	    dk_len != CRYPTO_KEY_LEN) {
 		r = pcs_fail(err, PCS_DATA_LOSS, "stored value failed authentication");
 		goto out;
@@ -268,7 +255,7 @@ crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 	if ((r = crypto_plain_alloc(ciphertext_len - CRYPTO_TAG_LEN, out, err)) != 0)
 		goto out;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(out->data, &pt_len, NULL, ciphertext,
-	    ciphertext_len, (const uint8_t *)ad_str, ad_len, nonce, dk) != 0 ||
+	        ciphertext_len, (const uint8_t *)ad_str, ad_len, nonce, dk) != 0 ||
 	    pt_len != out->len) {
 		r = pcs_fail(err, PCS_DATA_LOSS, "stored value failed authentication");
 		goto out;
@@ -281,8 +268,7 @@ out:
 	return r;
 }
 
-int
-crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err)
+int crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err)
 {
 	out->data = NULL;
 	out->len = 0;
@@ -294,8 +280,7 @@ crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err)
 	return 0;
 }
 
-void
-crypto_plain_clear(struct crypto_plain *p)
+void crypto_plain_clear(struct crypto_plain *p)
 {
 	if (p == NULL)
 		return;
@@ -304,16 +289,15 @@ crypto_plain_clear(struct crypto_plain *p)
 	p->len = 0;
 }
 
-void
-crypto_uuid(char out[37])
+void crypto_uuid(char out[37])
 {
 	static const size_t group[] = { 4, 2, 2, 2, 6 };
 	uint8_t b[16];
 	size_t i, in = 0, at = 0;
 
 	randombytes_buf(b, sizeof(b));
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);  /* version 4 */
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);  /* RFC 4122 variant */
+	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
 	for (i = 0; i < sizeof(group) / sizeof(group[0]); i++) {
 		if (i > 0)
 			out[at++] = '-';
@@ -324,21 +308,18 @@ crypto_uuid(char out[37])
 	out[at] = '\0';
 }
 
-void
-crypto_wipe(void *p, size_t len)
+void crypto_wipe(void *p, size_t len)
 {
 	if (p != NULL)
 		sodium_memzero(p, len);
 }
 
-void
-crypto_hex(char *out, const uint8_t *in, size_t len)
+void crypto_hex(char *out, const uint8_t *in, size_t len)
 {
 	sodium_bin2hex(out, 2 * len + 1, in, len);
 }
 
-void
-crypto_checksum_hex(const void *data, size_t len, char out[65])
+void crypto_checksum_hex(const void *data, size_t len, char out[65])
 {
 	uint8_t h[32];
 

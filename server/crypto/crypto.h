@@ -15,8 +15,8 @@
 #include "status.h"
 
 #define CRYPTO_NONCE_LEN 24
-#define CRYPTO_WRAPPED_KEY_LEN (24 + 32 + 16)  /* nonce + data key + tag */
-#define CRYPTO_KEY_ID_LEN 16                   /* hex characters */
+#define CRYPTO_WRAPPED_KEY_LEN (24 + 32 + 16) /* nonce + data key + tag */
+#define CRYPTO_KEY_ID_LEN 16                  /* hex characters */
 #define CRYPTO_CHECK_LEN 32
 
 struct crypto_master;
@@ -28,7 +28,7 @@ struct crypto_ad {
 };
 
 struct crypto_sealed {
-	uint8_t *ciphertext;  /* malloc'd; value length + 16 */
+	uint8_t *ciphertext; /* malloc'd; value length + 16 */
 	size_t ciphertext_len;
 	uint8_t nonce[CRYPTO_NONCE_LEN];
 	uint8_t wrapped_key[CRYPTO_WRAPPED_KEY_LEN];

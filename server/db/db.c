@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* Tells a pending statement of ours from anything else in the call's state slot. */
 
 static struct db_stmt *const *const statement_lists[] = {
@@ -29,8 +28,9 @@ int db_stmt_bind(struct db_stmt *st, const struct store_result *r, pcs_error *er
 	int nf = store_result_nfields(r);
 
 	if (st->ncols > DB_MAX_COLS)
-		return pcs_fail(err, PCS_INTERNAL, "database statement %s reads %d columns (at most %d)",
-		    st->name, st->ncols, DB_MAX_COLS);
+		return pcs_fail(err, PCS_INTERNAL,
+		    "database statement %s reads %d columns (at most %d)", st->name, st->ncols,
+		    DB_MAX_COLS);
 	for (int i = 0; i < st->ncols; i++) {
 		int found = -1;
 		for (int f = 0; f < nf; f++) {
@@ -38,14 +38,17 @@ int db_stmt_bind(struct db_stmt *st, const struct store_result *r, pcs_error *er
 				continue;
 			/* Two columns of one name: which one the decoder meant is a guess. */
 			if (found >= 0)
-				return pcs_fail(err, PCS_INTERNAL, "database statement %s returns column "
-				    "\"%s\" twice", st->name, st->cols[i]);
+				return pcs_fail(err, PCS_INTERNAL,
+				    "database statement %s returns column "
+				    "\"%s\" twice",
+				    st->name, st->cols[i]);
 			found = f;
 		}
 		if (found < 0)
-			return pcs_fail(err, PCS_INTERNAL, "database statement %s returns no column "
-			    "\"%s\": the database's SQL functions do not match this build", st->name,
-			    st->cols[i]);
+			return pcs_fail(err, PCS_INTERNAL,
+			    "database statement %s returns no column "
+			    "\"%s\": the database's SQL functions do not match this build",
+			    st->name, st->cols[i]);
 		st->at[i] = found;
 	}
 	st->nfields = nf;
@@ -60,8 +63,9 @@ int db_stmt_ready(struct db_stmt *st, const struct store_result *r, pcs_error *e
 	if (!st->ready && (r2 = db_stmt_bind(st, r, err)) != 0)
 		return r2;
 	if (store_result_nfields(r) != st->nfields)
-		return pcs_fail(err, PCS_INTERNAL, "database statement %s returned %d columns, not %d",
-		    st->name, store_result_nfields(r), st->nfields);
+		return pcs_fail(err, PCS_INTERNAL,
+		    "database statement %s returned %d columns, not %d", st->name,
+		    store_result_nfields(r), st->nfields);
 	return 0;
 }
 
@@ -84,9 +88,10 @@ static int diagnose(struct store_sync *db, const struct db_stmt *st, pcs_error *
 		for (int f = 0; f < store_result_nfields(desc) && !found; f++)
 			found = strcmp(store_result_fname(desc, f), st->cols[i]) == 0;
 		if (!found)
-			r = pcs_fail(err, PCS_INTERNAL, "database statement %s: %s returns no column "
-			    "\"%s\": the database's SQL functions do not match this build", st->name,
-			    st->source, st->cols[i]);
+			r = pcs_fail(err, PCS_INTERNAL,
+			    "database statement %s: %s returns no column "
+			    "\"%s\": the database's SQL functions do not match this build",
+			    st->name, st->source, st->cols[i]);
 	}
 out:
 	store_result_free(desc);
@@ -116,8 +121,10 @@ static int check_one(struct store_sync *db, struct db_stmt *st, pcs_error *err)
 		have = i < store_result_nparams(desc) ? store_result_paramtype(desc, i) : 0;
 		/* Binary parameters are read as the exact type the statement expects. */
 		if (have != st->param_oid[i]) {
-			r = pcs_fail(err, PCS_INTERNAL, "database statement %s: parameter $%d has type "
-			    "oid %u, this build sends oid %u", st->name, i + 1, have, st->param_oid[i]);
+			r = pcs_fail(err, PCS_INTERNAL,
+			    "database statement %s: parameter $%d has type "
+			    "oid %u, this build sends oid %u",
+			    st->name, i + 1, have, st->param_oid[i]);
 			goto out;
 		}
 	}
@@ -149,10 +156,7 @@ static int param_next(struct db_params *p)
 	return p->n++;
 }
 
-void db_param_text(struct db_params *p, const char *s)
-{
-	p->values[param_next(p)] = s;
-}
+void db_param_text(struct db_params *p, const char *s) { p->values[param_next(p)] = s; }
 
 void db_param_u32(struct db_params *p, uint32_t v)
 {
@@ -170,10 +174,7 @@ void db_param_u64(struct db_params *p, uint64_t v)
 	p->values[i] = p->num[i];
 }
 
-void db_param_bool(struct db_params *p, int v)
-{
-	p->values[param_next(p)] = v ? "true" : "false";
-}
+void db_param_bool(struct db_params *p, int v) { p->values[param_next(p)] = v ? "true" : "false"; }
 
 void db_param_bytes(struct db_params *p, const void *data, size_t len)
 {
@@ -239,7 +240,8 @@ static int uuid_bytes(const char *s, uint8_t out[16])
 				return -1;
 			continue;
 		}
-		if ((hi = hexval((unsigned char)s[i])) < 0 || (lo = hexval((unsigned char)s[i + 1])) < 0)
+		if ((hi = hexval((unsigned char)s[i])) < 0 ||
+		    (lo = hexval((unsigned char)s[i + 1])) < 0)
 			return -1;
 		out[k++] = (uint8_t)(hi << 4 | lo);
 		i++;
@@ -247,20 +249,20 @@ static int uuid_bytes(const char *s, uint8_t out[16])
 	return 0;
 }
 
-size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *buf,
-    size_t size)
+size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *buf, size_t size)
 {
 	static const uint32_t elem_oid[] = { [DB_ELEM_TEXT] = DB_OID_TEXT,
-		[DB_ELEM_INT4] = DB_OID_INT4, [DB_ELEM_INT8] = DB_OID_INT8,
+		[DB_ELEM_INT4] = DB_OID_INT4,
+		[DB_ELEM_INT8] = DB_OID_INT8,
 		[DB_ELEM_UUID] = DB_OID_UUID };
 	size_t o = 0;
 
-	put32(buf, size, &o, n > 0 ? 1 : 0);  /* dimensions: an empty array has none */
-	put32(buf, size, &o, 0);              /* no NULL elements */
+	put32(buf, size, &o, n > 0 ? 1 : 0); /* dimensions: an empty array has none */
+	put32(buf, size, &o, 0);             /* no NULL elements */
 	put32(buf, size, &o, elem_oid[type]);
 	if (n > 0) {
 		put32(buf, size, &o, (uint32_t)n);
-		put32(buf, size, &o, 1);          /* lower bound */
+		put32(buf, size, &o, 1); /* lower bound */
 	}
 	for (size_t i = 0; i < n; i++) {
 		switch (type) {
@@ -316,8 +318,8 @@ void db_array_free(struct db_array *a)
 	a->len = 0;
 }
 
-int db_param_names(struct call *c, struct db_params *p, struct db_array *a,
-    const char *const *names, size_t n)
+int db_param_names(
+    struct call *c, struct db_params *p, struct db_array *a, const char *const *names, size_t n)
 {
 	if (names == NULL) {
 		db_param_text(p, NULL);
@@ -341,7 +343,7 @@ const char *db_col_str(const struct store_result *r, int row, const struct db_st
 const char *db_col_opt(const struct store_result *r, int row, const struct db_stmt *st, int col)
 {
 	return store_result_isnull(r, row, st->at[col]) ? NULL :
-	    store_result_value(r, row, st->at[col]);
+	                                                  store_result_value(r, row, st->at[col]);
 }
 
 int db_col_null(const struct store_result *r, int row, const struct db_stmt *st, int col)
@@ -365,8 +367,8 @@ int db_col_bool(const struct store_result *r, int row, const struct db_stmt *st,
 }
 
 /* A bytea cell into *out; a NULL cell leaves it empty. */
-static int col_bytea(const struct store_result *r, int row, int at, uint8_t **out,
-    const uint8_t **data, size_t *len)
+static int col_bytea(
+    const struct store_result *r, int row, int at, uint8_t **out, const uint8_t **data, size_t *len)
 {
 	*data = NULL;
 	*len = 0;
@@ -384,11 +386,11 @@ int db_col_sealed(const struct store_result *r, int row, const struct db_stmt *s
 	memset(out, 0, sizeof(*out));
 	memset(buf, 0, sizeof(*buf));
 	if (col_bytea(r, row, st->at[first + DB_SEALED_CT], &buf->ciphertext, &out->ciphertext,
-	    &out->ciphertext_len) != 0 ||
+	        &out->ciphertext_len) != 0 ||
 	    col_bytea(r, row, st->at[first + DB_SEALED_NONCE], &buf->nonce, &out->nonce,
-	    &out->nonce_len) != 0 ||
+	        &out->nonce_len) != 0 ||
 	    col_bytea(r, row, st->at[first + DB_SEALED_WRAPPED], &buf->wrapped_key,
-	    &out->wrapped_key, &out->wrapped_key_len) != 0) {
+	        &out->wrapped_key, &out->wrapped_key_len) != 0) {
 		db_sealed_free(buf);
 		memset(out, 0, sizeof(*out));
 		return -PCS_RESOURCE_EXHAUSTED;

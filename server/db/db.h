@@ -27,7 +27,6 @@
 #include <sys/types.h>
 #include "status.h"
 
-
 struct call;
 struct store;
 struct store_query;
@@ -93,13 +92,13 @@ int db_check_statements(struct store_sync *db, pcs_error *err) PCS_WUR;
 /* The role this connection logs in as. */
 int db_current_user(struct store_sync *db, char *out, size_t size, pcs_error *err) PCS_WUR;
 /* Records key_id and its check value when the database has no key and no secret yet. */
-int db_keyring_claim(struct store_sync *db, const char *key_id, const char *check_hex,
-    pcs_error *err) PCS_WUR;
+int db_keyring_claim(
+    struct store_sync *db, const char *key_id, const char *check_hex, pcs_error *err) PCS_WUR;
 /* The active key record: *found 0 when there is none. */
 int db_keyring_active(struct store_sync *db, char *key_id, size_t key_id_size, char *check_hex,
     size_t check_hex_size, int *found, pcs_error *err) PCS_WUR;
-int db_instance_register(struct store_sync *db, const char *instance_id, const char *host,
-    long pid, const char *version, pcs_error *err) PCS_WUR;
+int db_instance_register(struct store_sync *db, const char *instance_id, const char *host, long pid,
+    const char *version, pcs_error *err) PCS_WUR;
 
 /* ---- rows ---- */
 
@@ -122,7 +121,7 @@ struct db_version {
 struct db_secret_prepared {
 	const char *company_id, *secret_id;
 	uint32_t current_version, next_version;
-	uint32_t token_version;  /* not 0: the idempotency token already made this version */
+	uint32_t token_version; /* not 0: the idempotency token already made this version */
 };
 
 /* A sealed value, as stored (ciphertext only; see crypto.h). */
@@ -138,7 +137,7 @@ struct db_sealed {
 
 struct db_binding {
 	const char *env_name, *ref_company, *ref_name;
-	uint32_t ref_version;  /* 0: latest */
+	uint32_t ref_version; /* 0: latest */
 };
 
 struct db_agent {
@@ -159,7 +158,7 @@ struct db_principal_rule {
 /* A rule matching a peer (pcs_principal_lookup): uid rules first, then by id. */
 struct db_principal_match {
 	const char *id, *match, *unix_id, *role;
-	const char *company;     /* NULL: the rule names no company */
+	const char *company; /* NULL: the rule names no company */
 	const char *agent_name;
 };
 
@@ -174,7 +173,7 @@ struct db_audit_entry {
 /* One reference to resolve: a secret id, or company and name ("" for the unused ones). */
 struct db_ref {
 	const char *secret_id, *company, *name;
-	uint32_t version;  /* 0: latest */
+	uint32_t version; /* 0: latest */
 };
 
 /* Whose values: the company and agent the statement was run for. */
@@ -184,18 +183,18 @@ struct db_target {
 
 /* One resolved reference. */
 struct db_resolved {
-	uint32_t idx;             /* 1-based position in the refs asked for */
-	int granted;              /* the agent's env config grants it */
+	uint32_t idx; /* 1-based position in the refs asked for */
+	int granted;  /* the agent's env config grants it */
 	const char *company_id, *secret_id;
 	uint32_t version;
-	const char *state;        /* NULL: no such version */
-	struct db_sealed sealed;  /* only when granted and the version exists */
+	const char *state;       /* NULL: no such version */
+	struct db_sealed sealed; /* only when granted and the version exists */
 };
 
 /* One binding of an agent's env config, with the sealed value it selects. */
 struct db_env_value {
 	const char *env_name, *ref_company, *ref_name;
-	uint32_t selector;  /* 0: latest */
+	uint32_t selector; /* 0: latest */
 	const char *company_id, *secret_id;
 	uint32_t version;
 	struct db_sealed sealed;
@@ -208,8 +207,8 @@ typedef void (*db_company_cb)(struct call *c, const struct db_company *row);
 typedef void (*db_companies_cb)(struct call *c, const struct db_company *rows, size_t n);
 typedef void (*db_secret_cb)(struct call *c, const struct db_secret *row);
 typedef void (*db_secrets_cb)(struct call *c, const struct db_secret *rows, size_t n);
-typedef void (*db_secret_described_cb)(struct call *c, const struct db_secret *secret,
-    const struct db_version *versions, size_t n);
+typedef void (*db_secret_described_cb)(
+    struct call *c, const struct db_secret *secret, const struct db_version *versions, size_t n);
 typedef void (*db_secret_prepared_cb)(struct call *c, const struct db_secret_prepared *p);
 typedef void (*db_names_cb)(struct call *c, const char *const *names, size_t n);
 typedef void (*db_agent_cb)(struct call *c, const struct db_agent *agent);
@@ -218,10 +217,10 @@ typedef void (*db_rule_cb)(struct call *c, const struct db_principal_rule *row);
 typedef void (*db_rules_cb)(struct call *c, const struct db_principal_rule *rows, size_t n);
 typedef void (*db_principal_cb)(struct call *c, const struct db_principal_match *rows, size_t n);
 typedef void (*db_audit_list_cb)(struct call *c, const struct db_audit_entry *rows, size_t n);
-typedef void (*db_resolve_cb)(struct call *c, const struct db_target *t,
-    const struct db_resolved *rows, size_t n);
-typedef void (*db_agent_env_cb)(struct call *c, const struct db_target *t,
-    const struct db_env_value *rows, size_t n);
+typedef void (*db_resolve_cb)(
+    struct call *c, const struct db_target *t, const struct db_resolved *rows, size_t n);
+typedef void (*db_agent_env_cb)(
+    struct call *c, const struct db_target *t, const struct db_env_value *rows, size_t n);
 
 /* Companies. only == NULL: every company; else those n names. */
 void db_company_create(struct call *c, const char *name, db_company_cb cb);
@@ -231,11 +230,10 @@ void db_company_list(struct call *c, const char *const *only, size_t n, db_compa
  * Secrets. The prepare steps are call_db_step statements (they never carry the call's audit
  * row); the writes and reads after them are the call's statement. created_by is the caller.
  */
-void db_secret_prepare_create(struct call *c, const char *company, const char *name,
-    db_secret_prepared_cb cb);
+void db_secret_prepare_create(
+    struct call *c, const char *company, const char *name, db_secret_prepared_cb cb);
 void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
-    const char *name, const char *description, const struct db_sealed *sealed,
-    db_secret_cb cb);
+    const char *name, const char *description, const struct db_sealed *sealed, db_secret_cb cb);
 void db_secret_prepare_update(struct call *c, const char *company, const char *name,
     const char *token, db_secret_prepared_cb cb);
 /* Adds version to secret_id if its current version is still expected (else ABORTED). */
@@ -243,11 +241,11 @@ void db_secret_add_version(struct call *c, const char *secret_id, uint32_t versi
     uint32_t expected, const struct db_sealed *sealed, const char *token, db_secret_cb cb);
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb);
 void db_secret_list(struct call *c, const char *company, db_secrets_cb cb);
-void db_secret_describe(struct call *c, const char *company, const char *name,
-    db_secret_described_cb cb);
+void db_secret_describe(
+    struct call *c, const char *company, const char *name, db_secret_described_cb cb);
 /* cb gets the env names whose bindings the deletion removed. */
-void db_secret_delete(struct call *c, const char *company, const char *name, int force,
-    db_names_cb cb);
+void db_secret_delete(
+    struct call *c, const char *company, const char *name, int force, db_names_cb cb);
 
 /* Agents. groups: the groups the agent's uid is in now (a rule of another kind for any of
  * them makes the database refuse the agent). */
@@ -255,10 +253,10 @@ void db_agent_create(struct call *c, const char *company, const char *name, uint
     const gid_t *groups, size_t ngroups, db_agent_cb cb);
 void db_agent_describe(struct call *c, const char *company, const char *name, db_agent_cb cb);
 /* ref: a secret id, or company and name; version 0 follows latest. */
-void db_agent_set_env(struct call *c, const char *company, const char *agent,
-    const char *env_name, const struct db_ref *ref, db_agent_cb cb);
-void db_agent_unset_env(struct call *c, const char *company, const char *agent,
-    const char *env_name, db_agent_cb cb);
+void db_agent_set_env(struct call *c, const char *company, const char *agent, const char *env_name,
+    const struct db_ref *ref, db_agent_cb cb);
+void db_agent_unset_env(
+    struct call *c, const char *company, const char *agent, const char *env_name, db_agent_cb cb);
 /* One row per agent, without bindings. */
 void db_agent_list(struct call *c, const char *company, db_agents_cb cb);
 void db_agent_delete(struct call *c, const char *company, const char *name, db_done_cb cb);
@@ -269,19 +267,19 @@ void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const
 void db_principal_list(struct call *c, db_rules_cb cb);
 void db_principal_remove(struct call *c, uint64_t id, db_done_cb cb);
 /* Every rule matching uid or any of groups: a step (identification precedes the handler). */
-void db_principal_lookup(struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups,
-    db_principal_cb cb);
+void db_principal_lookup(
+    struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups, db_principal_cb cb);
 
 /* Audit rows, newest first, of the only[n] companies (only == NULL: all), at most limit. */
-void db_audit_list(struct call *c, const char *const *only, size_t n, uint32_t limit,
-    db_audit_list_cb cb);
+void db_audit_list(
+    struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb);
 
 /*
  * Values. Which refs the agent company/agent may read is decided by its env config in the
  * same statement that reads the ciphertext; rows come in the order of refs.
  */
-void db_resolve(struct call *c, const char *company, const char *agent,
-    const struct db_ref *refs, size_t n, db_resolve_cb cb);
+void db_resolve(struct call *c, const char *company, const char *agent, const struct db_ref *refs,
+    size_t n, db_resolve_cb cb);
 void db_agent_env(struct call *c, const char *company, const char *agent, db_agent_env_cb cb);
 
 /* ---- the audit queue's group commit ---- */
@@ -291,8 +289,7 @@ struct db_job;
  * status 0: stored[i] is the status the database stored for row i (it stores UNAVAILABLE for
  * a row inserted past its deadline); otherwise the store's negative status and n == 0.
  */
-typedef void (*db_audit_inserted_fn)(int status, const char *const *stored, size_t n,
-    void *arg);
+typedef void (*db_audit_inserted_fn)(int status, const char *const *stored, size_t n, void *arg);
 /*
  * Inserts nrows audit rows in one statement; values holds AUDIT_QUEUE_NPARAMS strings per row
  * in enum audit_param's order (audit.h). Returns the job, or NULL with err filled.

@@ -3,23 +3,33 @@
 
 #include <stdlib.h>
 
-
 enum {
-	A_ID, A_COMPANY, A_NAME, A_UID, A_CREATED_AT, A_CREATED_BY,
+	A_ID,
+	A_COMPANY,
+	A_NAME,
+	A_UID,
+	A_CREATED_AT,
+	A_CREATED_BY,
 	/* One row per binding; one row of NULLs here for an agent without any. */
-	A_ENV_NAME, A_REF_COMPANY, A_REF_NAME, A_REF_VERSION
+	A_ENV_NAME,
+	A_REF_COMPANY,
+	A_REF_NAME,
+	A_REF_VERSION
 };
 #define AGENT_NAMES \
 	[A_ID] = "id", [A_COMPANY] = "company", [A_NAME] = "name", [A_UID] = "uid", \
 	[A_CREATED_AT] = "created_at", [A_CREATED_BY] = "created_by"
 static const char *const agent_cols[] = {
 	AGENT_NAMES,
-	[A_ENV_NAME] = "env_name", [A_REF_COMPANY] = "ref_company", [A_REF_NAME] = "ref_name",
+	[A_ENV_NAME] = "env_name",
+	[A_REF_COMPANY] = "ref_company",
+	[A_REF_NAME] = "ref_name",
 	[A_REF_VERSION] = "ref_version",
 };
 /* pcs_list_agents: the agents alone. */
 static const char *const agent_list_cols[] = { AGENT_NAMES };
-#define AGENT_LIST_SELECT "SELECT id, company, name, uid, pcs_ts(created_at) AS created_at, " \
+#define AGENT_LIST_SELECT \
+	"SELECT id, company, name, uid, pcs_ts(created_at) AS created_at, " \
 	"created_by"
 #define AGENT_SELECT AGENT_LIST_SELECT ", env_name, ref_company, ref_name, ref_version"
 
@@ -65,11 +75,11 @@ static struct db_stmt delete_agent = {
 	DB_COLS(delete_cols),
 };
 
-struct db_stmt *const db_agent_statements[] = { &create_agent, &describe_agent,
-	&set_agent_env, &unset_agent_env, &list_agents, &delete_agent, NULL };
+struct db_stmt *const db_agent_statements[] = { &create_agent, &describe_agent, &set_agent_env,
+	&unset_agent_env, &list_agents, &delete_agent, NULL };
 
-static void agent_row(const struct store_result *r, int row, const struct db_stmt *st,
-    struct db_agent *out)
+static void agent_row(
+    const struct store_result *r, int row, const struct db_stmt *st, struct db_agent *out)
 {
 	out->id = db_col_str(r, row, st, A_ID);
 	out->company = db_col_str(r, row, st, A_COMPANY);
@@ -82,8 +92,8 @@ static void agent_row(const struct store_result *r, int row, const struct db_stm
 }
 
 /* One agent from its rows (one per binding). */
-static void deliver_agent(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_agent(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	int n = store_result_ntuples(res);
 	struct db_agent a = { "", "", "", 0, "", "", NULL, 0 };
@@ -100,7 +110,8 @@ static void deliver_agent(struct call *c, const struct db_pending *p,
 		b[k].env_name = db_col_str(res, row, p->st, A_ENV_NAME);
 		b[k].ref_company = db_col_str(res, row, p->st, A_REF_COMPANY);
 		b[k].ref_name = db_col_str(res, row, p->st, A_REF_NAME);
-		b[k].ref_version = db_col_null(res, row, p->st, A_REF_VERSION) ? 0 :
+		b[k].ref_version = db_col_null(res, row, p->st, A_REF_VERSION) ?
+		    0 :
 		    db_col_u32(res, row, p->st, A_REF_VERSION);
 		k++;
 	}
@@ -132,8 +143,8 @@ void db_agent_create(struct call *c, const char *company, const char *name, uint
 	db_param_u32(&p, uid);
 	db_param_text(&p, db_actor(c));
 	db_param_bytes(&p, a.data, a.len);
-	db_run(c, DB_RUN_CALL, &create_agent, &p, deliver_agent, (union db_cb){ .agent = cb },
-	    NULL);
+	db_run(
+	    c, DB_RUN_CALL, &create_agent, &p, deliver_agent, (union db_cb){ .agent = cb }, NULL);
 out:
 	db_array_free(&a);
 	free(gids);
@@ -145,12 +156,12 @@ void db_agent_describe(struct call *c, const char *company, const char *name, db
 
 	db_param_text(&p, company);
 	db_param_text(&p, name);
-	db_run(c, DB_RUN_CALL, &describe_agent, &p, deliver_agent, (union db_cb){ .agent = cb },
-	    NULL);
+	db_run(
+	    c, DB_RUN_CALL, &describe_agent, &p, deliver_agent, (union db_cb){ .agent = cb }, NULL);
 }
 
-void db_agent_set_env(struct call *c, const char *company, const char *agent,
-    const char *env_name, const struct db_ref *ref, db_agent_cb cb)
+void db_agent_set_env(struct call *c, const char *company, const char *agent, const char *env_name,
+    const struct db_ref *ref, db_agent_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -165,12 +176,12 @@ void db_agent_set_env(struct call *c, const char *company, const char *agent,
 	else
 		db_param_text(&p, NULL);
 	db_param_text(&p, db_actor(c));
-	db_run(c, DB_RUN_CALL, &set_agent_env, &p, deliver_agent, (union db_cb){ .agent = cb },
-	    NULL);
+	db_run(
+	    c, DB_RUN_CALL, &set_agent_env, &p, deliver_agent, (union db_cb){ .agent = cb }, NULL);
 }
 
-void db_agent_unset_env(struct call *c, const char *company, const char *agent,
-    const char *env_name, db_agent_cb cb)
+void db_agent_unset_env(
+    struct call *c, const char *company, const char *agent, const char *env_name, db_agent_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -181,8 +192,8 @@ void db_agent_unset_env(struct call *c, const char *company, const char *agent,
 	    NULL);
 }
 
-static void deliver_agents(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_agents(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	struct db_agent *rows = db_rows_alloc(c, n, sizeof(*rows));
@@ -200,12 +211,11 @@ void db_agent_list(struct call *c, const char *company, db_agents_cb cb)
 	struct db_params p = { 0 };
 
 	db_param_text(&p, company);
-	db_run(c, DB_RUN_CALL, &list_agents, &p, deliver_agents, (union db_cb){ .agents = cb },
-	    NULL);
+	db_run(
+	    c, DB_RUN_CALL, &list_agents, &p, deliver_agents, (union db_cb){ .agents = cb }, NULL);
 }
 
-static void deliver_done(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_done(struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	(void)res;
 	p->cb.done(c);

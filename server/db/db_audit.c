@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-
 /* audit_log's columns in enum audit_param's order (db.h); queued rows add their deadline. */
-#define AUDIT_COLUMNS "instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
+#define AUDIT_COLUMNS \
+	"instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
 	"company, secret, version, status, message, received_at"
 #define QUEUE_COLUMNS AUDIT_COLUMNS ", deadline"
 #define QUEUE_INSERT "INSERT INTO audit_log (" QUEUE_COLUMNS ") VALUES "
@@ -22,19 +22,40 @@ static const char *const insert_cols[] = { [I_STATUS] = "status" };
 static struct db_stmt audit_insert = {
 	.name = "audit_log insert",
 	.sql = QUEUE_INSERT "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-	    "RETURNING status",
+	                    "RETURNING status",
 	DB_COLS(insert_cols),
 };
 
 enum {
-	L_ID, L_AT, L_INSTANCE_ID, L_CALL_ID, L_PEER_UID, L_PEER_GID, L_PEER_PID, L_PRINCIPAL,
-	L_METHOD, L_COMPANY, L_SECRET, L_VERSION, L_STATUS, L_MESSAGE
+	L_ID,
+	L_AT,
+	L_INSTANCE_ID,
+	L_CALL_ID,
+	L_PEER_UID,
+	L_PEER_GID,
+	L_PEER_PID,
+	L_PRINCIPAL,
+	L_METHOD,
+	L_COMPANY,
+	L_SECRET,
+	L_VERSION,
+	L_STATUS,
+	L_MESSAGE
 };
 static const char *const list_cols[] = {
-	[L_ID] = "id", [L_AT] = "at", [L_INSTANCE_ID] = "instance_id", [L_CALL_ID] = "call_id",
-	[L_PEER_UID] = "peer_uid", [L_PEER_GID] = "peer_gid", [L_PEER_PID] = "peer_pid",
-	[L_PRINCIPAL] = "principal", [L_METHOD] = "method", [L_COMPANY] = "company",
-	[L_SECRET] = "secret", [L_VERSION] = "version", [L_STATUS] = "status",
+	[L_ID] = "id",
+	[L_AT] = "at",
+	[L_INSTANCE_ID] = "instance_id",
+	[L_CALL_ID] = "call_id",
+	[L_PEER_UID] = "peer_uid",
+	[L_PEER_GID] = "peer_gid",
+	[L_PEER_PID] = "peer_pid",
+	[L_PRINCIPAL] = "principal",
+	[L_METHOD] = "method",
+	[L_COMPANY] = "company",
+	[L_SECRET] = "secret",
+	[L_VERSION] = "version",
+	[L_STATUS] = "status",
 	[L_MESSAGE] = "message",
 };
 
@@ -42,7 +63,7 @@ static const char *const list_cols[] = {
 static struct db_stmt list_audit = {
 	.name = "pcs_list_audit",
 	DB_FROM("SELECT id, pcs_ts(at) AS at, instance_id, call_id, peer_uid, peer_gid, peer_pid, "
-	    "principal, method, company, secret, version, status, message",
+	        "principal, method, company, secret, version, status, message",
 	    "pcs_list_audit($1, $2)"),
 	DB_COLS(list_cols),
 	.param_oid = { [0] = DB_OID_TEXT_ARRAY },
@@ -52,11 +73,13 @@ struct db_stmt *const db_audit_statements[] = { &audit_insert, &list_audit, NULL
 
 int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
 {
-	int n = snprintf(buf, size, "WITH r AS (%s), a AS (INSERT INTO audit_log (" AUDIT_COLUMNS
+	int n = snprintf(buf, size,
+	    "WITH r AS (%s), a AS (INSERT INTO audit_log (" AUDIT_COLUMNS
 	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)) "
-	    "SELECT * FROM r", inner, first_param, first_param + 1, first_param + 2, first_param + 3,
-	    first_param + 4, first_param + 5, first_param + 6, first_param + 7, first_param + 8,
-	    first_param + 9, first_param + 10, first_param + 11, first_param + 12);
+	    "SELECT * FROM r",
+	    inner, first_param, first_param + 1, first_param + 2, first_param + 3, first_param + 4,
+	    first_param + 5, first_param + 6, first_param + 7, first_param + 8, first_param + 9,
+	    first_param + 10, first_param + 11, first_param + 12);
 	return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
@@ -148,8 +171,7 @@ void db_job_cancel(struct db_job *job)
 
 /* ---- ListAudit ---- */
 
-static void deliver_list(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_list(struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	struct db_audit_entry *rows = db_rows_alloc(c, n, sizeof(*rows));
@@ -179,8 +201,8 @@ static void deliver_list(struct call *c, const struct db_pending *p,
 	free(rows);
 }
 
-void db_audit_list(struct call *c, const char *const *only, size_t n, uint32_t limit,
-    db_audit_list_cb cb)
+void db_audit_list(
+    struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb)
 {
 	struct db_params p = { 0 };
 	struct db_array a = { NULL, 0 };

@@ -3,10 +3,11 @@
 
 #include <stdlib.h>
 
-
 enum { CO_ID, CO_NAME, CO_CREATED_AT, CO_CREATED_BY };
 static const char *const company_cols[] = {
-	[CO_ID] = "id", [CO_NAME] = "name", [CO_CREATED_AT] = "created_at",
+	[CO_ID] = "id",
+	[CO_NAME] = "name",
+	[CO_CREATED_AT] = "created_at",
 	[CO_CREATED_BY] = "created_by",
 };
 #define COMPANY_SELECT "SELECT id, name, pcs_ts(created_at) AS created_at, created_by"
@@ -26,8 +27,8 @@ static struct db_stmt list_companies = {
 
 struct db_stmt *const db_company_statements[] = { &create_company, &list_companies, NULL };
 
-static void company_row(const struct store_result *r, int row, const struct db_stmt *st,
-    struct db_company *out)
+static void company_row(
+    const struct store_result *r, int row, const struct db_stmt *st, struct db_company *out)
 {
 	out->id = db_col_str(r, row, st, CO_ID);
 	out->name = db_col_str(r, row, st, CO_NAME);
@@ -35,8 +36,8 @@ static void company_row(const struct store_result *r, int row, const struct db_s
 	out->created_by = db_col_str(r, row, st, CO_CREATED_BY);
 }
 
-static void deliver_company(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_company(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	struct db_company co;
 
@@ -54,8 +55,8 @@ void db_company_create(struct call *c, const char *name, db_company_cb cb)
 	    NULL);
 }
 
-static void deliver_companies(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_companies(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	struct db_company *rows = db_rows_alloc(c, n, sizeof(*rows));

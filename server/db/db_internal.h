@@ -33,12 +33,12 @@
  * or the first result when that did not run, as in tests that use no daemon).
  */
 struct db_stmt {
-	const char *name;               /* for messages: the SQL function it calls */
+	const char *name; /* for messages: the SQL function it calls */
 	const char *sql;
-	const char *source;             /* what follows FROM (NULL: none): see DB_FROM */
+	const char *source; /* what follows FROM (NULL: none): see DB_FROM */
 	const char *const *cols;
 	int ncols;
-	uint32_t param_oid[STORE_MAX_PARAMS];  /* binary parameters' types; 0: a text parameter */
+	uint32_t param_oid[STORE_MAX_PARAMS]; /* binary parameters' types; 0: a text parameter */
 	int at[DB_MAX_COLS];
 	int nfields;
 	int ready;
@@ -106,8 +106,7 @@ struct db_array {
  * const int32_t * for INT4; const int64_t * for INT8) into buf when size allows. Returns the
  * length the encoding needs (like snprintf), or 0 for a UUID that does not parse.
  */
-size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *buf,
-    size_t size);
+size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *buf, size_t size);
 /* The same into a new allocation; db_array_free frees it. 0, or a negative status. */
 int db_array_new(struct db_array *a, enum db_elem type, const void *items, size_t n) PCS_WUR;
 void db_array_free(struct db_array *a);
@@ -165,14 +164,14 @@ union db_cb {
 
 struct db_pending;
 /* Decodes res and calls p's typed callback; fails the call itself when it cannot. */
-typedef void (*db_deliver_fn)(struct call *c, const struct db_pending *p,
-    const struct store_result *res);
+typedef void (*db_deliver_fn)(
+    struct call *c, const struct db_pending *p, const struct store_result *res);
 
 struct db_pending {
 	struct db_stmt *st;
 	db_deliver_fn deliver;
 	union db_cb cb;
-	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];  /* echoed as a db_target */
+	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1]; /* echoed as a db_target */
 };
 
 /* The call's side of things, through db_call_ops. */

@@ -5,20 +5,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 enum { R_ID, R_MATCH, R_UNIX_ID, R_ROLE, R_COMPANY, R_AGENT, R_CREATED_AT, R_CREATED_BY };
 static const char *const rule_cols[] = {
-	[R_ID] = "id", [R_MATCH] = "match", [R_UNIX_ID] = "unix_id", [R_ROLE] = "role",
-	[R_COMPANY] = "company", [R_AGENT] = "agent", [R_CREATED_AT] = "created_at",
+	[R_ID] = "id",
+	[R_MATCH] = "match",
+	[R_UNIX_ID] = "unix_id",
+	[R_ROLE] = "role",
+	[R_COMPANY] = "company",
+	[R_AGENT] = "agent",
+	[R_CREATED_AT] = "created_at",
 	[R_CREATED_BY] = "created_by",
 };
-#define RULE_SELECT "SELECT id, match, unix_id, role, company, agent, " \
+#define RULE_SELECT \
+	"SELECT id, match, unix_id, role, company, agent, " \
 	"pcs_ts(created_at) AS created_at, created_by"
 
 enum { L_ID, L_MATCH, L_UNIX_ID, L_ROLE, L_COMPANY, L_AGENT_NAME };
 static const char *const lookup_cols[] = {
-	[L_ID] = "id", [L_MATCH] = "match", [L_UNIX_ID] = "unix_id", [L_ROLE] = "role",
-	[L_COMPANY] = "company", [L_AGENT_NAME] = "agent_name",
+	[L_ID] = "id",
+	[L_MATCH] = "match",
+	[L_UNIX_ID] = "unix_id",
+	[L_ROLE] = "role",
+	[L_COMPANY] = "company",
+	[L_AGENT_NAME] = "agent_name",
 };
 
 enum { DEL_ID };
@@ -46,8 +55,8 @@ static struct db_stmt remove_principal = {
 /* uid, the peer's groups; uid rules first, then by id (principal_from_matches relies on it) */
 static struct db_stmt principal_lookup = {
 	.name = "pcs_principal_lookup",
-	DB_FROM("SELECT id, match, unix_id, role, company, agent_name",
-	    "pcs_principal_lookup($1, $2)"),
+	DB_FROM(
+	    "SELECT id, match, unix_id, role, company, agent_name", "pcs_principal_lookup($1, $2)"),
 	DB_COLS(lookup_cols),
 	.param_oid = { [1] = DB_OID_INT8_ARRAY },
 };
@@ -55,8 +64,8 @@ static struct db_stmt principal_lookup = {
 struct db_stmt *const db_principal_statements[] = { &add_principal, &principal_rows,
 	&remove_principal, &principal_lookup, NULL };
 
-static void rule_row(const struct store_result *r, int row, const struct db_stmt *st,
-    struct db_principal_rule *out)
+static void rule_row(
+    const struct store_result *r, int row, const struct db_stmt *st, struct db_principal_rule *out)
 {
 	out->id = db_col_u64(r, row, st, R_ID);
 	out->match = db_col_str(r, row, st, R_MATCH);
@@ -68,8 +77,7 @@ static void rule_row(const struct store_result *r, int row, const struct db_stmt
 	out->created_by = db_col_str(r, row, st, R_CREATED_BY);
 }
 
-static void deliver_rule(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_rule(struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	struct db_principal_rule rule;
 
@@ -90,8 +98,8 @@ void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const
 	db_run(c, DB_RUN_CALL, &add_principal, &p, deliver_rule, (union db_cb){ .rule = cb }, NULL);
 }
 
-static void deliver_rules(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_rules(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	struct db_principal_rule *rows = db_rows_alloc(c, n, sizeof(*rows));
@@ -108,13 +116,12 @@ void db_principal_list(struct call *c, db_rules_cb cb)
 {
 	struct db_params p = { 0 };
 
-	db_param_text(&p, NULL);  /* every rule */
-	db_run(c, DB_RUN_CALL, &principal_rows, &p, deliver_rules, (union db_cb){ .rules = cb },
-	    NULL);
+	db_param_text(&p, NULL); /* every rule */
+	db_run(
+	    c, DB_RUN_CALL, &principal_rows, &p, deliver_rules, (union db_cb){ .rules = cb }, NULL);
 }
 
-static void deliver_done(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_done(struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	(void)res;
 	p->cb.done(c);
@@ -125,8 +132,8 @@ void db_principal_remove(struct call *c, uint64_t id, db_done_cb cb)
 	struct db_params p = { 0 };
 
 	db_param_u64(&p, id);
-	db_run(c, DB_RUN_CALL, &remove_principal, &p, deliver_done, (union db_cb){ .done = cb },
-	    NULL);
+	db_run(
+	    c, DB_RUN_CALL, &remove_principal, &p, deliver_done, (union db_cb){ .done = cb }, NULL);
 }
 
 /* ---- the lookup ---- */
@@ -151,8 +158,8 @@ static struct db_principal_match *lookup_rows(const struct store_result *res, si
 	return rows;
 }
 
-static void deliver_lookup(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_lookup(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	struct db_principal_match *rows;
 	size_t n;
@@ -184,8 +191,8 @@ static size_t groups_array(const gid_t *groups, size_t n, uint8_t *buf, size_t s
 	return db_array_encode(DB_ELEM_INT8, gids, n, buf, size);
 }
 
-void db_principal_lookup(struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups,
-    db_principal_cb cb)
+void db_principal_lookup(
+    struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups, db_principal_cb cb)
 {
 	struct db_params p = { 0 };
 	uint8_t gids[PRINCIPAL_GROUPS_ARRAY];

@@ -7,43 +7,76 @@
 
 #include <stdlib.h>
 
-
 enum {
-	X_IDX, X_GRANTED, X_COMPANY_ID, X_SECRET_ID, X_VERSION, X_STATE,
-	X_CIPHERTEXT, X_NONCE, X_WRAPPED_KEY, X_KEY_ID  /* enum db_sealed_col's order */
+	X_IDX,
+	X_GRANTED,
+	X_COMPANY_ID,
+	X_SECRET_ID,
+	X_VERSION,
+	X_STATE,
+	X_CIPHERTEXT,
+	X_NONCE,
+	X_WRAPPED_KEY,
+	X_KEY_ID /* enum db_sealed_col's order */
 };
 static const char *const resolve_cols[] = {
-	[X_IDX] = "idx", [X_GRANTED] = "granted", [X_COMPANY_ID] = "company_id",
-	[X_SECRET_ID] = "secret_id", [X_VERSION] = "version", [X_STATE] = "state",
-	[X_CIPHERTEXT] = "ciphertext", [X_NONCE] = "nonce", [X_WRAPPED_KEY] = "wrapped_key",
+	[X_IDX] = "idx",
+	[X_GRANTED] = "granted",
+	[X_COMPANY_ID] = "company_id",
+	[X_SECRET_ID] = "secret_id",
+	[X_VERSION] = "version",
+	[X_STATE] = "state",
+	[X_CIPHERTEXT] = "ciphertext",
+	[X_NONCE] = "nonce",
+	[X_WRAPPED_KEY] = "wrapped_key",
 	[X_KEY_ID] = "key_id",
 };
 
 enum {
-	E_ENV_NAME, E_REF_COMPANY, E_REF_NAME, E_SELECTOR, E_COMPANY_ID, E_SECRET_ID, E_VERSION,
-	E_CIPHERTEXT, E_NONCE, E_WRAPPED_KEY, E_KEY_ID  /* enum db_sealed_col's order */
+	E_ENV_NAME,
+	E_REF_COMPANY,
+	E_REF_NAME,
+	E_SELECTOR,
+	E_COMPANY_ID,
+	E_SECRET_ID,
+	E_VERSION,
+	E_CIPHERTEXT,
+	E_NONCE,
+	E_WRAPPED_KEY,
+	E_KEY_ID /* enum db_sealed_col's order */
 };
 static const char *const env_cols[] = {
-	[E_ENV_NAME] = "env_name", [E_REF_COMPANY] = "ref_company", [E_REF_NAME] = "ref_name",
-	[E_SELECTOR] = "selector", [E_COMPANY_ID] = "company_id", [E_SECRET_ID] = "secret_id",
-	[E_VERSION] = "version", [E_CIPHERTEXT] = "ciphertext", [E_NONCE] = "nonce",
-	[E_WRAPPED_KEY] = "wrapped_key", [E_KEY_ID] = "key_id",
+	[E_ENV_NAME] = "env_name",
+	[E_REF_COMPANY] = "ref_company",
+	[E_REF_NAME] = "ref_name",
+	[E_SELECTOR] = "selector",
+	[E_COMPANY_ID] = "company_id",
+	[E_SECRET_ID] = "secret_id",
+	[E_VERSION] = "version",
+	[E_CIPHERTEXT] = "ciphertext",
+	[E_NONCE] = "nonce",
+	[E_WRAPPED_KEY] = "wrapped_key",
+	[E_KEY_ID] = "key_id",
 };
 
 /* company, agent, then per reference (arrays in the order asked): id, company, name, version */
 static struct db_stmt resolve = {
 	.name = "pcs_resolve",
 	DB_FROM("SELECT idx, granted, company_id, secret_id, version, state, ciphertext, nonce, "
-	    "wrapped_key, key_id", "pcs_resolve($1, $2, $3, $4, $5, $6)"),
+	        "wrapped_key, key_id",
+	    "pcs_resolve($1, $2, $3, $4, $5, $6)"),
 	DB_COLS(resolve_cols),
-	.param_oid = { [2] = DB_OID_TEXT_ARRAY, [3] = DB_OID_TEXT_ARRAY, [4] = DB_OID_TEXT_ARRAY,
-		[5] = DB_OID_INT4_ARRAY },
+	.param_oid = { [2] = DB_OID_TEXT_ARRAY,
+	    [3] = DB_OID_TEXT_ARRAY,
+	    [4] = DB_OID_TEXT_ARRAY,
+	    [5] = DB_OID_INT4_ARRAY },
 };
 
 static struct db_stmt agent_env = {
 	.name = "pcs_agent_env",
 	DB_FROM("SELECT env_name, ref_company, ref_name, selector, company_id, secret_id, version, "
-	    "ciphertext, nonce, wrapped_key, key_id", "pcs_agent_env($1, $2)"),
+	        "ciphertext, nonce, wrapped_key, key_id",
+	    "pcs_agent_env($1, $2)"),
 	DB_COLS(env_cols),
 };
 
@@ -56,8 +89,8 @@ static void bufs_free(struct db_sealed_buf *bufs, size_t n)
 	free(bufs);
 }
 
-static void deliver_resolved(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_resolved(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	const struct db_stmt *st = p->st;
 	const struct db_target t = { p->company, p->agent };
@@ -87,8 +120,8 @@ out:
 	free(rows);
 }
 
-void db_resolve(struct call *c, const char *company, const char *agent,
-    const struct db_ref *refs, size_t n, db_resolve_cb cb)
+void db_resolve(struct call *c, const char *company, const char *agent, const struct db_ref *refs,
+    size_t n, db_resolve_cb cb)
 {
 	const struct db_target t = { company, agent };
 	const char **ids = calloc(n + 1, sizeof(*ids)), **companies = calloc(n + 1, sizeof(*ids));
@@ -103,7 +136,8 @@ void db_resolve(struct call *c, const char *company, const char *agent,
 		ids[i] = refs[i].secret_id;
 		companies[i] = refs[i].company;
 		names[i] = refs[i].name;
-		versions[i] = (int32_t)refs[i].version;  /* the handler refused more than INT32_MAX */
+		versions[i] =
+		    (int32_t)refs[i].version; /* the handler refused more than INT32_MAX */
 	}
 	if (db_array_new(&a[0], DB_ELEM_TEXT, ids, n) != 0 ||
 	    db_array_new(&a[1], DB_ELEM_TEXT, companies, n) != 0 ||
@@ -127,8 +161,7 @@ out:
 	free(versions);
 }
 
-static void deliver_env(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_env(struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	const struct db_stmt *st = p->st;
 	const struct db_target t = { p->company, p->agent };
@@ -144,7 +177,8 @@ static void deliver_env(struct call *c, const struct db_pending *p,
 		v->env_name = db_col_str(res, row, st, E_ENV_NAME);
 		v->ref_company = db_col_str(res, row, st, E_REF_COMPANY);
 		v->ref_name = db_col_str(res, row, st, E_REF_NAME);
-		v->selector = db_col_null(res, row, st, E_SELECTOR) ? 0 :
+		v->selector = db_col_null(res, row, st, E_SELECTOR) ?
+		    0 :
 		    db_col_u32(res, row, st, E_SELECTOR);
 		v->company_id = db_col_str(res, row, st, E_COMPANY_ID);
 		v->secret_id = db_col_str(res, row, st, E_SECRET_ID);

@@ -3,31 +3,47 @@
 
 #include <stdlib.h>
 
-
 enum {
-	S_ID, S_COMPANY, S_NAME, S_DESCRIPTION, S_CURRENT_VERSION, S_CREATED_AT, S_UPDATED_AT,
+	S_ID,
+	S_COMPANY,
+	S_NAME,
+	S_DESCRIPTION,
+	S_CURRENT_VERSION,
+	S_CREATED_AT,
+	S_UPDATED_AT,
 	S_CREATED_BY,
 	/* pcs_describe_secret adds one row per version. */
-	V_VERSION, V_STATE, V_CREATED_AT, V_CREATED_BY, V_KEY_ID
+	V_VERSION,
+	V_STATE,
+	V_CREATED_AT,
+	V_CREATED_BY,
+	V_KEY_ID
 };
 #define SECRET_NAMES \
 	[S_ID] = "id", [S_COMPANY] = "company", [S_NAME] = "name", \
 	[S_DESCRIPTION] = "description", [S_CURRENT_VERSION] = "current_version", \
-	[S_CREATED_AT] = "created_at", [S_UPDATED_AT] = "updated_at", [S_CREATED_BY] = "created_by"
+	[S_CREATED_AT] = "created_at", [S_UPDATED_AT] = "updated_at", \
+	[S_CREATED_BY] = "created_by"
 static const char *const secret_cols[] = { SECRET_NAMES };
 static const char *const describe_cols[] = {
 	SECRET_NAMES,
-	[V_VERSION] = "version", [V_STATE] = "state", [V_CREATED_AT] = "version_created_at",
-	[V_CREATED_BY] = "version_created_by", [V_KEY_ID] = "key_id",
+	[V_VERSION] = "version",
+	[V_STATE] = "state",
+	[V_CREATED_AT] = "version_created_at",
+	[V_CREATED_BY] = "version_created_by",
+	[V_KEY_ID] = "key_id",
 };
-#define SECRET_SELECT "SELECT id, company, name, description, current_version, " \
+#define SECRET_SELECT \
+	"SELECT id, company, name, description, current_version, " \
 	"pcs_ts(created_at) AS created_at, pcs_ts(updated_at) AS updated_at, created_by"
 
 enum { P_COMPANY_ID, P_SECRET_ID, P_CURRENT_VERSION, P_NEXT_VERSION, P_TOKEN_VERSION };
 static const char *const prepare_create_cols[] = { [P_COMPANY_ID] = "company_id" };
 static const char *const prepare_update_cols[] = {
-	[P_COMPANY_ID] = "company_id", [P_SECRET_ID] = "secret_id",
-	[P_CURRENT_VERSION] = "current_version", [P_NEXT_VERSION] = "next_version",
+	[P_COMPANY_ID] = "company_id",
+	[P_SECRET_ID] = "secret_id",
+	[P_CURRENT_VERSION] = "current_version",
+	[P_NEXT_VERSION] = "next_version",
 	[P_TOKEN_VERSION] = "token_version",
 };
 
@@ -78,7 +94,8 @@ static struct db_stmt list_secrets = {
 static struct db_stmt describe_secret = {
 	.name = "pcs_describe_secret",
 	DB_FROM(SECRET_SELECT ", version, state, pcs_ts(version_created_at) AS version_created_at, "
-	    "version_created_by, key_id", "pcs_describe_secret($1, $2)"),
+	                      "version_created_by, key_id",
+	    "pcs_describe_secret($1, $2)"),
 	DB_COLS(describe_cols),
 };
 
@@ -88,12 +105,11 @@ static struct db_stmt delete_secret = {
 	DB_COLS(delete_cols),
 };
 
-struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret,
-	&prepare_update, &add_version, &secret_row, &list_secrets, &describe_secret,
-	&delete_secret, NULL };
+struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret, &prepare_update,
+	&add_version, &secret_row, &list_secrets, &describe_secret, &delete_secret, NULL };
 
-static void secret_row_of(const struct store_result *r, int row, const struct db_stmt *st,
-    struct db_secret *out)
+static void secret_row_of(
+    const struct store_result *r, int row, const struct db_stmt *st, struct db_secret *out)
 {
 	out->id = db_col_str(r, row, st, S_ID);
 	out->company = db_col_str(r, row, st, S_COMPANY);
@@ -105,8 +121,8 @@ static void secret_row_of(const struct store_result *r, int row, const struct db
 	out->created_by = db_col_str(r, row, st, S_CREATED_BY);
 }
 
-static void deliver_secret(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_secret(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	struct db_secret s;
 
@@ -114,8 +130,8 @@ static void deliver_secret(struct call *c, const struct db_pending *p,
 	p->cb.secret(c, &s);
 }
 
-static void deliver_prepared(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_prepared(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	struct db_secret_prepared out = { "", "", 0, 0, 0 };
 	const struct db_stmt *st = p->st;
@@ -138,8 +154,8 @@ static void param_sealed(struct db_params *p, const struct db_sealed *s)
 	db_param_text(p, s->key_id);
 }
 
-void db_secret_prepare_create(struct call *c, const char *company, const char *name,
-    db_secret_prepared_cb cb)
+void db_secret_prepare_create(
+    struct call *c, const char *company, const char *name, db_secret_prepared_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -150,8 +166,7 @@ void db_secret_prepare_create(struct call *c, const char *company, const char *n
 }
 
 void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
-    const char *name, const char *description, const struct db_sealed *sealed,
-    db_secret_cb cb)
+    const char *name, const char *description, const struct db_sealed *sealed, db_secret_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -188,8 +203,8 @@ void db_secret_add_version(struct call *c, const char *secret_id, uint32_t versi
 	param_sealed(&p, sealed);
 	db_param_text(&p, token);
 	db_param_text(&p, db_actor(c));
-	db_run(c, DB_RUN_CALL, &add_version, &p, deliver_secret, (union db_cb){ .secret = cb },
-	    NULL);
+	db_run(
+	    c, DB_RUN_CALL, &add_version, &p, deliver_secret, (union db_cb){ .secret = cb }, NULL);
 }
 
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)
@@ -197,11 +212,12 @@ void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)
 	struct db_params p = { 0 };
 
 	db_param_text(&p, secret_id);
-	db_run(c, DB_RUN_CALL, &secret_row, &p, deliver_secret, (union db_cb){ .secret = cb }, NULL);
+	db_run(
+	    c, DB_RUN_CALL, &secret_row, &p, deliver_secret, (union db_cb){ .secret = cb }, NULL);
 }
 
-static void deliver_secrets(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_secrets(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	struct db_secret *rows = db_rows_alloc(c, n, sizeof(*rows));
@@ -223,8 +239,8 @@ void db_secret_list(struct call *c, const char *company, db_secrets_cb cb)
 	    NULL);
 }
 
-static void deliver_described(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_described(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	struct db_version *rows = db_rows_alloc(c, n, sizeof(*rows));
@@ -244,8 +260,8 @@ static void deliver_described(struct call *c, const struct db_pending *p,
 	free(rows);
 }
 
-void db_secret_describe(struct call *c, const char *company, const char *name,
-    db_secret_described_cb cb)
+void db_secret_describe(
+    struct call *c, const char *company, const char *name, db_secret_described_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -255,8 +271,8 @@ void db_secret_describe(struct call *c, const char *company, const char *name,
 	    (union db_cb){ .described = cb }, NULL);
 }
 
-static void deliver_unbound(struct call *c, const struct db_pending *p,
-    const struct store_result *res)
+static void deliver_unbound(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
 {
 	size_t n = (size_t)store_result_ntuples(res);
 	const char **names = db_rows_alloc(c, n, sizeof(*names));
@@ -269,8 +285,8 @@ static void deliver_unbound(struct call *c, const struct db_pending *p,
 	free(names);
 }
 
-void db_secret_delete(struct call *c, const char *company, const char *name, int force,
-    db_names_cb cb)
+void db_secret_delete(
+    struct call *c, const char *company, const char *name, int force, db_names_cb cb)
 {
 	struct db_params p = { 0 };
 

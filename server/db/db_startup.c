@@ -16,13 +16,14 @@ static struct db_stmt current_user = {
 static struct db_stmt keyring_claim = {
 	.name = "keyring claim",
 	.sql = "INSERT INTO keyring (key_id, check_value, state) SELECT $1, decode($2, 'hex'), "
-	    "'active' WHERE NOT EXISTS (SELECT 1 FROM keyring) AND NOT EXISTS "
-	    "(SELECT 1 FROM secret_versions) ON CONFLICT DO NOTHING",
+	       "'active' WHERE NOT EXISTS (SELECT 1 FROM keyring) AND NOT EXISTS "
+	       "(SELECT 1 FROM secret_versions) ON CONFLICT DO NOTHING",
 };
 
 enum { K_KEY_ID, K_CHECK_VALUE };
 static const char *const keyring_cols[] = {
-	[K_KEY_ID] = "key_id", [K_CHECK_VALUE] = "check_value",
+	[K_KEY_ID] = "key_id",
+	[K_CHECK_VALUE] = "check_value",
 };
 
 static struct db_stmt keyring_active = {
@@ -38,8 +39,8 @@ static struct db_stmt instance_register = {
 	.sql = "INSERT INTO instances (id, host, pid, version) VALUES ($1, $2, $3, $4)",
 };
 
-struct db_stmt *const db_startup_statements[] = { &current_user, &keyring_claim,
-	&keyring_active, &instance_register, NULL };
+struct db_stmt *const db_startup_statements[] = { &current_user, &keyring_claim, &keyring_active,
+	&instance_register, NULL };
 
 int db_current_user(struct store_sync *db, char *out, size_t size, pcs_error *err)
 {
@@ -54,8 +55,8 @@ int db_current_user(struct store_sync *db, char *out, size_t size, pcs_error *er
 	return 0;
 }
 
-int db_keyring_claim(struct store_sync *db, const char *key_id, const char *check_hex,
-    pcs_error *err)
+int db_keyring_claim(
+    struct store_sync *db, const char *key_id, const char *check_hex, pcs_error *err)
 {
 	struct store_result *res = NULL;
 	struct db_params p = { 0 };
@@ -88,8 +89,8 @@ int db_keyring_active(struct store_sync *db, char *key_id, size_t key_id_size, c
 	return 0;
 }
 
-int db_instance_register(struct store_sync *db, const char *instance_id, const char *host,
-    long pid, const char *version, pcs_error *err)
+int db_instance_register(struct store_sync *db, const char *instance_id, const char *host, long pid,
+    const char *version, pcs_error *err)
 {
 	struct store_result *res = NULL;
 	struct db_params p = { 0 };

@@ -17,8 +17,7 @@
 /* Room for "pcs_api_<int>" and a little more. */
 #define SCHEMA_NAME_MAX 32
 
-void
-migrate_plan_builtin(struct migrate_plan *p)
+void migrate_plan_builtin(struct migrate_plan *p)
 {
 	p->set = pcs_migrations;
 	p->n = pcs_migrations_count;
@@ -26,14 +25,12 @@ migrate_plan_builtin(struct migrate_plan *p)
 	p->api_sql = pcs_api_sql;
 }
 
-static void
-api_schema(int api_version, char out[SCHEMA_NAME_MAX])
+static void api_schema(int api_version, char out[SCHEMA_NAME_MAX])
 {
 	snprintf(out, SCHEMA_NAME_MAX, "pcs_api_%d", api_version);
 }
 
-void
-migrate_search_path(int api_version, char *buf, size_t size)
+void migrate_search_path(int api_version, char *buf, size_t size)
 {
 	char schema[SCHEMA_NAME_MAX];
 
@@ -42,8 +39,7 @@ migrate_search_path(int api_version, char *buf, size_t size)
 	snprintf(buf, size, "%s,public", schema);
 }
 
-static int
-run(struct store_sync *c, const char *sql, int nparams, const char *const *values,
+static int run(struct store_sync *c, const char *sql, int nparams, const char *const *values,
     struct store_result **out, pcs_error *err)
 {
 	struct store_query q = { sql, nparams, values, NULL, NULL };
@@ -60,8 +56,7 @@ run(struct store_sync *c, const char *sql, int nparams, const char *const *value
 }
 
 /* Runs sql and hands back the first cell of its one row (or "" when there is none). */
-static int
-run_value(struct store_sync *c, const char *sql, int nparams, const char *const *values,
+static int run_value(struct store_sync *c, const char *sql, int nparams, const char *const *values,
     char *buf, size_t size, pcs_error *err)
 {
 	struct store_result *r = NULL;
@@ -77,24 +72,22 @@ out:
 	return ret;
 }
 
-static int
-sha256_hex(struct store_sync *c, const char *text, const char *what, char out[CHECKSUM_LEN + 1],
-    pcs_error *err)
+static int sha256_hex(struct store_sync *c, const char *text, const char *what,
+    char out[CHECKSUM_LEN + 1], pcs_error *err)
 {
 	const char *v[1] = { text };
 	int ret;
 
-	if ((ret = run_value(c, "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", 1, v,
-	    out, CHECKSUM_LEN + 1, err)) != 0)
+	if ((ret = run_value(c, "SELECT encode(sha256(convert_to($1, 'UTF8')), 'hex')", 1, v, out,
+	         CHECKSUM_LEN + 1, err)) != 0)
 		return ret;
 	if (strlen(out) != CHECKSUM_LEN)
 		return pcs_fail(err, PCS_INTERNAL, "could not compute the checksum of %s", what);
 	return 0;
 }
 
-static int
-checksum(struct store_sync *c, const struct migration *m, char out[CHECKSUM_LEN + 1],
-    pcs_error *err)
+static int checksum(
+    struct store_sync *c, const struct migration *m, char out[CHECKSUM_LEN + 1], pcs_error *err)
 {
 	char what[160];
 
@@ -102,8 +95,7 @@ checksum(struct store_sync *c, const struct migration *m, char out[CHECKSUM_LEN 
 	return sha256_hex(c, m->sql, what, out, err);
 }
 
-static int
-plan_check(const struct migrate_plan *p, pcs_error *err)
+static int plan_check(const struct migrate_plan *p, pcs_error *err)
 {
 	const struct migration *set = p->set;
 	size_t i;
@@ -112,7 +104,8 @@ plan_check(const struct migrate_plan *p, pcs_error *err)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "the SQL API is incomplete");
 	for (i = 0; i < p->n; i++) {
 		if (set[i].name == NULL || set[i].sql == NULL || set[i].version <= 0)
-			return pcs_fail(err, PCS_INVALID_ARGUMENT, "migration %zu is incomplete", i);
+			return pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "migration %zu is incomplete", i);
 		if (i > 0 && set[i].version <= set[i - 1].version)
 			return pcs_fail(err, PCS_INVALID_ARGUMENT,
 			    "migration %s is out of order (versions must increase)", set[i].name);
@@ -125,8 +118,7 @@ plan_check(const struct migrate_plan *p, pcs_error *err)
 }
 
 /* A recorded version number (schema_migrations.version is an integer column). */
-static int
-version_of(const struct store_result *recorded, int row)
+static int version_of(const struct store_result *recorded, int row)
 {
 	long v = strtol(store_result_value(recorded, row, 0), NULL, 10);
 
@@ -134,8 +126,7 @@ version_of(const struct store_result *recorded, int row)
 }
 
 /* A count or version PostgreSQL printed; 0 for anything else. */
-static int
-int_of(const char *s)
+static int int_of(const char *s)
 {
 	long v = strtol(s, NULL, 10);
 
@@ -143,8 +134,7 @@ int_of(const char *s)
 }
 
 /* The row of recorded whose version is v, or -1. */
-static int
-recorded_row(const struct store_result *recorded, int v)
+static int recorded_row(const struct store_result *recorded, int v)
 {
 	int i;
 
@@ -154,8 +144,7 @@ recorded_row(const struct store_result *recorded, int v)
 	return -1;
 }
 
-static const struct migration *
-set_find(const struct migration *set, size_t n, int v)
+static const struct migration *set_find(const struct migration *set, size_t n, int v)
 {
 	size_t i;
 
@@ -165,8 +154,7 @@ set_find(const struct migration *set, size_t n, int v)
 	return NULL;
 }
 
-static int
-apply(struct store_sync *c, const struct migration *m, const char *sum, pcs_error *err)
+static int apply(struct store_sync *c, const struct migration *m, const char *sum, pcs_error *err)
 {
 	char version[16], min_api[16];
 	const char *v[4] = { version, m->name, sum, min_api };
@@ -184,8 +172,10 @@ apply(struct store_sync *c, const struct migration *m, const char *sum, pcs_erro
 	 */
 	if ((ret = store_sync_exec_script(c, "SET LOCAL search_path TO public", &e)) != 0 ||
 	    (ret = store_sync_exec_script(c, m->sql, &e)) != 0 ||
-	    (ret = run(c, "INSERT INTO public.schema_migrations (version, name, checksum, min_api) "
-	    "VALUES ($1, $2, $3, nullif($4::int, 0))", 4, v, NULL, &e)) != 0 ||
+	    (ret = run(c,
+	         "INSERT INTO public.schema_migrations (version, name, checksum, min_api) "
+	         "VALUES ($1, $2, $3, nullif($4::int, 0))",
+	         4, v, NULL, &e)) != 0 ||
 	    (ret = store_sync_exec_script(c, "COMMIT", &e)) != 0)
 		goto out;
 	begun = 0;
@@ -205,9 +195,8 @@ out:
  * p's and declare that p's API version still works on them. *newer gets the first newer one
  * (0 when none).
  */
-static int
-check_unknown(const struct migrate_plan *p, const struct store_result *recorded, int *newer,
-    pcs_error *err)
+static int check_unknown(
+    const struct migrate_plan *p, const struct store_result *recorded, int *newer, pcs_error *err)
 {
 	const struct migration *set = p->set;
 	int row, v, min_api, top = p->n > 0 ? set[p->n - 1].version : 0;
@@ -240,8 +229,7 @@ check_unknown(const struct migrate_plan *p, const struct store_result *recorded,
  * Creates p's API in its schema unless the database records that same text for it. The
  * schema is emptied rather than dropped, so the USAGE granted on it to service roles stays.
  */
-static int
-apply_api(struct store_sync *c, const struct migrate_plan *p, pcs_error *err)
+static int apply_api(struct store_sync *c, const struct migrate_plan *p, pcs_error *err)
 {
 	char schema[SCHEMA_NAME_MAX], path[SCHEMA_NAME_MAX + 16], version[16];
 	char sum[CHECKSUM_LEN + 1], have[CHECKSUM_LEN + 2];
@@ -254,16 +242,20 @@ apply_api(struct store_sync *c, const struct migrate_plan *p, pcs_error *err)
 	migrate_search_path(p->api_version, path, sizeof(path));
 	snprintf(version, sizeof(version), "%d", p->api_version);
 	if ((ret = sha256_hex(c, p->api_sql, "the SQL API", sum, err)) != 0 ||
-	    (ret = run_value(c, "SELECT a.checksum FROM public.schema_api a WHERE a.version = $1 "
-	    "AND to_regnamespace(a.schema) IS NOT NULL", 1, v, have, sizeof(have), err)) != 0)
+	    (ret = run_value(c,
+	         "SELECT a.checksum FROM public.schema_api a WHERE a.version = $1 "
+	         "AND to_regnamespace(a.schema) IS NOT NULL",
+	         1, v, have, sizeof(have), err)) != 0)
 		return ret;
 	if (strcmp(have, sum) == 0)
 		return 0;
 	snprintf(create, sizeof(create), "CREATE SCHEMA IF NOT EXISTS %s", schema);
-	snprintf(empty, sizeof(empty), "DO $$ DECLARE f regprocedure; BEGIN "
+	snprintf(empty, sizeof(empty),
+	    "DO $$ DECLARE f regprocedure; BEGIN "
 	    "FOR f IN SELECT p.oid::regprocedure FROM pg_proc p "
 	    "WHERE p.pronamespace = '%s'::regnamespace LOOP EXECUTE "
-	    "format('DROP ROUTINE %%s', f); END LOOP; END $$", schema);
+	    "format('DROP ROUTINE %%s', f); END LOOP; END $$",
+	    schema);
 	snprintf(search, sizeof(search), "SET LOCAL search_path TO %s", path);
 	if ((ret = store_sync_exec_script(c, "BEGIN", &e)) != 0)
 		goto out;
@@ -273,9 +265,11 @@ apply_api(struct store_sync *c, const struct migrate_plan *p, pcs_error *err)
 	    (ret = store_sync_exec_script(c, empty, &e)) != 0 ||
 	    (ret = store_sync_exec_script(c, search, &e)) != 0 ||
 	    (ret = store_sync_exec_script(c, p->api_sql, &e)) != 0 ||
-	    (ret = run(c, "INSERT INTO public.schema_api (version, schema, checksum) "
-	    "VALUES ($1, $2, $3) ON CONFLICT (version) DO UPDATE SET schema = EXCLUDED.schema, "
-	    "checksum = EXCLUDED.checksum, applied_at = now()", 3, v, NULL, &e)) != 0 ||
+	    (ret = run(c,
+	         "INSERT INTO public.schema_api (version, schema, checksum) "
+	         "VALUES ($1, $2, $3) ON CONFLICT (version) DO UPDATE SET schema = EXCLUDED.schema, "
+	         "checksum = EXCLUDED.checksum, applied_at = now()",
+	         3, v, NULL, &e)) != 0 ||
 	    (ret = store_sync_exec_script(c, "COMMIT", &e)) != 0)
 		goto out;
 	begun = 0;
@@ -303,9 +297,8 @@ out:
  * what it says to revoke, in one transaction. Nothing for the connection's own role: an owner
  * has every privilege, and a single-role set-up is the owner.
  */
-static int
-grant_service(struct store_sync *c, const struct migrate_plan *p, const char *role,
-    pcs_error *err)
+static int grant_service(
+    struct store_sync *c, const struct migrate_plan *p, const char *role, pcs_error *err)
 {
 	char schema[SCHEMA_NAME_MAX], same[8], grants[8], api[SCHEMA_NAME_MAX];
 	const char *v[2] = { role, api };
@@ -320,23 +313,27 @@ grant_service(struct store_sync *c, const struct migrate_plan *p, const char *ro
 	if (strcmp(same, "t") == 0)
 		goto out;
 	if ((ret = run_value(c, "SELECT to_regrole(quote_ident($1)) IS NOT NULL", 1, v, same,
-	    sizeof(same), err)) != 0)
+	         sizeof(same), err)) != 0)
 		goto out;
 	if (strcmp(same, "t") != 0) {
-		ret = pcs_fail(err, PCS_FAILED_PRECONDITION, "database role %s does not exist", role);
+		ret = pcs_fail(
+		    err, PCS_FAILED_PRECONDITION, "database role %s does not exist", role);
 		goto out;
 	}
 	/* A plan without migration 004 (tests' own sets) has no service_grants. */
 	if ((ret = run_value(c, "SELECT to_regclass('public.service_grants') IS NOT NULL", 0, NULL,
-	    grants, sizeof(grants), err)) != 0)
+	         grants, sizeof(grants), err)) != 0)
 		goto out;
 	/* The statements are built by the server: %I quotes the role name whatever it holds. */
-	if ((ret = run(c, strcmp(grants, "t") == 0 ?
-	    "SELECT format('GRANT %s ON %s TO %I', g.privileges, g.object, $1::text) "
-	    "FROM public.service_grants g WHERE g.privileges <> '' "
-	    "UNION ALL SELECT format('REVOKE %s ON %s FROM %I', g.revoked, g.object, $1::text) "
-	    "FROM public.service_grants g WHERE g.revoked <> '' "
-	    "UNION ALL " API_GRANTS : API_GRANTS, 2, v, &stmts, err)) != 0)
+	if ((ret = run(c,
+	         strcmp(grants, "t") == 0 ?
+	             "SELECT format('GRANT %s ON %s TO %I', g.privileges, g.object, $1::text) "
+	             "FROM public.service_grants g WHERE g.privileges <> '' "
+	             "UNION ALL SELECT format('REVOKE %s ON %s FROM %I', g.revoked, g.object, $1::text) "
+	             "FROM public.service_grants g WHERE g.revoked <> '' "
+	             "UNION ALL " API_GRANTS :
+	             API_GRANTS,
+	         2, v, &stmts, err)) != 0)
 		goto out;
 	if ((ret = store_sync_exec_script(c, "BEGIN", &e)) != 0)
 		goto out;
@@ -363,13 +360,12 @@ out:
 	return ret;
 }
 
-int
-migrate_apply(struct store_sync *c, const struct migrate_plan *p, const char *service_role,
-    pcs_error *err)
+int migrate_apply(
+    struct store_sync *c, const struct migrate_plan *p, const char *service_role, pcs_error *err)
 {
 	const struct migration *set = p->set;
 	struct store_result *recorded = NULL;
-	char (*sums)[CHECKSUM_LEN + 1] = NULL;
+	char(*sums)[CHECKSUM_LEN + 1] = NULL;
 	const struct migration *m;
 	const char *have;
 	size_t i, n = p->n;
@@ -381,8 +377,8 @@ migrate_apply(struct store_sync *c, const struct migrate_plan *p, const char *se
 		ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
-	if ((ret = run(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL, NULL,
-	    err)) != 0)
+	if ((ret = run(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", 0, NULL, NULL, err)) !=
+	    0)
 		goto out;
 	locked = 1;
 	/*
@@ -391,16 +387,23 @@ migrate_apply(struct store_sync *c, const struct migrate_plan *p, const char *se
 	 * the connection's search_path it would make a second, empty record there. min_api came
 	 * with API schemas; daemons from before them neither read nor write it.
 	 */
-	if ((ret = run(c, "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
-	    "version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
-	    "applied_at timestamptz NOT NULL DEFAULT now())", 0, NULL, NULL, err)) != 0 ||
-	    (ret = run(c, "ALTER TABLE public.schema_migrations ADD COLUMN IF NOT EXISTS min_api int",
-	    0, NULL, NULL, err)) != 0 ||
-	    (ret = run(c, "CREATE TABLE IF NOT EXISTS public.schema_api ("
-	    "version int PRIMARY KEY, schema text NOT NULL, checksum text NOT NULL, "
-	    "applied_at timestamptz NOT NULL DEFAULT now())", 0, NULL, NULL, err)) != 0 ||
-	    (ret = run(c, "SELECT version, name, checksum, coalesce(min_api, 0) "
-	    "FROM public.schema_migrations ORDER BY version", 0, NULL, &recorded, err)) != 0)
+	if ((ret = run(c,
+	         "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
+	         "version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
+	         "applied_at timestamptz NOT NULL DEFAULT now())",
+	         0, NULL, NULL, err)) != 0 ||
+	    (ret = run(c,
+	         "ALTER TABLE public.schema_migrations ADD COLUMN IF NOT EXISTS min_api int", 0,
+	         NULL, NULL, err)) != 0 ||
+	    (ret = run(c,
+	         "CREATE TABLE IF NOT EXISTS public.schema_api ("
+	         "version int PRIMARY KEY, schema text NOT NULL, checksum text NOT NULL, "
+	         "applied_at timestamptz NOT NULL DEFAULT now())",
+	         0, NULL, NULL, err)) != 0 ||
+	    (ret = run(c,
+	         "SELECT version, name, checksum, coalesce(min_api, 0) "
+	         "FROM public.schema_migrations ORDER BY version",
+	         0, NULL, &recorded, err)) != 0)
 		goto out;
 
 	if ((ret = check_unknown(p, recorded, &newer, err)) != 0)
@@ -414,7 +417,8 @@ migrate_apply(struct store_sync *c, const struct migrate_plan *p, const char *se
 			if (newer != 0) {
 				ret = pcs_fail(err, PCS_FAILED_PRECONDITION,
 				    "database schema version %d is newer than this pcsecretd but lacks "
-				    "its migration %s", newer, m->name);
+				    "its migration %s",
+				    newer, m->name);
 				goto out;
 			}
 			continue;
@@ -423,7 +427,8 @@ migrate_apply(struct store_sync *c, const struct migrate_plan *p, const char *se
 		if (strcmp(have, sums[i]) != 0) {
 			ret = pcs_fail(err, PCS_FAILED_PRECONDITION,
 			    "migration %s was changed after it was applied (recorded checksum "
-			    "%.12s..., file checksum %.12s...)", m->name, have, sums[i]);
+			    "%.12s..., file checksum %.12s...)",
+			    m->name, have, sums[i]);
 			goto out;
 		}
 	}
@@ -451,16 +456,14 @@ out:
 	return ret;
 }
 
-int
-migrate_run_set(struct store_sync *c, const struct migration *set, size_t n, pcs_error *err)
+int migrate_run_set(struct store_sync *c, const struct migration *set, size_t n, pcs_error *err)
 {
 	const struct migrate_plan p = { set, n, 0, NULL };
 
 	return migrate_apply(c, &p, NULL, err);
 }
 
-int
-migrate_run(struct store_sync *c, pcs_error *err)
+int migrate_run(struct store_sync *c, pcs_error *err)
 {
 	struct migrate_plan p;
 
@@ -468,9 +471,8 @@ migrate_run(struct store_sync *c, pcs_error *err)
 	return migrate_apply(c, &p, NULL, err);
 }
 
-int
-migrate_check(struct store_sync *c, const struct migrate_plan *p, struct migrate_status *st,
-    pcs_error *err)
+int migrate_check(
+    struct store_sync *c, const struct migrate_plan *p, struct migrate_status *st, pcs_error *err)
 {
 	char schema[SCHEMA_NAME_MAX], version[16], sum[CHECKSUM_LEN + 1];
 	char buf[CHECKSUM_LEN + 2];
@@ -483,59 +485,72 @@ migrate_check(struct store_sync *c, const struct migrate_plan *p, struct migrate
 	memset(st, 0, sizeof(*st));
 	api_schema(p->api_version, schema);
 	snprintf(version, sizeof(version), "%d", p->api_version);
-	if ((ret = run_value(c, "SELECT to_regclass('public.schema_migrations') IS NOT NULL",
-	    0, NULL, buf, sizeof(buf), err)) != 0)
+	if ((ret = run_value(c, "SELECT to_regclass('public.schema_migrations') IS NOT NULL", 0,
+	         NULL, buf, sizeof(buf), err)) != 0)
 		return ret;
 	if (strcmp(buf, "t") != 0)
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "the database of database_url has no "
+		return pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "the database of database_url has no "
 		    "pcsecret schema: were the migrations applied to another one? "
 		    "(migrate_database_url must name the same database)");
 	if ((ret = run_value(c, "SELECT has_table_privilege('public.schema_migrations', 'SELECT')",
-	    0, NULL, buf, sizeof(buf), err)) != 0)
+	         0, NULL, buf, sizeof(buf), err)) != 0)
 		return ret;
 	if (strcmp(buf, "t") != 0)
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "the service role (database_url) may "
+		return pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "the service role (database_url) may "
 		    "not read schema_migrations: it has not been granted its privileges");
-	if ((ret = run_value(c, "SELECT coalesce(max(version), 0) FROM public.schema_migrations",
-	    0, NULL, buf, sizeof(buf), err)) != 0)
+	if ((ret = run_value(c, "SELECT coalesce(max(version), 0) FROM public.schema_migrations", 0,
+	         NULL, buf, sizeof(buf), err)) != 0)
 		return ret;
 	st->schema_version = int_of(buf);
 	if (st->schema_version < want)
-		return pcs_fail(err, PCS_FAILED_PRECONDITION, "database schema version %d is older "
+		return pcs_fail(err, PCS_FAILED_PRECONDITION,
+		    "database schema version %d is older "
 		    "than this pcsecretd needs (%d): migrations are applied through "
 		    "migrate_database_url, which must name the same database as database_url",
 		    st->schema_version, want);
 	/* A newer schema is fine here: migrate_apply has checked that it still suits us. */
 	if (p->api_version > 0) {
 		if ((ret = sha256_hex(c, p->api_sql, "the SQL API", sum, err)) != 0 ||
-		    (ret = run_value(c, "SELECT checksum FROM public.schema_api WHERE version = $1 "
-		    "AND schema = $2", 2, v, buf, sizeof(buf), err)) != 0)
+		    (ret = run_value(c,
+		         "SELECT checksum FROM public.schema_api WHERE version = $1 "
+		         "AND schema = $2",
+		         2, v, buf, sizeof(buf), err)) != 0)
 			return ret;
 		if (buf[0] == '\0')
-			return pcs_fail(err, PCS_FAILED_PRECONDITION, "the database has no SQL API "
-			    "schema %s, which this pcsecretd uses", schema);
+			return pcs_fail(err, PCS_FAILED_PRECONDITION,
+			    "the database has no SQL API "
+			    "schema %s, which this pcsecretd uses",
+			    schema);
 		if (strcmp(buf, sum) != 0)
-			return pcs_fail(err, PCS_FAILED_PRECONDITION, "SQL API schema %s in the "
+			return pcs_fail(err, PCS_FAILED_PRECONDITION,
+			    "SQL API schema %s in the "
 			    "database holds another text than this pcsecretd's (checksum %.12s..., "
 			    "ours %.12s...): another build of API version %d started meanwhile; a "
-			    "changed sql/api.sql needs a new api_version", schema, buf, sum,
-			    p->api_version);
+			    "changed sql/api.sql needs a new api_version",
+			    schema, buf, sum, p->api_version);
 		if ((ret = run_value(c, "SELECT has_schema_privilege($1, 'USAGE')", 1, v + 1, buf,
-		    sizeof(buf), err)) != 0)
+		         sizeof(buf), err)) != 0)
 			return ret;
 		if (strcmp(buf, "t") != 0)
-			return pcs_fail(err, PCS_FAILED_PRECONDITION, "the service role (database_url) "
-			    "may not use schema %s", schema);
-		if ((ret = run_value(c, "SELECT current_schema()", 0, NULL, buf, sizeof(buf),
-		    err)) != 0)
+			return pcs_fail(err, PCS_FAILED_PRECONDITION,
+			    "the service role (database_url) "
+			    "may not use schema %s",
+			    schema);
+		if ((ret = run_value(
+		         c, "SELECT current_schema()", 0, NULL, buf, sizeof(buf), err)) != 0)
 			return ret;
 		if (strcmp(buf, schema) != 0)
-			return pcs_fail(err, PCS_FAILED_PRECONDITION, "the connection's search_path "
-			    "does not start with %s", schema);
+			return pcs_fail(err, PCS_FAILED_PRECONDITION,
+			    "the connection's search_path "
+			    "does not start with %s",
+			    schema);
 	}
-	if ((ret = run_value(c, "SELECT coalesce(pg_has_role(current_user, (SELECT c.relowner "
-	    "FROM pg_class c WHERE c.oid = to_regclass('public.audit_log')), 'MEMBER'), false)", 0, NULL,
-	    buf, sizeof(buf), err)) != 0)
+	if ((ret = run_value(c,
+	         "SELECT coalesce(pg_has_role(current_user, (SELECT c.relowner "
+	         "FROM pg_class c WHERE c.oid = to_regclass('public.audit_log')), 'MEMBER'), false)",
+	         0, NULL, buf, sizeof(buf), err)) != 0)
 		return ret;
 	st->audit_mutable = strcmp(buf, "t") == 0;
 	pcs_error_clear(err);

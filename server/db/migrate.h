@@ -21,9 +21,9 @@
 #define MIGRATE_LOCK_KEY "8098443468699300449"
 
 struct migration {
-	int version;       /* NNN of migrations/NNN_name.sql */
-	const char *name;  /* "NNN_name" */
-	const char *sql;   /* the file's text, byte-exact */
+	int version;      /* NNN of migrations/NNN_name.sql */
+	const char *name; /* "NNN_name" */
+	const char *sql;  /* the file's text, byte-exact */
 	/*
 	 * The oldest SQL API version that still works on the schema once this migration is
 	 * applied ("-- min_api: N" in the file). 0: not declared, so only a daemon that knows
@@ -40,15 +40,15 @@ extern const int pcs_api_version;
 
 /* What one daemon build brings to a database. */
 struct migrate_plan {
-	const struct migration *set;  /* versions strictly increasing */
+	const struct migration *set; /* versions strictly increasing */
 	size_t n;
-	int api_version;              /* 0: no SQL API (migrations only) */
-	const char *api_sql;          /* functions only; created in pcs_api_<api_version> */
+	int api_version;     /* 0: no SQL API (migrations only) */
+	const char *api_sql; /* functions only; created in pcs_api_<api_version> */
 };
 
 /* What migrate_check found. */
 struct migrate_status {
-	int schema_version;  /* the highest migration recorded */
+	int schema_version; /* the highest migration recorded */
 	/* 1 when the checked role may change or remove audit rows (it owns audit_log). */
 	int audit_mutable;
 };
@@ -68,13 +68,13 @@ void migrate_search_path(int api_version, char *buf, size_t size);
  * newer ones that p's API version cannot work with (their min_api). A migration's SQL runs
  * inside BEGIN/COMMIT, so it must not manage transactions itself.
  */
-int migrate_apply(struct store_sync *owner, const struct migrate_plan *p,
-    const char *service_role, pcs_error *err) PCS_WUR;
+int migrate_apply(struct store_sync *owner, const struct migrate_plan *p, const char *service_role,
+    pcs_error *err) PCS_WUR;
 /* Applies this build's migrations and SQL API; grants nothing. */
 int migrate_run(struct store_sync *c, pcs_error *err) PCS_WUR;
 /* Applies set (n migrations, versions strictly increasing) alone: no SQL API, no grants. */
-int migrate_run_set(struct store_sync *c, const struct migration *set, size_t n,
-    pcs_error *err) PCS_WUR;
+int migrate_run_set(
+    struct store_sync *c, const struct migration *set, size_t n, pcs_error *err) PCS_WUR;
 /*
  * Over the service role's connection (made with the search_path of migrate_search_path):
  * the database records every migration of p, p's SQL API is there with p's text, the role may

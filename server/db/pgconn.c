@@ -28,7 +28,7 @@ enum pgconn_state { PGCONN_DOWN, PGCONN_CONNECTING, PGCONN_READY };
 
 struct pgconn {
 	struct event_base *base;
-	const char *conninfo;  /* borrowed from the owner */
+	const char *conninfo; /* borrowed from the owner */
 	const struct pgconn_cbs *cbs;
 	void *arg;
 	enum pgconn_state state;
@@ -36,30 +36,24 @@ struct pgconn {
 	struct event *io;
 	evutil_socket_t io_fd;
 	short io_what;
-	struct event *timer;  /* backoff while down, connect timeout while connecting */
+	struct event *timer; /* backoff while down, connect timeout while connecting */
 	int backoff_ms;
 	int want_write;
-	int busy;        /* a statement was sent and not all of its results are in */
-	PGresult *kept;  /* the result to hand over: the last one, or the first error */
+	int busy;       /* a statement was sent and not all of its results are in */
+	PGresult *kept; /* the result to hand over: the last one, or the first error */
 };
 
 /* ---- libpq helpers ---- */
 
-static void
-notice_drop(void *arg, const PGresult *res)
+static void notice_drop(void *arg, const PGresult *res)
 {
 	(void)arg;
 	(void)res;
 }
 
-void
-pgconn_mute(struct pg_conn *pg)
-{
-	PQsetNoticeReceiver(pg, notice_drop, NULL);
-}
+void pgconn_mute(struct pg_conn *pg) { PQsetNoticeReceiver(pg, notice_drop, NULL); }
 
-int
-pgconn_conninfo_check(const char *conninfo, pcs_error *err)
+int pgconn_conninfo_check(const char *conninfo, pcs_error *err)
 {
 	PQconninfoOption *opts;
 	char *msg = NULL;
@@ -69,15 +63,14 @@ pgconn_conninfo_check(const char *conninfo, pcs_error *err)
 	if ((opts = PQconninfoParse(conninfo, &msg)) == NULL) {
 		if (msg != NULL)
 			PQfreemem(msg);
-		return pcs_fail(err, PCS_INVALID_ARGUMENT,
-		    "the database connection string is not valid");
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "the database connection string is not valid");
 	}
 	PQconninfoFree(opts);
 	return 0;
 }
 
-void
-pgconn_oneline(char *dst, size_t size, const char *src)
+void pgconn_oneline(char *dst, size_t size, const char *src)
 {
 	size_t i, n = 0;
 
@@ -93,8 +86,7 @@ pgconn_oneline(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
-const char *
-pgconn_sqlstate(const struct pg_result *res)
+const char *pgconn_sqlstate(const struct pg_result *res)
 {
 	const char *st;
 	size_t i;
@@ -112,8 +104,7 @@ pgconn_sqlstate(const struct pg_result *res)
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
-static void
-unwatch(struct pgconn *pc)
+static void unwatch(struct pgconn *pc)
 {
 	if (pc->io != NULL) {
 		event_free(pc->io);
@@ -125,8 +116,7 @@ unwatch(struct pgconn *pc)
  * force: libpq may close a socket and open another that gets the same number while
  * connecting, and epoll forgets a closed descriptor, so that phase always re-registers.
  */
-static int
-watch(struct pgconn *pc, short what, int force)
+static int watch(struct pgconn *pc, short what, int force)
 {
 	evutil_socket_t fd = PQsocket(pc->pg);
 
@@ -146,8 +136,7 @@ watch(struct pgconn *pc, short what, int force)
 	return 0;
 }
 
-static void
-timer_in(struct pgconn *pc, int ms)
+static void timer_in(struct pgconn *pc, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -161,8 +150,7 @@ timer_in(struct pgconn *pc, int ms)
  * detail is copied first: it can point into the connection or the result being freed.
  * Returns lost's PGCONN_GONE or 0.
  */
-static int
-go_down(struct pgconn *pc, enum pgconn_loss why, const char *detail)
+static int go_down(struct pgconn *pc, enum pgconn_loss why, const char *detail)
 {
 	char copy[256];
 
@@ -189,17 +177,13 @@ go_down(struct pgconn *pc, enum pgconn_loss why, const char *detail)
  * For the log of a lost connection: the SQLSTATE of what was kept, never PQerrorMessage
  * (after a statement error that still holds the statement's message).
  */
-static const char *
-kept_sqlstate(const struct pgconn *pc)
-{
-	return pgconn_sqlstate(pc->kept);
-}
+static const char *kept_sqlstate(const struct pgconn *pc) { return pgconn_sqlstate(pc->kept); }
 
-static int
-connected(struct pgconn *pc)
+static int connected(struct pgconn *pc)
 {
 	if (PQsetnonblocking(pc->pg, 1) != 0)
-		return go_down(pc, PGCONN_CONNECT_FAILED, "could not make the connection non-blocking");
+		return go_down(
+		    pc, PGCONN_CONNECT_FAILED, "could not make the connection non-blocking");
 	pgconn_mute(pc->pg);
 	evtimer_del(pc->timer);
 	pc->state = PGCONN_READY;
@@ -209,8 +193,7 @@ connected(struct pgconn *pc)
 	return pc->cbs->ready(pc, pc->arg);
 }
 
-static int
-poll_connect(struct pgconn *pc)
+static int poll_connect(struct pgconn *pc)
 {
 	switch (PQconnectPoll(pc->pg)) {
 	case PGRES_POLLING_READING:
@@ -228,8 +211,7 @@ poll_connect(struct pgconn *pc)
 	}
 }
 
-static int
-start(struct pgconn *pc)
+static int start(struct pgconn *pc)
 {
 	if ((pc->pg = PQconnectStart(pc->conninfo)) == NULL)
 		return go_down(pc, PGCONN_CONNECT_FAILED, "out of memory");
@@ -244,8 +226,7 @@ start(struct pgconn *pc)
 	return 0;
 }
 
-static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct pgconn *pc = arg;
 
@@ -258,8 +239,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Collects every result libpq has parsed. Returns PGCONN_GONE or 0. */
-static int
-drain(struct pgconn *pc)
+static int drain(struct pgconn *pc)
 {
 	PGresult *r;
 	ExecStatusType st;
@@ -300,8 +280,7 @@ drain(struct pgconn *pc)
 	return 0;
 }
 
-static void
-on_io(evutil_socket_t fd, short what, void *arg)
+static void on_io(evutil_socket_t fd, short what, void *arg)
 {
 	struct pgconn *pc = arg;
 	int r;
@@ -332,8 +311,7 @@ on_io(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the API ---- */
 
-int
-pgconn_new(struct event_base *base, const char *conninfo, const struct pgconn_cbs *cbs,
+int pgconn_new(struct event_base *base, const char *conninfo, const struct pgconn_cbs *cbs,
     void *arg, struct pgconn **out, pcs_error *err)
 {
 	struct timeval now = { 0, 0 };
@@ -362,8 +340,7 @@ out:
 	return ret;
 }
 
-void
-pgconn_free(struct pgconn *pc)
+void pgconn_free(struct pgconn *pc)
 {
 	if (pc == NULL)
 		return;
@@ -376,14 +353,9 @@ pgconn_free(struct pgconn *pc)
 	free(pc);
 }
 
-int
-pgconn_is_up(const struct pgconn *pc)
-{
-	return pc->state == PGCONN_READY;
-}
+int pgconn_is_up(const struct pgconn *pc) { return pc->state == PGCONN_READY; }
 
-int
-pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *const *values,
+int pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *const *values,
     const int *lengths, const int *formats)
 {
 	int r;

@@ -20,8 +20,8 @@
 
 struct event_base;
 struct pgconn;
-struct pg_conn;    /* libpq's PGconn */
-struct pg_result;  /* libpq's PGresult */
+struct pg_conn;   /* libpq's PGconn */
+struct pg_result; /* libpq's PGresult */
 
 /*
  * Returned by a callback that freed the pgconn (its owner went away inside it), and then by
@@ -87,8 +87,7 @@ int pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *con
  * Checks conninfo before libpq sees it for real: libpq's parse errors quote fragments of the
  * string, which can be a password.
  */
-int pgconn_conninfo_check(const char *conninfo, pcs_error *err)
-    PCS_WUR;
+int pgconn_conninfo_check(const char *conninfo, pcs_error *err) PCS_WUR;
 /* Drops pg's notices, which would go to stderr and whose text can repeat values. */
 void pgconn_mute(struct pg_conn *pg);
 /* Copies a libpq message onto one line (they end in newlines and can span several). */

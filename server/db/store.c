@@ -48,7 +48,7 @@ struct store_job {
 	/* All parameter bytes in one block so one explicit_bzero covers them. */
 	char *data;
 	size_t data_len;
-	uint64_t queued_ms;   /* when it was submitted (monotonic) */
+	uint64_t queued_ms; /* when it was submitted (monotonic) */
 	/* Embedded so delivering a result never needs an allocation that could fail. */
 	struct store_result res;
 };
@@ -66,7 +66,7 @@ struct slot {
 
 struct store {
 	struct event_base *base;
-	char *conninfo;  /* the pgconns borrow it */
+	char *conninfo; /* the pgconns borrow it */
 	int pool_size;
 	struct slot *slots;
 	struct job_queue queue;
@@ -90,8 +90,7 @@ static void store_free(struct store *s);
 static int slot_next(struct slot *sl);
 static void store_arm_starve(struct store *s);
 
-static uint64_t
-now_ms(void)
+static uint64_t now_ms(void)
 {
 	struct timespec ts;
 
@@ -104,8 +103,7 @@ now_ms(void)
 static void result_fail(struct store_result *r, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
-result_fail(struct store_result *r, int code, const char *fmt, ...)
+static void result_fail(struct store_result *r, int code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -116,8 +114,7 @@ result_fail(struct store_result *r, int code, const char *fmt, ...)
 }
 
 /* Only SQLSTATEs and our own PS0nn messages leave here: PostgreSQL's text can repeat values. */
-static void
-result_map_error(struct store_result *r, int conn_bad)
+static void result_map_error(struct store_result *r, int conn_bad)
 {
 	const char *st = pgconn_sqlstate(r->pg);
 	const char *primary;
@@ -135,7 +132,8 @@ result_map_error(struct store_result *r, int conn_bad)
 		nn = (st[3] - '0') * 10 + (st[4] - '0');
 		if (nn >= PCS_CANCELLED && nn <= PCS_UNAUTHENTICATED) {
 			primary = PQresultErrorField(r->pg, PG_DIAG_MESSAGE_PRIMARY);
-			result_fail(r, nn, "%s", primary != NULL ? primary : "database refused the call");
+			result_fail(
+			    r, nn, "%s", primary != NULL ? primary : "database refused the call");
 			return;
 		}
 	}
@@ -144,8 +142,8 @@ result_map_error(struct store_result *r, int conn_bad)
 	else if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0)
 		result_fail(r, PCS_ABORTED, "%s", "conflicting concurrent change; retry");
 	else if (strcmp(st, "57014") == 0)
-		result_fail(r, PCS_DEADLINE_EXCEEDED, "%s",
-		    "database statement cancelled (timeout)");
+		result_fail(
+		    r, PCS_DEADLINE_EXCEEDED, "%s", "database statement cancelled (timeout)");
 	else if (conn_bad || strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
 	    strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0)
 		result_fail(r, PCS_UNAVAILABLE, "database unavailable (SQLSTATE %s)", st);
@@ -154,8 +152,7 @@ result_map_error(struct store_result *r, int conn_bad)
 }
 
 /* Takes ownership of pg (which may be NULL: no result at all). */
-void
-store_result_set(struct store_result *r, struct pg_result *pg, int conn_bad)
+void store_result_set(struct store_result *r, struct pg_result *pg, int conn_bad)
 {
 	r->pg = pg;
 	r->status = 0;
@@ -187,52 +184,40 @@ store_result_set(struct store_result *r, struct pg_result *pg, int conn_bad)
 	}
 }
 
-int
-store_result_status(const struct store_result *r)
-{
-	return r->status;
-}
+int store_result_status(const struct store_result *r) { return r->status; }
 
-const char *
-store_result_message(const struct store_result *r)
+const char *store_result_message(const struct store_result *r)
 {
 	return r->status == 0 ? "" : r->message;
 }
 
-int
-store_result_ntuples(const struct store_result *r)
+int store_result_ntuples(const struct store_result *r)
 {
 	return r->pg != NULL ? PQntuples(r->pg) : 0;
 }
 
-int
-store_result_nfields(const struct store_result *r)
+int store_result_nfields(const struct store_result *r)
 {
 	return r->pg != NULL ? PQnfields(r->pg) : 0;
 }
 
-static int
-cell_ok(const struct store_result *r, int row, int col)
+static int cell_ok(const struct store_result *r, int row, int col)
 {
 	return r->pg != NULL && row >= 0 && col >= 0 && row < PQntuples(r->pg) &&
 	    col < PQnfields(r->pg);
 }
 
-const char *
-store_result_value(const struct store_result *r, int row, int col)
+const char *store_result_value(const struct store_result *r, int row, int col)
 {
 	return cell_ok(r, row, col) ? PQgetvalue(r->pg, row, col) : "";
 }
 
-int
-store_result_isnull(const struct store_result *r, int row, int col)
+int store_result_isnull(const struct store_result *r, int row, int col)
 {
 	return cell_ok(r, row, col) ? PQgetisnull(r->pg, row, col) : 1;
 }
 
-int
-store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out,
-    size_t *len)
+int store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out, size_t *len)
 {
 	unsigned char *raw = NULL;
 	uint8_t *buf = NULL;
@@ -245,8 +230,7 @@ store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out
 		ret = -PCS_INVALID_ARGUMENT;
 		goto out;
 	}
-	if ((raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r->pg, row, col),
-	    &n)) == NULL)
+	if ((raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r->pg, row, col), &n)) == NULL)
 		goto out;
 	/* The caller frees with free(); libpq's buffer must go back through PQfreemem. */
 	if ((buf = malloc(n > 0 ? n : 1)) == NULL)
@@ -265,8 +249,7 @@ out:
 	return ret;
 }
 
-void
-store_result_free(struct store_result *r)
+void store_result_free(struct store_result *r)
 {
 	if (r == NULL)
 		return;
@@ -274,8 +257,7 @@ store_result_free(struct store_result *r)
 	free(r);
 }
 
-const char *
-store_result_fname(const struct store_result *r, int col)
+const char *store_result_fname(const struct store_result *r, int col)
 {
 	const char *name;
 
@@ -285,30 +267,28 @@ store_result_fname(const struct store_result *r, int col)
 	return name;
 }
 
-int
-store_result_nparams(const struct store_result *r)
+int store_result_nparams(const struct store_result *r)
 {
 	return r->pg != NULL ? PQnparams(r->pg) : 0;
 }
 
-unsigned
-store_result_paramtype(const struct store_result *r, int i)
+unsigned store_result_paramtype(const struct store_result *r, int i)
 {
-	return r->pg != NULL && i >= 0 && i < PQnparams(r->pg) ? (unsigned)PQparamtype(r->pg, i) : 0;
+	return r->pg != NULL && i >= 0 && i < PQnparams(r->pg) ? (unsigned)PQparamtype(r->pg, i) :
+	                                                         0;
 }
 
 /* ---- statements ---- */
 
-int
-store_query_check(const struct store_query *q, pcs_error *err)
+int store_query_check(const struct store_query *q, pcs_error *err)
 {
 	int i;
 
 	if (q == NULL || q->sql == NULL)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no SQL statement");
 	if (q->nparams < 0 || q->nparams > STORE_PARAMS_LIMIT)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%d parameters (at most %d)",
-		    q->nparams, STORE_PARAMS_LIMIT);
+		return pcs_fail(err, PCS_INVALID_ARGUMENT, "%d parameters (at most %d)", q->nparams,
+		    STORE_PARAMS_LIMIT);
 	if (q->nparams > 0 && q->values == NULL)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "parameters without values");
 	for (i = 0; i < q->nparams; i++) {
@@ -323,8 +303,7 @@ store_query_check(const struct store_query *q, pcs_error *err)
 
 /* ---- jobs ---- */
 
-static void
-job_free(struct store_job *job)
+static void job_free(struct store_job *job)
 {
 	if (job == NULL)
 		return;
@@ -340,8 +319,8 @@ job_free(struct store_job *job)
 	free(job);
 }
 
-static struct store_job *
-job_new(const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
+static struct store_job *job_new(
+    const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
 {
 	struct store_job *job = NULL, *ret = NULL;
 	size_t total = 0, off = 0, n;
@@ -392,15 +371,13 @@ out:
 
 /* ---- the pool ---- */
 
-static void
-store_log(struct store *s, int level, const char *event, const char *detail)
+static void store_log(struct store *s, int level, const char *event, const char *detail)
 {
 	if (s->log_fn != NULL)
 		s->log_fn(level, event, detail, s->log_arg);
 }
 
-void
-store_set_logger(struct store *s, store_log_fn fn, void *arg)
+void store_set_logger(struct store *s, store_log_fn fn, void *arg)
 {
 	s->log_fn = fn;
 	s->log_arg = arg;
@@ -410,8 +387,7 @@ store_set_logger(struct store *s, store_log_fn fn, void *arg)
  * Runs the job's callback (unless cancelled) and frees it. Returns STORE_GONE when the
  * callback closed the store, which is then freed here.
  */
-static int
-deliver(struct store *s, struct store_job *job)
+static int deliver(struct store *s, struct store_job *job)
 {
 	if (job->res.status == 0)
 		s->completed++;
@@ -432,8 +408,7 @@ deliver(struct store *s, struct store_job *job)
 }
 
 /* Runs job on sl. Returns STORE_GONE, or 0 (the job is then running, requeued or done). */
-static int
-slot_send(struct slot *sl, struct store_job *job)
+static int slot_send(struct slot *sl, struct store_job *job)
 {
 	int r;
 
@@ -449,14 +424,12 @@ slot_send(struct slot *sl, struct store_job *job)
 }
 
 /* Gives an idle connection the next queued job. Returns STORE_GONE or 0. */
-static int
-slot_next(struct slot *sl)
+static int slot_next(struct slot *sl)
 {
 	struct store *s = sl->s;
 	struct store_job *job;
 
-	while (pgconn_is_up(sl->pc) && sl->job == NULL &&
-	    (job = TAILQ_FIRST(&s->queue)) != NULL) {
+	while (pgconn_is_up(sl->pc) && sl->job == NULL && (job = TAILQ_FIRST(&s->queue)) != NULL) {
 		TAILQ_REMOVE(&s->queue, job, entry);
 		s->queued--;
 		if (slot_send(sl, job) == STORE_GONE)
@@ -467,8 +440,7 @@ slot_next(struct slot *sl)
 
 /* pgconn_cbs: what a connection of the pool reports. */
 
-static int
-slot_on_ready(struct pgconn *pc, void *arg)
+static int slot_on_ready(struct pgconn *pc, void *arg)
 {
 	struct slot *sl = arg;
 	char detail[64];
@@ -480,8 +452,7 @@ slot_on_ready(struct pgconn *pc, void *arg)
 	return slot_next(sl);
 }
 
-static int
-slot_on_result(struct pgconn *pc, struct pg_result *res, void *arg)
+static int slot_on_result(struct pgconn *pc, struct pg_result *res, void *arg)
 {
 	struct slot *sl = arg;
 	struct store_job *job = sl->job;
@@ -503,8 +474,7 @@ slot_on_result(struct pgconn *pc, struct pg_result *res, void *arg)
  * The connection is down already. A job that never reached the server goes back to the head
  * of the queue, for any connection; a running one fails.
  */
-static int
-slot_on_lost(struct pgconn *pc, enum pgconn_loss why, const char *detail, void *arg)
+static int slot_on_lost(struct pgconn *pc, enum pgconn_loss why, const char *detail, void *arg)
 {
 	struct slot *sl = arg;
 	struct store *s = sl->s;
@@ -538,8 +508,7 @@ slot_on_lost(struct pgconn *pc, enum pgconn_loss why, const char *detail, void *
 static const struct pgconn_cbs slot_cbs = { slot_on_ready, slot_on_result, slot_on_lost };
 
 /* Submissions dispatch from the loop, so a callback never runs inside store_submit. */
-static void
-store_on_kick(evutil_socket_t fd, short what, void *arg)
+static void store_on_kick(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *s = arg;
 	int i;
@@ -551,8 +520,7 @@ store_on_kick(evutil_socket_t fd, short what, void *arg)
 			return;
 }
 
-static int
-store_any_up(const struct store *s)
+static int store_any_up(const struct store *s)
 {
 	for (int i = 0; i < s->pool_size; i++)
 		if (pgconn_is_up(s->slots[i].pc))
@@ -564,8 +532,7 @@ store_any_up(const struct store *s)
  * While no connection is up, the oldest queued job decides when the starve timer fires. With
  * a connection up the queue drains by itself and the timer has nothing to do.
  */
-static void
-store_arm_starve(struct store *s)
+static void store_arm_starve(struct store *s)
 {
 	struct store_job *job = TAILQ_FIRST(&s->queue);
 	uint64_t now, due;
@@ -583,8 +550,7 @@ store_arm_starve(struct store *s)
 }
 
 /* No connection came up in time: jobs that waited wait_ms fail now, not at their deadline. */
-static void
-store_on_starve(evutil_socket_t fd, short what, void *arg)
+static void store_on_starve(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *s = arg;
 	struct store_job *job;
@@ -596,23 +562,21 @@ store_on_starve(evutil_socket_t fd, short what, void *arg)
 	    job->queued_ms + (uint64_t)s->wait_ms <= now) {
 		TAILQ_REMOVE(&s->queue, job, entry);
 		s->queued--;
-		result_fail(&job->res, PCS_UNAVAILABLE, "no database connection is up (waited %d ms)",
-		    s->wait_ms);
+		result_fail(&job->res, PCS_UNAVAILABLE,
+		    "no database connection is up (waited %d ms)", s->wait_ms);
 		if (deliver(s, job) == STORE_GONE)
 			return;
 	}
 	store_arm_starve(s);
 }
 
-void
-store_set_wait_limit(struct store *s, int ms)
+void store_set_wait_limit(struct store *s, int ms)
 {
 	s->wait_ms = ms;
 	store_arm_starve(s);
 }
 
-int
-store_open(struct event_base *base, const char *conninfo, int pool_size, struct store **out,
+int store_open(struct event_base *base, const char *conninfo, int pool_size, struct store **out,
     pcs_error *err)
 {
 	struct store *s = NULL;
@@ -656,8 +620,7 @@ out:
 	return ret;
 }
 
-static void
-store_free(struct store *s)
+static void store_free(struct store *s)
 {
 	struct store_job *job;
 	int i;
@@ -683,8 +646,7 @@ store_free(struct store *s)
 	free(s);
 }
 
-void
-store_close(struct store *s)
+void store_close(struct store *s)
 {
 	if (s == NULL)
 		return;
@@ -695,9 +657,8 @@ store_close(struct store *s)
 	store_free(s);
 }
 
-struct store_job *
-store_submit(struct store *s, const struct store_query *q, store_cb cb, void *arg,
-    pcs_error *err)
+struct store_job *store_submit(
+    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
 {
 	struct store_job *job;
 	int i;
@@ -731,8 +692,7 @@ store_submit(struct store *s, const struct store_query *q, store_cb cb, void *ar
 	return job;
 }
 
-void
-store_cancel(struct store_job *job)
+void store_cancel(struct store_job *job)
 {
 	if (job == NULL)
 		return;
@@ -746,8 +706,7 @@ store_cancel(struct store_job *job)
 	job_free(job);
 }
 
-void
-store_get_stats(const struct store *s, struct store_stats *out)
+void store_get_stats(const struct store *s, struct store_stats *out)
 {
 	int i;
 
@@ -761,8 +720,7 @@ store_get_stats(const struct store *s, struct store_stats *out)
 	out->failed = s->failed;
 }
 
-int
-store_idle(const struct store *s)
+int store_idle(const struct store *s)
 {
 	int i;
 

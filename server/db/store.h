@@ -34,9 +34,9 @@ struct store_sync;
 struct store_query {
 	const char *sql;
 	int nparams;
-	const char *const *values;  /* NULL entry = SQL NULL */
-	const int *lengths;         /* only read for binary parameters; may be NULL */
-	const int *formats;         /* may be NULL: all text */
+	const char *const *values; /* NULL entry = SQL NULL */
+	const int *lengths;        /* only read for binary parameters; may be NULL */
+	const int *formats;        /* may be NULL: all text */
 };
 
 /*
@@ -54,16 +54,16 @@ struct store_stats {
 };
 
 /* Starts pool_size connections (non-blocking, returns at once). */
-int store_open(struct event_base *base, const char *conninfo, int pool_size,
-    struct store **out, pcs_error *err);
+int store_open(struct event_base *base, const char *conninfo, int pool_size, struct store **out,
+    pcs_error *err);
 /*
  * Connection events, for the daemon's log: "db_connected", "db_reconnected" (info),
  * "db_connect_failed" (warn; detail is libpq's connection error on one line, never the
  * connection string), "db_connection_lost" (error; detail is a SQLSTATE or a fixed phrase).
  * Called on the loop thread; detail may be NULL.
  */
-typedef void (*store_log_fn)(int level /* 0 info, 1 warn, 2 error */, const char *event,
-    const char *detail, void *arg);
+typedef void (*store_log_fn)(
+    int level /* 0 info, 1 warn, 2 error */, const char *event, const char *detail, void *arg);
 void store_set_logger(struct store *s, store_log_fn fn, void *arg);
 /*
  * While no connection is up, a queued job fails with UNAVAILABLE once it has waited ms
@@ -79,8 +79,8 @@ void store_close(struct store *s);
  * Queues q (its SQL and parameters are copied; parameter copies are wiped on free). Returns
  * the job, or NULL with err filled (-PCS_RESOURCE_EXHAUSTED when the queue is full).
  */
-struct store_job *store_submit(struct store *s, const struct store_query *q, store_cb cb,
-    void *arg, pcs_error *err);
+struct store_job *store_submit(
+    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err);
 /* The callback will not be called. Safe on a job whose statement is already running. */
 void store_cancel(struct store_job *job);
 void store_get_stats(const struct store *s, struct store_stats *out);
@@ -103,8 +103,7 @@ int store_result_nfields(const struct store_result *r);
 const char *store_result_value(const struct store_result *r, int row, int col);
 int store_result_isnull(const struct store_result *r, int row, int col);
 /* Decodes a bytea cell into a new malloc'd buffer (*out, *len); the caller frees it. */
-int store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out,
-    size_t *len);
+int store_result_bytea(const struct store_result *r, int row, int col, uint8_t **out, size_t *len);
 
 /*
  * A copy of conninfo (a URI or key=value string) as key=value pairs, with options appended to
@@ -112,15 +111,15 @@ int store_result_bytea(const struct store_result *r, int row, int col, uint8_t *
  * gets, such as the search_path of the daemon's API schema ("-c search_path=..."). *out holds
  * any password conninfo holds: free it with store_conninfo_free, which wipes it.
  */
-int store_conninfo_add_options(const char *conninfo, const char *options, char **out,
-    pcs_error *err) PCS_WUR;
+int store_conninfo_add_options(
+    const char *conninfo, const char *options, char **out, pcs_error *err) PCS_WUR;
 void store_conninfo_free(char *conninfo);
 
 /* Start-up only: blocking connection and statements. */
 int store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err);
 /* Runs q; on success *out is a result the caller frees with store_result_free. */
-int store_sync_exec(struct store_sync *c, const struct store_query *q, struct store_result **out,
-    pcs_error *err);
+int store_sync_exec(
+    struct store_sync *c, const struct store_query *q, struct store_result **out, pcs_error *err);
 /* Runs a script of several statements without parameters (a migration file). */
 int store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err);
 void store_result_free(struct store_result *r);
@@ -130,8 +129,8 @@ void store_sync_close(struct store_sync *c);
  * statement). *out, freed with store_result_free, has its columns (store_result_nfields,
  * store_result_fname) and parameter types.
  */
-int store_sync_describe(struct store_sync *c, const char *sql, struct store_result **out,
-    pcs_error *err) PCS_WUR;
+int store_sync_describe(
+    struct store_sync *c, const char *sql, struct store_result **out, pcs_error *err) PCS_WUR;
 /* A result's (or description's) column name; "" when col is out of range. */
 const char *store_result_fname(const struct store_result *r, int col);
 /* A description's parameters and their type oids (0 when i is out of range). */

@@ -8,10 +8,10 @@
 
 #include "store.h"
 
-struct pg_result;  /* libpq's PGresult (see pgconn.h) */
+struct pg_result; /* libpq's PGresult (see pgconn.h) */
 
 struct store_result {
-	struct pg_result *pg;  /* NULL for a synthesized error */
+	struct pg_result *pg; /* NULL for a synthesized error */
 	int status;
 	char message[256];
 };
@@ -22,7 +22,6 @@ struct store_result {
  */
 void store_result_set(struct store_result *r, struct pg_result *pg, int conn_bad);
 /* A statement's shape, checked before it is queued or run. */
-int store_query_check(const struct store_query *q, pcs_error *err)
-    PCS_WUR;
+int store_query_check(const struct store_query *q, pcs_error *err) PCS_WUR;
 
 #endif

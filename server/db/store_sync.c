@@ -20,8 +20,7 @@ struct store_sync {
 /* ---- connection strings ---- */
 
 /* Appends value to p as a single-quoted conninfo value; returns the new end. */
-static char *
-quote_value(char *p, const char *value)
+static char *quote_value(char *p, const char *value)
 {
 	*p++ = '\'';
 	for (; *value != '\0'; value++) {
@@ -33,9 +32,8 @@ quote_value(char *p, const char *value)
 	return p;
 }
 
-int
-store_conninfo_add_options(const char *conninfo, const char *options, char **out,
-    pcs_error *err)
+int store_conninfo_add_options(
+    const char *conninfo, const char *options, char **out, pcs_error *err)
 {
 	PQconninfoOption *opts = NULL, *o;
 	const char *have = NULL;
@@ -100,8 +98,7 @@ out:
 	return ret;
 }
 
-void
-store_conninfo_free(char *conninfo)
+void store_conninfo_free(char *conninfo)
 {
 	if (conninfo == NULL)
 		return;
@@ -111,8 +108,7 @@ store_conninfo_free(char *conninfo)
 
 /* ---- blocking API for start-up ---- */
 
-int
-store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err)
+int store_sync_connect(const char *conninfo, struct store_sync **out, pcs_error *err)
 {
 	struct store_sync *c = NULL;
 	char why[200];
@@ -141,8 +137,8 @@ out:
 }
 
 /* Takes ownership of pg; on success hands it to *out (or frees it when out is NULL). */
-static int
-sync_result(struct store_sync *c, PGresult *pg, struct store_result **out, pcs_error *err)
+static int sync_result(
+    struct store_sync *c, PGresult *pg, struct store_result **out, pcs_error *err)
 {
 	struct store_result *r = NULL;
 	int ret;
@@ -167,21 +163,20 @@ out:
 	return ret;
 }
 
-int
-store_sync_exec(struct store_sync *c, const struct store_query *q, struct store_result **out,
-    pcs_error *err)
+int store_sync_exec(
+    struct store_sync *c, const struct store_query *q, struct store_result **out, pcs_error *err)
 {
 	int ret;
 
 	*out = NULL;
 	if ((ret = store_query_check(q, err)) != 0)
 		return ret;
-	return sync_result(c, PQexecParams(c->pg, q->sql, q->nparams, NULL, q->values, q->lengths,
-	    q->formats, 0), out, err);
+	return sync_result(c,
+	    PQexecParams(c->pg, q->sql, q->nparams, NULL, q->values, q->lengths, q->formats, 0),
+	    out, err);
 }
 
-int
-store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err)
+int store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err)
 {
 	if (sql == NULL)
 		return pcs_fail(err, PCS_INVALID_ARGUMENT, "no SQL script");
@@ -189,8 +184,7 @@ store_sync_exec_script(struct store_sync *c, const char *sql, pcs_error *err)
 	return sync_result(c, PQexec(c->pg, sql), NULL, err);
 }
 
-void
-store_sync_close(struct store_sync *c)
+void store_sync_close(struct store_sync *c)
 {
 	if (c == NULL)
 		return;
@@ -201,9 +195,8 @@ store_sync_close(struct store_sync *c)
 
 /* ---- statement descriptions (start-up: the db layer checks its statements' columns) ---- */
 
-int
-store_sync_describe(struct store_sync *c, const char *sql, struct store_result **out,
-    pcs_error *err)
+int store_sync_describe(
+    struct store_sync *c, const char *sql, struct store_result **out, pcs_error *err)
 {
 	int ret;
 

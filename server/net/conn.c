@@ -230,7 +230,8 @@ int conn_evict_one(struct server *srv)
 	uint64_t now = conn_now_ms();
 
 	/* Oldest first (conns is in accept order); one without a call in flight if there is one. */
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &srv->conns, link)
+	{
 		if (conn_established(c))
 			continue;
 		if (c->inflight == 0) {
@@ -246,8 +247,10 @@ int conn_evict_one(struct server *srv)
 	    (unsigned long long)victim->id, (unsigned)victim->cred.uid, (int)victim->cred.pid,
 	    (unsigned long long)(now - victim->opened_ms));
 	srv->stats.connections_evicted++;
-	conn_close_with(victim, PCS_RESOURCE_EXHAUSTED, "closed before Hello to make room under "
-	    "max_connections", "evicted before Hello");
+	conn_close_with(victim, PCS_RESOURCE_EXHAUSTED,
+	    "closed before Hello to make room under "
+	    "max_connections",
+	    "evicted before Hello");
 	return 0;
 }
 
@@ -438,9 +441,10 @@ static void process_frames(struct conn *c)
 		r = frame_peek(c->in, c->in_len, frame_max(c), &body_len, &err);
 		if (r < 0) {
 			if (r == -PCS_RESOURCE_EXHAUSTED && !conn_established(c))
-				pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "frame of %u bytes before Hello "
-				    "exceeds max_frame_before_hello (%u bytes)", header_len(c),
-				    frame_max(c));
+				pcs_fail(&err, PCS_RESOURCE_EXHAUSTED,
+				    "frame of %u bytes before Hello "
+				    "exceeds max_frame_before_hello (%u bytes)",
+				    header_len(c), frame_max(c));
 			conn_fail(c, -r, err.message);
 			return;
 		}
@@ -576,7 +580,8 @@ static void read_some(struct conn *c)
 	if (n > 0 && conn_grow(c, c->in_len + (size_t)n, &err) != 0) {
 		explicit_bzero(chunk, (size_t)n);
 		log_event(LOG_WARN, "conn_buffer_limit", "conn=%llu uid=%u pid=%d uid_buffered=%zu",
-		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid, c->peer->buffered);
+		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid,
+		    c->peer->buffered);
 		/* Nothing more of this connection's input is used: its memory goes back now. */
 		drop_input(c);
 		conn_fail(c, PCS_RESOURCE_EXHAUSTED, err.message);
@@ -616,8 +621,7 @@ static void read_some(struct conn *c)
  */
 static int handshake_due(const struct conn *c)
 {
-	return !conn_established(c) && c->handshake != CONN_HANDSHAKE_RUNNING &&
-	    !frame_buffered(c);
+	return !conn_established(c) && c->handshake != CONN_HANDSHAKE_RUNNING && !frame_buffered(c);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -632,11 +636,14 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		log_event(LOG_INFO, "conn_handshake_timeout", "conn=%llu uid=%u pid=%d",
 		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid);
 		c->srv->stats.handshake_timeouts++;
-		conn_close_with(c, PCS_DEADLINE_EXCEEDED, "Hello did not succeed within "
-		    "handshake_timeout_ms", "no Hello in time");
+		conn_close_with(c, PCS_DEADLINE_EXCEEDED,
+		    "Hello did not succeed within "
+		    "handshake_timeout_ms",
+		    "no Hello in time");
 		return;
 	}
-	if (c->partial_since_ms != 0 && now - c->partial_since_ms >= (uint64_t)cfg->read_timeout_ms) {
+	if (c->partial_since_ms != 0 &&
+	    now - c->partial_since_ms >= (uint64_t)cfg->read_timeout_ms) {
 		log_event(LOG_INFO, "conn_read_timeout", "conn=%llu uid=%u pid=%d buffered=%zu",
 		    (unsigned long long)c->id, (unsigned)c->cred.uid, (int)c->cred.pid, c->in_len);
 		conn_close(c, "incomplete frame timed out");
@@ -744,10 +751,7 @@ void conn_call_done(struct conn *c)
 	conn_maybe_finish(c);
 }
 
-void conn_handshake_begin(struct conn *c)
-{
-	c->handshake = CONN_HANDSHAKE_RUNNING;
-}
+void conn_handshake_begin(struct conn *c) { c->handshake = CONN_HANDSHAKE_RUNNING; }
 
 void conn_handshake_end(struct conn *c, int established)
 {
@@ -760,7 +764,7 @@ size_t conn_busy_all(const struct server *srv)
 	size_t busy = 0;
 
 	TAILQ_FOREACH(c, &srv->conns, link)
-		busy += c->inflight + (evbuffer_get_length(c->out) > 0);
+	busy += c->inflight + (evbuffer_get_length(c->out) > 0);
 	return busy;
 }
 
@@ -794,7 +798,8 @@ static void read_peer(struct conn *c)
 	c->cred.groups[0] = c->cred.gid;
 	c->cred.ngroups = 1;
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERGROUPS, groups, &glen) == 0) {
-		for (size_t i = 0; i < glen / sizeof(gid_t) && c->cred.ngroups < CONN_MAX_GROUPS; i++)
+		for (size_t i = 0; i < glen / sizeof(gid_t) && c->cred.ngroups < CONN_MAX_GROUPS;
+		     i++)
 			if (groups[i] != c->cred.gid)
 				c->cred.groups[c->cred.ngroups++] = groups[i];
 	}

@@ -28,9 +28,9 @@
 /* Which queue a connection waits on (conn->waiting). */
 enum conn_wait {
 	CONN_WAIT_NONE = 0,
-	CONN_WAIT_SLOT,      /* its uid's slot_wait: the uid has max_calls_per_uid in flight */
-	CONN_WAIT_TURN,      /* srv->waitq, holding its uid's one place in the rotation */
-	CONN_WAIT_BEHIND     /* its uid's turn_wait, behind the one on srv->waitq */
+	CONN_WAIT_SLOT,  /* its uid's slot_wait: the uid has max_calls_per_uid in flight */
+	CONN_WAIT_TURN,  /* srv->waitq, holding its uid's one place in the rotation */
+	CONN_WAIT_BEHIND /* its uid's turn_wait, behind the one on srv->waitq */
 };
 
 struct peer;
@@ -40,7 +40,7 @@ struct conn_cred {
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	gid_t groups[CONN_MAX_GROUPS];   /* primary gid plus supplementary groups */
+	gid_t groups[CONN_MAX_GROUPS]; /* primary gid plus supplementary groups */
 	size_t ngroups;
 };
 
@@ -60,38 +60,38 @@ struct conn_ops {
 };
 
 enum conn_handshake {
-	CONN_HANDSHAKE_NONE = 0,         /* not begun, or ended without success */
-	CONN_HANDSHAKE_RUNNING,          /* frames after it wait until it ends */
-	CONN_HANDSHAKE_DONE              /* established */
+	CONN_HANDSHAKE_NONE = 0, /* not begun, or ended without success */
+	CONN_HANDSHAKE_RUNNING,  /* frames after it wait until it ends */
+	CONN_HANDSHAKE_DONE      /* established */
 };
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
-	TAILQ_ENTRY(conn) wait_link;     /* on the queue conn->waiting names */
+	TAILQ_ENTRY(conn) wait_link; /* on the queue conn->waiting names */
 	enum conn_wait waiting;
-	enum conn_wait woken;            /* taken off that queue, its turn not used yet */
+	enum conn_wait woken; /* taken off that queue, its turn not used yet */
 	struct server *srv;
-	struct peer *peer;               /* its uid's accounting (peers.h); never NULL */
+	struct peer *peer; /* its uid's accounting (peers.h); never NULL */
 	const struct conn_ops *ops;
 	void *owner;
-	int counted_principal;           /* counted in peer->conns_principal */
-	int handshake_pending;           /* a handshake ran; its outcome not yet noted */
-	uint64_t opened_ms;              /* for handshake_timeout_ms */
+	int counted_principal; /* counted in peer->conns_principal */
+	int handshake_pending; /* a handshake ran; its outcome not yet noted */
+	uint64_t opened_ms;    /* for handshake_timeout_ms */
 	uint64_t id;
 	int fd;
 	struct conn_cred cred;
 	struct event *rev, *wev, *tev;
 	struct evbuffer *out;
-	uint8_t *in;                     /* input buffer; wiped when compacted or freed */
+	uint8_t *in; /* input buffer; wiped when compacted or freed */
 	size_t in_len, in_cap;
-	uint64_t partial_since_ms;       /* when the current unfinished frame started; 0 = none */
+	uint64_t partial_since_ms; /* when the current unfinished frame started; 0 = none */
 	uint64_t last_activity_ms;
-	int refs;                        /* the connection itself + one per call in flight */
-	int closed;                      /* no more I/O; freed when refs drops to 0 */
-	int read_eof;                    /* peer shut down its side: finish calls, then close */
-	int close_after_flush;           /* a connection-level error was queued */
+	int refs;              /* the connection itself + one per call in flight */
+	int closed;            /* no more I/O; freed when refs drops to 0 */
+	int read_eof;          /* peer shut down its side: finish calls, then close */
+	int close_after_flush; /* a connection-level error was queued */
 	enum conn_handshake handshake;
-	int gone_told;                   /* ops->gone has run */
+	int gone_told; /* ops->gone has run */
 	size_t inflight;
 };
 

@@ -29,8 +29,8 @@ static int make_addr(const char *path, struct sockaddr_un *sa, pcs_error *err)
 	memset(sa, 0, sizeof(*sa));
 	sa->sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof(sa->sun_path))
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "socket path is longer than %zu bytes: %s",
-		    sizeof(sa->sun_path) - 1, path);
+		return pcs_fail(err, PCS_INVALID_ARGUMENT,
+		    "socket path is longer than %zu bytes: %s", sizeof(sa->sun_path) - 1, path);
 	memcpy(sa->sun_path, path, strlen(path) + 1);
 	return 0;
 }
@@ -43,7 +43,8 @@ static int probe_existing(const char *path, const struct sockaddr_un *sa, pcs_er
 
 	if (lstat(path, &st) != 0)
 		return errno == ENOENT ? 0 :
-		    pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot inspect %s: %s", path, strerror(errno));
+		                         pcs_fail(err, PCS_FAILED_PRECONDITION,
+		                             "cannot inspect %s: %s", path, strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
 		return pcs_fail(err, PCS_FAILED_PRECONDITION,
 		    "%s exists and is not a socket; refusing to replace it", path);
@@ -78,8 +79,8 @@ static int parse_group(const char *group, gid_t *out, pcs_error *err)
 }
 
 /* Answers RESOURCE_EXHAUSTED with msg, closes fd, and logs why (reason: a stable name). */
-static void refuse(struct server *srv, int fd, const struct ucred *cred, const char *reason,
-    const char *msg)
+static void refuse(
+    struct server *srv, int fd, const struct ucred *cred, const char *reason, const char *msg)
 {
 	uint8_t *frame = NULL;
 	size_t len = 0;
@@ -148,9 +149,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	for (i = 0; i < 64; i++) {
 		fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				struct timeval one = { 1, 0 };
-				log_event(LOG_WARN, "accept_backoff", "errno=%s", log_q(strerror(errno)));
+				log_event(
+				    LOG_WARN, "accept_backoff", "errno=%s", log_q(strerror(errno)));
 				event_del(l->ev);
 				evtimer_add(l->backoff, &one);
 			}
@@ -176,7 +179,8 @@ int listener_open(struct server *srv, const char *path, const char *mode, const 
 	errno = 0;
 	mv = strtoul(mode, &end, 8);
 	if (errno != 0 || end == mode || *end != '\0' || mv > 0777) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "socket mode %s is not an octal mode", mode);
+		r = pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "socket mode %s is not an octal mode", mode);
 		goto out;
 	}
 	m = (mode_t)mv;
@@ -213,10 +217,11 @@ int listener_open(struct server *srv, const char *path, const char *mode, const 
 			goto out;
 		}
 		if ((dst.st_mode & 0022) != 0 || (dst.st_uid != 0 && dst.st_uid != geteuid())) {
-			r = pcs_fail(err, PCS_FAILED_PRECONDITION, "socket directory %s has mode %04o "
+			r = pcs_fail(err, PCS_FAILED_PRECONDITION,
+			    "socket directory %s has mode %04o "
 			    "and owner uid %u: others could serve %s in pcsecretd's place; only its "
-			    "owner, root or pcsecretd's user, may write to it", dir,
-			    (unsigned)(dst.st_mode & 07777), (unsigned)dst.st_uid, path);
+			    "owner, root or pcsecretd's user, may write to it",
+			    dir, (unsigned)(dst.st_mode & 07777), (unsigned)dst.st_uid, path);
 			goto out;
 		}
 	}
@@ -229,8 +234,8 @@ int listener_open(struct server *srv, const char *path, const char *mode, const 
 		goto out;
 	}
 	if (unlink(path) != 0 && errno != ENOENT) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot remove stale socket %s: %s", path,
-		    strerror(errno));
+		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot remove stale socket %s: %s",
+		    path, strerror(errno));
 		goto out;
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
@@ -242,7 +247,8 @@ int listener_open(struct server *srv, const char *path, const char *mode, const 
 	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	umask(old_umask);
 	if (r != 0) {
-		r = pcs_fail(err, PCS_FAILED_PRECONDITION, "cannot bind %s: %s", path, strerror(errno));
+		r = pcs_fail(
+		    err, PCS_FAILED_PRECONDITION, "cannot bind %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) != 0) || chmod(path, m) != 0) {

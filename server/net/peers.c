@@ -14,7 +14,7 @@
 #define PEERS_REMEMBER_MAX 1024
 
 static struct peer *buckets[PEERS_BUCKETS];
-static size_t idle_entries;   /* entries kept only because they are remembered */
+static size_t idle_entries; /* entries kept only because they are remembered */
 
 static struct peer **slot_of(uid_t uid)
 {
@@ -53,8 +53,8 @@ static void trim_idle(void)
 		oldest = NULL;
 		for (size_t i = 0; i < PEERS_BUCKETS; i++)
 			for (p = buckets[i]; p != NULL; p = p->next)
-				if (p->refs == 0 && (oldest == NULL ||
-				    p->known_until_ms < oldest->known_until_ms))
+				if (p->refs == 0 &&
+				    (oldest == NULL || p->known_until_ms < oldest->known_until_ms))
 					oldest = p;
 		if (oldest == NULL)
 			return;
@@ -68,23 +68,26 @@ int peers_known(const struct peer *p, uint64_t now_ms)
 	return p->conns_principal > 0 || p->known_until_ms > now_ms;
 }
 
-int peers_admit(const struct config *cfg, uid_t uid, uint64_t now_ms, const char **reason,
-    pcs_error *err)
+int peers_admit(
+    const struct config *cfg, uid_t uid, uint64_t now_ms, const char **reason, pcs_error *err)
 {
 	const struct peer *p = find(uid);
 	size_t conns = p != NULL ? p->conns : 0;
 
 	if (conns >= (size_t)cfg->max_conns_per_uid) {
 		*reason = PEERS_REASON_PER_UID;
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "too many connections for uid %u "
-		    "(max_conns_per_uid = %lld)", (unsigned)uid, (long long)cfg->max_conns_per_uid);
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
+		    "too many connections for uid %u "
+		    "(max_conns_per_uid = %lld)",
+		    (unsigned)uid, (long long)cfg->max_conns_per_uid);
 	}
 	if ((p == NULL || !peers_known(p, now_ms)) &&
 	    conns >= (size_t)cfg->max_conns_unknown_per_uid) {
 		*reason = PEERS_REASON_UNKNOWN;
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "too many connections for uid %u, which "
-		    "has no principal (max_conns_unknown_per_uid = %lld)", (unsigned)uid,
-		    (long long)cfg->max_conns_unknown_per_uid);
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
+		    "too many connections for uid %u, which "
+		    "has no principal (max_conns_unknown_per_uid = %lld)",
+		    (unsigned)uid, (long long)cfg->max_conns_unknown_per_uid);
 	}
 	return 0;
 }
@@ -126,18 +129,16 @@ void peers_remember(struct peer *p, uint64_t now_ms)
 	p->known_until_ms = now_ms + PEERS_REMEMBER_MS;
 }
 
-void peers_forget(struct peer *p)
-{
-	p->known_until_ms = 0;
-}
+void peers_forget(struct peer *p) { p->known_until_ms = 0; }
 
 int peers_buffer(struct peer *p, const struct config *cfg, size_t add, pcs_error *err)
 {
 	if (add > (size_t)cfg->max_buffered_per_uid ||
 	    p->buffered > (size_t)cfg->max_buffered_per_uid - add)
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "uid %u holds %zu bytes of unfinished "
-		    "input over its connections (max_buffered_per_uid = %lld)", (unsigned)p->uid,
-		    p->buffered, (long long)cfg->max_buffered_per_uid);
+		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
+		    "uid %u holds %zu bytes of unfinished "
+		    "input over its connections (max_buffered_per_uid = %lld)",
+		    (unsigned)p->uid, p->buffered, (long long)cfg->max_buffered_per_uid);
 	p->buffered += add;
 	return 0;
 }
@@ -153,10 +154,7 @@ void peers_call_started(struct peer *p)
 		p->calls_peak = p->calls;
 }
 
-void peers_call_done(struct peer *p)
-{
-	p->calls--;
-}
+void peers_call_done(struct peer *p) { p->calls--; }
 
 int peers_calls_full(const struct peer *p, const struct config *cfg)
 {

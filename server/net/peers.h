@@ -25,13 +25,13 @@ struct config;
 
 struct peer {
 	uid_t uid;
-	size_t refs;              /* struct conns that point here (open or closing) */
-	size_t conns;             /* open connections */
-	size_t conns_principal;   /* of them, those whose last Hello succeeded */
-	size_t buffered;          /* bytes of input buffer held over its connections */
-	size_t calls;             /* calls in flight, against max_calls_per_uid */
-	size_t calls_peak;        /* the most ever in flight at once (stats, tests) */
-	uint64_t known_until_ms;  /* remembered as having a principal until then; 0 = not */
+	size_t refs;             /* struct conns that point here (open or closing) */
+	size_t conns;            /* open connections */
+	size_t conns_principal;  /* of them, those whose last Hello succeeded */
+	size_t buffered;         /* bytes of input buffer held over its connections */
+	size_t calls;            /* calls in flight, against max_calls_per_uid */
+	size_t calls_peak;       /* the most ever in flight at once (stats, tests) */
+	uint64_t known_until_ms; /* remembered as having a principal until then; 0 = not */
 	/*
 	 * Connections of this uid waiting for one of its call slots (max_calls_per_uid), and
 	 * those waiting for daemon-wide room (max_calls) behind the one that holds this uid's
@@ -39,8 +39,8 @@ struct peer {
 	 */
 	struct conn_waitq slot_wait;
 	struct conn_waitq turn_wait;
-	int has_turn;             /* one of its connections is on srv->waitq */
-	struct peer *next;        /* hash chain */
+	int has_turn;      /* one of its connections is on srv->waitq */
+	struct peer *next; /* hash chain */
 };
 
 /* Why peers_admit refused; stable names for the log. */
@@ -66,8 +66,7 @@ void peers_forget(struct peer *p);
  * Reserves add more bytes of input buffer for p; -PCS_RESOURCE_EXHAUSTED (err says so) when
  * that would pass max_buffered_per_uid. peers_unbuffer gives bytes back.
  */
-int peers_buffer(struct peer *p, const struct config *cfg, size_t add, pcs_error *err)
-    PCS_WUR;
+int peers_buffer(struct peer *p, const struct config *cfg, size_t add, pcs_error *err) PCS_WUR;
 void peers_unbuffer(struct peer *p, size_t bytes);
 /* Counts a call started / finished. */
 void peers_call_started(struct peer *p);

@@ -35,13 +35,13 @@ static void on_gone(void *owner)
 	}
 }
 
-static void on_release(void *owner)
-{
-	free(owner);
-}
+static void on_release(void *owner) { free(owner); }
 
 static const struct conn_ops session_ops = {
-	on_frame, session_error_frame, on_gone, on_release,
+	on_frame,
+	session_error_frame,
+	on_gone,
+	on_release,
 };
 
 struct session *session_new(struct server *srv, int fd)
@@ -128,8 +128,8 @@ void session_send_reply(struct session *s, uint64_t call_id, int status, const c
 
 	if (s->conn->closed)
 		return;
-	if (reply_frame(call_id, status, message, reply, len, (uint32_t)s->conn->srv->cfg->max_frame,
-	    &frame, &frame_len) != 0) {
+	if (reply_frame(call_id, status, message, reply, len,
+	        (uint32_t)s->conn->srv->cfg->max_frame, &frame, &frame_len) != 0) {
 		conn_close(s->conn, "cannot encode reply");
 		return;
 	}

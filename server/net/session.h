@@ -20,9 +20,9 @@
 #include "status.h"
 
 enum session_state {
-	SESSION_NEW = 0,        /* Hello not (successfully) done yet: only Hello is accepted */
-	SESSION_HANDSHAKE,      /* a Hello is running; frames behind it wait */
-	SESSION_ESTABLISHED     /* Hello succeeded */
+	SESSION_NEW = 0,    /* Hello not (successfully) done yet: only Hello is accepted */
+	SESSION_HANDSHAKE,  /* a Hello is running; frames behind it wait */
+	SESSION_ESTABLISHED /* Hello succeeded */
 };
 
 struct session;

@@ -4,8 +4,11 @@
 #include <string.h>
 
 static const char *const role_names[] = {
-	[ROLE_NONE] = "none", [ROLE_ADMIN] = "admin", [ROLE_OPERATOR] = "operator",
-	[ROLE_LAUNCHER] = "launcher", [ROLE_AGENT] = "agent",
+	[ROLE_NONE] = "none",
+	[ROLE_ADMIN] = "admin",
+	[ROLE_OPERATOR] = "operator",
+	[ROLE_LAUNCHER] = "launcher",
+	[ROLE_AGENT] = "agent",
 };
 
 int authz_method_action(const char *method)
@@ -55,7 +58,8 @@ void authz_describe(const struct principal *p, char *buf, size_t size)
 	case ROLE_LAUNCHER:
 		o = (size_t)snprintf(buf, size, "%s of ", authz_role_name(p->role));
 		for (size_t i = 0; i < p->ncompanies && o < size; i++)
-			o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? "," : "", p->companies[i]);
+			o += (size_t)snprintf(
+			    buf + o, size - o, "%s%s", i ? "," : "", p->companies[i]);
 		return;
 	case ROLE_NONE:
 		break;
@@ -71,8 +75,8 @@ static int deny(pcs_error *err, const struct principal *p, const char *what)
 	return pcs_fail(err, PCS_PERMISSION_DENIED, "%s may not %s", who, what);
 }
 
-static int need_company(const struct principal *p, const char *company, const char *what,
-    pcs_error *err)
+static int need_company(
+    const struct principal *p, const char *company, const char *what, pcs_error *err)
 {
 	char buf[PCS_NAME_MAX + 64];
 
@@ -85,8 +89,7 @@ static int need_company(const struct principal *p, const char *company, const ch
 }
 
 /* Values go to an agent (for itself) or a launcher (for its companies' agents), nobody else. */
-static int check_value(const struct principal *p, const struct authz_request *rq,
-    pcs_error *err)
+static int check_value(const struct principal *p, const struct authz_request *rq, pcs_error *err)
 {
 	int own;
 
@@ -98,7 +101,7 @@ static int check_value(const struct principal *p, const struct authz_request *rq
 	case ROLE_AGENT:
 		own = rq->company == NULL || rq->company[0] == '\0' ||
 		    (authz_has_company(p, rq->company) && rq->agent != NULL &&
-		    strcmp(rq->agent, p->agent) == 0);
+		        strcmp(rq->agent, p->agent) == 0);
 		if (!own)
 			return deny(err, p, "resolve values for another agent");
 		break;
@@ -125,8 +128,9 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 	case METHOD_ACTION_PRINCIPAL_ADMIN:
 		if (p->role == ROLE_ADMIN)
 			return 0;
-		return deny(err, p, rq->action == METHOD_ACTION_COMPANY_CREATE ? "create companies" :
-		    "manage principals");
+		return deny(err, p,
+		    rq->action == METHOD_ACTION_COMPANY_CREATE ? "create companies" :
+		                                                 "manage principals");
 	case METHOD_ACTION_COMPANY_LIST:
 		if (p->role == ROLE_AGENT)
 			return deny(err, p, "list companies");
@@ -137,10 +141,12 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 		if (p->role == ROLE_ADMIN)
 			return 0;
 		if (p->role != ROLE_OPERATOR)
-			return deny(err, p, rq->action == METHOD_ACTION_AGENT_WRITE ? "manage agents" :
-			    "manage secrets");
+			return deny(err, p,
+			    rq->action == METHOD_ACTION_AGENT_WRITE ? "manage agents" :
+			                                              "manage secrets");
 		return need_company(p, rq->company,
-		    rq->action == METHOD_ACTION_AGENT_WRITE ? "manage agents" : "manage secrets", err);
+		    rq->action == METHOD_ACTION_AGENT_WRITE ? "manage agents" : "manage secrets",
+		    err);
 	case METHOD_ACTION_AGENT_READ:
 		if (p->role == ROLE_ADMIN)
 			return 0;

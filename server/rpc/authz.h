@@ -18,24 +18,24 @@ enum role { ROLE_NONE = 0, ROLE_ADMIN, ROLE_OPERATOR, ROLE_LAUNCHER, ROLE_AGENT 
 
 struct principal {
 	enum role role;
-	size_t ncompanies;                  /* operator, launcher: companies; agent: its own */
+	size_t ncompanies; /* operator, launcher: companies; agent: its own */
 	char companies[AUTHZ_MAX_COMPANIES][PCS_NAME_MAX + 1];
-	char agent[PCS_NAME_MAX + 1];       /* agent: its name (company is companies[0]) */
-	char rule[96];                      /* which rule matched, for whoami and the audit */
-	uint32_t uid, gid, pid;             /* peer credentials from the kernel */
+	char agent[PCS_NAME_MAX + 1]; /* agent: its name (company is companies[0]) */
+	char rule[96];                /* which rule matched, for whoami and the audit */
+	uint32_t uid, gid, pid;       /* peer credentials from the kernel */
 };
 
 /* Whether the agent's env config names the reference (METHOD_ACTION_VALUE_READ of a reference). */
 enum authz_grant {
-	AUTHZ_GRANT_NA = 0,     /* not known yet (the call-level check) or not applicable */
+	AUTHZ_GRANT_NA = 0, /* not known yet (the call-level check) or not applicable */
 	AUTHZ_GRANT_YES,
 	AUTHZ_GRANT_NO
 };
 
 struct authz_request {
-	enum method_action action;  /* from the rpc's row in the method table (common/methods.h) */
-	const char *company;     /* the company the call touches; NULL/"" when none */
-	const char *agent;       /* value actions: the agent's name within company */
+	enum method_action action; /* from the rpc's row in the method table (common/methods.h) */
+	const char *company;       /* the company the call touches; NULL/"" when none */
+	const char *agent;         /* value actions: the agent's name within company */
 	enum authz_grant grant;
 };
 

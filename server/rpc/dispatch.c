@@ -34,7 +34,7 @@ struct call {
 	struct server *srv;
 	uint64_t call_id;
 	char method[64];
-	const struct method *m;  /* its row in the method table; NULL until the method is known */
+	const struct method *m; /* its row in the method table; NULL until the method is known */
 	ProtobufCMessage *request;
 	/*
 	 * Who the caller is for this call: looked up again for every call, so a rule removed or
@@ -48,10 +48,10 @@ struct call {
 	struct store_job *job;
 	struct audit_entry *audit_entry;
 	call_db_cb db_cb;
-	int db_audited;          /* the running statement carries the call's audit row */
+	int db_audited; /* the running statement carries the call's audit row */
 	int authorized;
-	int ended;             /* status decided; its audit row and reply are on their way */
-	int audited;           /* an OK audit row was committed with the call's work */
+	int ended;   /* status decided; its audit row and reply are on their way */
+	int audited; /* an OK audit row was committed with the call's work */
 	int status;
 	char message[256];
 	uint8_t *reply;
@@ -60,7 +60,7 @@ struct call {
 	char secret[2 * PCS_NAME_MAX + 8];
 	char version[16];
 	char actor[32];
-	void *db_arg;             /* the running statement's, for db_cb */
+	void *db_arg; /* the running statement's, for db_cb */
 	void (*db_arg_free)(void *);
 };
 
@@ -92,7 +92,8 @@ int dispatch_init(pcs_error *err)
 	db_set_call_ops(&db_ops);
 	/* The INIT macro fills every slot at compile time; this guards against a NULL one. */
 	for (unsigned i = 0; i < d->n_methods; i++) {
-		void (*const *slots)(void) = (void (*const *)(void))(const void *)(&service.base + 1);
+		const void *after_base = &service.base + 1;
+		void (*const *slots)(void) = (void (*const *)(void))after_base;
 		if (slots[i] == NULL)
 			return pcs_fail(err, PCS_INTERNAL, "no handler for %s", d->methods[i].name);
 	}
@@ -116,8 +117,7 @@ static void drop_db_arg(struct call *c)
 		c->db_arg_free(arg);
 }
 
-void call_set_target(struct call *c, const char *company, const char *secret,
-    const char *version)
+void call_set_target(struct call *c, const char *company, const char *secret, const char *version)
 {
 	if (company != NULL)
 		snprintf(c->company, sizeof(c->company), "%s", company);
@@ -186,15 +186,15 @@ static void call_send(struct call *c)
 	enum log_level lvl = c->status == PCS_OK ? LOG_DEBUG : LOG_INFO;
 
 	log_event(lvl, "call", "conn=%llu call_id=%llu method=%s uid=%u pid=%d status=%s%s%s",
-	    session_id(s), (unsigned long long)c->call_id, c->method,
-	    (unsigned)peer->uid, (int)peer->pid, pcs_status_name(c->status),
-	    c->status ? " msg=" : "", c->status ? log_q(c->message) : "");
+	    session_id(s), (unsigned long long)c->call_id, c->method, (unsigned)peer->uid,
+	    (int)peer->pid, pcs_status_name(c->status), c->status ? " msg=" : "",
+	    c->status ? log_q(c->message) : "");
 	c->srv->stats.calls_total++;
 	if (c->status != PCS_OK)
 		c->srv->stats.calls_failed++;
 	if (!c->peer_gone)
-		session_send_reply(s, c->call_id, c->status, c->status ? c->message : "",
-		    c->reply, c->reply_len);
+		session_send_reply(
+		    s, c->call_id, c->status, c->status ? c->message : "", c->reply, c->reply_len);
 	/*
 	 * A Hello that ended before establishing the session (its lookup failed, its deadline
 	 * passed) leaves the session before Hello, so Hello may be sent again and the calls
@@ -277,7 +277,8 @@ static void call_end(struct call *c)
 	if (c->status == PCS_OK && !c->authorized) {
 		drop_reply(c);
 		c->status = PCS_INTERNAL;
-		snprintf(c->message, sizeof(c->message), "handler for %s did not authorize", c->method);
+		snprintf(
+		    c->message, sizeof(c->message), "handler for %s did not authorize", c->method);
 	}
 	if (c->audited && c->status == PCS_OK) {
 		call_send(c);
@@ -293,7 +294,7 @@ static void call_end(struct call *c)
 	now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	row.received_us = c->received_us;
 	row.deadline_us = c->deadline_us > now_us ? c->deadline_us :
-	    now_us + (long long)AUDIT_GRACE_MS * 1000;
+	                                            now_us + (long long)AUDIT_GRACE_MS * 1000;
 	if ((c->audit_entry = audit_enqueue(c->srv->audit, &row, on_audit_written, c)) == NULL) {
 		drop_reply(c);
 		c->status = PCS_UNAVAILABLE;
@@ -453,14 +454,14 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 		call_fail_err(c, -err.code, &err);
 }
 
-void call_db(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
-    void (*arg_free)(void *))
+void call_db(
+    struct call *c, const struct store_query *q, call_db_cb cb, void *arg, void (*arg_free)(void *))
 {
 	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, cb, arg, arg_free);
 }
 
-void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
-    void (*arg_free)(void *))
+void call_db_step(
+    struct call *c, const struct store_query *q, call_db_cb cb, void *arg, void (*arg_free)(void *))
 {
 	call_db_run(c, q, 0, cb, arg, arg_free);
 }
@@ -469,8 +470,8 @@ static void generic_closure(const ProtobufCMessage *msg, void *data);
 
 static void call_invoke(struct call *c)
 {
-	protobuf_c_service_invoke_internal(&service.base, c->m->id - 1, c->request,
-	    generic_closure, c);
+	protobuf_c_service_invoke_internal(
+	    &service.base, c->m->id - 1, c->request, generic_closure, c);
 }
 
 static void on_identified(struct call *c, const struct db_principal_match *rows, size_t n)
@@ -586,7 +587,8 @@ int dispatch_frame(struct session *s, const uint8_t *body, size_t len)
 	}
 	if (env->call_id == 0) {
 		protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);
-		session_fail(s, PCS_INVALID_ARGUMENT, "call_id 0 is reserved for connection errors");
+		session_fail(
+		    s, PCS_INVALID_ARGUMENT, "call_id 0 is reserved for connection errors");
 		return -1;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
@@ -604,7 +606,7 @@ int dispatch_frame(struct session *s, const uint8_t *body, size_t len)
 	c->link.gone = on_peer_gone;
 	session_call_started(s, &c->link);
 	c->timeout_ms = env->timeout_ms != 0 ? env->timeout_ms :
-	    (uint32_t)c->srv->cfg->call_timeout_ms;
+	                                       (uint32_t)c->srv->cfg->call_timeout_ms;
 	if (c->timeout_ms > MAX_TIMEOUT_MS)
 		c->timeout_ms = MAX_TIMEOUT_MS;
 	c->received_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
@@ -630,7 +632,8 @@ int dispatch_frame(struct session *s, const uint8_t *body, size_t len)
 	md = &d->methods[c->m->id - 1];
 	handshake = (c->m->flags & METHOD_HANDSHAKE) != 0;
 	if (handshake && session_state(s) != SESSION_NEW) {
-		call_fail(c, PCS_FAILED_PRECONDITION, "Hello was already called on this connection");
+		call_fail(
+		    c, PCS_FAILED_PRECONDITION, "Hello was already called on this connection");
 		goto out;
 	}
 	if (!handshake && session_state(s) != SESSION_ESTABLISHED) {
@@ -642,8 +645,8 @@ int dispatch_frame(struct session *s, const uint8_t *body, size_t len)
 		call_fail(c, PCS_INVALID_ARGUMENT, "field %s %s", field, pbcheck_problem(chk));
 		goto out;
 	}
-	c->request = protobuf_c_message_unpack(md->input, &pbwipe_allocator, env->request.len,
-	    env->request.data);
+	c->request = protobuf_c_message_unpack(
+	    md->input, &pbwipe_allocator, env->request.len, env->request.data);
 	if (c->request == NULL || chk != PBCHECK_OK) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "request is not a valid %s", md->input->name);
 		goto out;

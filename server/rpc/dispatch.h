@@ -38,8 +38,7 @@ int dispatch_init(pcs_error *err) PCS_WUR;
 int dispatch_frame(struct session *s, const uint8_t *body, size_t len) PCS_WUR;
 
 /* What the audit row names. Any may be NULL. */
-void call_set_target(struct call *c, const char *company, const char *secret,
-    const char *version);
+void call_set_target(struct call *c, const char *company, const char *secret, const char *version);
 /*
  * Checks the caller may run this call's method (its action comes from authz's method table)
  * on company (and, for value methods, agent). Fails the call and returns <0 when not.

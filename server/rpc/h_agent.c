@@ -17,16 +17,17 @@
 
 #define AGENT_MAX_GROUPS 256
 
-static int authorize_agent(struct call *c, const char *company,
-    const char *agent)
+static int authorize_agent(struct call *c, const char *company, const char *agent)
 {
 	char target[2 * PCS_NAME_MAX + 8];
 
 	if (h_company(c, company) != 0)
 		return -1;
 	if (!name_valid(agent)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "agent name \"%.128s\" is invalid: use 1 to 128 "
-		    "lowercase letters, digits, '-', '_' or '.'", agent);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "agent name \"%.128s\" is invalid: use 1 to 128 "
+		    "lowercase letters, digits, '-', '_' or '.'",
+		    agent);
 		return -1;
 	}
 	snprintf(target, sizeof(target), "agent:%s", agent);
@@ -92,16 +93,16 @@ static int agent_msg(struct call *c, const struct db_agent *a, struct agent_msg 
 }
 
 /* Every agent rpc replies with the agent as it is after the call. */
-#define AGENT_REPLY(fn, Rep, REP_INIT)                                         \
-	static void fn(struct call *c, const struct db_agent *a)                 \
-	{                                                                        \
-		Pcsecret__V1__##Rep rep = REP_INIT;                                  \
-		struct agent_msg m;                                                  \
-		if (agent_msg(c, a, &m) != 0)                                        \
-			return;                                                          \
-		rep.agent = &m.msg;                                                  \
-		call_reply(c, &rep.base);                                            \
-		agent_msg_free(&m);                                                  \
+#define AGENT_REPLY(fn, Rep, REP_INIT) \
+	static void fn(struct call *c, const struct db_agent *a) \
+	{ \
+		Pcsecret__V1__##Rep rep = REP_INIT; \
+		struct agent_msg m; \
+		if (agent_msg(c, a, &m) != 0) \
+			return; \
+		rep.agent = &m.msg; \
+		call_reply(c, &rep.base); \
+		agent_msg_free(&m); \
 	}
 
 AGENT_REPLY(reply_create, CreateAgentReply, PCSECRET__V1__CREATE_AGENT_REPLY__INIT)
@@ -119,8 +120,9 @@ static int agent_uid_usable(struct call *c, uint32_t uid)
 	const struct principal *p = call_principal(c);
 
 	if (uid == 0 || uid == (uint32_t)call_server(c)->self_uid) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "uid %u cannot be an agent: %s is always an admin",
-		    uid, uid == 0 ? "root" : "the daemon's own uid");
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "uid %u cannot be an agent: %s is always an admin", uid,
+		    uid == 0 ? "root" : "the daemon's own uid");
 		return -1;
 	}
 	if (uid == UINT32_MAX) {
@@ -157,8 +159,8 @@ static size_t agent_uid_groups(uint32_t uid, gid_t groups[AGENT_MAX_GROUPS])
 }
 
 void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__CreateAgentRequest *in,
-    Pcsecret__V1__CreateAgentReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__CreateAgentRequest *in, Pcsecret__V1__CreateAgentReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	gid_t groups[AGENT_MAX_GROUPS];
@@ -173,8 +175,8 @@ void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
 }
 
 void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__DescribeAgentRequest *in,
-    Pcsecret__V1__DescribeAgentReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__DescribeAgentRequest *in, Pcsecret__V1__DescribeAgentReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
@@ -184,8 +186,8 @@ void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
 }
 
 void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__SetAgentEnvRequest *in,
-    Pcsecret__V1__SetAgentEnvReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__SetAgentEnvRequest *in, Pcsecret__V1__SetAgentEnvReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const Pcsecret__V1__SecretRef *ref = in->ref;
@@ -199,13 +201,14 @@ void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
 		call_fail(c, name_err.code, "%s", name_err.message);
 		return;
 	}
-	if (ref == NULL || (ref->secret_id[0] == '\0' && (ref->company[0] == '\0' ||
-	    ref->name[0] == '\0'))) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "a reference needs a secret id or company and name");
+	if (ref == NULL ||
+	    (ref->secret_id[0] == '\0' && (ref->company[0] == '\0' || ref->name[0] == '\0'))) {
+		call_fail(
+		    c, PCS_INVALID_ARGUMENT, "a reference needs a secret id or company and name");
 		return;
 	}
 	if (ref->secret_id[0] != '\0' ? !uuid_valid(ref->secret_id) :
-	    (!name_valid(ref->company) || !name_valid(ref->name))) {
+	                                (!name_valid(ref->company) || !name_valid(ref->name))) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "the reference names an invalid secret");
 		return;
 	}
@@ -221,16 +224,16 @@ void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
 }
 
 void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__UnsetAgentEnvRequest *in,
-    Pcsecret__V1__UnsetAgentEnvReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__UnsetAgentEnvRequest *in, Pcsecret__V1__UnsetAgentEnvReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
 	if (authorize_agent(c, in->company, in->agent) != 0)
 		return;
 	if (!env_name_valid(in->env_name)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "\"%.64s\" is not a valid environment variable name",
-		    in->env_name);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "\"%.64s\" is not a valid environment variable name", in->env_name);
 		return;
 	}
 	db_agent_unset_env(c, in->company, in->agent, in->env_name, reply_unset);
@@ -254,8 +257,8 @@ static void reply_list(struct call *c, const struct db_agent *rows, size_t n)
 }
 
 void handle_list_agents(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListAgentsRequest *in,
-    Pcsecret__V1__ListAgentsReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__ListAgentsRequest *in, Pcsecret__V1__ListAgentsReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
@@ -272,8 +275,8 @@ static void reply_deleted(struct call *c)
 }
 
 void handle_delete_agent(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__DeleteAgentRequest *in,
-    Pcsecret__V1__DeleteAgentReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__DeleteAgentRequest *in, Pcsecret__V1__DeleteAgentReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 

@@ -42,8 +42,8 @@ static void on_listed(struct call *c, const struct db_audit_entry *rows, size_t 
 }
 
 void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListAuditRequest *in,
-    Pcsecret__V1__ListAuditReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__ListAuditRequest *in, Pcsecret__V1__ListAuditReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const struct principal *p = call_principal(c);
@@ -55,7 +55,8 @@ void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
 	if (lim > 1000)
 		lim = 1000;
 	if (in->company[0] != '\0' && !name_valid(in->company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
+		call_fail(
+		    c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
 		return;
 	}
 	call_set_target(c, in->company, NULL, NULL);

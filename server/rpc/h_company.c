@@ -27,16 +27,18 @@ static void on_created(struct call *c, const struct db_company *row)
 }
 
 void handle_create_company(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__CreateCompanyRequest *in,
-    Pcsecret__V1__CreateCompanyReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__CreateCompanyRequest *in, Pcsecret__V1__CreateCompanyReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
 	if (!name_valid(in->name)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid: use 1 to 128 "
-		    "lowercase letters, digits, '-', '_' or '.'", in->name);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "company name \"%.128s\" is invalid: use 1 to 128 "
+		    "lowercase letters, digits, '-', '_' or '.'",
+		    in->name);
 		return;
 	}
 	call_set_target(c, in->name, NULL, NULL);
@@ -61,8 +63,8 @@ static void on_listed(struct call *c, const struct db_company *rows, size_t n)
 }
 
 void handle_list_companies(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListCompaniesRequest *in,
-    Pcsecret__V1__ListCompaniesReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__ListCompaniesRequest *in, Pcsecret__V1__ListCompaniesReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	const struct principal *p = call_principal(c);

@@ -35,8 +35,8 @@ static void on_added(struct call *c, const struct db_principal_rule *row)
 }
 
 void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__AddPrincipalRequest *in,
-    Pcsecret__V1__AddPrincipalReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__AddPrincipalRequest *in, Pcsecret__V1__AddPrincipalReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
@@ -50,22 +50,26 @@ void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
 	    strcmp(in->role, "launcher") != 0) {
 		call_fail(c, PCS_INVALID_ARGUMENT,
 		    "role \"%.32s\" is not one of admin, operator, launcher (agents are made with "
-		    "CreateAgent)", in->role);
+		    "CreateAgent)",
+		    in->role);
 		return;
 	}
 	if (in->company[0] != '\0' && !name_valid(in->company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
+		call_fail(
+		    c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid", in->company);
 		return;
 	}
 	if (in->unix_id == UINT32_MAX) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "%s %u is no process's id", in->match, in->unix_id);
+		call_fail(
+		    c, PCS_INVALID_ARGUMENT, "%s %u is no process's id", in->match, in->unix_id);
 		return;
 	}
 	if (strcmp(in->match, "uid") == 0 &&
 	    (in->unix_id == 0 || in->unix_id == (uint32_t)call_server(c)->self_uid)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "uid %u is %s, which is always an admin; a rule "
-		    "for it would have no effect", in->unix_id,
-		    in->unix_id == 0 ? "root" : "the daemon's own uid");
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "uid %u is %s, which is always an admin; a rule "
+		    "for it would have no effect",
+		    in->unix_id, in->unix_id == 0 ? "root" : "the daemon's own uid");
 		return;
 	}
 	call_set_target(c, in->company, NULL, NULL);

@@ -24,22 +24,26 @@ static int target_agent(struct call *c, const char *company_in, const char *agen
 
 	if (company_in[0] == '\0' && agent_in[0] == '\0') {
 		if (p->role == ROLE_LAUNCHER) {
-			call_fail(c, PCS_INVALID_ARGUMENT, "a launcher must name the agent "
+			call_fail(c, PCS_INVALID_ARGUMENT,
+			    "a launcher must name the agent "
 			    "(company/agent) it resolves for");
 			return -1;
 		}
 		if (p->role != ROLE_AGENT) {
 			/* Admins and operators learn they may not at all (authz refuses them). */
 			if (call_authorize(c, NULL, NULL) == 0)
-				call_fail(c, PCS_INTERNAL, "a value read naming no agent was allowed");
+				call_fail(
+				    c, PCS_INTERNAL, "a value read naming no agent was allowed");
 			return -1;
 		}
 		snprintf(company, PCS_NAME_MAX + 1, "%s", p->companies[0]);
 		snprintf(agent, PCS_NAME_MAX + 1, "%s", p->agent);
 	} else {
 		if (!name_valid(company_in) || !name_valid(agent_in)) {
-			call_fail(c, PCS_INVALID_ARGUMENT, "agent \"%.128s/%.128s\" is not a valid "
-			    "company/agent name", company_in, agent_in);
+			call_fail(c, PCS_INVALID_ARGUMENT,
+			    "agent \"%.128s/%.128s\" is not a valid "
+			    "company/agent name",
+			    company_in, agent_in);
 			return -1;
 		}
 		snprintf(company, PCS_NAME_MAX + 1, "%s", company_in);
@@ -91,11 +95,11 @@ static void ref_label(const Pcsecret__V1__SecretRef *r, char *buf, size_t size)
 }
 
 /* Every ref must be granted (authz decides from the row) and its version active. */
-static void on_resolved(struct call *c, const struct db_target *t,
-    const struct db_resolved *rows, size_t n)
+static void on_resolved(
+    struct call *c, const struct db_target *t, const struct db_resolved *rows, size_t n)
 {
-	const Pcsecret__V1__ResolveRequest *in =
-	    (const Pcsecret__V1__ResolveRequest *)call_request(c);
+	const Pcsecret__V1__ResolveRequest *in = (const Pcsecret__V1__ResolveRequest *)call_request(
+	    c);
 	Pcsecret__V1__ResolveReply rep = PCSECRET__V1__RESOLVE_REPLY__INIT;
 	Pcsecret__V1__ResolvedValue *items = calloc(n + 1, sizeof(*items));
 	Pcsecret__V1__ResolvedValue **ptrs = calloc(n + 1, sizeof(*ptrs));
@@ -129,17 +133,18 @@ static void on_resolved(struct call *c, const struct db_target *t,
 		}
 		if (x->state == NULL) {
 			ref_label(in->refs[idx], label, sizeof(label));
-			call_fail(c, PCS_NOT_FOUND, "%s: version %u does not exist", label, x->version);
+			call_fail(
+			    c, PCS_NOT_FOUND, "%s: version %u does not exist", label, x->version);
 			goto out;
 		}
 		if (strcmp(x->state, "active") != 0) {
 			ref_label(in->refs[idx], label, sizeof(label));
-			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label, x->version,
-			    x->state);
+			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label,
+			    x->version, x->state);
 			goto out;
 		}
-		if (open_sealed(c, &x->sealed, x->company_id, x->secret_id, x->version,
-		    &o.plain[o.n]) != 0)
+		if (open_sealed(
+		        c, &x->sealed, x->company_id, x->secret_id, x->version, &o.plain[o.n]) != 0)
 			goto out;
 		pcsecret__v1__resolved_value__init(&items[i]);
 		items[i].ref = in->refs[idx];
@@ -159,8 +164,7 @@ out:
 	free(ptrs);
 }
 
-void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ResolveRequest *in,
+void handle_resolve(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__ResolveRequest *in,
     Pcsecret__V1__ResolveReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
@@ -170,8 +174,7 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 	struct db_ref *refs = NULL;
 	pcs_error err;
 
-	if (in->agent[0] != '\0' &&
-	    ref_parse_path(in->agent, acompany, aname, &err) != 0) {
+	if (in->agent[0] != '\0' && ref_parse_path(in->agent, acompany, aname, &err) != 0) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "agent: %s", err.message);
 		return;
 	}
@@ -182,8 +185,10 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 		return;
 	}
 	if (n > max) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "Resolve has %zu references; the maximum is %zu "
-		    "(max_refs)", n, max);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "Resolve has %zu references; the maximum is %zu "
+		    "(max_refs)",
+		    n, max);
 		return;
 	}
 	if ((refs = calloc(n, sizeof(*refs))) == NULL) {
@@ -194,14 +199,16 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 		const Pcsecret__V1__SecretRef *r = in->refs[i];
 		int by_id = r->secret_id[0] != '\0';
 		if (by_id ? !uuid_valid(r->secret_id) :
-		    (!name_valid(r->company) || !name_valid(r->name))) {
-			call_fail(c, PCS_INVALID_ARGUMENT, "reference %zu names no valid secret (give a "
-			    "secret id, or a company and a name)", i + 1);
+		            (!name_valid(r->company) || !name_valid(r->name))) {
+			call_fail(c, PCS_INVALID_ARGUMENT,
+			    "reference %zu names no valid secret (give a "
+			    "secret id, or a company and a name)",
+			    i + 1);
 			goto out;
 		}
 		if (r->version > INT32_MAX) {
-			call_fail(c, PCS_INVALID_ARGUMENT, "reference %zu: version %u is out of range",
-			    i + 1, r->version);
+			call_fail(c, PCS_INVALID_ARGUMENT,
+			    "reference %zu: version %u is out of range", i + 1, r->version);
 			goto out;
 		}
 		refs[i].secret_id = by_id ? r->secret_id : "";
@@ -213,7 +220,8 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
 	snprintf(first, sizeof(first), "%s%s%s%s", refs[0].secret_id, refs[0].company,
 	    refs[0].secret_id[0] ? "" : "/", refs[0].name);
 	if (n > 1)
-		snprintf(first + strlen(first), sizeof(first) - strlen(first), " (+%zu more)", n - 1);
+		snprintf(
+		    first + strlen(first), sizeof(first) - strlen(first), " (+%zu more)", n - 1);
 	if (refs[0].version != 0)
 		snprintf(version, sizeof(version), "%u", refs[0].version);
 	else
@@ -228,8 +236,8 @@ out:
 	free(refs);
 }
 
-static void on_env(struct call *c, const struct db_target *t, const struct db_env_value *rows,
-    size_t n)
+static void on_env(
+    struct call *c, const struct db_target *t, const struct db_env_value *rows, size_t n)
 {
 	Pcsecret__V1__GetAgentEnvReply rep = PCSECRET__V1__GET_AGENT_ENV_REPLY__INIT;
 	Pcsecret__V1__EnvValue *items = calloc(n + 1, sizeof(*items));
@@ -244,8 +252,8 @@ static void on_env(struct call *c, const struct db_target *t, const struct db_en
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct db_env_value *v = &rows[i];
-		if (open_sealed(c, &v->sealed, v->company_id, v->secret_id, v->version,
-		    &o.plain[o.n]) != 0)
+		if (open_sealed(
+		        c, &v->sealed, v->company_id, v->secret_id, v->version, &o.plain[o.n]) != 0)
 			goto out;
 		pcsecret__v1__secret_ref__init(&refs[i]);
 		refs[i].company = (char *)v->ref_company;
@@ -273,8 +281,8 @@ out:
 }
 
 void handle_get_agent_env(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__GetAgentEnvRequest *in,
-    Pcsecret__V1__GetAgentEnvReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__GetAgentEnvRequest *in, Pcsecret__V1__GetAgentEnvReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];

@@ -29,8 +29,8 @@ static int check_value(struct call *c, const ProtobufCBinaryData *v)
 		return -1;
 	}
 	if (v->len > max) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "value is %zu bytes; the maximum is %zu (max_value)",
-		    v->len, max);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "value is %zu bytes; the maximum is %zu (max_value)", v->len, max);
 		return -1;
 	}
 	return 0;
@@ -41,8 +41,10 @@ static int authorize_secret(struct call *c, const char *company, const char *nam
 	if (h_company(c, company) != 0)
 		return -1;
 	if (!name_valid(name)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "secret name \"%.128s\" is invalid: use 1 to 128 "
-		    "lowercase letters, digits, '-', '_' or '.'", name);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "secret name \"%.128s\" is invalid: use 1 to 128 "
+		    "lowercase letters, digits, '-', '_' or '.'",
+		    name);
 		return -1;
 	}
 	call_set_target(c, NULL, name, NULL);
@@ -67,15 +69,14 @@ static void secret_msg(const struct db_secret *row, Pcsecret__V1__SecretInfo *ou
  * it). Returns 0, or <0 with the call failed; the caller clears sealed either way.
  */
 static int seal(struct call *c, const ProtobufCBinaryData *value, const char *company_id,
-    const char *secret_id, uint32_t version, struct crypto_sealed *sealed,
-    struct db_sealed *out)
+    const char *secret_id, uint32_t version, struct crypto_sealed *sealed, struct db_sealed *out)
 {
 	struct crypto_ad ad = { company_id, secret_id, version };
 	pcs_error err;
 	int r;
 
-	if ((r = crypto_seal(call_server(c)->master, &ad, value->data, value->len, sealed,
-	    &err)) != 0) {
+	if ((r = crypto_seal(call_server(c)->master, &ad, value->data, value->len, sealed, &err)) !=
+	    0) {
 		call_fail_err(c, r, &err);
 		return r;
 	}
@@ -101,8 +102,8 @@ static void reply_secret_create(struct call *c, const struct db_secret *row)
 
 static void on_create_prepared(struct call *c, const struct db_secret_prepared *prep)
 {
-	const Pcsecret__V1__CreateSecretRequest *in =
-	    (const Pcsecret__V1__CreateSecretRequest *)call_request(c);
+	const Pcsecret__V1__CreateSecretRequest *in = (const Pcsecret__V1__CreateSecretRequest *)
+	    call_request(c);
 	struct crypto_sealed sealed = { 0 };
 	struct db_sealed stored;
 	char secret_id[37];
@@ -116,13 +117,12 @@ static void on_create_prepared(struct call *c, const struct db_secret_prepared *
 }
 
 void handle_create_secret(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__CreateSecretRequest *in,
-    Pcsecret__V1__CreateSecretReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__CreateSecretRequest *in, Pcsecret__V1__CreateSecretReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
-	if (authorize_secret(c, in->company, in->name) != 0 ||
-	    check_value(c, &in->value) != 0)
+	if (authorize_secret(c, in->company, in->name) != 0 || check_value(c, &in->value) != 0)
 		return;
 	if (strlen(in->description) > DESCRIPTION_MAX) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "description is longer than %d bytes",
@@ -144,8 +144,8 @@ static void reply_secret_update(struct call *c, const struct db_secret *row)
 
 static void on_update_prepared(struct call *c, const struct db_secret_prepared *prep)
 {
-	const Pcsecret__V1__UpdateSecretRequest *in =
-	    (const Pcsecret__V1__UpdateSecretRequest *)call_request(c);
+	const Pcsecret__V1__UpdateSecretRequest *in = (const Pcsecret__V1__UpdateSecretRequest *)
+	    call_request(c);
 	struct crypto_sealed sealed = { 0 };
 	struct db_sealed stored;
 	char version[16];
@@ -165,27 +165,26 @@ static void on_update_prepared(struct call *c, const struct db_secret_prepared *
 	snprintf(version, sizeof(version), "%u", prep->next_version);
 	call_set_target(c, NULL, NULL, version);
 	if (seal(c, &in->value, prep->company_id, prep->secret_id, prep->next_version, &sealed,
-	    &stored) == 0)
+	        &stored) == 0)
 		db_secret_add_version(c, prep->secret_id, prep->next_version, prep->current_version,
 		    &stored, in->idempotency_token, reply_secret_update);
 	crypto_sealed_clear(&sealed);
 }
 
 void handle_update_secret(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__UpdateSecretRequest *in,
-    Pcsecret__V1__UpdateSecretReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__UpdateSecretRequest *in, Pcsecret__V1__UpdateSecretReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
-	if (authorize_secret(c, in->company, in->name) != 0 ||
-	    check_value(c, &in->value) != 0)
+	if (authorize_secret(c, in->company, in->name) != 0 || check_value(c, &in->value) != 0)
 		return;
 	if (strlen(in->idempotency_token) > 128) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "idempotency token is longer than 128 bytes");
 		return;
 	}
-	db_secret_prepare_update(c, in->company, in->name, in->idempotency_token,
-	    on_update_prepared);
+	db_secret_prepare_update(
+	    c, in->company, in->name, in->idempotency_token, on_update_prepared);
 }
 
 static void on_listed(struct call *c, const struct db_secret *rows, size_t n)
@@ -206,8 +205,8 @@ static void on_listed(struct call *c, const struct db_secret *rows, size_t n)
 }
 
 void handle_list_secrets(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListSecretsRequest *in,
-    Pcsecret__V1__ListSecretsReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__ListSecretsRequest *in, Pcsecret__V1__ListSecretsReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 
@@ -216,8 +215,8 @@ void handle_list_secrets(Pcsecret__V1__PcSecret_Service *svc,
 	db_secret_list(c, in->company, on_listed);
 }
 
-static void on_described(struct call *c, const struct db_secret *secret,
-    const struct db_version *versions, size_t n)
+static void on_described(
+    struct call *c, const struct db_secret *secret, const struct db_version *versions, size_t n)
 {
 	Pcsecret__V1__DescribeSecretReply rep = PCSECRET__V1__DESCRIBE_SECRET_REPLY__INIT;
 	Pcsecret__V1__SecretInfo info;
@@ -265,8 +264,8 @@ static void on_deleted(struct call *c, const char *const *unbound, size_t n)
 }
 
 void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__DeleteSecretRequest *in,
-    Pcsecret__V1__DeleteSecretReply_Closure closure, void *closure_data)
+    const Pcsecret__V1__DeleteSecretRequest *in, Pcsecret__V1__DeleteSecretReply_Closure closure,
+    void *closure_data)
 {
 	HANDLER_PROLOGUE(c);
 

@@ -10,8 +10,7 @@
 #include "server.h"
 #include "session.h"
 
-void handle_hello(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__HelloRequest *in,
+void handle_hello(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__HelloRequest *in,
     Pcsecret__V1__HelloReply_Closure closure, void *closure_data)
 {
 	HANDLER_PROLOGUE(c);

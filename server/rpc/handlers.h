@@ -9,53 +9,51 @@
 #include "pcsecret.pb-c.h"
 
 /* h_session.c */
-void handle_hello(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__HelloRequest *in,
+void handle_hello(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__HelloRequest *in,
     Pcsecret__V1__HelloReply_Closure closure, void *closure_data);
 /* h_company.c */
 void handle_create_company(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__CreateCompanyRequest *in,
-    Pcsecret__V1__CreateCompanyReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__CreateCompanyRequest *in, Pcsecret__V1__CreateCompanyReply_Closure closure,
+    void *closure_data);
 void handle_list_companies(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListCompaniesRequest *in,
-    Pcsecret__V1__ListCompaniesReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__ListCompaniesRequest *in, Pcsecret__V1__ListCompaniesReply_Closure closure,
+    void *closure_data);
 /* h_secret.c */
 void handle_create_secret(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__CreateSecretRequest *in,
-    Pcsecret__V1__CreateSecretReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__CreateSecretRequest *in, Pcsecret__V1__CreateSecretReply_Closure closure,
+    void *closure_data);
 void handle_update_secret(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__UpdateSecretRequest *in,
-    Pcsecret__V1__UpdateSecretReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__UpdateSecretRequest *in, Pcsecret__V1__UpdateSecretReply_Closure closure,
+    void *closure_data);
 void handle_list_secrets(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListSecretsRequest *in,
-    Pcsecret__V1__ListSecretsReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__ListSecretsRequest *in, Pcsecret__V1__ListSecretsReply_Closure closure,
+    void *closure_data);
 void handle_describe_secret(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__DescribeSecretRequest *in,
     Pcsecret__V1__DescribeSecretReply_Closure closure, void *closure_data);
 /* h_resolve.c */
-void handle_resolve(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ResolveRequest *in,
+void handle_resolve(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__ResolveRequest *in,
     Pcsecret__V1__ResolveReply_Closure closure, void *closure_data);
 void handle_get_agent_env(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__GetAgentEnvRequest *in,
-    Pcsecret__V1__GetAgentEnvReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__GetAgentEnvRequest *in, Pcsecret__V1__GetAgentEnvReply_Closure closure,
+    void *closure_data);
 /* h_agent.c */
 void handle_create_agent(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__CreateAgentRequest *in,
-    Pcsecret__V1__CreateAgentReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__CreateAgentRequest *in, Pcsecret__V1__CreateAgentReply_Closure closure,
+    void *closure_data);
 void handle_describe_agent(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__DescribeAgentRequest *in,
-    Pcsecret__V1__DescribeAgentReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__DescribeAgentRequest *in, Pcsecret__V1__DescribeAgentReply_Closure closure,
+    void *closure_data);
 void handle_set_agent_env(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__SetAgentEnvRequest *in,
-    Pcsecret__V1__SetAgentEnvReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__SetAgentEnvRequest *in, Pcsecret__V1__SetAgentEnvReply_Closure closure,
+    void *closure_data);
 void handle_unset_agent_env(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__UnsetAgentEnvRequest *in,
-    Pcsecret__V1__UnsetAgentEnvReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__UnsetAgentEnvRequest *in, Pcsecret__V1__UnsetAgentEnvReply_Closure closure,
+    void *closure_data);
 /* h_principal.c */
 void handle_add_principal(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__AddPrincipalRequest *in,
-    Pcsecret__V1__AddPrincipalReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__AddPrincipalRequest *in, Pcsecret__V1__AddPrincipalReply_Closure closure,
+    void *closure_data);
 void handle_list_principals(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__ListPrincipalsRequest *in,
     Pcsecret__V1__ListPrincipalsReply_Closure closure, void *closure_data);
@@ -64,24 +62,24 @@ void handle_remove_principal(Pcsecret__V1__PcSecret_Service *svc,
     Pcsecret__V1__RemovePrincipalReply_Closure closure, void *closure_data);
 /* h_audit.c */
 void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListAuditRequest *in,
-    Pcsecret__V1__ListAuditReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__ListAuditRequest *in, Pcsecret__V1__ListAuditReply_Closure closure,
+    void *closure_data);
 /* h_agent.c */
 void handle_list_agents(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__ListAgentsRequest *in,
-    Pcsecret__V1__ListAgentsReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__ListAgentsRequest *in, Pcsecret__V1__ListAgentsReply_Closure closure,
+    void *closure_data);
 void handle_delete_agent(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__DeleteAgentRequest *in,
-    Pcsecret__V1__DeleteAgentReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__DeleteAgentRequest *in, Pcsecret__V1__DeleteAgentReply_Closure closure,
+    void *closure_data);
 /* h_secret.c */
 void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
-    const Pcsecret__V1__DeleteSecretRequest *in,
-    Pcsecret__V1__DeleteSecretReply_Closure closure, void *closure_data);
+    const Pcsecret__V1__DeleteSecretRequest *in, Pcsecret__V1__DeleteSecretReply_Closure closure,
+    void *closure_data);
 
 /* The start of every handler: the call, and no use of the generated service arguments. */
-#define HANDLER_PROLOGUE(c)            \
+#define HANDLER_PROLOGUE(c) \
 	struct call *c = closure_data; \
-	(void)svc;                     \
+	(void)svc; \
 	(void)closure
 
 #endif

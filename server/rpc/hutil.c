@@ -11,8 +11,10 @@ int h_company(struct call *c, const char *company)
 	if (call_authorize(c, company, NULL) != 0)
 		return -1;
 	if (!name_valid(company)) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "company name \"%.128s\" is invalid: use 1 to 128 "
-		    "lowercase letters, digits, '-', '_' or '.'", company);
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "company name \"%.128s\" is invalid: use 1 to 128 "
+		    "lowercase letters, digits, '-', '_' or '.'",
+		    company);
 		return -1;
 	}
 	call_set_target(c, company, NULL, NULL);

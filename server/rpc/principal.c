@@ -16,8 +16,8 @@ int principal_bootstrap(struct principal *p, uid_t self_uid)
 	return 1;
 }
 
-int principal_from_matches(struct principal *p, const struct db_principal_match *rows,
-    size_t n, pcs_error *err)
+int principal_from_matches(
+    struct principal *p, const struct db_principal_match *rows, size_t n, pcs_error *err)
 {
 	const char *match, *role;
 
@@ -30,14 +30,14 @@ int principal_from_matches(struct principal *p, const struct db_principal_match 
 	if (strcmp(role, "agent") == 0 && n > 1 && strcmp(rows[1].role, "agent") != 0)
 		return pcs_fail(err, PCS_UNAUTHENTICATED,
 		    "uid %u is agent %s/%s but also matches %s %s (principal %s, role %s); an agent's "
-		    "uid may match no other rule", p->uid,
-		    rows[0].company != NULL ? rows[0].company : "", rows[0].agent_name, rows[1].match,
-		    rows[1].unix_id, rows[1].id, rows[1].role);
+		    "uid may match no other rule",
+		    p->uid, rows[0].company != NULL ? rows[0].company : "", rows[0].agent_name,
+		    rows[1].match, rows[1].unix_id, rows[1].id, rows[1].role);
 	p->role = authz_role_from_name(role);
 	p->ncompanies = 0;
 	p->agent[0] = '\0';
-	snprintf(p->rule, sizeof(p->rule), "%s %s (principal %s)", match, rows[0].unix_id,
-	    rows[0].id);
+	snprintf(
+	    p->rule, sizeof(p->rule), "%s %s (principal %s)", match, rows[0].unix_id, rows[0].id);
 	for (size_t i = 0; i < n && p->ncompanies < AUTHZ_MAX_COMPANIES; i++) {
 		if (strcmp(rows[i].match, match) != 0 || strcmp(rows[i].role, role) != 0 ||
 		    rows[i].company == NULL)
@@ -51,7 +51,8 @@ int principal_from_matches(struct principal *p, const struct db_principal_match 
 		}
 	}
 	if (p->role == ROLE_NONE)
-		return pcs_fail(err, PCS_UNAUTHENTICATED, "principal rule has unknown role %s", role);
+		return pcs_fail(
+		    err, PCS_UNAUTHENTICATED, "principal rule has unknown role %s", role);
 	return 0;
 }
 

@@ -20,8 +20,8 @@ int principal_bootstrap(struct principal *p, uid_t self_uid) PCS_WUR;
  * a group) is refused rather than given either role, so nobody who can create agents can turn
  * a person into an agent or an agent into a person. Returns 0, or -PCS_UNAUTHENTICATED.
  */
-int principal_from_matches(struct principal *p, const struct db_principal_match *rows,
-    size_t n, pcs_error *err) PCS_WUR;
+int principal_from_matches(
+    struct principal *p, const struct db_principal_match *rows, size_t n, pcs_error *err) PCS_WUR;
 
 /* Storage for principal_to_proto's pointers. */
 struct principal_proto {

@@ -21,7 +21,7 @@ jobs=${2:-$(nproc 2>/dev/null || echo 2)}
 db=$build/compile_commands.json
 dirs=(common server sdk client)
 
-for tool in cppcheck clang-tidy; do
+for tool in cppcheck clang-tidy clang-format; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "lint: $tool is not installed (Debian: apt-get install cppcheck clang-tidy)" >&2
 		exit 2
@@ -86,6 +86,19 @@ if [[ -s $scratch/layering.findings ]]; then
 	cat "$scratch/layering.findings"
 fi
 echo "layering: $(wc -l <"$scratch/layering.findings") findings"
+
+# One style (.clang-format at the top of the tree): a file clang-format would change fails,
+# and `clang-format -i FILE` fixes it.
+echo "== format"
+while IFS= read -r f; do
+	clang-format --style=file --dry-run "$f" 2>&1 | grep -m1 -E '^[^ ]+:[0-9]+:[0-9]+: ' |
+		awk -v f="$f" '{ print $0 " [run clang-format -i " f "]" }'
+done < <(find common server sdk client -name '*.[ch]' | sort) >"$scratch/format.findings"
+if [[ -s $scratch/format.findings ]]; then
+	failed=1
+	cat "$scratch/format.findings"
+fi
+echo "format: $(wc -l <"$scratch/format.findings") files to reformat"
 
 # cppcheck: its own preprocessor does not search system headers, so two are given to it:
 # protobuf-c's (the generated header checks its version macro with #error) and sys/queue.h
