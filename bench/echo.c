@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load.h"
+
 #define HDR 4
 /* Larger than any frame the bench sends; a bigger one is a client bug, so it is cut off. */
 #define MAX_BODY (64u * 1024u)
@@ -48,21 +50,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
-}
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
 }
 
 static uint32_t get_n32(const uint8_t *p)
@@ -259,7 +246,7 @@ static int client_worker(int out, const char *path, long calls, uint32_t req, ui
 		goto out;
 	}
 	for (long k = 0; k < calls; k++) {
-		double t0 = now_us(), dt;
+		double t0 = load_now_us(), dt;
 		/* Header and body in one write, as the SDK sends a frame. */
 		if (full_io(fd, sendbuf, HDR + (size_t)req, 1) != 0 ||
 		    full_io(fd, recvbuf, HDR, 0) != 0 || get_n32(recvbuf) != reply ||
@@ -267,7 +254,7 @@ static int client_worker(int out, const char *path, long calls, uint32_t req, ui
 			fprintf(stderr, "pcecho: call failed: %s\n", strerror(errno));
 			goto out;
 		}
-		dt = now_us() - t0;
+		dt = load_now_us() - t0;
 		if (write(out, &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
 			goto out;
 	}
@@ -280,11 +267,22 @@ out:
 	return status;
 }
 
+struct echo_args {
+	const char *path;
+	long calls;
+	uint32_t req, reply;
+};
+
+static int echo_worker(int fd, void *arg)
+{
+	const struct echo_args *a = arg;
+
+	return client_worker(fd, a->path, a->calls, a->req, a->reply);
+}
+
 static int run_client(const char *path, int argc, char **argv)
 {
 	long clients = 1, calls = 2000, req = DEFAULT_REQ, reply = DEFAULT_REPLY;
-	int fds[2], failed = 0;
-
 	for (int i = 0; i < argc; i += 2) {
 		if (i + 1 >= argc)
 			return 2;
@@ -304,49 +302,14 @@ static int run_client(const char *path, int argc, char **argv)
 	if (clients < 1 || calls < 1 || req < HDR || req > (long)MAX_BODY || reply < 0 ||
 	    reply > (long)MAX_BODY)
 		return 2;
-	if (pipe(fds) != 0)
+	struct echo_args a = { path, calls, (uint32_t)req, (uint32_t)reply };
+	struct load_result res;
+
+	if (load_run("pcecho", clients, calls, echo_worker, &a, &res) != 0)
 		return 1;
-	double t0 = now_us();
-	for (long p = 0; p < clients; p++) {
-		pid_t pid = fork();
-		if (pid < 0)
-			return 1;
-		if (pid == 0) {
-			close(fds[0]);
-			_exit(client_worker(fds[1], path, calls, (uint32_t)req, (uint32_t)reply));
-		}
-	}
-	close(fds[1]);
-	size_t total = (size_t)(clients * calls), got = 0;
-	double *lat = malloc(total * sizeof(*lat));
-	if (lat == NULL)
-		return 1;
-	while (got < total) {
-		ssize_t n = read(
-		    fds[0], (char *)lat + got * sizeof(*lat), (total - got) * sizeof(*lat));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n / sizeof(*lat);
-	}
-	double elapsed = (now_us() - t0) / 1e6;
-	for (long p = 0; p < clients; p++) {
-		int st;
-		if (wait(&st) > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-			failed++;
-	}
-	if (failed || got == 0) {
-		fprintf(stderr, "pcecho: %d client(s) failed\n", failed);
-		free(lat);
-		return 1;
-	}
-	qsort(lat, got, sizeof(*lat), cmp_double);
-	printf("calls=%zu req_bytes=%ld reply_bytes=%ld clients=%ld seconds=%.2f "
-	       "calls_per_sec=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f\n",
-	    got, req, reply, clients, elapsed, (double)got / elapsed, lat[got / 2],
-	    lat[got * 9 / 10], lat[got * 99 / 100], lat[got - 1]);
-	free(lat);
+	printf("calls=%zu req_bytes=%ld reply_bytes=%ld clients=%ld", res.n, req, reply, clients);
+	load_print(&res);
+	free(res.lat);
 	return 0;
 }
 

@@ -24,22 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "load.h"
 #include "pcsecret.h"
-
-static double now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 /* One worker: writes one latency (µs, as double) per call to fd; exits non-zero on error. */
 static int worker(
@@ -75,13 +61,13 @@ static int worker(
 	}
 	for (long k = 0; k < calls; k++) {
 		pcs_value *v = NULL;
-		double t0 = now_us(), dt;
+		double t0 = load_now_us(), dt;
 		if (pcs_resolve(c[k % conns], NULL, refs, nrefs, &v, &err) != 0) {
 			fprintf(stderr, "pcbench: resolve: %s: %s\n", pcs_status_name(err.code),
 			    err.message);
 			goto out;
 		}
-		dt = now_us() - t0;
+		dt = load_now_us() - t0;
 		pcs_values_free(v, nrefs);
 		if (write(fd, &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
 			goto out;
@@ -141,13 +127,28 @@ static int hold_connections(
 	return failed;
 }
 
+struct resolve_args {
+	uid_t uid;
+	int conns;
+	long calls;
+	const char **refs;
+	size_t nrefs;
+};
+
+static int resolve_worker(int fd, void *arg)
+{
+	const struct resolve_args *a = arg;
+
+	return worker(fd, a->uid, a->conns, a->calls, 0, a->refs, a->nrefs);
+}
+
 int main(int argc, char **argv)
 {
 	long procs = 4, conns = 1, calls = 2000, krefs = 1, hold = 0;
 	uid_t uid = 0;
 	const char **refs = NULL;
 	size_t nuser = 0, nrefs;
-	int fds[2], failed = 0, i;
+	int fds[2], i;
 
 	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
 		if (i + 1 >= argc)
@@ -176,46 +177,21 @@ int main(int argc, char **argv)
 		return 1;
 	for (size_t k = 0; k < nrefs; k++)
 		refs[k] = argv[i + (int)(k % nuser)];
-	if (pipe(fds) != 0)
-		return 1;
-	if (hold > 0)
+	if (hold > 0) {
+		if (pipe(fds) != 0)
+			return 1;
 		return hold_connections(fds, uid, procs, conns, hold, refs, nrefs);
+	}
 
-	double t0 = now_us();
-	for (long p = 0; p < procs; p++) {
-		pid_t pid = fork();
-		if (pid == 0) {
-			close(fds[0]);
-			_exit(worker(fds[1], uid, (int)conns, calls, 0, refs, nrefs));
-		}
-	}
-	close(fds[1]);
-	size_t total = (size_t)(procs * calls), got = 0;
-	double *lat = malloc(total * sizeof(*lat));
-	if (lat == NULL)
+	struct resolve_args a = { uid, (int)conns, calls, refs, nrefs };
+	struct load_result res;
+
+	if (load_run("pcbench", procs, calls, resolve_worker, &a, &res) != 0)
 		return 1;
-	while (got < total) {
-		ssize_t n = read(fds[0], lat + got, (total - got) * sizeof(*lat));
-		if (n <= 0)
-			break;
-		got += (size_t)n / sizeof(*lat);
-	}
-	double elapsed = (now_us() - t0) / 1e6;
-	for (long p = 0; p < procs; p++) {
-		int st;
-		if (wait(&st) > 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-			failed++;
-	}
-	if (failed || got == 0) {
-		fprintf(stderr, "pcbench: %d worker(s) failed\n", failed);
-		return 1;
-	}
-	qsort(lat, got, sizeof(*lat), cmp_double);
-	printf("resolves=%zu refs_per_call=%zu procs=%ld conns_per_proc=%ld seconds=%.2f "
-	       "calls_per_sec=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f\n",
-	    got, nrefs, procs, conns, elapsed, (double)got / elapsed, lat[got / 2],
-	    lat[got * 9 / 10], lat[got * 99 / 100], lat[got - 1]);
-	free(lat);
+	printf("resolves=%zu refs_per_call=%zu procs=%ld conns_per_proc=%ld", res.n, nrefs, procs,
+	    conns);
+	load_print(&res);
+	free(res.lat);
 	free(refs);
 	return 0;
 usage:
