@@ -38,9 +38,11 @@ struct call {
 	ProtobufCMessage *request;
 	/*
 	 * Who the caller is for this call: looked up again for every call, so a rule removed or
-	 * an agent re-created for another uid takes effect on connections already open.
+	 * an agent re-created for another uid takes effect on connections already open. Part of
+	 * the call, not an allocation of its own: this is on every call's path.
 	 */
-	struct principal *principal;
+	struct principal principal;
+	int identified; /* principal holds the caller's credentials (and role, once decided) */
 	struct event *timer;
 	uint32_t timeout_ms;
 	/* Wall clock, microseconds: when the call arrived and its deadline (for the audit row). */
@@ -104,7 +106,7 @@ struct server *call_server(const struct call *c) { return c->srv; }
 struct session *call_session(const struct call *c) { return c->session; }
 const struct conn_cred *call_peer(const struct call *c) { return session_cred(c->session); }
 const ProtobufCMessage *call_request(const struct call *c) { return c->request; }
-const struct principal *call_principal(const struct call *c) { return c->principal; }
+const struct principal *call_principal(const struct call *c) { return &c->principal; }
 const char *call_actor(const struct call *c) { return c->actor; }
 
 /* The running statement's argument is dropped: its result will not be delivered. */
@@ -136,11 +138,11 @@ int call_authorize(struct call *c, const char *company, const char *agent)
 	int r;
 
 	rq.action = c->m->action;
-	if (c->principal == NULL) {
+	if (!c->identified) {
 		call_fail(c, PCS_INTERNAL, "%s ran before its caller was identified", c->method);
 		return -PCS_INTERNAL;
 	}
-	r = authz_check(c->principal, &rq, &err);
+	r = authz_check(&c->principal, &rq, &err);
 
 	if (r != 0) {
 		call_fail_err(c, r, &err);
@@ -163,7 +165,6 @@ static void call_free(struct call *c)
 		explicit_bzero(c->reply, c->reply_len);
 		free(c->reply);
 	}
-	free(c->principal);
 	if (c->timer != NULL)
 		event_free(c->timer);
 	free(c);
@@ -231,8 +232,8 @@ static void on_audit_written(int status, void *arg)
 static void fill_audit(struct call *c, struct audit_row *row, char *principal, size_t size,
     int status, const char *message)
 {
-	if (c->principal != NULL && c->principal->role != ROLE_NONE)
-		authz_describe(c->principal, principal, size);
+	if (c->principal.role != ROLE_NONE)
+		authz_describe(&c->principal, principal, size);
 	else
 		snprintf(principal, size, "uid %u (no principal)", (unsigned)call_peer(c)->uid);
 	row->instance_id = c->srv->instance_id;
@@ -479,7 +480,7 @@ static void on_identified(struct call *c, const struct db_principal_match *rows,
 	pcs_error err;
 	int r;
 
-	if ((r = principal_from_matches(c->principal, rows, n, &err)) != 0) {
+	if ((r = principal_from_matches(&c->principal, rows, n, &err)) != 0) {
 		call_fail_err(c, r, &err);
 		return;
 	}
@@ -495,14 +496,11 @@ static void call_identify(struct call *c)
 {
 	const struct conn_cred *peer = call_peer(c);
 
-	if ((c->principal = calloc(1, sizeof(*c->principal))) == NULL) {
-		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		return;
-	}
-	c->principal->uid = (uint32_t)peer->uid;
-	c->principal->gid = (uint32_t)peer->gid;
-	c->principal->pid = (uint32_t)peer->pid;
-	if (principal_bootstrap(c->principal, c->srv->self_uid)) {
+	c->principal.uid = (uint32_t)peer->uid;
+	c->principal.gid = (uint32_t)peer->gid;
+	c->principal.pid = (uint32_t)peer->pid;
+	c->identified = 1;
+	if (principal_bootstrap(&c->principal, c->srv->self_uid)) {
 		call_invoke(c);
 		return;
 	}
