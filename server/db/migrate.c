@@ -154,37 +154,60 @@ static const struct migration *set_find(const struct migration *set, size_t n, i
 	return NULL;
 }
 
+/* One statement of a transaction: a script (nparams 0) or a statement with parameters. */
+struct tx_step {
+	const char *sql;
+	int nparams;
+	const char *const *values;
+};
+
+/*
+ * Runs steps[0..n) as one transaction, rolled back when a step fails. 0, or the failing
+ * step's status with e saying why.
+ */
+static int run_transaction(
+    struct store_sync *c, const struct tx_step *steps, size_t n, pcs_error *e)
+{
+	pcs_error ignored;
+	int ret;
+
+	if ((ret = store_sync_exec_script(c, "BEGIN", e)) != 0)
+		return ret;
+	for (size_t i = 0; i < n; i++) {
+		ret = steps[i].nparams == 0 ?
+		    store_sync_exec_script(c, steps[i].sql, e) :
+		    run(c, steps[i].sql, steps[i].nparams, steps[i].values, NULL, e);
+		if (ret != 0)
+			goto rollback;
+	}
+	if ((ret = store_sync_exec_script(c, "COMMIT", e)) == 0)
+		return 0;
+rollback:
+	store_sync_exec_script(c, "ROLLBACK", &ignored);
+	return ret;
+}
+
 static int apply(struct store_sync *c, const struct migration *m, const char *sum, pcs_error *err)
 {
 	char version[16], min_api[16];
 	const char *v[4] = { version, m->name, sum, min_api };
-	pcs_error e = { 0, "" };
-	int ret, begun = 0;
-
-	snprintf(version, sizeof(version), "%d", m->version);
-	snprintf(min_api, sizeof(min_api), "%d", m->min_api);
-	if ((ret = store_sync_exec_script(c, "BEGIN", &e)) != 0)
-		goto out;
-	begun = 1;
 	/*
 	 * Tables live in public, where the API's search_path looks for them, whatever the
 	 * owner's connection would otherwise use (its options, ALTER ROLE ... SET, "$user").
 	 */
-	if ((ret = store_sync_exec_script(c, "SET LOCAL search_path TO public", &e)) != 0 ||
-	    (ret = store_sync_exec_script(c, m->sql, &e)) != 0 ||
-	    (ret = run(c,
-	         "INSERT INTO public.schema_migrations (version, name, checksum, min_api) "
-	         "VALUES ($1, $2, $3, nullif($4::int, 0))",
-	         4, v, NULL, &e)) != 0 ||
-	    (ret = store_sync_exec_script(c, "COMMIT", &e)) != 0)
-		goto out;
-	begun = 0;
-out:
-	if (begun) {
-		pcs_error ignored;
+	const struct tx_step steps[] = {
+		{ "SET LOCAL search_path TO public", 0, NULL },
+		{ m->sql, 0, NULL },
+		{ "INSERT INTO public.schema_migrations (version, name, checksum, min_api) "
+		  "VALUES ($1, $2, $3, nullif($4::int, 0))",
+		    4, v },
+	};
+	pcs_error e = { 0, "" };
+	int ret;
 
-		store_sync_exec_script(c, "ROLLBACK", &ignored);
-	}
+	snprintf(version, sizeof(version), "%d", m->version);
+	snprintf(min_api, sizeof(min_api), "%d", m->min_api);
+	ret = run_transaction(c, steps, sizeof(steps) / sizeof(steps[0]), &e);
 	if (ret != 0)
 		pcs_fail(err, -ret, "migration %s failed: %s", m->name, e.message);
 	return ret;
@@ -235,8 +258,19 @@ static int apply_api(struct store_sync *c, const struct migrate_plan *p, pcs_err
 	char sum[CHECKSUM_LEN + 1], have[CHECKSUM_LEN + 2];
 	char create[128], empty[512], search[128];
 	const char *v[3] = { version, schema, sum };
+	/* Recorded in the same transaction: a daemon never sees the text without its record. */
+	const struct tx_step steps[] = {
+		{ create, 0, NULL },
+		{ empty, 0, NULL },
+		{ search, 0, NULL },
+		{ p->api_sql, 0, NULL },
+		{ "INSERT INTO public.schema_api (version, schema, checksum) "
+		  "VALUES ($1, $2, $3) ON CONFLICT (version) DO UPDATE SET schema = EXCLUDED.schema, "
+		  "checksum = EXCLUDED.checksum, applied_at = now()",
+		    3, v },
+	};
 	pcs_error e = { 0, "" };
-	int ret, begun = 0;
+	int ret;
 
 	api_schema(p->api_version, schema);
 	migrate_search_path(p->api_version, path, sizeof(path));
@@ -257,29 +291,7 @@ static int apply_api(struct store_sync *c, const struct migrate_plan *p, pcs_err
 	    "format('DROP ROUTINE %%s', f); END LOOP; END $$",
 	    schema);
 	snprintf(search, sizeof(search), "SET LOCAL search_path TO %s", path);
-	if ((ret = store_sync_exec_script(c, "BEGIN", &e)) != 0)
-		goto out;
-	begun = 1;
-	/* Recorded in the same transaction: a daemon never sees the text without its record. */
-	if ((ret = store_sync_exec_script(c, create, &e)) != 0 ||
-	    (ret = store_sync_exec_script(c, empty, &e)) != 0 ||
-	    (ret = store_sync_exec_script(c, search, &e)) != 0 ||
-	    (ret = store_sync_exec_script(c, p->api_sql, &e)) != 0 ||
-	    (ret = run(c,
-	         "INSERT INTO public.schema_api (version, schema, checksum) "
-	         "VALUES ($1, $2, $3) ON CONFLICT (version) DO UPDATE SET schema = EXCLUDED.schema, "
-	         "checksum = EXCLUDED.checksum, applied_at = now()",
-	         3, v, NULL, &e)) != 0 ||
-	    (ret = store_sync_exec_script(c, "COMMIT", &e)) != 0)
-		goto out;
-	begun = 0;
-out:
-	if (begun) {
-		pcs_error ignored;
-
-		store_sync_exec_script(c, "ROLLBACK", &ignored);
-	}
-	if (ret != 0)
+	if ((ret = run_transaction(c, steps, sizeof(steps) / sizeof(steps[0]), &e)) != 0)
 		pcs_fail(err, -ret, "SQL API %s (sql/api.sql) failed: %s", schema, e.message);
 	return ret;
 }
@@ -303,8 +315,10 @@ static int grant_service(
 	char schema[SCHEMA_NAME_MAX], same[8], grants[8], api[SCHEMA_NAME_MAX];
 	const char *v[2] = { role, api };
 	struct store_result *stmts = NULL;
+	struct tx_step *steps = NULL;
 	pcs_error e = { 0, "" };
-	int ret, i, begun = 0;
+	size_t i, n;
+	int ret;
 
 	api_schema(p->api_version, schema);
 	snprintf(api, sizeof(api), "%s", p->api_version > 0 ? schema : "");
@@ -335,24 +349,18 @@ static int grant_service(
 	             API_GRANTS,
 	         2, v, &stmts, err)) != 0)
 		goto out;
-	if ((ret = store_sync_exec_script(c, "BEGIN", &e)) != 0)
+	n = (size_t)store_result_ntuples(stmts);
+	if ((steps = calloc(n + 1, sizeof(*steps))) == NULL) {
+		ret = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
-	begun = 1;
-	/* service_grants names its objects as they are in public. */
-	if ((ret = store_sync_exec_script(c, "SET LOCAL search_path TO public", &e)) != 0)
-		goto out;
-	for (i = 0; i < store_result_ntuples(stmts); i++)
-		if ((ret = store_sync_exec_script(c, store_result_value(stmts, i, 0), &e)) != 0)
-			goto out;
-	if ((ret = store_sync_exec_script(c, "COMMIT", &e)) != 0)
-		goto out;
-	begun = 0;
-out:
-	if (begun) {
-		pcs_error ignored;
-
-		store_sync_exec_script(c, "ROLLBACK", &ignored);
 	}
+	/* service_grants names its objects as they are in public. */
+	steps[0].sql = "SET LOCAL search_path TO public";
+	for (i = 0; i < n; i++)
+		steps[i + 1].sql = store_result_value(stmts, (int)i, 0);
+	ret = run_transaction(c, steps, n + 1, &e);
+out:
+	free(steps);
 	if (ret != 0 && e.message[0] != '\0')
 		pcs_fail(err, -ret, "granting database role %s its privileges failed: %s", role,
 		    e.message);
