@@ -273,10 +273,11 @@ struct echo_args {
 	uint32_t req, reply;
 };
 
-static int echo_worker(int fd, void *arg)
+static int echo_worker(int fd, long index, void *arg)
 {
 	const struct echo_args *a = arg;
 
+	(void)index;
 	return client_worker(fd, a->path, a->calls, a->req, a->reply);
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -14,6 +15,16 @@ double load_now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static double rusage_us(int who)
+{
+	struct rusage ru;
+
+	if (getrusage(who, &ru) != 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -32,6 +43,7 @@ int load_run(
 
 	out->lat = NULL;
 	out->n = 0;
+	out->cpu_us = 0;
 	if (pipe(fds) != 0 || (lat = malloc((total ? total : 1) * sizeof(*lat))) == NULL) {
 		fprintf(stderr, "%s: out of resources\n", prog);
 		free(lat);
@@ -46,7 +58,7 @@ int load_run(
 		}
 		if (pid == 0) {
 			close(fds[0]);
-			_exit(fn(fds[1], arg));
+			_exit(fn(fds[1], p, arg));
 		}
 	}
 	close(fds[1]);
@@ -71,6 +83,8 @@ int load_run(
 		if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0))
 			failed++;
 	}
+	/* Every worker is waited for, so RUSAGE_CHILDREN holds all of them. */
+	out->cpu_us = rusage_us(RUSAGE_SELF) + rusage_us(RUSAGE_CHILDREN);
 	if (failed || got == 0) {
 		fprintf(stderr, "%s: %d worker(s) failed\n", prog, failed);
 		goto out;
@@ -89,7 +103,8 @@ void load_print(const struct load_result *r)
 {
 	size_t n = r->n;
 
-	printf(" seconds=%.2f calls_per_sec=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f\n",
+	printf(" seconds=%.2f calls_per_sec=%.0f p50_us=%.0f p90_us=%.0f p99_us=%.0f max_us=%.0f "
+	       "cpu_us=%.0f\n",
 	    r->seconds, (double)n / r->seconds, r->lat[n / 2], r->lat[n * 9 / 10],
-	    r->lat[n * 99 / 100], r->lat[n - 1]);
+	    r->lat[n * 99 / 100], r->lat[n - 1], r->cpu_us);
 }

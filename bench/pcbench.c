@@ -1,12 +1,20 @@
 /*
- * pcbench: resolve load against a running pcsecretd through libpcsecret.
+ * pcbench: load against a running pcsecretd through libpcsecret.
  *
  *   pcbench [--uid UID] [--procs P] [--conns C] [--calls N] [--refs K] [--hold S] REF...
+ *   pcbench --update [--uid UID] [--procs P] [--calls N] [--value-bytes B] COMPANY/NAME...
  *
  * Forks P processes (each switching to UID first when given, so it resolves as that agent);
  * each opens C connections and makes N Resolve calls of K references (the REFs, repeated)
- * round-robin over them, one at a time per connection. Prints throughput and latency
- * percentiles. Needs the socket in PCSECRET_SOCKET.
+ * round-robin over them, one at a time per connection. Prints throughput, latency
+ * percentiles and the CPU time pcbench and its processes used. Needs the socket in
+ * PCSECRET_SOCKET.
+ *
+ * With --update, process p makes N UpdateSecret calls one at a time on one connection, each
+ * adding a version to the secret named p-th (round-robin) among the COMPANY/NAMEs, so that
+ * with as many names as processes no update waits for another's row lock. The values, B
+ * bytes (default 64), come from a buffer generated at start, with the call's number written
+ * in front so that every version differs. UID must be an admin's or an operator's.
  *
  * With --hold S, nothing is resolved: once every process has its C connections open (Hello
  * done), pcbench prints "held=P*C" and keeps them idle until SIGTERM or SIGINT, or S seconds,
@@ -25,7 +33,21 @@
 #include <unistd.h>
 
 #include "load.h"
+#include "pbwipe.h"
 #include "pcsecret.h"
+#include "ref.h"
+#include "rpc.h"
+
+/* Switches to uid (and its gid, no supplementary groups) unless it is 0. */
+static int become(uid_t uid)
+{
+	if (uid != 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid(uid) != 0)) {
+		fprintf(
+		    stderr, "pcbench: cannot become uid %u: %s\n", (unsigned)uid, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
 
 /* One worker: writes one latency (µs, as double) per call to fd; exits non-zero on error. */
 static int worker(
@@ -37,11 +59,8 @@ static int worker(
 
 	if (c == NULL)
 		return 1;
-	if (uid != 0 && (setgroups(0, NULL) != 0 || setgid((gid_t)uid) != 0 || setuid(uid) != 0)) {
-		fprintf(
-		    stderr, "pcbench: cannot become uid %u: %s\n", (unsigned)uid, strerror(errno));
+	if (become(uid) != 0)
 		goto out;
-	}
 	for (int i = 0; i < conns; i++) {
 		if (pcs_connect(NULL, &c[i], &err) != 0) {
 			fprintf(stderr, "pcbench: connect: %s: %s\n", pcs_status_name(err.code),
@@ -135,22 +154,108 @@ struct resolve_args {
 	size_t nrefs;
 };
 
-static int resolve_worker(int fd, void *arg)
+static int resolve_worker(int fd, long index, void *arg)
 {
 	const struct resolve_args *a = arg;
 
+	(void)index;
 	return worker(fd, a->uid, a->conns, a->calls, 0, a->refs, a->nrefs);
+}
+
+struct update_args {
+	uid_t uid;
+	long calls;
+	size_t value_bytes;
+	char *const *paths; /* COMPANY/NAME */
+	size_t npaths;
+};
+
+/* Fills buf with printable bytes that differ from one process to the next. */
+static void value_generate(unsigned char *buf, size_t n, long index)
+{
+	static const char alphabet[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(index + 1) ^ (uint64_t)getpid();
+
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		buf[i] = (unsigned char)alphabet[x % 64];
+	}
+}
+
+/* One process of --update: its secret gets calls new versions, one call at a time. */
+static int update_worker(int fd, long index, void *arg)
+{
+	Pcsecret__V1__UpdateSecretRequest req = PCSECRET__V1__UPDATE_SECRET_REQUEST__INIT;
+	const struct update_args *a = arg;
+	const char *path = a->paths[(size_t)index % a->npaths];
+	const char *slash = strchr(path, '/');
+	char company[PCS_NAME_MAX + 1], name[PCS_NAME_MAX + 1], mark[24];
+	unsigned char *value = NULL;
+	pcs_client *c = NULL;
+	pcs_error err;
+	int status = 1;
+
+	if (slash == NULL || (size_t)(slash - path) > PCS_NAME_MAX ||
+	    strlen(slash + 1) > PCS_NAME_MAX) {
+		fprintf(stderr, "pcbench: --update takes COMPANY/NAME, not %s\n", path);
+		return 1;
+	}
+	(void)snprintf(company, sizeof(company), "%.*s", (int)(slash - path), path);
+	(void)snprintf(name, sizeof(name), "%s", slash + 1);
+	if ((value = malloc(a->value_bytes)) == NULL || become(a->uid) != 0)
+		goto out;
+	value_generate(value, a->value_bytes, index);
+	if (pcs_connect(NULL, &c, &err) != 0) {
+		fprintf(
+		    stderr, "pcbench: connect: %s: %s\n", pcs_status_name(err.code), err.message);
+		goto out;
+	}
+	req.company = company;
+	req.name = name;
+	req.idempotency_token = (char *)"";
+	req.value.data = value;
+	req.value.len = a->value_bytes;
+	for (long k = 0; k < a->calls; k++) {
+		ProtobufCMessage *rep = NULL;
+		double t0, dt;
+		int n = snprintf(mark, sizeof(mark), "%ld-", k);
+		memcpy(value, mark, (size_t)n < a->value_bytes ? (size_t)n : a->value_bytes);
+		t0 = load_now_us();
+		if (pcs_rpc_call(c, "UpdateSecret", &req.base, &rep, &err) != 0) {
+			fprintf(stderr, "pcbench: update %s: %s: %s\n", path,
+			    pcs_status_name(err.code), err.message);
+			goto out;
+		}
+		dt = load_now_us() - t0;
+		protobuf_c_message_free_unpacked(rep, &pbwipe_allocator);
+		if (write(fd, &dt, sizeof(dt)) != (ssize_t)sizeof(dt))
+			goto out;
+	}
+	status = 0;
+out:
+	pcs_close(c);
+	free(value);
+	return status;
 }
 
 int main(int argc, char **argv)
 {
-	long procs = 4, conns = 1, calls = 2000, krefs = 1, hold = 0;
+	long procs = 4, conns = 1, calls = 2000, krefs = 1, hold = 0, value_bytes = 64;
+	int update = 0;
 	uid_t uid = 0;
 	const char **refs = NULL;
 	size_t nuser = 0, nrefs;
 	int fds[2], i;
 
 	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+		if (strcmp(argv[i], "--update") == 0) {
+			update = 1;
+			i--; /* a flag: no value follows */
+			continue;
+		}
 		if (i + 1 >= argc)
 			goto usage;
 		long v = strtol(argv[i + 1], NULL, 10);
@@ -166,12 +271,27 @@ int main(int argc, char **argv)
 			krefs = v;
 		else if (strcmp(argv[i], "--hold") == 0)
 			hold = v;
+		else if (strcmp(argv[i], "--value-bytes") == 0)
+			value_bytes = v;
 		else
 			goto usage;
 	}
 	nuser = (size_t)(argc - i);
-	if (nuser == 0 || procs < 1 || conns < 1 || calls < 1 || krefs < 1)
+	if (nuser == 0 || procs < 1 || conns < 1 || calls < 1 || krefs < 1 || value_bytes < 1 ||
+	    value_bytes > 65536 || (update && hold > 0))
 		goto usage;
+	if (update) {
+		struct update_args u = { uid, calls, (size_t)value_bytes, argv + i, nuser };
+		struct load_result res;
+
+		if (load_run("pcbench", procs, calls, update_worker, &u, &res) != 0)
+			return 1;
+		printf("updates=%zu value_bytes=%ld procs=%ld secrets=%zu", res.n, value_bytes,
+		    procs, nuser < (size_t)procs ? nuser : (size_t)procs);
+		load_print(&res);
+		free(res.lat);
+		return 0;
+	}
 	nrefs = (size_t)krefs;
 	if ((refs = calloc(nrefs, sizeof(*refs))) == NULL)
 		return 1;
@@ -197,7 +317,9 @@ int main(int argc, char **argv)
 usage:
 	fprintf(stderr,
 	    "usage: %s [--uid UID] [--procs P] [--conns C] [--calls N] [--refs K] "
-	    "[--hold SECONDS] REF...\n",
-	    argv[0]);
+	    "[--hold SECONDS] REF...\n"
+	    "       %s --update [--uid UID] [--procs P] [--calls N] [--value-bytes B] "
+	    "COMPANY/NAME...\n",
+	    argv[0], argv[0]);
 	return 2;
 }

@@ -1,4 +1,7 @@
-/* pcctl secret create, update, list, show and delete. No command here prints a value. */
+/*
+ * pcctl secret create, update, list, show and delete; import's row (its handler is in
+ * cmd_import.c). No command here prints a value.
+ */
 #include <stdio.h>
 
 #include "pcctl_cmd.h"
@@ -211,5 +214,11 @@ const struct ctl_command ctl_secret_commands[] = {
 	    "delete a secret (refused while agents "
 	    "use it, unless --force, which also removes their bindings)",
 	    1, 1, { { "force", CTL_FLAG } }, cmd_secret_delete },
+	{ "secret", "import", "FILE|- [--company C] [--skip-existing] [--parallel N]",
+	    "create many secrets from JSON lines, {\"company\", \"name\", \"value\" or "
+	    "\"value_base64\", \"description\"} per line, N calls in flight (default 32)",
+	    1, 1,
+	    { { "company", CTL_VALUE }, { "skip-existing", CTL_FLAG }, { "parallel", CTL_VALUE } },
+	    ctl_secret_import },
 	{ .group = NULL },
 };

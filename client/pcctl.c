@@ -123,7 +123,8 @@ static void usage(FILE *f, const char *group)
 		    "\nThe socket is --socket PATH, else $PCSECRET_SOCKET, else " PCS_DEFAULT_SOCKET
 		    ".\nValues come from --from-file FILE (exact bytes), else "
 		    "stdin when it is not a terminal\n(one trailing newline removed), else a prompt "
-		    "that does not echo. Never from arguments.\n");
+		    "that does not echo. Never from arguments.\n`secret import` reads them from its "
+		    "JSON-lines FILE, or from stdin when FILE is - (never a terminal).\n");
 }
 
 static const struct ctl_command *command_find(const char *group, const char *verb, int *group_known)

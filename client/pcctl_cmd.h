@@ -85,6 +85,9 @@ extern const struct ctl_command ctl_principal_commands[];
 extern const struct ctl_command ctl_audit_commands[];
 extern const struct ctl_command ctl_keys_commands[];
 
+/* `secret import` (cmd_import.c), a row of the secret group's table. */
+int ctl_secret_import(struct ctl *ctl, const struct ctl_args *args, pcs_error *err);
+
 /* The value of a CTL_VALUE option, or NULL when not given. name must be in the row. */
 const char *ctl_value(const struct ctl_args *args, const char *name);
 /* 1 when the CTL_FLAG option was given. name must be in the row. */

@@ -40,7 +40,7 @@ extern char **environ;
 struct var {
 	char *name;
 	char *ref;            /* to resolve; NULL when value is already known */
-	unsigned char *value; /* sodium_malloc'd (or owned by a pcs_env_entry) */
+	unsigned char *value; /* pcs_value_buf_alloc'd, or taken from a pcs_value / pcs_env_entry */
 	size_t len;
 	int overridden; /* a later source set the same name */
 };
@@ -118,7 +118,7 @@ static void vars_free(struct vars *vs)
 	for (i = 0; i < vs->n; i++) {
 		free(vs->v[i].name);
 		free(vs->v[i].ref);
-		sodium_free(vs->v[i].value);
+		pcs_value_buf_free(vs->v[i].value);
 	}
 	free(vs->v);
 	memset(vs, 0, sizeof(*vs));
@@ -183,8 +183,11 @@ static int add_environment(struct vars *vs, pcs_error *err)
 
 static int literal_value(struct var *v, const char *s, size_t len, pcs_error *err)
 {
-	if ((v->value = sodium_malloc(len + 1)) == NULL)
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of secure memory");
+	int r;
+
+	/* The SDK's kind of buffer, so that vars_free frees every value alike. */
+	if ((r = pcs_value_buf_alloc(len, &v->value, err)) != 0)
+		return r;
 	memcpy(v->value, s, len);
 	v->value[len] = '\0';
 	v->len = len;

@@ -5,6 +5,7 @@
 #define V METHOD_RETURNS_VALUES
 #define I METHOD_IDEMPOTENT
 #define H METHOD_HANDSHAKE
+#define C METHOD_CACHED
 #define QUEUED METHOD_AUDIT_QUEUED
 #define WORK METHOD_AUDIT_WITH_WORK
 
@@ -18,7 +19,7 @@ static const struct method table[] = {
 	{ "ListSecrets", 6, METHOD_ACTION_SECRET_READ, I, WORK },
 	{ "DescribeSecret", 7, METHOD_ACTION_SECRET_READ, I, WORK },
 	/* Values: the audit row records authz's decision on the rows read, so it comes after. */
-	{ "Resolve", 8, METHOD_ACTION_VALUE_READ, V | I, QUEUED },
+	{ "Resolve", 8, METHOD_ACTION_VALUE_READ, V | I | C, QUEUED },
 	{ "CreateAgent", 9, METHOD_ACTION_AGENT_WRITE, 0, WORK },
 	{ "DescribeAgent", 10, METHOD_ACTION_AGENT_READ, I, WORK },
 	/* Setting a binding to what it already is changes nothing. */

@@ -36,6 +36,11 @@ enum method_action {
 #define METHOD_IDEMPOTENT 0x2u
 /* The handshake: the one rpc allowed before a session is established, and only once. */
 #define METHOD_HANDSHAKE 0x4u
+/*
+ * May be answered from the daemon's cache (its identity too): the audit row is queued and
+ * its statement checks that what the answer was built from is still current.
+ */
+#define METHOD_CACHED 0x8u
 
 /* How a call's audit row reaches the database. */
 enum method_audit {

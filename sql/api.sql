@@ -1,4 +1,4 @@
--- api_version: 1
+-- api_version: 2
 --
 -- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
 -- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
@@ -44,11 +44,14 @@ BEGIN
 END $$;
 
 -- Principals: every rule matching the peer's uid or gid; the daemon picks the most specific.
+-- gen: the principal rules' generation (migration 005) when these rows were read, so the
+-- daemon can reuse its decision while the rules have not changed.
 CREATE FUNCTION pcs_principal_lookup(p_uid bigint, p_gids bigint[])
 RETURNS TABLE (id bigint, match text, unix_id bigint, role text, company text,
-               agent_id uuid, agent_name text)
+               agent_id uuid, agent_name text, gen bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT p.id, p.match, p.unix_id, p.role, c.name, a.id, a.name
+    SELECT p.id, p.match, p.unix_id, p.role, c.name, a.id, a.name,
+           (SELECT g.gen FROM pcs_gens g WHERE g.name = 'principals')
       FROM principals p
       LEFT JOIN companies c ON c.id = p.company_id
       LEFT JOIN agents a ON a.id = p.agent_id
@@ -334,44 +337,47 @@ END $$;
 -- version 0 = latest), on behalf of agent p_company/p_agent: granted says whether the agent's
 -- env config binds that secret with that same version selector. The daemon's authz decides
 -- from it; the sealed value is returned only for granted refs, and nothing at all about a ref
--- that is not granted, so agents cannot probe for names.
+-- that is not granted, so agents cannot probe for names. One set-based statement whatever n
+-- is: the agent's bindings are few and indexed by agent, each joined to its secret by key.
+-- The last columns are what the daemon's cache keeps (docs/architecture.md): the secret's
+-- generation, what latest points to, its names, and the agent's id and generation, all read
+-- in this statement's snapshot together with the value they describe.
 CREATE FUNCTION pcs_resolve(p_company text, p_agent text, p_ids text[], p_companies text[],
     p_names text[], p_versions integer[])
 RETURNS TABLE (idx integer, granted boolean, company_id uuid, secret_id uuid, version integer,
-               state text, ciphertext bytea, nonce bytea, wrapped_key bytea, key_id text)
+               state text, ciphertext bytea, nonce bytea, wrapped_key bytea, key_id text,
+               secret_gen bigint, current_version integer, company text, name text,
+               agent_id uuid, agent_gen bigint)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
     v_agent uuid := pcs_agent_id(p_company, p_agent);
-    i integer; v_secret uuid; v_company uuid; v_current integer; v_version integer;
-    v_row secret_versions%ROWTYPE;
+    v_gen bigint;
 BEGIN
-    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
-        v_secret := NULL;
-        SELECT s.id, s.company_id, s.current_version INTO v_secret, v_company, v_current
-          FROM secrets s JOIN agent_env e ON e.secret_id = s.id AND e.agent_id = v_agent
-           AND e.version IS NOT DISTINCT FROM nullif(p_versions[i], 0)
-         WHERE s.deleted_at IS NULL
-           AND CASE WHEN coalesce(p_ids[i], '') <> '' THEN s.id::text = p_ids[i]
-                    ELSE s.name = p_names[i]
-                         AND s.company_id = (SELECT c.id FROM companies c
-                                              WHERE c.name = p_companies[i]) END
-         LIMIT 1;
-        IF v_secret IS NULL THEN
-            RETURN QUERY SELECT i, false, NULL::uuid, NULL::uuid, NULL::integer, NULL::text,
-                                NULL::bytea, NULL::bytea, NULL::bytea, NULL::text;
-            CONTINUE;
-        END IF;
-        v_version := CASE WHEN p_versions[i] = 0 THEN v_current ELSE p_versions[i] END;
-        v_row := NULL;
-        SELECT * INTO v_row FROM secret_versions sv
-         WHERE sv.secret_id = v_secret AND sv.version = v_version;
-        RETURN QUERY SELECT i, true, v_company, v_secret, v_version, v_row.state,
-                            CASE WHEN v_row.state = 'active' THEN v_row.ciphertext END,
-                            CASE WHEN v_row.state = 'active' THEN v_row.nonce END,
-                            CASE WHEN v_row.state = 'active' THEN v_row.wrapped_key END,
-                            v_row.key_id;
-    END LOOP;
+    SELECT a.gen INTO v_gen FROM agents a WHERE a.id = v_agent;
+    RETURN QUERY
+    SELECT r.i::integer, s.id IS NOT NULL, s.company_id, s.id,
+           CASE WHEN s.id IS NOT NULL THEN coalesce(nullif(r.v, 0), s.current_version) END,
+           sv.state,
+           CASE WHEN sv.state = 'active' THEN sv.ciphertext END,
+           CASE WHEN sv.state = 'active' THEN sv.nonce END,
+           CASE WHEN sv.state = 'active' THEN sv.wrapped_key END,
+           sv.key_id, s.gen, s.current_version, c.name, s.name, v_agent, v_gen
+      FROM unnest(p_ids, p_companies, p_names, p_versions) WITH ORDINALITY AS r(id, co, nm, v, i)
+      LEFT JOIN LATERAL (
+          SELECT x.id, x.company_id, x.current_version, x.gen, x.name
+            FROM agent_env e JOIN secrets x ON x.id = e.secret_id
+           WHERE e.agent_id = v_agent
+             AND e.version IS NOT DISTINCT FROM nullif(r.v, 0)
+             AND x.deleted_at IS NULL
+             AND (x.id = nullif(r.id, '')::uuid
+                  OR (coalesce(r.id, '') = '' AND x.name = r.nm
+                      AND x.company_id = (SELECT c2.id FROM companies c2 WHERE c2.name = r.co)))
+           LIMIT 1) s ON true
+      LEFT JOIN companies c ON c.id = s.company_id
+      LEFT JOIN secret_versions sv
+             ON sv.secret_id = s.id AND sv.version = coalesce(nullif(r.v, 0), s.current_version)
+     ORDER BY r.i;
 END $$;
 
 -- The configured environment of an agent with each binding's sealed value.

@@ -1,11 +1,9 @@
 /*
  * pcs_resolve and pcs_get_env: turn references into values. Values leave the wire buffers
- * (wiped by pbwipe_allocator) only into sodium_malloc'd memory that the *_free functions wipe.
+ * (wiped by pbwipe_allocator) only into locked memory (valbuf.c) that the *_free functions wipe.
  */
 #include <stdlib.h>
 #include <string.h>
-
-#include <sodium.h>
 
 #include "pbwipe.h"
 #include "ref.h"
@@ -17,12 +15,10 @@ static int value_copy(
     const ProtobufCBinaryData *src, unsigned char **out, size_t *len, pcs_error *err)
 {
 	unsigned char *v;
+	int r;
 
-	if ((v = sodium_malloc(src->len + 1)) == NULL)
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
-		    "cannot allocate %zu bytes of "
-		    "secure memory for a value",
-		    src->len + 1);
+	if ((r = pcs_value_buf_alloc(src->len, &v, err)) != 0)
+		return r;
 	if (src->len > 0)
 		memcpy(v, src->data, src->len);
 	v[src->len] = '\0';
@@ -245,8 +241,7 @@ PCS_EXPORT void pcs_values_free(pcs_value *values, size_t n)
 	for (i = 0; i < n; i++) {
 		free(values[i].ref);
 		free(values[i].secret_id);
-		/* sodium_free wipes before it unmaps. */
-		sodium_free(values[i].data);
+		pcs_value_buf_free(values[i].data);
 	}
 	free(values);
 }
@@ -350,7 +345,7 @@ PCS_EXPORT void pcs_env_free(pcs_env_entry *env, size_t count)
 	for (i = 0; i < count; i++) {
 		free(env[i].name);
 		free(env[i].ref);
-		sodium_free(env[i].value);
+		pcs_value_buf_free(env[i].value);
 	}
 	free(env);
 }

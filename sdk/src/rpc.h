@@ -58,4 +58,15 @@ const Pcsecret__V1__HelloReply *pcs_rpc_hello(const pcs_client *c);
 /* The socket path the client connects to, as chosen by pcs_connect. */
 const char *pcs_rpc_socket_path(const pcs_client *c);
 
+/*
+ * Memory for a value: len bytes, then a NUL, all zeroed; from the locked pool (valbuf.c), or
+ * sodium_malloc when it is dry or cannot be locked. Any thread may free it, only with
+ * pcs_value_buf_free (never sodium_free or free): that is what pcs_values_free and
+ * pcs_env_free use, so a CLI that takes a value out of a result (pcrun) frees it so too.
+ */
+int pcs_value_buf_alloc(size_t len, unsigned char **out, pcs_error *err)
+    __attribute__((warn_unused_result));
+/* Wipes the value's whole buffer and releases it; NULL does nothing. */
+void pcs_value_buf_free(unsigned char *v);
+
 #endif

@@ -14,12 +14,14 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "cache.h"
 #include "config.h"
 #include "conn.h"
 #include "crypto.h"
 #include "db.h"
 #include "devmode.h"
 #include "dispatch.h"
+#include "feed.h"
 #include "listener.h"
 #include "log.h"
 #include "migrate.h"
@@ -178,6 +180,12 @@ static void on_store_log(int level, const char *event, const char *detail, void 
 	    event, "detail=%s", log_q(detail));
 }
 
+static void on_feed_live(int up, void *arg) { cache_set_live(arg, up); }
+
+static void on_feed_changed(const char *payload, void *arg) { cache_changed(arg, payload); }
+
+static const struct feed_ops feed_ops = { on_feed_live, on_feed_changed, on_store_log };
+
 static void fatal(const pcs_error *err)
 {
 	fprintf(stderr, "pcsecretd: %s: %s\n", pcs_status_name(err->code), err->message);
@@ -188,8 +196,9 @@ static void fatal(const pcs_error *err)
 int main(int argc, char **argv)
 {
 	static struct config cfg;
-	char search_path[64], options[96], *service_url = NULL;
+	char search_path[64], options[160], *service_url = NULL;
 	struct event *sigs[4] = { NULL, NULL, NULL, NULL };
+	struct cache_stats cst;
 	const int signums[4] = { SIGTERM, SIGINT, SIGHUP, 0 };
 	pcs_error err;
 	int lvl;
@@ -275,6 +284,11 @@ int main(int argc, char **argv)
 		pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		fatal(&err);
 	}
+	/* The cache serves nothing until its feed listens (cache_set_live). */
+	if (cache_new((size_t)cfg.cache_max_bytes, &srv.cache, &err) != 0 ||
+	    (cfg.cache_max_bytes > 0 &&
+	        feed_new(srv.base, service_url, &feed_ops, srv.cache, &srv.feed, &err) != 0))
+		fatal(&err);
 	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, cfg.dev, &err) != 0)
 		fatal(&err);
 	drain_timer = evtimer_new(srv.base, on_drain_check, NULL);
@@ -300,11 +314,21 @@ int main(int argc, char **argv)
 	event_base_dispatch(srv.base);
 
 	log_flush_suppressed();
-	log_event(LOG_INFO, "stopped", "calls=%llu failed=%llu",
-	    (unsigned long long)srv.stats.calls_total, (unsigned long long)srv.stats.calls_failed);
+	cache_get_stats(srv.cache, &cst);
+	log_event(LOG_INFO, "stopped",
+	    "calls=%llu failed=%llu cache_hits=%llu cache_misses=%llu cache_stale=%llu "
+	    "cache_entries=%zu cache_bytes=%zu cache_evictions=%llu cache_flushes=%llu "
+	    "cache_changes=%llu audit_batches=%lu",
+	    (unsigned long long)srv.stats.calls_total, (unsigned long long)srv.stats.calls_failed,
+	    (unsigned long long)cst.hits, (unsigned long long)cst.misses,
+	    (unsigned long long)cst.stale, cst.entries, cst.bytes,
+	    (unsigned long long)cst.evictions, (unsigned long long)cst.flushes,
+	    (unsigned long long)cst.changes, audit_queue_batches(srv.audit));
 	listener_close(&srv);
 	conn_close_all(&srv, "shutting down");
 	audit_queue_free(srv.audit);
+	feed_free(srv.feed);
+	cache_free(srv.cache);
 	store_close(srv.store);
 	for (int i = 0; sigs[i] != NULL; i++)
 		event_free(sigs[i]);

@@ -115,6 +115,7 @@ struct audit_entry {
 	void *arg;
 	const char
 	    *text[AUDIT_QUEUE_NPARAMS]; /* the row's strings, copied into data (NULL stays NULL) */
+	struct db_check *check;         /* a copy of the row's, in data too; NULL: none */
 	char data[];
 };
 
@@ -209,13 +210,15 @@ static void on_batch(int status, const char *const *stored, size_t nstored, void
 	}
 	while ((e = TAILQ_FIRST(&b->entries)) != NULL) {
 		const char *st = stored[i++];
+		int r = AUDIT_LATE;
 		TAILQ_REMOVE(&b->entries, e, link);
+		if (st == NULL)
+			r = AUDIT_STALE;
+		else if (e->text[AUDIT_P_STATUS] != NULL &&
+		    strcmp(st, e->text[AUDIT_P_STATUS]) == 0)
+			r = 0;
 		if (!e->cancelled && e->fn != NULL)
-			e->fn(st != NULL && e->text[AUDIT_P_STATUS] != NULL &&
-			            strcmp(st, e->text[AUDIT_P_STATUS]) == 0 ?
-			        0 :
-			        AUDIT_LATE,
-			    e->arg);
+			e->fn(r, e->arg);
 		entry_free(e);
 	}
 	free(b);
@@ -226,6 +229,7 @@ static void on_batch(int status, const char *const *stored, size_t nstored, void
 static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 {
 	const char **values = NULL;
+	const struct db_check **checks = NULL;
 	struct audit_entry *e;
 	size_t n = 0;
 	pcs_error err;
@@ -236,26 +240,29 @@ static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 		free(b);
 		return 0;
 	}
-	if ((values = calloc(n * AUDIT_QUEUE_NPARAMS, sizeof(*values))) == NULL)
+	if ((values = calloc(n * AUDIT_QUEUE_NPARAMS, sizeof(*values))) == NULL ||
+	    (checks = calloc(n, sizeof(*checks))) == NULL)
 		goto fail;
 	n = 0;
 	TAILQ_FOREACH(e, &b->entries, link)
 	{
 		for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
 			values[n * AUDIT_QUEUE_NPARAMS + (size_t)i] = e->text[i];
-		n++;
+		checks[n++] = e->check;
 	}
-	if ((b->job = db_audit_insert(q->store, values, n, on_batch, b, &err)) == NULL)
+	if ((b->job = db_audit_insert(q->store, values, checks, n, on_batch, b, &err)) == NULL)
 		goto fail;
 	TAILQ_INSERT_TAIL(&q->batches, b, link);
 	q->in_flight++;
 	q->written++;
 	free(values);
+	free(checks);
 	return 0;
 fail:
 	/* Fail closed: every caller in the batch learns its row was not written. */
 	batch_fail(b, -PCS_UNAVAILABLE);
 	free(values);
+	free(checks);
 	return -1;
 }
 
@@ -353,15 +360,24 @@ struct audit_entry *audit_enqueue(
 	struct audit_buf buf;
 	struct audit_entry *e;
 	char deadline[40];
-	size_t len[AUDIT_QUEUE_NPARAMS], total = 0, o = 0;
+	size_t len[AUDIT_QUEUE_NPARAMS], total = 0, o = 0, check_len = 0;
 
 	/* One allocation per row: this is on every resolve's path. */
 	audit_params(row, &buf, values);
 	values[AUDIT_P_DEADLINE] = format_ts(row->deadline_us, deadline);
+	if (row->check != NULL)
+		check_len = sizeof(*row->check) +
+		    row->check->nsecrets * sizeof(row->check->secrets[0]);
 	for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
 		total += (len[i] = values[i] != NULL ? strlen(values[i]) + 1 : 0);
-	if ((e = calloc(1, sizeof(*e) + total)) == NULL)
+	/* The check first, where data is aligned for it (data follows pointers in the struct). */
+	if ((e = calloc(1, sizeof(*e) + check_len + total)) == NULL)
 		return NULL;
+	if (row->check != NULL) {
+		e->check = (struct db_check *)(void *)e->data;
+		memcpy(e->check, row->check, check_len);
+		o = check_len;
+	}
 	for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++) {
 		if (values[i] == NULL)
 			continue;

@@ -25,6 +25,12 @@ struct audit_row {
 	 * UNAVAILABLE (migrations/002_audit_truth.sql), and its caller is told so.
 	 */
 	long long received_us, deadline_us;
+	/*
+	 * Queued rows only: what an answer built from the daemon's cache was built from (NULL:
+	 * nothing). The row is written only if all of it is still current when it is inserted;
+	 * otherwise its callback gets AUDIT_STALE and nothing was written.
+	 */
+	const struct db_check *check;
 };
 
 /* Room for the numbers audit_params formats, and for strings it has to escape. */
@@ -50,6 +56,8 @@ void audit_params(
  * retried in halves, so one row PostgreSQL refuses fails only its own call.
  */
 #define AUDIT_LATE 1
+/* Not written: the cached state the answer was built from has changed (row.check). */
+#define AUDIT_STALE 2
 /* The message of a row that was not durable before its deadline. */
 #define AUDIT_LATE_MESSAGE "audit row not durable before the call's deadline"
 struct event_base;

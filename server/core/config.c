@@ -65,6 +65,8 @@ static const struct opt opts[] = {
 	    "calls in flight for one uid over all its connections"),
 	I(db_wait_ms, "1000", 10, 3600000,
 	    "a call fails UNAVAILABLE after this long when no database connection is up"),
+	I(cache_max_bytes, "67108864", 0, 64LL * 1024 * 1024 * 1024,
+	    "bytes of sealed values, bindings and rules remembered between calls (0: none)"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)

@@ -39,6 +39,7 @@ struct config {
 	int64_t max_buffered_per_uid;      /* bytes of unfinished input held for one uid */
 	int64_t max_calls_per_uid; /* calls in flight for one uid, over all its connections */
 	int64_t db_wait_ms;        /* how long a call waits when no database connection is up */
+	int64_t cache_max_bytes;   /* the resolve cache's bound (server/cache); 0: no cache */
 	int dev;                   /* --dev: private cluster, key and socket in a temporary dir */
 	int help, version;
 };

@@ -15,6 +15,8 @@ struct crypto_master;
 struct conn;
 struct listener;
 struct audit_queue;
+struct cache;
+struct feed;
 
 TAILQ_HEAD(conn_list, conn);
 TAILQ_HEAD(conn_waitq, conn);
@@ -34,6 +36,8 @@ struct server {
 	struct store *store;
 	struct audit_queue *audit; /* group commit of audit rows not written with the work;
 	                                   made at start-up, after the store */
+	struct cache *cache;       /* what resolves may be answered from (server/cache) */
+	struct feed *feed; /* the change feed that keeps it (db/feed.h); NULL without cache */
 	struct crypto_master *master;
 	char instance_id[37];
 	uid_t self_uid;

@@ -6,6 +6,7 @@
 
 #include "crypto.h"
 #include "keyfile.h"
+#include "secbuf.h"
 
 #define CRYPTO_KEY_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define CRYPTO_TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
@@ -32,7 +33,8 @@ int crypto_init(pcs_error *err)
 {
 	if (sodium_init() < 0)
 		return pcs_fail(err, PCS_INTERNAL, "libsodium failed to initialise");
-	return 0;
+	/* Now rather than on the first value: start-up pays the mmap and mlock, not a call. */
+	return secbuf_init(&secbuf_config_daemon, err);
 }
 
 int crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err)
@@ -132,7 +134,8 @@ int crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const
 	char ad_str[CRYPTO_AD_MAX];
 	size_t ad_len = 0;
 	unsigned long long ct_len = 0, wk_len = 0;
-	uint8_t *dk = NULL;
+	void *dkp = NULL;
+	uint8_t *dk;
 	int r;
 
 	memset(&s, 0, sizeof(s));
@@ -144,8 +147,10 @@ int crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const
 		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "value to seal is missing or too large");
 		goto out;
 	}
-	if ((dk = sodium_malloc(CRYPTO_KEY_LEN)) == NULL ||
-	    (s.ciphertext = malloc(len + CRYPTO_TAG_LEN)) == NULL) {
+	if ((r = secbuf_alloc(CRYPTO_KEY_LEN, &dkp, err)) != 0)
+		goto out;
+	dk = dkp;
+	if ((s.ciphertext = malloc(len + CRYPTO_TAG_LEN)) == NULL) {
 		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate memory to seal a value");
 		goto out;
 	}
@@ -170,7 +175,7 @@ int crypto_seal(const struct crypto_master *m, const struct crypto_ad *ad, const
 	memset(&s, 0, sizeof(s));
 	r = 0;
 out:
-	sodium_free(dk);
+	secbuf_free(dkp);
 	crypto_sealed_clear(&s);
 	return r;
 }
@@ -205,7 +210,8 @@ int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 	char ad_str[CRYPTO_AD_MAX];
 	size_t ad_len = 0;
 	unsigned long long dk_len = 0, pt_len = 0;
-	uint8_t *dk = NULL;
+	void *dkp = NULL;
+	uint8_t *dk;
 	int r;
 
 	out->data = NULL;
@@ -241,10 +247,9 @@ int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 		    wrapped_key_len, CRYPTO_WRAPPED_KEY_LEN);
 		goto out;
 	}
-	if ((dk = sodium_malloc(CRYPTO_KEY_LEN)) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "cannot allocate memory for a data key");
+	if ((r = secbuf_alloc(CRYPTO_KEY_LEN, &dkp, err)) != 0)
 		goto out;
-	}
+	dk = dkp;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt(dk, &dk_len, NULL,
 	        wrapped_key + CRYPTO_NONCE_LEN, CRYPTO_WRAPPED_KEY_LEN - CRYPTO_NONCE_LEN,
 	        (const uint8_t *)m->key_id, CRYPTO_KEY_ID_LEN, wrapped_key, m->key) != 0 ||
@@ -262,7 +267,7 @@ int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 	}
 	r = 0;
 out:
-	sodium_free(dk);
+	secbuf_free(dkp);
 	if (r != 0)
 		crypto_plain_clear(out);
 	return r;
@@ -270,11 +275,17 @@ out:
 
 int crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err)
 {
+	void *p = NULL;
+	int r;
+
 	out->data = NULL;
 	out->len = 0;
-	if (len == SIZE_MAX || (out->data = sodium_malloc(len + 1)) == NULL)
+	if (len == SIZE_MAX)
 		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED,
-		    "cannot allocate guarded memory for %zu bytes", len);
+		    "cannot allocate locked memory for %zu bytes", len);
+	if ((r = secbuf_alloc(len + 1, &p, err)) != 0)
+		return r;
+	out->data = p;
 	out->data[len] = '\0';
 	out->len = len;
 	return 0;
@@ -284,7 +295,8 @@ void crypto_plain_clear(struct crypto_plain *p)
 {
 	if (p == NULL)
 		return;
-	sodium_free(p->data);
+	/* secbuf wipes the whole slot, whatever len says now. */
+	secbuf_free(p->data);
 	p->data = NULL;
 	p->len = 0;
 }

@@ -4,8 +4,9 @@
  * Each version gets a random 32-byte data key; the value is sealed with
  * XChaCha20-Poly1305-IETF under it, with associated data binding company id, secret id and
  * version, so a row copied elsewhere fails to open. The data key is itself sealed under the
- * master key (associated data: the key id). Key material and plaintext live in sodium_malloc
- * memory and are wiped when freed.
+ * master key (associated data: the key id). The master key lives in sodium_malloc memory,
+ * read-only; data keys and plaintext in secbuf slots (secbuf.h): locked, kept out of core dumps
+ * and wiped when freed, without a system call per value.
  */
 #ifndef PCS_SERVER_CRYPTO_H
 #define PCS_SERVER_CRYPTO_H
@@ -35,13 +36,13 @@ struct crypto_sealed {
 	char key_id[CRYPTO_KEY_ID_LEN + 1];
 };
 
-/* Plaintext in guarded memory, NUL-terminated (the NUL is not counted in len). */
+/* Plaintext in locked memory (secbuf.h), NUL-terminated (the NUL is not counted in len). */
 struct crypto_plain {
 	uint8_t *data;
 	size_t len;
 };
 
-/* sodium_init; call once before anything else. */
+/* sodium_init and the locked buffers (secbuf_init); call once before anything else. */
 int crypto_init(pcs_error *err) PCS_WUR;
 /* Loads and checks the master key file (see keyfile.h for the rules). */
 int crypto_master_load(const char *path, struct crypto_master **out, pcs_error *err) PCS_WUR;
@@ -65,7 +66,7 @@ int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
     const uint8_t *ciphertext, size_t ciphertext_len, const uint8_t *nonce, size_t nonce_len,
     const uint8_t *wrapped_key, size_t wrapped_key_len, const char *key_id,
     struct crypto_plain *out, pcs_error *err) PCS_WUR;
-/* Allocates guarded memory for len bytes plus a NUL. */
+/* Allocates locked memory for len bytes plus a NUL, zeroed; crypto_plain_clear wipes it. */
 int crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err) PCS_WUR;
 void crypto_plain_clear(struct crypto_plain *p);
 

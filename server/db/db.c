@@ -256,9 +256,12 @@ size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *
 		[DB_ELEM_INT8] = DB_OID_INT8,
 		[DB_ELEM_UUID] = DB_OID_UUID };
 	size_t o = 0;
+	int nulls = 0;
 
+	for (size_t i = 0; type == DB_ELEM_TEXT && i < n; i++)
+		nulls |= ((const char *const *)items)[i] == NULL;
 	put32(buf, size, &o, n > 0 ? 1 : 0); /* dimensions: an empty array has none */
-	put32(buf, size, &o, 0);             /* no NULL elements */
+	put32(buf, size, &o, (uint32_t)nulls);
 	put32(buf, size, &o, elem_oid[type]);
 	if (n > 0) {
 		put32(buf, size, &o, (uint32_t)n);
@@ -268,9 +271,11 @@ size_t db_array_encode(enum db_elem type, const void *items, size_t n, uint8_t *
 		switch (type) {
 		case DB_ELEM_TEXT: {
 			const char *s = ((const char *const *)items)[i];
-			size_t len = strlen(s);
-			put32(buf, size, &o, (uint32_t)len);
-			put_bytes(buf, size, &o, s, len);
+			size_t len = s != NULL ? strlen(s) : 0;
+			put32(
+			    buf, size, &o, s != NULL ? (uint32_t)len : 0xffffffffu); /* -1: NULL */
+			if (s != NULL)
+				put_bytes(buf, size, &o, s, len);
 			break;
 		}
 		case DB_ELEM_INT4:
@@ -444,7 +449,7 @@ void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const str
     db_deliver_fn deliver, union db_cb cb, const struct db_target *t)
 {
 	struct db_pending *pend = calloc(1, sizeof(*pend));
-	struct store_query q;
+	struct store_query q = { 0 };
 
 	if (pend == NULL) {
 		db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
@@ -475,7 +480,7 @@ void *db_rows_alloc(struct call *c, size_t n, size_t size)
 int db_sync_run(struct store_sync *db, struct db_stmt *st, const struct db_params *p,
     struct store_result **out, pcs_error *err)
 {
-	struct store_query q;
+	struct store_query q = { 0 };
 	int r;
 
 	db_store_query(st, p, &q);

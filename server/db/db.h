@@ -160,6 +160,7 @@ struct db_principal_match {
 	const char *id, *match, *unix_id, *role;
 	const char *company; /* NULL: the rule names no company */
 	const char *agent_name;
+	int64_t gen; /* the principal rules' generation when the rows were read */
 };
 
 struct db_audit_entry {
@@ -189,6 +190,34 @@ struct db_resolved {
 	uint32_t version;
 	const char *state;       /* NULL: no such version */
 	struct db_sealed sealed; /* only when granted and the version exists */
+	/*
+	 * What the daemon's cache keeps, read in the same snapshot (granted refs only; the agent's
+	 * on every row): the secret's generation, what latest points to, its company's name and
+	 * its own, and the agent's id and generation.
+	 */
+	int64_t secret_gen;
+	uint32_t current_version;
+	const char *company, *name;
+	const char *agent_id;
+	int64_t agent_gen;
+};
+
+/*
+ * What an answer built from the daemon's cache was built from: the generations the audit
+ * statement checks are still current before it writes the call's row (migration 005).
+ * principals_gen 0: nothing to check. An agent id "": only the caller's identity came from
+ * the cache (its rules' generation is checked, no agent and no secret).
+ */
+struct db_check_secret {
+	char id[37];
+	int64_t gen;
+};
+struct db_check {
+	char agent_id[37];
+	int64_t agent_gen;
+	int64_t principals_gen;
+	size_t nsecrets;
+	struct db_check_secret secrets[];
 };
 
 /* One binding of an agent's env config, with the sealed value it selects. */
@@ -287,15 +316,20 @@ void db_agent_env(struct call *c, const char *company, const char *agent, db_age
 struct db_job;
 /*
  * status 0: stored[i] is the status the database stored for row i (it stores UNAVAILABLE for
- * a row inserted past its deadline); otherwise the store's negative status and n == 0.
+ * a row inserted past its deadline), or NULL for a row not inserted because its check failed
+ * (what the answer was built from has changed); otherwise the store's negative status and
+ * n == 0.
  */
 typedef void (*db_audit_inserted_fn)(int status, const char *const *stored, size_t n, void *arg);
 /*
  * Inserts nrows audit rows in one statement; values holds AUDIT_QUEUE_NPARAMS strings per row
- * in enum audit_param's order (audit.h). Returns the job, or NULL with err filled.
+ * in enum audit_param's order (audit.h); checks[i] (checks may be NULL, and so may each) is
+ * what row i's answer was built from: the row is inserted only if all of it is still current,
+ * in the statement's own snapshot. Returns the job, or NULL with err filled.
  */
-struct db_job *db_audit_insert(struct store *s, const char *const *values, size_t nrows,
-    db_audit_inserted_fn fn, void *arg, pcs_error *err);
+struct db_job *db_audit_insert(struct store *s, const char *const *values,
+    const struct db_check *const *checks, size_t nrows, db_audit_inserted_fn fn, void *arg,
+    pcs_error *err);
 /* fn will not be called. */
 void db_job_cancel(struct db_job *job);
 

@@ -7,23 +7,73 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* audit_log's columns in enum audit_param's order (db.h); queued rows add their deadline. */
 #define AUDIT_COLUMNS \
 	"instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
 	"company, secret, version, status, message, received_at"
-#define QUEUE_COLUMNS AUDIT_COLUMNS ", deadline"
-#define QUEUE_INSERT "INSERT INTO audit_log (" QUEUE_COLUMNS ") VALUES "
 
-enum { I_STATUS };
-static const char *const insert_cols[] = { [I_STATUS] = "status" };
+/*
+ * The group commit: one prepared statement whatever the batch's size, each column an array
+ * ($1..$14, text, NULL allowed), then the checks of answers built from the daemon's cache:
+ * (row, secret id, generation) for every secret one used ($15..$17) and (row, agent id,
+ * generation, principal rules' generation) for each such row ($18..$21; generation 0 when the
+ * answer took only the caller's identity from the cache, with the nil uuid for the agent). A row whose check
+ * fails is not inserted, in the same snapshot as the rows that are: the call is answered again
+ * from the database (docs/architecture.md, "The cache"). Rows come back in the order given
+ * (the insert's ORDER BY, and RETURNING follows the insert): first the status stored for each
+ * row inserted, then the position of each row left out.
+ */
+#define QUEUE_ROWS \
+	"WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], " \
+	"$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], " \
+	"$12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS r(instance_id, call_id, " \
+	"peer_uid, peer_gid, peer_pid, principal, method, company, secret, version, status, " \
+	"message, received_at, deadline, i)), "
+#define QUEUE_INSERT_FROM_ROWS \
+	"ins AS (INSERT INTO audit_log (" AUDIT_COLUMNS ", deadline) " \
+	"SELECT r.instance_id::uuid, r.call_id::numeric, r.peer_uid::bigint, r.peer_gid::bigint, " \
+	"r.peer_pid::bigint, r.principal, r.method, r.company, r.secret, r.version, r.status, " \
+	"r.message, r.received_at::timestamptz, r.deadline::timestamptz FROM r "
+#define QUEUE_INSERT \
+	QUEUE_ROWS \
+	"stale AS (SELECT s.i FROM unnest($15::int4[], $16::uuid[], $17::int8[]) AS s(i, id, gen) " \
+	"LEFT JOIN secrets x ON x.id = s.id WHERE x.gen IS DISTINCT FROM s.gen " \
+	"UNION SELECT a.i FROM unnest($18::int4[], $19::uuid[], $20::int8[], $21::int8[]) " \
+	"AS a(i, id, gen, pgen) LEFT JOIN agents y ON y.id = a.id " \
+	"WHERE (a.gen <> 0 AND y.gen IS DISTINCT FROM a.gen) OR a.pgen IS DISTINCT FROM " \
+	"(SELECT g.gen FROM pcs_gens g WHERE g.name = 'principals')), " QUEUE_INSERT_FROM_ROWS \
+	"WHERE r.i NOT IN (SELECT stale.i FROM stale) ORDER BY r.i RETURNING status) " \
+	"SELECT status, NULL::bigint AS stale FROM ins " \
+	"UNION ALL SELECT NULL, stale.i FROM stale"
 
-/* The one-row form: what the start-up check describes; batches repeat its VALUES. */
+/*
+ * A batch with no check takes the same statement without them, which reads no other table:
+ * a lock on secrets or agents (a migration's) then holds up no Hello and no refusal.
+ */
+#define QUEUE_INSERT_PLAIN \
+	QUEUE_ROWS QUEUE_INSERT_FROM_ROWS "ORDER BY r.i RETURNING status) " \
+	                                  "SELECT status, NULL::bigint AS stale FROM ins"
+
+#define QUEUE_NCHECKS 7
+/* $1..$14: one text array per column of the rows. */
+#define QUEUE_ROW_OIDS \
+	DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
+	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
+	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
+	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY
+#define NIL_UUID "00000000-0000-0000-0000-000000000000"
+
+enum { I_STATUS, I_STALE };
+static const char *const insert_cols[] = { [I_STATUS] = "status", [I_STALE] = "stale" };
+
 static struct db_stmt audit_insert = {
 	.name = "audit_log insert",
-	.sql = QUEUE_INSERT "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) "
-	                    "RETURNING status",
+	.sql = QUEUE_INSERT,
 	DB_COLS(insert_cols),
+	.param_oid = { QUEUE_ROW_OIDS, DB_OID_INT4_ARRAY, DB_OID_UUID_ARRAY, DB_OID_INT8_ARRAY,
+	    DB_OID_INT4_ARRAY, DB_OID_UUID_ARRAY, DB_OID_INT8_ARRAY, DB_OID_INT8_ARRAY },
 };
 
 enum {
@@ -69,7 +119,15 @@ static struct db_stmt list_audit = {
 	.param_oid = { [0] = DB_OID_TEXT_ARRAY },
 };
 
-struct db_stmt *const db_audit_statements[] = { &audit_insert, &list_audit, NULL };
+static struct db_stmt audit_insert_plain = {
+	.name = "audit_log insert (no checks)",
+	.sql = QUEUE_INSERT_PLAIN,
+	DB_COLS(insert_cols),
+	.param_oid = { QUEUE_ROW_OIDS },
+};
+
+struct db_stmt *const db_audit_statements[] = { &audit_insert, &audit_insert_plain, &list_audit,
+	NULL };
 
 int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
 {
@@ -87,78 +145,171 @@ int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
 
 struct db_job {
 	struct store_job *job;
+	struct db_stmt *st;
 	db_audit_inserted_fn fn;
 	void *arg;
+	size_t nrows;
 };
-
-/* The insert of n rows: "... VALUES ($1..$14), ($15..$28), ... RETURNING status". */
-static char *batch_sql(size_t n)
-{
-	size_t cap = sizeof(QUEUE_INSERT) + n * 112 + 32, o;
-	char *sql = malloc(cap);
-
-	if (sql == NULL)
-		return NULL;
-	o = (size_t)snprintf(sql, cap, "%s", QUEUE_INSERT);
-	for (size_t r = 0; r < n; r++) {
-		o += (size_t)snprintf(sql + o, cap - o, "%s(", r ? ", " : "");
-		for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
-			o += (size_t)snprintf(sql + o, cap - o, "%s$%zu", i ? ", " : "",
-			    r * AUDIT_QUEUE_NPARAMS + (size_t)i + 1);
-		o += (size_t)snprintf(sql + o, cap - o, ")");
-	}
-	snprintf(sql + o, cap - o, " RETURNING status");
-	return sql;
-}
 
 static void on_inserted(const struct store_result *res, void *arg)
 {
 	struct db_job *j = arg;
 	int status = store_result_status(res);
 	const char **stored = NULL;
-	size_t n = 0;
+	uint8_t *stale = NULL;
+	size_t n = 0, nres = 0, nstale = 0, next = 0;
 	pcs_error err;
 
 	if (status == 0)
-		status = db_stmt_ready(&audit_insert, res, &err);
+		status = db_stmt_ready(j->st, res, &err);
+	if (status == 0 &&
+	    ((stored = calloc(j->nrows + 1, sizeof(*stored))) == NULL ||
+	        (stale = calloc(j->nrows + 1, 1)) == NULL))
+		status = -PCS_RESOURCE_EXHAUSTED;
 	if (status == 0) {
-		n = (size_t)store_result_ntuples(res);
-		if ((stored = calloc(n + 1, sizeof(*stored))) == NULL) {
-			status = -PCS_RESOURCE_EXHAUSTED;
-			n = 0;
+		nres = (size_t)store_result_ntuples(res);
+		for (size_t i = 0; i < nres; i++) {
+			uint64_t at;
+			if (db_col_null(res, (int)i, j->st, I_STALE))
+				continue;
+			at = db_col_u64(res, (int)i, j->st, I_STALE);
+			if (at < 1 || at > j->nrows || stale[at - 1])
+				status = -PCS_INTERNAL;
+			else
+				stale[at - 1] = 1;
+			nstale++;
 		}
-		for (size_t i = 0; i < n; i++)
-			stored[i] = db_col_str(res, (int)i, &audit_insert, I_STATUS);
+		/* The statuses, in order, of the rows that were inserted. */
+		for (size_t i = 0; status == 0 && i < nres; i++) {
+			if (!db_col_null(res, (int)i, j->st, I_STALE))
+				continue;
+			while (next < j->nrows && stale[next])
+				next++;
+			if (next == j->nrows) {
+				status = -PCS_INTERNAL;
+				break;
+			}
+			stored[next++] = db_col_str(res, (int)i, j->st, I_STATUS);
+		}
+		if (status == 0 && nres != j->nrows)
+			status = -PCS_INTERNAL; /* one row back for each row given */
+		n = status == 0 ? j->nrows : 0;
 	}
 	j->fn(status, stored, n, j->arg);
 	free(stored);
+	free(stale);
 	free(j);
 }
 
-struct db_job *db_audit_insert(struct store *s, const char *const *values, size_t nrows,
-    db_audit_inserted_fn fn, void *arg, pcs_error *err)
+/* The check arrays of the statement ($15..$21), from each row's check. */
+struct check_arrays {
+	int32_t *s_row, *a_row;
+	const char **s_id, **a_id;
+	int64_t *s_gen, *a_gen, *a_pgen;
+	size_t ns, na;
+};
+
+static void check_arrays_free(struct check_arrays *ca)
+{
+	free(ca->s_row);
+	free(ca->a_row);
+	free(ca->s_id);
+	free(ca->a_id);
+	free(ca->s_gen);
+	free(ca->a_gen);
+	free(ca->a_pgen);
+}
+
+static int check_arrays_fill(
+    struct check_arrays *ca, const struct db_check *const *checks, size_t nrows)
+{
+	size_t ns = 0, na = 0;
+
+	memset(ca, 0, sizeof(*ca));
+	for (size_t r = 0; checks != NULL && r < nrows; r++)
+		if (checks[r] != NULL && checks[r]->principals_gen > 0) {
+			ns += checks[r]->nsecrets;
+			na++;
+		}
+	ca->s_row = calloc(ns + 1, sizeof(*ca->s_row));
+	ca->s_id = calloc(ns + 1, sizeof(*ca->s_id));
+	ca->s_gen = calloc(ns + 1, sizeof(*ca->s_gen));
+	ca->a_row = calloc(na + 1, sizeof(*ca->a_row));
+	ca->a_id = calloc(na + 1, sizeof(*ca->a_id));
+	ca->a_gen = calloc(na + 1, sizeof(*ca->a_gen));
+	ca->a_pgen = calloc(na + 1, sizeof(*ca->a_pgen));
+	if (ca->s_row == NULL || ca->s_id == NULL || ca->s_gen == NULL || ca->a_row == NULL ||
+	    ca->a_id == NULL || ca->a_gen == NULL || ca->a_pgen == NULL)
+		return -1;
+	for (size_t r = 0; checks != NULL && r < nrows; r++) {
+		const struct db_check *k = checks[r];
+		if (k == NULL || k->principals_gen <= 0)
+			continue;
+		for (size_t i = 0; i < k->nsecrets; i++) {
+			ca->s_row[ca->ns] = (int32_t)(r + 1);
+			ca->s_id[ca->ns] = k->secrets[i].id;
+			ca->s_gen[ca->ns++] = k->secrets[i].gen;
+		}
+		ca->a_row[ca->na] = (int32_t)(r + 1);
+		ca->a_id[ca->na] = k->agent_id[0] != '\0' ? k->agent_id : NIL_UUID;
+		ca->a_gen[ca->na] = k->agent_id[0] != '\0' ? k->agent_gen : 0;
+		ca->a_pgen[ca->na++] = k->principals_gen;
+	}
+	return 0;
+}
+
+struct db_job *db_audit_insert(struct store *s, const char *const *values,
+    const struct db_check *const *checks, size_t nrows, db_audit_inserted_fn fn, void *arg,
+    pcs_error *err)
 {
 	struct db_job *j = calloc(1, sizeof(*j));
+	struct db_array a[AUDIT_QUEUE_NPARAMS + QUEUE_NCHECKS];
+	const char **col = calloc(nrows + 1, sizeof(*col));
+	struct check_arrays ca;
+	struct db_params p = { 0 };
 	struct store_query q = { 0 };
-	char *sql = NULL;
+	int bad = 0;
 
-	if (j == NULL || (sql = batch_sql(nrows)) == NULL) {
-		pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		goto fail;
+	memset(a, 0, sizeof(a));
+	memset(&ca, 0, sizeof(ca));
+	if (j == NULL || col == NULL || check_arrays_fill(&ca, checks, nrows) != 0)
+		goto oom;
+	for (int c = 0; c < AUDIT_QUEUE_NPARAMS; c++) {
+		for (size_t r = 0; r < nrows; r++)
+			col[r] = values[r * AUDIT_QUEUE_NPARAMS + (size_t)c];
+		bad |= db_array_new(&a[c], DB_ELEM_TEXT, col, nrows);
 	}
+	j->st = ca.na > 0 ? &audit_insert : &audit_insert_plain;
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 0], DB_ELEM_INT4, ca.s_row, ca.ns);
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 1], DB_ELEM_UUID, ca.s_id, ca.ns);
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 2], DB_ELEM_INT8, ca.s_gen, ca.ns);
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 3], DB_ELEM_INT4, ca.a_row, ca.na);
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 4], DB_ELEM_UUID, ca.a_id, ca.na);
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 5], DB_ELEM_INT8, ca.a_gen, ca.na);
+	bad |= db_array_new(&a[AUDIT_QUEUE_NPARAMS + 6], DB_ELEM_INT8, ca.a_pgen, ca.na);
+	if (bad != 0)
+		goto oom;
+	for (int i = 0; i < (ca.na > 0 ? AUDIT_QUEUE_NPARAMS + QUEUE_NCHECKS : AUDIT_QUEUE_NPARAMS);
+	     i++)
+		db_param_bytes(&p, a[i].data, a[i].len);
 	j->fn = fn;
 	j->arg = arg;
-	q.sql = sql;
-	q.nparams = (int)(nrows * AUDIT_QUEUE_NPARAMS);
-	q.values = values;
+	j->nrows = nrows;
+	db_store_query(j->st, &p, &q);
 	if ((j->job = store_submit(s, &q, on_inserted, j, err)) == NULL)
 		goto fail;
-	free(sql);
-	return j;
+	goto out;
+oom:
+	pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 fail:
-	free(sql);
 	free(j);
-	return NULL;
+	j = NULL;
+out:
+	for (int i = 0; i < AUDIT_QUEUE_NPARAMS + QUEUE_NCHECKS; i++)
+		db_array_free(&a[i]);
+	check_arrays_free(&ca);
+	free(col);
+	return j;
 }
 
 void db_job_cancel(struct db_job *job)

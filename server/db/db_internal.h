@@ -92,7 +92,7 @@ void db_param_bool(struct db_params *p, int v);
 void db_param_bytes(struct db_params *p, const void *data, size_t len);
 void db_store_query(const struct db_stmt *st, const struct db_params *p, struct store_query *q);
 
-/* ---- binary arrays (PostgreSQL's array_send format: one dimension, no NULLs) ---- */
+/* ---- binary arrays (PostgreSQL's array_send format: one dimension; NULLs in text only) ---- */
 
 enum db_elem { DB_ELEM_TEXT, DB_ELEM_INT4, DB_ELEM_INT8, DB_ELEM_UUID };
 
@@ -102,7 +102,7 @@ struct db_array {
 };
 
 /*
- * Encodes n items (const char *const * for TEXT and UUID, canonical "8-4-4-4-12" hex for UUID;
+ * Encodes n items (const char *const * for TEXT, where NULL is SQL NULL, and UUID, canonical "8-4-4-4-12" hex for UUID;
  * const int32_t * for INT4; const int64_t * for INT8) into buf when size allows. Returns the
  * length the encoding needs (like snprintf), or 0 for a UUID that does not parse.
  */

@@ -20,7 +20,7 @@ static const char *const rule_cols[] = {
 	"SELECT id, match, unix_id, role, company, agent, " \
 	"pcs_ts(created_at) AS created_at, created_by"
 
-enum { L_ID, L_MATCH, L_UNIX_ID, L_ROLE, L_COMPANY, L_AGENT_NAME };
+enum { L_ID, L_MATCH, L_UNIX_ID, L_ROLE, L_COMPANY, L_AGENT_NAME, L_GEN };
 static const char *const lookup_cols[] = {
 	[L_ID] = "id",
 	[L_MATCH] = "match",
@@ -28,6 +28,7 @@ static const char *const lookup_cols[] = {
 	[L_ROLE] = "role",
 	[L_COMPANY] = "company",
 	[L_AGENT_NAME] = "agent_name",
+	[L_GEN] = "gen",
 };
 
 enum { DEL_ID };
@@ -55,8 +56,8 @@ static struct db_stmt remove_principal = {
 /* uid, the peer's groups; uid rules first, then by id (principal_from_matches relies on it) */
 static struct db_stmt principal_lookup = {
 	.name = "pcs_principal_lookup",
-	DB_FROM(
-	    "SELECT id, match, unix_id, role, company, agent_name", "pcs_principal_lookup($1, $2)"),
+	DB_FROM("SELECT id, match, unix_id, role, company, agent_name, gen",
+	    "pcs_principal_lookup($1, $2)"),
 	DB_COLS(lookup_cols),
 	.param_oid = { [1] = DB_OID_INT8_ARRAY },
 };
@@ -154,6 +155,7 @@ static struct db_principal_match *lookup_rows(const struct store_result *res, si
 		rows[i].role = db_col_str(res, (int)i, st, L_ROLE);
 		rows[i].company = db_col_opt(res, (int)i, st, L_COMPANY);
 		rows[i].agent_name = db_col_str(res, (int)i, st, L_AGENT_NAME);
+		rows[i].gen = (int64_t)db_col_u64(res, (int)i, st, L_GEN);
 	}
 	return rows;
 }

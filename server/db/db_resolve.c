@@ -17,7 +17,13 @@ enum {
 	X_CIPHERTEXT,
 	X_NONCE,
 	X_WRAPPED_KEY,
-	X_KEY_ID /* enum db_sealed_col's order */
+	X_KEY_ID, /* enum db_sealed_col's order */
+	X_SECRET_GEN,
+	X_CURRENT_VERSION,
+	X_COMPANY,
+	X_NAME,
+	X_AGENT_ID,
+	X_AGENT_GEN
 };
 static const char *const resolve_cols[] = {
 	[X_IDX] = "idx",
@@ -30,6 +36,12 @@ static const char *const resolve_cols[] = {
 	[X_NONCE] = "nonce",
 	[X_WRAPPED_KEY] = "wrapped_key",
 	[X_KEY_ID] = "key_id",
+	[X_SECRET_GEN] = "secret_gen",
+	[X_CURRENT_VERSION] = "current_version",
+	[X_COMPANY] = "company",
+	[X_NAME] = "name",
+	[X_AGENT_ID] = "agent_id",
+	[X_AGENT_GEN] = "agent_gen",
 };
 
 enum {
@@ -63,7 +75,8 @@ static const char *const env_cols[] = {
 static struct db_stmt resolve = {
 	.name = "pcs_resolve",
 	DB_FROM("SELECT idx, granted, company_id, secret_id, version, state, ciphertext, nonce, "
-	        "wrapped_key, key_id",
+	        "wrapped_key, key_id, secret_gen, current_version, company, name, agent_id, "
+	        "agent_gen",
 	    "pcs_resolve($1, $2, $3, $4, $5, $6)"),
 	DB_COLS(resolve_cols),
 	.param_oid = { [2] = DB_OID_TEXT_ARRAY,
@@ -109,6 +122,12 @@ static void deliver_resolved(
 		x->secret_id = db_col_str(res, row, st, X_SECRET_ID);
 		x->version = db_col_u32(res, row, st, X_VERSION);
 		x->state = db_col_opt(res, row, st, X_STATE);
+		x->secret_gen = (int64_t)db_col_u64(res, row, st, X_SECRET_GEN);
+		x->current_version = db_col_u32(res, row, st, X_CURRENT_VERSION);
+		x->company = db_col_str(res, row, st, X_COMPANY);
+		x->name = db_col_str(res, row, st, X_NAME);
+		x->agent_id = db_col_str(res, row, st, X_AGENT_ID);
+		x->agent_gen = (int64_t)db_col_u64(res, row, st, X_AGENT_GEN);
 		if (db_col_sealed(res, row, st, X_CIPHERTEXT, &x->sealed, &bufs[done]) != 0) {
 			db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;

@@ -1,14 +1,24 @@
 /*
  * pgconn: one non-blocking libpq connection on the loop (pgconn.h), the textbook way:
- * PQconnectStart/PQconnectPoll with the socket watched for what libpq asks, then
- * PQsendQueryParams and PQflush (1: wait until writable), and on input PQconsumeInput then
- * PQisBusy/PQgetResult until NULL.
+ * PQconnectStart/PQconnectPoll with the socket watched for what libpq asks, then one PQsend* and
+ * PQflush (1: wait until writable), and on input PQconsumeInput then PQisBusy/PQgetResult
+ * until NULL.
+ *
+ * Statements the owner will repeat are prepared once per session (a named statement) and then
+ * only executed: the daemon's statements are short calls, for which parsing and planning are a
+ * large share of the server's work. The first run of a text is two sequential round trips,
+ * PQsendPrepare then PQsendQueryPrepared, not one in pipeline mode: it happens once per text
+ * and session, and outside pipeline mode a statement's results end with PQgetResult's NULL, so
+ * drain and the result callback stay as simple as for one statement. The table of prepared
+ * texts is bounded and never evicts: a text that finds it full runs unprepared, as every text
+ * did before. It is cleared with the session, which takes its statements with it.
  *
  * A callback may free the pgconn (its owner closed underneath it), so callbacks run only once
  * the pgconn's own state is settled, and every path that ran one returns PGCONN_GONE at once
  * when it did.
  */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +33,33 @@
 #define BACKOFF_MAX_MS 5000
 /* PQconnectPoll itself never times out (connect_timeout only applies to blocking connects). */
 #define CONNECT_TIMEOUT_MS 10000
+/* Prepared statements one session keeps: the daemon has a few dozen texts. */
+#define PGCONN_STMTS 128
+/*
+ * Longer texts run unprepared: such a text is generated (a multi-row statement whose text
+ * changes with its row count, say), rarely repeats, and would hold memory here and in the
+ * server for nothing. Every fixed statement of the daemon is far shorter.
+ */
+#define PGCONN_STMT_TEXT_MAX 8192
 
 enum pgconn_state { PGCONN_DOWN, PGCONN_CONNECTING, PGCONN_READY };
+
+/* What the statement being run sends next (one libpq send, one round trip, each). */
+enum pgconn_step {
+	STEP_NONE,
+	STEP_PARAMS,     /* unprepared: PQsendQueryParams */
+	STEP_PREPARE,    /* PQsendPrepare; when it succeeds, STEP_EXECUTE */
+	STEP_EXECUTE,    /* PQsendQueryPrepared */
+	STEP_DEALLOCATE, /* a stale statement's name, while its error waits in held */
+};
+
+/* A statement prepared on the current session; its name is "s<id>". */
+struct pgstmt {
+	char *sql; /* NULL: a free entry */
+	size_t len;
+	uint64_t hash;
+	uint64_t id;
+};
 
 struct pgconn {
 	struct event_base *base;
@@ -41,6 +76,23 @@ struct pgconn {
 	int want_write;
 	int busy;       /* a statement was sent and not all of its results are in */
 	PGresult *kept; /* the result to hand over: the last one, or the first error */
+	/* The statement being run, borrowed from the owner until its result or loss. */
+	enum pgconn_step step;
+	const char *sql;
+	size_t sql_len;
+	uint64_t sql_hash;
+	int nparams;
+	const char *const *values;
+	const int *lengths;
+	const int *formats;
+	int cur;        /* its entry in stmts, -1 for none */
+	uint64_t id;    /* the name it is prepared, executed or deallocated under */
+	PGresult *held; /* a stale statement's error, delivered once its name is deallocated */
+	/* This session's prepared statements. Ids are never reused within a session. */
+	struct pgstmt stmts[PGCONN_STMTS];
+	int nstmts;
+	uint64_t next_id;
+	uint64_t prepared; /* statements prepared, over every session */
 };
 
 /* ---- libpq helpers ---- */
@@ -86,6 +138,15 @@ void pgconn_oneline(char *dst, size_t size, const char *src)
 	dst[n] = '\0';
 }
 
+int pgconn_result_ok(const struct pg_result *res)
+{
+	ExecStatusType st = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+	return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+void pgconn_result_free(struct pg_result *res) { PQclear(res); }
+
 const char *pgconn_sqlstate(const struct pg_result *res)
 {
 	const char *st;
@@ -98,6 +159,93 @@ const char *pgconn_sqlstate(const struct pg_result *res)
 		if (!isdigit((unsigned char)st[i]) && !isupper((unsigned char)st[i]))
 			return NULL;
 	return st;
+}
+
+/* ---- this session's prepared statements ---- */
+
+/* FNV-1a: the texts are the daemon's own, so nothing needs a keyed hash against collisions. */
+static uint64_t text_hash(const char *s, size_t *len)
+{
+	uint64_t h = 14695981039346656037u;
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211u;
+	}
+	*len = i;
+	return h;
+}
+
+static int stmt_find(const struct pgconn *pc, const char *sql, size_t len, uint64_t hash)
+{
+	int i;
+
+	for (i = 0; i < PGCONN_STMTS; i++) {
+		const struct pgstmt *e = &pc->stmts[i];
+
+		if (e->sql != NULL && e->hash == hash && e->len == len &&
+		    memcmp(e->sql, sql, len) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void stmt_forget(struct pgconn *pc, int i)
+{
+	if (i < 0 || pc->stmts[i].sql == NULL)
+		return;
+	free(pc->stmts[i].sql);
+	pc->stmts[i].sql = NULL;
+	pc->nstmts--;
+}
+
+/* The current statement was prepared as "s<pc->id>": it is executed by that name from now on. */
+static void stmt_remember(struct pgconn *pc)
+{
+	struct pgstmt *e = NULL;
+	int i;
+
+	pc->prepared++;
+	pc->cur = -1;
+	for (i = 0; i < PGCONN_STMTS && e == NULL; i++)
+		if (pc->stmts[i].sql == NULL)
+			e = &pc->stmts[i];
+	/*
+	 * No room (not reached: pgconn_send checked) or no memory: the statement still runs by
+	 * its name this time, and the text is prepared again under a new one the next time.
+	 */
+	if (e == NULL || (e->sql = malloc(pc->sql_len + 1)) == NULL)
+		return;
+	memcpy(e->sql, pc->sql, pc->sql_len + 1);
+	e->len = pc->sql_len;
+	e->hash = pc->sql_hash;
+	e->id = pc->id;
+	pc->nstmts++;
+	pc->cur = (int)(e - pc->stmts);
+}
+
+static void stmts_clear(struct pgconn *pc)
+{
+	int i;
+
+	for (i = 0; i < PGCONN_STMTS; i++)
+		stmt_forget(pc, i);
+	pc->next_id = 0;
+}
+
+/* The statement is over (delivered or lost): nothing of the owner's is borrowed any more. */
+static void statement_end(struct pgconn *pc)
+{
+	pc->busy = 0;
+	pc->step = STEP_NONE;
+	pc->sql = NULL;
+	pc->values = NULL;
+	pc->lengths = NULL;
+	pc->formats = NULL;
+	pc->cur = -1;
+	PQclear(pc->held);
+	pc->held = NULL;
 }
 
 /* ---- the socket and the timer ---- */
@@ -167,7 +315,9 @@ static int go_down(struct pgconn *pc, enum pgconn_loss why, const char *detail)
 	}
 	pc->state = PGCONN_DOWN;
 	pc->want_write = 0;
-	pc->busy = 0;
+	statement_end(pc);
+	/* The session's prepared statements went with it. */
+	stmts_clear(pc);
 	timer_in(pc, pc->backoff_ms);
 	pc->backoff_ms = pc->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pc->backoff_ms * 2;
 	return pc->cbs->lost(pc, why, copy, pc->arg);
@@ -238,6 +388,104 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		go_down(pc, PGCONN_CONNECT_FAILED, "timed out");
 }
 
+/*
+ * Sends the current statement's step. Returns 0 when it left, PGCONN_REFUSED when libpq
+ * refused it with the connection up, else go_down's return (the connection is down then).
+ */
+static int issue(struct pgconn *pc)
+{
+	char name[32], dealloc[64];
+	int ok, r;
+
+	snprintf(name, sizeof(name), "s%llu", (unsigned long long)pc->id);
+	switch (pc->step) {
+	case STEP_PREPARE:
+		/* Parameter types inferred by the server, as PQsendQueryParams lets it. */
+		ok = PQsendPrepare(pc->pg, name, pc->sql, pc->nparams, NULL);
+		break;
+	case STEP_EXECUTE:
+		ok = PQsendQueryPrepared(
+		    pc->pg, name, pc->nparams, pc->values, pc->lengths, pc->formats, 0);
+		break;
+	case STEP_DEALLOCATE:
+		snprintf(dealloc, sizeof(dealloc), "DEALLOCATE %s", name);
+		ok = PQsendQueryParams(pc->pg, dealloc, 0, NULL, NULL, NULL, NULL, 0);
+		break;
+	default:
+		ok = PQsendQueryParams(
+		    pc->pg, pc->sql, pc->nparams, NULL, pc->values, pc->lengths, pc->formats, 0);
+		break;
+	}
+	if (!ok) {
+		/* Until STEP_DEALLOCATE the owner's statement has not run: it may run elsewhere. */
+		if (PQstatus(pc->pg) == CONNECTION_BAD)
+			return go_down(pc,
+			    pc->step == STEP_DEALLOCATE ? PGCONN_BROKEN : PGCONN_BROKEN_UNSENT,
+			    "connection closed");
+		return PGCONN_REFUSED;
+	}
+	if ((r = PQflush(pc->pg)) < 0)
+		return go_down(pc, PGCONN_BROKEN, "connection closed");
+	pc->want_write = r == 1;
+	return 0;
+}
+
+/* SQLSTATEs of executing a name the session no longer has, or whose plan went stale. */
+static int stale_statement(const PGresult *res)
+{
+	const char *st = pgconn_sqlstate(res);
+
+	return st != NULL && (strcmp(st, "26000") == 0 || strcmp(st, "0A000") == 0);
+}
+
+/*
+ * The current step's results are all in: sends the next step, or ends the statement and
+ * hands its result over. Returns PGCONN_GONE or 0.
+ */
+static int step_done(struct pgconn *pc)
+{
+	PGresult *res = pc->kept;
+	int r;
+
+	pc->kept = NULL;
+	if (pc->step == STEP_PREPARE && res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+		PQclear(res);
+		res = NULL;
+		stmt_remember(pc);
+		pc->step = STEP_EXECUTE;
+		/* Refused: the owner gets no result, as from a server that answered with none. */
+		if ((r = issue(pc)) != PGCONN_REFUSED)
+			return r;
+	} else if (pc->step == STEP_EXECUTE && stale_statement(res)) {
+		/*
+		 * The job fails like any other, and the next run prepares the text again. 26000:
+		 * the name is gone already. 0A000 ("cached plan must not change result type", or
+		 * any other feature_not_supported): the name stays until deallocated, so it is,
+		 * before the error is handed over, lest a text that keeps failing leave one behind
+		 * every time.
+		 */
+		stmt_forget(pc, pc->cur);
+		pc->cur = -1;
+		if (strcmp(pgconn_sqlstate(res), "0A000") == 0) {
+			pc->held = res;
+			res = NULL;
+			pc->step = STEP_DEALLOCATE;
+			if ((r = issue(pc)) != PGCONN_REFUSED)
+				return r;
+			res = pc->held;
+			pc->held = NULL;
+		}
+	} else if (pc->step == STEP_DEALLOCATE) {
+		/* Whatever became of the name, the owner hears the statement's own error. */
+		PQclear(res);
+		res = pc->held;
+		pc->held = NULL;
+	}
+	/* The statement is complete: the connection is idle before its owner hears. */
+	statement_end(pc);
+	return pc->cbs->result(pc, res, pc->arg);
+}
+
 /* Collects every result libpq has parsed. Returns PGCONN_GONE or 0. */
 static int drain(struct pgconn *pc)
 {
@@ -252,11 +500,7 @@ static int drain(struct pgconn *pc)
 		if ((r = PQgetResult(pc->pg)) == NULL) {
 			if (!pc->busy)
 				return 0;
-			/* The statement is complete: the connection is idle before its owner hears. */
-			pc->busy = 0;
-			r = pc->kept;
-			pc->kept = NULL;
-			if (pc->cbs->result(pc, r, pc->arg) == PGCONN_GONE)
+			if (step_done(pc) == PGCONN_GONE)
 				return PGCONN_GONE;
 			continue;
 		}
@@ -278,6 +522,20 @@ static int drain(struct pgconn *pc)
 		}
 	}
 	return 0;
+}
+
+/* Hands every notification libpq has parsed to the owner. Returns PGCONN_GONE or 0. */
+static int deliver_notifies(struct pgconn *pc)
+{
+	PGnotify *n;
+	int r = 0;
+
+	while (r == 0 && pc->state == PGCONN_READY && (n = PQnotifies(pc->pg)) != NULL) {
+		if (pc->cbs->notify != NULL)
+			r = pc->cbs->notify(pc, n->relname, n->extra, pc->arg);
+		PQfreemem(n);
+	}
+	return r == PGCONN_GONE ? PGCONN_GONE : 0;
 }
 
 static void on_io(evutil_socket_t fd, short what, void *arg)
@@ -302,7 +560,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 		}
 		pc->want_write = r == 1;
 	}
-	if (drain(pc) == PGCONN_GONE)
+	if (drain(pc) == PGCONN_GONE || deliver_notifies(pc) == PGCONN_GONE)
 		return;
 	if (pc->state == PGCONN_READY &&
 	    watch(pc, pc->want_write ? EV_READ | EV_WRITE : EV_READ, 0) != 0)
@@ -330,6 +588,7 @@ int pgconn_new(struct event_base *base, const char *conninfo, const struct pgcon
 	pc->arg = arg;
 	pc->state = PGCONN_DOWN;
 	pc->backoff_ms = BACKOFF_MIN_MS;
+	pc->cur = -1;
 	/* From the loop, so the owner finishes setting up (its logger, say) before any report. */
 	evtimer_add(pc->timer, &now);
 	*out = pc;
@@ -346,6 +605,8 @@ void pgconn_free(struct pgconn *pc)
 		return;
 	unwatch(pc);
 	PQclear(pc->kept);
+	PQclear(pc->held);
+	stmts_clear(pc);
 	if (pc->pg != NULL)
 		PQfinish(pc->pg);
 	if (pc->timer != NULL)
@@ -355,22 +616,39 @@ void pgconn_free(struct pgconn *pc)
 
 int pgconn_is_up(const struct pgconn *pc) { return pc->state == PGCONN_READY; }
 
+uint64_t pgconn_prepared(const struct pgconn *pc) { return pc->prepared; }
+
 int pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *const *values,
-    const int *lengths, const int *formats)
+    const int *lengths, const int *formats, int prepare)
 {
-	int r;
+	int fits, i, r;
 
 	if (pc->state != PGCONN_READY || pc->busy)
 		return PGCONN_REFUSED;
-	if (!PQsendQueryParams(pc->pg, sql, nparams, NULL, values, lengths, formats, 0)) {
-		if (PQstatus(pc->pg) == CONNECTION_BAD)
-			return go_down(pc, PGCONN_BROKEN_UNSENT, "connection closed");
-		return PGCONN_REFUSED;
-	}
 	pc->busy = 1;
-	if ((r = PQflush(pc->pg)) < 0)
-		return go_down(pc, PGCONN_BROKEN, "connection closed");
-	pc->want_write = r == 1;
+	pc->step = STEP_PARAMS;
+	pc->sql = sql;
+	pc->nparams = nparams;
+	pc->values = values;
+	pc->lengths = lengths;
+	pc->formats = formats;
+	pc->cur = -1;
+	if (prepare) {
+		pc->sql_hash = text_hash(sql, &pc->sql_len);
+		fits = pc->sql_len <= PGCONN_STMT_TEXT_MAX;
+		if (fits && (i = stmt_find(pc, sql, pc->sql_len, pc->sql_hash)) >= 0) {
+			pc->step = STEP_EXECUTE;
+			pc->cur = i;
+			pc->id = pc->stmts[i].id;
+		} else if (fits && pc->nstmts < PGCONN_STMTS) {
+			pc->step = STEP_PREPARE;
+			pc->id = ++pc->next_id;
+		}
+	}
+	if ((r = issue(pc)) == PGCONN_REFUSED)
+		statement_end(pc);
+	if (r != 0 || pc->state != PGCONN_READY)
+		return r;
 	if (watch(pc, pc->want_write ? EV_READ | EV_WRITE : EV_READ, 0) != 0)
 		return go_down(pc, PGCONN_BROKEN, "could not watch the socket");
 	return 0;

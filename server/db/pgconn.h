@@ -2,8 +2,9 @@
  * pgconn: one non-blocking libpq connection on the daemon's libevent loop, and nothing else.
  *
  * It connects (PQconnectStart/PQconnectPoll, with a timeout), watches its socket, sends one
- * statement at a time and collects its results, and when an attempt fails or the connection
- * breaks it drops the session and tries again after an exponential backoff. It knows nothing
+ * statement at a time and collects its results, prepares the statements its owner repeats once
+ * per session, and when an attempt fails or the connection breaks it drops the session (and
+ * what was prepared on it) and tries again after an exponential backoff. It knows nothing
  * of jobs or queues: its owner (the store's pool, later a LISTEN connection) learns what
  * happens through three callbacks, and decides what to log.
  *
@@ -16,6 +17,7 @@
 #define PCS_SERVER_PGCONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "status.h"
 
 struct event_base;
@@ -57,6 +59,8 @@ struct pgconn_cbs {
 	int (*ready)(struct pgconn *pc, void *arg);
 	int (*result)(struct pgconn *pc, struct pg_result *res, void *arg);
 	int (*lost)(struct pgconn *pc, enum pgconn_loss why, const char *detail, void *arg);
+	/* Optional: a NOTIFY arrived on a channel the session LISTENs on (borrowed strings). */
+	int (*notify)(struct pgconn *pc, const char *channel, const char *payload, void *arg);
 };
 
 /*
@@ -75,11 +79,21 @@ int pgconn_is_up(const struct pgconn *pc);
  * connection. Returns 0 when it left: its result comes through result, or its loss through
  * lost (possibly already, when the connection broke while it was being written). Returns
  * PGCONN_REFUSED, with no callback run, when libpq refused it or the connection was not
- * idle. When the connection turns out to be broken before anything left, lost runs with
- * PGCONN_BROKEN_UNSENT and its return value is returned.
+ * idle. When the connection turns out to be broken before the statement ran, lost runs with
+ * PGCONN_BROKEN_UNSENT (now, or from the loop) and its return value is returned.
+ *
+ * prepare: the text will run again. The first time it runs on a session it is prepared
+ * (named, parameter types inferred), which is one more round trip, then executed by its name
+ * from then on; unless the session already holds 128 such texts or it is over 8 KiB, when it
+ * runs unprepared. A text that fails to prepare fails with the same result as unprepared and
+ * is not recorded; one whose execution finds its name gone (26000) or its plan stale (0A000)
+ * fails, and is prepared again on its next run. 0: the text runs unprepared.
+ * sql and the parameters are borrowed until the result or the loss is reported.
  */
 int pgconn_send(struct pgconn *pc, const char *sql, int nparams, const char *const *values,
-    const int *lengths, const int *formats) PCS_WUR;
+    const int *lengths, const int *formats, int prepare) PCS_WUR;
+/* Statements this pgconn prepared, over all its sessions. */
+uint64_t pgconn_prepared(const struct pgconn *pc);
 
 /* ---- libpq helpers for the other files that hold a connection (store_sync.c) ---- */
 
@@ -94,5 +108,9 @@ void pgconn_mute(struct pg_conn *pg);
 void pgconn_oneline(char *dst, size_t size, const char *src);
 /* res's SQLSTATE when it has a well-formed one, else NULL (also for a NULL res). */
 const char *pgconn_sqlstate(const struct pg_result *res);
+/* 1 when res is a command's or a query's success; 0 for an error or NULL. */
+int pgconn_result_ok(const struct pg_result *res);
+/* PQclear, for the owners that do not include libpq-fe.h. */
+void pgconn_result_free(struct pg_result *res);
 
 #endif

@@ -6,6 +6,8 @@
  *
  * Each pooled connection runs one job at a time (no pipelining: a job's failure must never
  * take unrelated jobs down with it, and one statement per round trip is what callers need).
+ * Its pgconn prepares a job's text the first time it runs there and executes it by name after
+ * that (pgconn.h), unless the job was submitted with store_submit_once.
  * A job's callback may submit, cancel or even close the store, so every path that runs a
  * callback reports STORE_GONE when the store was freed underneath it and its callers stop
  * touching anything at once; to pgconn that is its own PGCONN_GONE, since the store frees
@@ -38,6 +40,7 @@ struct store_job {
 	struct store *s;
 	enum job_state state;
 	int cancelled;
+	int once; /* its text will not repeat: not worth preparing */
 	store_cb cb;
 	void *arg;
 	char *sql;
@@ -415,7 +418,8 @@ static int slot_send(struct slot *sl, struct store_job *job)
 	/* Running before it is sent: a connection that breaks under it fails sl->job. */
 	job->state = JOB_RUNNING;
 	sl->job = job;
-	r = pgconn_send(sl->pc, job->sql, job->nparams, job->values, job->lengths, job->formats);
+	r = pgconn_send(
+	    sl->pc, job->sql, job->nparams, job->values, job->lengths, job->formats, !job->once);
 	if (r != PGCONN_REFUSED)
 		return r;
 	sl->job = NULL;
@@ -487,6 +491,11 @@ static int slot_on_lost(struct pgconn *pc, enum pgconn_loss why, const char *det
 		TAILQ_INSERT_HEAD(&s->queue, job, entry);
 		s->queued++;
 		job = NULL;
+		/*
+		 * This can come from the loop (a break between preparing and executing), where no
+		 * slot_next is on its way: an idle connection must hear of the job.
+		 */
+		event_active(s->kick, EV_TIMEOUT, 0);
 	}
 	/* A session dropped for a COPY is not logged: the job's own error says what happened. */
 	if (why == PGCONN_CONNECT_FAILED)
@@ -505,7 +514,7 @@ static int slot_on_lost(struct pgconn *pc, enum pgconn_loss why, const char *det
 	return deliver(s, job);
 }
 
-static const struct pgconn_cbs slot_cbs = { slot_on_ready, slot_on_result, slot_on_lost };
+static const struct pgconn_cbs slot_cbs = { slot_on_ready, slot_on_result, slot_on_lost, NULL };
 
 /* Submissions dispatch from the loop, so a callback never runs inside store_submit. */
 static void store_on_kick(evutil_socket_t fd, short what, void *arg)
@@ -657,8 +666,8 @@ void store_close(struct store *s)
 	store_free(s);
 }
 
-struct store_job *store_submit(
-    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
+static struct store_job *submit(
+    struct store *s, const struct store_query *q, int once, store_cb cb, void *arg, pcs_error *err)
 {
 	struct store_job *job;
 	int i;
@@ -679,6 +688,7 @@ struct store_job *store_submit(
 	if (store_query_check(q, err) != 0 || (job = job_new(q, cb, arg, err)) == NULL)
 		return NULL;
 	job->s = s;
+	job->once = once;
 	job->queued_ms = now_ms();
 	TAILQ_INSERT_TAIL(&s->queue, job, entry);
 	s->queued++;
@@ -690,6 +700,18 @@ struct store_job *store_submit(
 	}
 	store_arm_starve(s);
 	return job;
+}
+
+struct store_job *store_submit(
+    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
+{
+	return submit(s, q, 0, cb, arg, err);
+}
+
+struct store_job *store_submit_once(
+    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
+{
+	return submit(s, q, 1, cb, arg, err);
 }
 
 void store_cancel(struct store_job *job)
@@ -711,9 +733,11 @@ void store_get_stats(const struct store *s, struct store_stats *out)
 	int i;
 
 	memset(out, 0, sizeof(*out));
-	for (i = 0; i < s->pool_size; i++)
+	for (i = 0; i < s->pool_size; i++) {
 		if (pgconn_is_up(s->slots[i].pc))
 			out->connections_up++;
+		out->prepared += pgconn_prepared(s->slots[i].pc);
+	}
 	out->pool_size = s->pool_size;
 	out->queued = s->queued;
 	out->completed = s->completed;

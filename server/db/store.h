@@ -5,7 +5,9 @@
  *
  * A small pool of non-blocking libpq connections driven by the daemon's libevent loop. Jobs
  * are single SQL statements with parameters; they queue FIFO until a connection is free and
- * their callback runs on the loop thread with the result. Lost connections are re-established
+ * their callback runs on the loop thread with the result. Each connection prepares a text the
+ * first time it runs it and only executes it after that, so the server parses and plans each
+ * statement once per connection, not once per call. Lost connections are re-established
  * with exponential backoff; jobs queued meanwhile wait (their owner enforces deadlines by
  * cancelling them). The store never sees plaintext: values are sealed before they get here.
  *
@@ -51,6 +53,7 @@ struct store_stats {
 	size_t queued;
 	uint64_t completed;
 	uint64_t failed;
+	uint64_t prepared; /* statements prepared, over every connection and session */
 };
 
 /* Starts pool_size connections (non-blocking, returns at once). */
@@ -80,6 +83,13 @@ void store_close(struct store *s);
  * the job, or NULL with err filled (-PCS_RESOURCE_EXHAUSTED when the queue is full).
  */
 struct store_job *store_submit(
+    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err);
+/*
+ * store_submit for a text that will not repeat (generated, say): it runs unprepared rather
+ * than take a place among the connection's prepared statements. A function rather than a
+ * field of store_query, which callers fill field by field without zeroing it.
+ */
+struct store_job *store_submit_once(
     struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err);
 /* The callback will not be called. Safe on a job whose statement is already running. */
 void store_cancel(struct store_job *job);

@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "cache.h"
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
@@ -43,6 +44,14 @@ struct call {
 	 */
 	struct principal principal;
 	int identified; /* principal holds the caller's credentials (and role, once decided) */
+	int64_t principals_gen; /* the rules' generation the principal was decided at; 0: unknown */
+	/*
+	 * What an answer taken from the daemon's cache was built from (its identity, and for a
+	 * Resolve its bindings and sealed versions): the queued audit row is written only if all
+	 * of it is still current, else the call runs again from the database with no_cache set.
+	 */
+	struct db_check *check;
+	int no_cache;
 	struct event *timer;
 	uint32_t timeout_ms;
 	/* Wall clock, microseconds: when the call arrived and its deadline (for the audit row). */
@@ -109,6 +118,21 @@ const ProtobufCMessage *call_request(const struct call *c) { return c->request; 
 const struct principal *call_principal(const struct call *c) { return &c->principal; }
 const char *call_actor(const struct call *c) { return c->actor; }
 
+int call_may_use_cache(const struct call *c)
+{
+	return !c->no_cache && (c->m->flags & METHOD_CACHED) && c->principals_gen > 0 &&
+	    cache_live(c->srv->cache);
+}
+
+void call_answered_from_cache(struct call *c, struct db_check *check)
+{
+	free(c->check);
+	check->principals_gen = c->principals_gen;
+	c->check = check;
+}
+
+int64_t call_principals_gen(const struct call *c) { return c->principals_gen; }
+
 /* The running statement's argument is dropped: its result will not be delivered. */
 static void drop_db_arg(struct call *c)
 {
@@ -167,6 +191,7 @@ static void call_free(struct call *c)
 	}
 	if (c->timer != NULL)
 		event_free(c->timer);
+	free(c->check);
 	free(c);
 }
 
@@ -209,11 +234,55 @@ static void call_send(struct call *c)
 	session_unref(s);
 }
 
+static void call_identify(struct call *c);
+static void arm(struct call *c, uint32_t ms);
+
+/*
+ * The cached state an answer was built from moved before its audit row was written: nothing
+ * was written and nothing was sent. The call starts again, from the database this time, with
+ * what is left of its deadline.
+ */
+static void call_again_uncached(struct call *c)
+{
+	struct timespec now;
+	long long now_us, left_ms;
+
+	cache_note_stale(c->srv->cache);
+	log_event(LOG_DEBUG, "cache_stale", "call_id=%llu method=%s",
+	    (unsigned long long)c->call_id, c->method);
+	drop_reply(c);
+	free(c->check);
+	c->check = NULL;
+	c->no_cache = 1;
+	c->ended = 0;
+	c->authorized = 0;
+	c->audited = 0;
+	c->status = PCS_OK;
+	c->message[0] = '\0';
+	c->company[0] = '\0';
+	c->secret[0] = '\0';
+	c->version[0] = '\0';
+	c->principals_gen = 0;
+	c->identified = 0;
+	memset(&c->principal, 0, sizeof(c->principal));
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	left_ms = c->deadline_us > now_us ? (c->deadline_us - now_us + 999) / 1000 : 0;
+	evtimer_del(c->timer);
+	arm(c, (uint32_t)left_ms);
+	if (left_ms > 0)
+		call_identify(c);
+}
+
 static void on_audit_written(int status, void *arg)
 {
 	struct call *c = arg;
 
 	c->audit_entry = NULL;
+	if (status == AUDIT_STALE) {
+		call_again_uncached(c);
+		return;
+	}
 	if (status == AUDIT_LATE) {
 		/* PostgreSQL stored the row as UNAVAILABLE: the client is told what the row says. */
 		drop_reply(c);
@@ -250,6 +319,7 @@ static void fill_audit(struct call *c, struct audit_row *row, char *principal, s
 	row->message = status != PCS_OK ? message : NULL;
 	row->received_us = c->received_us;
 	row->deadline_us = 0;
+	row->check = c->check;
 }
 
 static void arm(struct call *c, uint32_t ms)
@@ -477,6 +547,7 @@ static void call_invoke(struct call *c)
 
 static void on_identified(struct call *c, const struct db_principal_match *rows, size_t n)
 {
+	const struct conn_cred *peer = call_peer(c);
 	pcs_error err;
 	int r;
 
@@ -484,7 +555,35 @@ static void on_identified(struct call *c, const struct db_principal_match *rows,
 		call_fail_err(c, r, &err);
 		return;
 	}
+	c->principals_gen = n > 0 ? rows[0].gen : 0;
+	if (c->m->flags & METHOD_CACHED)
+		cache_identity_put(
+		    c->srv->cache, (uint32_t)peer->uid, peer->groups, peer->ngroups, rows, n);
 	call_invoke(c);
+}
+
+/* Who the caller is, from the rules the cache holds; 1 when that decided it. */
+static int identify_cached(struct call *c)
+{
+	const struct conn_cred *peer = call_peer(c);
+	const struct db_principal_match *rows;
+	struct principal p = c->principal;
+	int64_t gen;
+	size_t n;
+	pcs_error err;
+
+	if (c->no_cache || !(c->m->flags & METHOD_CACHED) ||
+	    !cache_identity_get(
+	        c->srv->cache, (uint32_t)peer->uid, peer->groups, peer->ngroups, &rows, &n, &gen))
+		return 0;
+	/* A refusal is left to the database: only an answer is worth checking later. */
+	if (principal_from_matches(&p, rows, n, &err) != 0 ||
+	    (c->check = calloc(1, sizeof(*c->check))) == NULL)
+		return 0;
+	c->principal = p;
+	c->principals_gen = gen;
+	c->check->principals_gen = gen;
+	return 1;
 }
 
 /*
@@ -500,7 +599,7 @@ static void call_identify(struct call *c)
 	c->principal.gid = (uint32_t)peer->gid;
 	c->principal.pid = (uint32_t)peer->pid;
 	c->identified = 1;
-	if (principal_bootstrap(&c->principal, c->srv->self_uid)) {
+	if (principal_bootstrap(&c->principal, c->srv->self_uid) || identify_cached(c)) {
 		call_invoke(c);
 		return;
 	}

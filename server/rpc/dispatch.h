@@ -18,6 +18,8 @@
 #include "status.h"
 #include "store.h"
 
+struct db_check;
+
 struct call;
 struct conn_cred;
 struct session;
@@ -52,6 +54,18 @@ struct session *call_session(const struct call *c);
 const struct conn_cred *call_peer(const struct call *c);
 /* "uid:1000" etc., for created_by columns. */
 const char *call_actor(const struct call *c);
+/*
+ * Whether the daemon's cache may answer this call: a METHOD_CACHED rpc whose principal's rule
+ * generation is known, not already sent back to the database, with the cache live.
+ */
+int call_may_use_cache(const struct call *c);
+/* The principal rules' generation the caller was identified at (0: unknown). */
+int64_t call_principals_gen(const struct call *c);
+/*
+ * The answer is being built from the cache; check (malloc'd; the call owns it from now on)
+ * says from what, and the audit row's statement checks it (call_again_uncached otherwise).
+ */
+void call_answered_from_cache(struct call *c, struct db_check *check);
 struct server *call_server(const struct call *c);
 /* The unpacked request; valid until the call ends. */
 const ProtobufCMessage *call_request(const struct call *c);

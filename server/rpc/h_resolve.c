@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "config.h"
 #include "crypto.h"
 #include "db.h"
@@ -164,6 +165,45 @@ out:
 	free(ptrs);
 }
 
+/* Read from the database: what it returned is remembered for the next calls, then used. */
+static void on_resolved_db(
+    struct call *c, const struct db_target *t, const struct db_resolved *rows, size_t n)
+{
+	const Pcsecret__V1__ResolveRequest *in = (const Pcsecret__V1__ResolveRequest *)call_request(
+	    c);
+	uint32_t *selectors = calloc(in->n_refs + 1, sizeof(*selectors));
+
+	if (selectors != NULL) {
+		for (size_t i = 0; i < in->n_refs; i++)
+			selectors[i] = in->refs[i]->version;
+		cache_resolve_put(
+		    call_server(c)->cache, t->company, t->agent, selectors, in->n_refs, rows, n);
+		free(selectors);
+	}
+	on_resolved(c, t, rows, n);
+}
+
+/* 1 when the cache answered (the call's check says from what), 0 to ask the database. */
+static int resolve_cached(
+    struct call *c, const char *company, const char *agent, const struct db_ref *refs, size_t n)
+{
+	const struct db_target t = { company, agent };
+	struct db_resolved *rows;
+	struct db_check *check = NULL;
+
+	if (!call_may_use_cache(c) || (rows = calloc(n, sizeof(*rows))) == NULL)
+		return 0;
+	if (cache_resolve(call_server(c)->cache, company, agent, refs, n, call_principals_gen(c),
+	        rows, &check) != 1) {
+		free(rows);
+		return 0;
+	}
+	call_answered_from_cache(c, check);
+	on_resolved(c, &t, rows, n);
+	free(rows);
+	return 1;
+}
+
 void handle_resolve(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__ResolveRequest *in,
     Pcsecret__V1__ResolveReply_Closure closure, void *closure_data)
 {
@@ -231,7 +271,8 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__Res
 	 * Resolve's audit row is queued (common/methods.h), not part of this statement: authz
 	 * decides from its rows, and the row (written before the reply leaves) carries that.
 	 */
-	db_resolve(c, company, agent, refs, n, on_resolved);
+	if (!resolve_cached(c, company, agent, refs, n))
+		db_resolve(c, company, agent, refs, n, on_resolved_db);
 out:
 	free(refs);
 }

@@ -45,6 +45,7 @@
 #include <event2/event.h>
 
 #include "audit.h"
+#include "cache.h"
 #include "config.h"
 #include "conn.h"
 #include "session.h"
@@ -451,6 +452,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	stub_configure(srv.store, data + 3, script_len,
 	    persona == 0 ? STUB_NO_RULE : (enum stub_persona)(persona - 1));
+	/* A live cache, as behind a listening feed, so identities and resolves go through it. */
+	if (cache_new(1 << 20, &srv.cache, &err) != 0)
+		abort();
+	cache_set_live(srv.cache, 1);
 	if ((srv.audit = audit_queue_new(srv.base, srv.store)) == NULL)
 		abort();
 
@@ -504,6 +509,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	free(cl.out.buf);
 	free(cl.in.buf);
 	audit_queue_free(srv.audit);
+	cache_free(srv.cache);
 	store_close(srv.store);
 	event_base_free(srv.base);
 	check_log(cl.check_plaintext);

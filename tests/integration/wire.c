@@ -12,10 +12,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,7 +50,8 @@ void wire_sleep_ms(unsigned ms)
 uint32_t wire_mid(const char *name)
 {
 	const ProtobufCServiceDescriptor *d = &pcsecret__v1__pc_secret__descriptor;
-	const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(d, name);
+	const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(
+	    d, name);
 
 	if (m == NULL) {
 		fprintf(stderr, "no method %s\n", name);
@@ -100,8 +103,8 @@ size_t wire_raw_frame(uint8_t *out, uint32_t len, const void *body, size_t blen)
 	return 4 + blen;
 }
 
-size_t wire_raw_call(uint8_t *out, size_t cap, uint64_t id, uint32_t method_id,
-    const char *method, size_t mlen, uint32_t timeout_ms, const uint8_t *req, size_t rlen)
+size_t wire_raw_call(uint8_t *out, size_t cap, uint64_t id, uint32_t method_id, const char *method,
+    size_t mlen, uint32_t timeout_ms, const uint8_t *req, size_t rlen)
 {
 	Pcsecret__V1__Call call = PCSECRET__V1__CALL__INIT;
 	size_t n;
@@ -319,8 +322,8 @@ int wire_hello_instance(struct wire *w, uint64_t id, char *instance_id, size_t s
 	h.client = program_invocation_short_name;
 	st = wire_rpc(w, id, wire_mid("Hello"), 0, &h.base, &r, 10000);
 	if (st == PCSECRET__V1__STATUS_CODE__OK && instance_id != NULL) {
-		Pcsecret__V1__HelloReply *hr = pcsecret__v1__hello_reply__unpack(NULL, r->reply.len,
-		    r->reply.data);
+		Pcsecret__V1__HelloReply *hr = pcsecret__v1__hello_reply__unpack(
+		    NULL, r->reply.len, r->reply.data);
 		if (hr != NULL) {
 			snprintf(instance_id, size, "%s", hr->instance_id);
 			pcsecret__v1__hello_reply__free_unpacked(hr, NULL);
@@ -331,10 +334,7 @@ int wire_hello_instance(struct wire *w, uint64_t id, char *instance_id, size_t s
 	return st;
 }
 
-int wire_hello(struct wire *w, uint64_t id)
-{
-	return wire_hello_instance(w, id, NULL, 0);
-}
+int wire_hello(struct wire *w, uint64_t id) { return wire_hello_instance(w, id, NULL, 0); }
 
 int wire_session(struct wire *w, const char *path)
 {
@@ -362,10 +362,7 @@ void wire_resolve_init(struct wire_resolve *m, const char *name, size_t n)
 	m->req.n_refs = m->refs != NULL ? n : 0;
 }
 
-void wire_resolve_free(struct wire_resolve *m)
-{
-	free(m->refs);
-}
+void wire_resolve_free(struct wire_resolve *m) { free(m->refs); }
 
 int wire_resolve_ok(const Pcsecret__V1__Reply *r, size_t n, const uint8_t *want, size_t wlen)
 {
@@ -378,8 +375,8 @@ int wire_resolve_ok(const Pcsecret__V1__Reply *r, size_t n, const uint8_t *want,
 		return 0;
 	ok = rr->n_values == n;
 	for (size_t i = 0; ok && i < n; i++)
-		ok = rr->values[i]->value.len == wlen && memcmp(rr->values[i]->value.data, want,
-		    wlen) == 0;
+		ok = rr->values[i]->value.len == wlen &&
+		    memcmp(rr->values[i]->value.data, want, wlen) == 0;
 	pcsecret__v1__resolve_reply__free_unpacked(rr, NULL);
 	return ok;
 }
@@ -416,8 +413,8 @@ int wire_child_start(struct wire_child *ch, uid_t uid, wire_child_fn fn, void *a
 		gid_t g = IT_GROUP;
 		close(p[0]);
 		raise_nofile(4096);
-		if (uid != 0 && (setgroups(1, &g) != 0 || setgid((gid_t)uid) != 0 ||
-		    setuid(uid) != 0))
+		if (uid != 0 &&
+		    (setgroups(1, &g) != 0 || setgid((gid_t)uid) != 0 || setuid(uid) != 0))
 			_exit(3);
 		out = fdopen(p[1], "w");
 		if (out == NULL)
@@ -493,10 +490,12 @@ int wire_lock_table(struct wire_lock *l, const char *conninfo, const char *table
 	 * Held once PostgreSQL shows it granted, in this database: tests running at the same time
 	 * lock tables of the same names in theirs.
 	 */
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
 	    "c.oid = l.relation WHERE c.relname = '%s' AND l.mode = 'AccessExclusiveLock' AND "
 	    "l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = "
-	    "current_database())", table);
+	    "current_database())",
+	    table);
 	end = wire_now_ms() + 10000;
 	while (wire_now_ms() < end) {
 		int n = (held = pgtest_query_text(conninfo, sql)) != NULL ? atoi(held) : 0;
@@ -584,8 +583,8 @@ long wire_proc_cpu_ms(pid_t pid)
 	buf[n] = '\0';
 	/* Fields after the command name (which may hold spaces): state is field 3, utime 14. */
 	if ((p = strrchr(buf, ')')) == NULL ||
-	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
-	    &stime) != 2)
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) !=
+	        2)
 		return -1;
 	return (long)((utime + stime) * 1000u / (unsigned long)sysconf(_SC_CLK_TCK));
 }
@@ -611,4 +610,105 @@ int wire_fd_count_stable(pid_t pid)
 		n = m;
 	}
 	return n;
+}
+
+/* ---- a connection made as another uid ---- */
+
+/* Handed from wire_child_start's child: the descriptor travels over this socket. */
+struct opener {
+	const char *path;
+	int sock;
+};
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 'c';
+	struct iovec iov = { &byte, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m;
+	struct cmsghdr *c;
+
+	memset(&u, 0, sizeof(u));
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = u.buf;
+	m.msg_controllen = sizeof(u.buf);
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &m, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+	char byte;
+	struct iovec iov = { &byte, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m;
+	struct cmsghdr *c;
+	int fd = -1;
+
+	memset(&u, 0, sizeof(u));
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = u.buf;
+	m.msg_controllen = sizeof(u.buf);
+	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	c = CMSG_FIRSTHDR(&m);
+	if (c == NULL || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return fd;
+}
+
+/* In the child, as the uid: connect, and hand the connection over. */
+static int child_connect(void *arg, FILE *out)
+{
+	struct opener *o = arg;
+	int fd = wire_connect(o->path, 0);
+
+	if (fd < 0)
+		return wire_child_report(out, "connect %s: %s", o->path, strerror(errno));
+	if (send_fd(o->sock, fd) != 0)
+		return wire_child_report(out, "sending the descriptor: %s", strerror(errno));
+	close(fd);
+	return 0;
+}
+
+int wire_connect_as(const char *path, uid_t uid, char *msg, size_t size)
+{
+	struct wire_child ch;
+	struct opener o = { path, -1 };
+	int sv[2], fd;
+
+	snprintf(msg, size, "socketpair: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+		return -1;
+	o.sock = sv[1];
+	if (wire_child_start(&ch, uid, child_connect, &o) != 0) {
+		snprintf(msg, size, "cannot start a process as uid %u", (unsigned)uid);
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	close(sv[1]);
+	fd = recv_fd(sv[0]);
+	close(sv[0]);
+	if (wire_child_wait(&ch, msg, size) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
 }

@@ -123,6 +123,14 @@ int wire_child_wait(struct wire_child *ch, char *msg, size_t size);
 /* Writes a line to a child's report; returns 1, the child's failure, for `return` chains. */
 int wire_child_report(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * A connection to the socket at path made by a child running as uid and handed back over a
+ * socket pair (SCM_RIGHTS): the daemon took the uid from the kernel at accept, so it stays
+ * that uid's connection while this process drives it. The descriptor, or -1 with msg (the
+ * child's report or the reason) filled.
+ */
+int wire_connect_as(const char *path, uid_t uid, char *msg, size_t size);
+
 /* In a cmocka test: the child must exit 0, or the test fails with its report. */
 #define WIRE_CHILD_OK(ch)                                                              \
 	do {                                                                               \

@@ -53,8 +53,9 @@ failed=0
 # (server/db/: the db_*.c operations, the store and the migration runner); only the store's
 # database-connection files include libpq-fe.h (server/db/pgconn.c, one connection on the
 # loop; store.c, the pool and its results; store_sync.c, the blocking start-up API), no header;
-# only server/crypto/crypto.c includes sodium.h among the daemon's sources, besides the wiping
-# and constant-time helpers of common/ that server and SDK share.
+# only server/crypto/crypto.c includes sodium.h among the daemon's sources, besides what of
+# common/ server and SDK share: the wiping and constant-time helpers and secbuf.c, the locked
+# buffers values live in.
 echo "== layering"
 layering() {
 	local f
@@ -74,10 +75,10 @@ layering() {
 	done < <(find common server sdk client -name '*.[ch]' | sort)
 	while IFS= read -r f; do
 		case $f in
-		server/crypto/crypto.c | common/frame.c | common/keyfile.c | common/pbwipe.c) continue ;;
+		server/crypto/crypto.c | common/frame.c | common/keyfile.c | common/pbwipe.c | common/secbuf.c) continue ;;
 		esac
 		grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]sodium\.h[>"]' "$f" |
-			sed 's/$/ [sodium.h outside server\/crypto\/crypto.c and common\/'"'"'s wiping helpers]/'
+			sed 's/$/ [sodium.h outside server\/crypto\/crypto.c and common\/'"'"'s wiping helpers and secbuf.c]/'
 	done < <(find common server -name '*.[ch]' | sort)
 }
 layering >"$scratch/layering.findings"

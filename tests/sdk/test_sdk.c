@@ -29,6 +29,7 @@
 #include "frame.h"
 #include "pbwipe.h"
 #include "rpc.h"
+#include "secbuf.h"
 #include "status.h"
 
 #define VALUE_LIMIT_TEST 65536
@@ -1396,6 +1397,108 @@ test_resolve_chunked(void **state)
 }
 
 /*
+ * Values live in the SDK's locked pool (common/secbuf.h, sized in sdk/src/valbuf.c): each is
+ * a slot that pcs_values_free and pcs_env_free wipe in place. A resolve of more values than
+ * the pool has slots gets the rest from sodium_malloc, counted, every value still right. A
+ * child after fork reads the values it inherited and may free them; the parent's stay.
+ */
+static void
+test_values_in_locked_memory(void **state)
+{
+	struct fake *f = *state;
+	const char *two[] = { "pcs:acme/a", "pcs:acme/b" };
+	struct secbuf_stats before, st;
+	pcs_value *vals = NULL;
+	pcs_env_entry *env = NULL;
+	pcs_error err = { 0 };
+	unsigned char *held[2];
+	char **refs, want[48];
+	pcs_client *c = connect_fake(f, 10000);
+	size_t i, n = 0, slots = 0, count, in_use = 0;
+	uint64_t fell_back = 0;
+	pid_t pid;
+	int k, status;
+
+	assert_int_equal(pcs_resolve(c, NULL, two, 2, &vals, &err), 0);
+	secbuf_stats(&st);
+	if (!st.pooled) {
+		pcs_values_free(vals, 2);
+		pcs_close(c);
+		print_message("the pool could not be locked (RLIMIT_MEMLOCK): skipped\n");
+		skip();
+	}
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(secbuf_slot_is_zero(vals[i].data), 0);
+		held[i] = vals[i].data;
+	}
+	pcs_values_free(vals, 2);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(secbuf_slot_is_zero(held[i]), 1);
+
+	assert_int_equal(pcs_get_env(c, "acme/bot", &env, &n, &err), 0);
+	assert_int_equal(n, 2);
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(secbuf_slot_is_zero(env[i].value), 0);
+		held[i] = env[i].value;
+	}
+	pcs_env_free(env, n);
+	for (i = 0; i < 2; i++)
+		assert_int_equal(secbuf_slot_is_zero(held[i]), 1);
+
+	secbuf_stats(&before);
+	for (k = 0; k < SECBUF_CLASSES; k++) {
+		assert_int_equal(before.cls[k].in_use, 0);
+		slots += before.cls[k].slots;
+	}
+	count = slots + 100;
+	refs = make_refs(count);
+	if (pcs_resolve(c, NULL, (const char *const *)refs, count, &vals, &err) != 0)
+		fail_msg("%s: %s", pcs_status_name(err.code), err.message);
+	for (i = 0; i < count; i++) {
+		(void)snprintf(want, sizeof(want), "value-of-acme/r%04zu", i);
+		assert_string_equal((char *)vals[i].data, want);
+	}
+	secbuf_stats(&st);
+	for (k = 0; k < SECBUF_CLASSES; k++) {
+		in_use += st.cls[k].in_use;
+		fell_back += st.cls[k].fallbacks - before.cls[k].fallbacks;
+	}
+	assert_int_equal(in_use, slots);
+	assert_int_equal(fell_back, 100);
+	assert_int_equal(st.fallback_live, 100);
+	pcs_values_free(vals, count);
+	vals = NULL;
+	free_refs(refs, count);
+	secbuf_stats(&st);
+	for (k = 0; k < SECBUF_CLASSES; k++)
+		assert_int_equal(st.cls[k].in_use, 0);
+	assert_int_equal(st.fallback_live, 0);
+
+	assert_int_equal(pcs_resolve(c, NULL, two, 2, &vals, &err), 0);
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(10);
+		if (strcmp((char *)vals[0].data, "value-of-acme/a") != 0 ||
+		    strcmp((char *)vals[1].data, "value-of-acme/b") != 0)
+			_exit(1);
+		pcs_values_free(vals, 2);
+		if (pcs_resolve(NULL, NULL, two, 2, &vals, &err) != -PCS_INVALID_ARGUMENT)
+			_exit(2);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the child that freed inherited values: status %#x", status);
+	assert_string_equal((char *)vals[0].data, "value-of-acme/a");
+	assert_string_equal((char *)vals[1].data, "value-of-acme/b");
+	pcs_values_free(vals, 2);
+	pcs_close(c);
+}
+
+/*
  * One failing chunk fails the whole resolve, with the error of the first failing chunk in
  * request order although the fake answers the last chunk first; the connection stays usable.
  */
@@ -1910,6 +2013,7 @@ main(void)
 		T(test_partial_write_timeout),
 		T(test_resolve_chunked),
 		T(test_resolve_chunk_fails_whole),
+		T(test_values_in_locked_memory),
 		T(test_shared_library_exports),
 		T(test_pcctl_keys_init_and_errors),
 		T(test_pcctl_value_input),

@@ -55,7 +55,7 @@ static void run(int rows, int cancel_every, unsigned long *batches)
 	struct audit_queue *q;
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000001", 0, 1000, 1000, 42,
-		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0 };
+		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0 , NULL };
 
 	assert_int_equal(store_open(base, conninfo, 2, &s, &err), 0);
 	assert_non_null(q = audit_queue_new(base, s));
@@ -133,7 +133,7 @@ static void test_bad_row_fails_only_its_caller(void **state)
 	struct audit_queue *q;
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000002", 0, 1000, 1000, 42,
-		"uid 1000 (before Hello)", "Hello", NULL, NULL, NULL, "OK", NULL, 0, 0 };
+		"uid 1000 (before Hello)", "Hello", NULL, NULL, NULL, "OK", NULL, 0, 0 , NULL };
 	char *count;
 
 	(void)state;
@@ -170,7 +170,7 @@ static void test_unsafe_strings_are_escaped(void **state)
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000003", 77, 1000, 1000, 42,
 		"uid 1000 (before Hello)", "unknown", "ac\xc3\x28me", "x\n\x1b[31m", NULL,
-		"INVALID_ARGUMENT", "bad \xed\xa0\x80 surrogate", 0, 0 };
+		"INVALID_ARGUMENT", "bad \xed\xa0\x80 surrogate", 0, 0 , NULL };
 	char *got;
 
 	(void)state;
@@ -202,7 +202,7 @@ static void test_late_row_stored_unavailable(void **state)
 	struct timespec now;
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000004", 0, 1000, 1000, 42,
-		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0 };
+		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0 , NULL };
 	long long now_us;
 	char *got;
 

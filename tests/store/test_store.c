@@ -741,6 +741,307 @@ test_sync(void **state)
 	assert_null(c);
 }
 
+/* ---- prepared statements ---- */
+
+static uint64_t
+prepared_count(const struct store *s)
+{
+	struct store_stats st;
+
+	store_get_stats(s, &st);
+	return st.prepared;
+}
+
+/* Runs q on s (submitted as store_submit_once when once) and waits for its result. */
+static void
+run_q(struct store *s, const struct store_query *q, int once, struct got *g)
+{
+	pcs_error err = { 0, "" };
+
+	memset(g, 0, sizeof(*g));
+	if (once)
+		assert_non_null(store_submit_once(s, q, on_got, g, &err));
+	else
+		submit_ok(s, q, g);
+	assert_int_equal(run_until(got_called, g, 10000), 0);
+	assert_int_equal(g->called, 1);
+}
+
+/*
+ * On a pool of 1, what the server holds: how many of the session's prepared statements are
+ * sql, and how many times they were executed (a plan is chosen per execution). sql NULL:
+ * every prepared statement of the session. Asked unprepared, so the count is left as it was.
+ */
+static void
+assert_server_prepared(struct store *s, const char *sql, int want_count, int want_runs)
+{
+	const char *v[] = { sql };
+	struct store_query q = { "SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) "
+	    "FROM pg_prepared_statements WHERE $1::text IS NULL OR statement = $1::text", 1, v,
+	    NULL, NULL };
+	struct got g;
+
+	run_q(s, &q, 1, &g);
+	assert_int_equal(g.status, 0);
+	assert_int_equal(atoi(g.cells[0]), want_count);
+	if (want_runs >= 0)
+		assert_int_equal(atoi(g.cells[1]), want_runs);
+}
+
+#define PREP_RUNS 20
+
+static void
+test_prepare_once(void **state)
+{
+	const char *x = "SELECT $1::int * 3, pg_backend_pid()";
+	const char *y = "SELECT $1::text || '!'";
+	struct store_query qx = { x, 1, NULL, NULL, NULL }, qy = { y, 1, NULL, NULL, NULL };
+	struct store_query once = { "SELECT 'once'::text", 0, NULL, NULL, NULL };
+	struct store_query qlong = { NULL, 0, NULL, NULL, NULL };
+	static struct got g[PREP_RUNS];
+	struct got h;
+	struct store *s = open_store_up(1);
+	char num[16], want[16], *longsql;
+	const char *v[1] = { num };
+	int i;
+
+	(void)state;
+	assert_int_equal(prepared_count(s), 0);
+	/* All queued at once: the one connection runs them back to back. */
+	qx.values = v;
+	memset(g, 0, sizeof(g));
+	for (i = 0; i < PREP_RUNS; i++) {
+		snprintf(num, sizeof(num), "%d", i);
+		submit_ok(s, &qx, &g[i]);
+	}
+	assert_int_equal(run_until(got_called, &g[PREP_RUNS - 1], 10000), 0);
+	for (i = 0; i < PREP_RUNS; i++) {
+		assert_int_equal(g[i].called, 1);
+		assert_int_equal(g[i].status, 0);
+		assert_int_equal(g[i].nfields, 2);
+		snprintf(want, sizeof(want), "%d", i * 3);
+		assert_string_equal(g[i].cells[0], want);
+		assert_string_equal(g[i].cells[1], g[0].cells[1]);
+	}
+	assert_int_equal(prepared_count(s), 1);
+	/* Prepared once and executed by its name every time, on the server's own account. */
+	assert_server_prepared(s, x, 1, PREP_RUNS);
+
+	qy.values = v;
+	for (i = 0; i < 5; i++) {
+		snprintf(num, sizeof(num), "y%d", i);
+		run_q(s, &qy, 0, &h);
+		assert_int_equal(h.status, 0);
+		snprintf(want, sizeof(want), "y%d!", i);
+		assert_string_equal(h.cells[0], want);
+	}
+	assert_int_equal(prepared_count(s), 2);
+	assert_server_prepared(s, y, 1, 5);
+	assert_server_prepared(s, NULL, 2, -1);
+
+	/* Opted out, or too long to keep: unprepared, and counted nowhere. */
+	for (i = 0; i < 3; i++) {
+		run_q(s, &once, 1, &h);
+		assert_int_equal(h.status, 0);
+		assert_string_equal(h.cells[0], "once");
+	}
+	assert_non_null(longsql = malloc(9000));
+	memset(longsql, ' ', 8999);
+	memcpy(longsql, "SELECT 'long'::text", 19);
+	longsql[8999] = '\0';
+	qlong.sql = longsql;
+	for (i = 0; i < 2; i++) {
+		run_q(s, &qlong, 0, &h);
+		assert_int_equal(h.status, 0);
+		assert_string_equal(h.cells[0], "long");
+	}
+	free(longsql);
+	assert_int_equal(prepared_count(s), 2);
+	assert_server_prepared(s, NULL, 2, -1);
+	store_close(s);
+}
+
+static void
+test_prepare_failure(void **state)
+{
+	const char *v[] = { "4" };
+	const char *nan[] = { "SENTINEL-not-a-number" };
+	struct store_query missing = { "SELECT pcs_no_such_function($1::int)", 1, v, NULL, NULL };
+	struct store_query typo = { "SELEKT $1::int", 1, v, NULL, NULL };
+	struct store_query good = { "SELECT $1::int + 1", 1, v, NULL, NULL };
+	struct store_query cast = { "SELECT $1::int * 2", 1, nan, NULL, NULL };
+	struct store *s = open_store_up(1);
+	struct store_stats st;
+	struct got g, unprepared;
+	int i;
+
+	(void)state;
+	/* Fails as the same text fails unprepared, every time: it is never recorded. */
+	run_q(s, &missing, 1, &unprepared);
+	assert_int_equal(unprepared.status, -PCS_INTERNAL);
+	assert_string_equal(unprepared.message, "database error (SQLSTATE 42883)");
+	for (i = 0; i < 2; i++) {
+		run_q(s, &missing, 0, &g);
+		assert_int_equal(g.status, unprepared.status);
+		assert_string_equal(g.message, unprepared.message);
+	}
+	run_q(s, &typo, 0, &g);
+	assert_int_equal(g.status, -PCS_INTERNAL);
+	assert_string_equal(g.message, "database error (SQLSTATE 42601)");
+	assert_int_equal(prepared_count(s), 0);
+	assert_server_prepared(s, NULL, 0, -1);
+
+	/* The connection is fine for the next statement. */
+	for (i = 0; i < 2; i++) {
+		run_q(s, &good, 0, &g);
+		assert_int_equal(g.status, 0);
+		assert_string_equal(g.cells[0], "5");
+	}
+	assert_int_equal(prepared_count(s), 1);
+
+	/* Prepared, then failing on its value: the failure is the job's, the statement stays. */
+	run_q(s, &cast, 0, &g);
+	assert_int_equal(g.status, -PCS_INTERNAL);
+	assert_string_equal(g.message, "database error (SQLSTATE 22P02)");
+	assert_null(strstr(g.message, "SENTINEL"));
+	cast.values = v;
+	run_q(s, &cast, 0, &g);
+	assert_int_equal(g.status, 0);
+	assert_string_equal(g.cells[0], "8");
+	assert_int_equal(prepared_count(s), 2);
+	assert_server_prepared(s, cast.sql, 1, 1);
+	store_get_stats(s, &st);
+	assert_int_equal(st.connections_up, 1);
+	store_close(s);
+}
+
+static void
+test_prepare_after_loss(void **state)
+{
+	const char *v[] = { "6" };
+	struct store_query q = { "SELECT $1::int * 7", 1, v, NULL, NULL };
+	struct logrec l = { 0 };
+	struct store *s = NULL;
+	pcs_error err = { 0, "" };
+	char tagged[1200], *killed;
+	struct got g;
+	int i;
+
+	(void)state;
+	snprintf(tagged, sizeof(tagged), "%s application_name=pcs_test_prep_loss", conninfo);
+	assert_int_equal(store_open(base, tagged, 1, &s, &err), 0);
+	store_set_logger(s, on_log, &l);
+	assert_int_equal(run_until(all_up, s, 10000), 0);
+	for (i = 0; i < 2; i++) {
+		run_q(s, &q, 0, &g);
+		assert_int_equal(g.status, 0);
+		assert_string_equal(g.cells[0], "42");
+	}
+	assert_int_equal(prepared_count(s), 1);
+
+	killed = pgtest_query_text(conninfo, "SELECT count(pg_terminate_backend(pid)) FROM "
+	    "pg_stat_activity WHERE application_name = 'pcs_test_prep_loss'");
+	assert_non_null(killed);
+	assert_string_equal(killed, "1");
+	free(killed);
+	assert_int_equal(wait_count(&l.lost, 1, 10000), 0);
+	assert_int_equal(run_until(all_up, s, 10000), 0);
+	assert_int_equal(l.reconnected, 1);
+
+	/* The new session has no statements: the text is prepared again, not executed by name. */
+	for (i = 0; i < 2; i++) {
+		run_q(s, &q, 0, &g);
+		assert_int_equal(g.status, 0);
+		assert_string_equal(g.cells[0], "42");
+	}
+	assert_int_equal(prepared_count(s), 2);
+	assert_server_prepared(s, q.sql, 1, 2);
+	assert_int_equal(l.bad_detail, 0);
+	store_close(s);
+}
+
+static void
+test_prepare_stale(void **state)
+{
+	struct store_query q = { "SELECT * FROM prep_t", 0, NULL, NULL, NULL };
+	struct store_query dealloc = { "DEALLOCATE ALL", 0, NULL, NULL, NULL };
+	struct store *s = open_store_up(1);
+	struct got g;
+
+	(void)state;
+	assert_int_equal(pgtest_exec(conninfo, "DROP TABLE IF EXISTS prep_t; "
+	    "CREATE TABLE prep_t (a int); INSERT INTO prep_t VALUES (1)"), 0);
+	run_q(s, &q, 0, &g);
+	assert_int_equal(g.status, 0);
+	assert_int_equal(g.nfields, 1);
+	assert_int_equal(prepared_count(s), 1);
+
+	/* Its result type changed under it (0A000): the job fails, the name is deallocated. */
+	assert_int_equal(pgtest_exec(conninfo, "ALTER TABLE prep_t ADD COLUMN b int DEFAULT 7"), 0);
+	run_q(s, &q, 0, &g);
+	assert_int_equal(g.status, -PCS_INTERNAL);
+	assert_string_equal(g.message, "database error (SQLSTATE 0A000)");
+	assert_int_equal(prepared_count(s), 1);
+	assert_server_prepared(s, NULL, 0, -1);
+	run_q(s, &q, 0, &g);
+	assert_int_equal(g.status, 0);
+	assert_int_equal(g.nfields, 2);
+	assert_string_equal(g.cells[1], "7");
+	assert_int_equal(prepared_count(s), 2);
+	assert_server_prepared(s, q.sql, 1, 1);
+
+	/* Its name gone from the session (26000): the job fails, the next run prepares it again. */
+	run_q(s, &dealloc, 1, &g);
+	assert_int_equal(g.status, 0);
+	run_q(s, &q, 0, &g);
+	assert_int_equal(g.status, -PCS_INTERNAL);
+	assert_string_equal(g.message, "database error (SQLSTATE 26000)");
+	run_q(s, &q, 0, &g);
+	assert_int_equal(g.status, 0);
+	assert_string_equal(g.cells[0], "1");
+	assert_int_equal(prepared_count(s), 3);
+	assert_server_prepared(s, q.sql, 1, 1);
+	store_close(s);
+}
+
+#define PREP_TEXTS 130 /* more than a connection keeps (128) */
+
+static void
+test_prepare_table_full(void **state)
+{
+	static struct got g[PREP_TEXTS];
+	char sql[64], want[16];
+	struct store_query q = { sql, 0, NULL, NULL, NULL };
+	struct store *s = open_store_up(1);
+	struct got h;
+	int i;
+
+	(void)state;
+	memset(g, 0, sizeof(g));
+	for (i = 0; i < PREP_TEXTS; i++) {
+		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		submit_ok(s, &q, &g[i]);
+	}
+	assert_int_equal(run_until(got_called, &g[PREP_TEXTS - 1], 30000), 0);
+	for (i = 0; i < PREP_TEXTS; i++) {
+		snprintf(want, sizeof(want), "%d", i);
+		assert_int_equal(g[i].status, 0);
+		assert_string_equal(g[i].cells[0], want);
+	}
+	/* Full: the last texts ran unprepared, and nothing was evicted for them. */
+	assert_int_equal(prepared_count(s), 128);
+	for (i = 0; i < PREP_TEXTS; i += PREP_TEXTS - 1) {
+		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		run_q(s, &q, 0, &h);
+		assert_int_equal(h.status, 0);
+	}
+	assert_int_equal(prepared_count(s), 128);
+	assert_server_prepared(s, NULL, 128, -1);
+	assert_server_prepared(s, "SELECT 0", 1, 2);
+	assert_server_prepared(s, "SELECT 129", 0, -1);
+	store_close(s);
+}
+
 static int
 group_setup(void **state)
 {
@@ -779,6 +1080,11 @@ main(void)
 		cmocka_unit_test(test_connect_failure_backoff),
 		cmocka_unit_test(test_invalid_conninfo),
 		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_prepare_once),
+		cmocka_unit_test(test_prepare_failure),
+		cmocka_unit_test(test_prepare_after_loss),
+		cmocka_unit_test(test_prepare_stale),
+		cmocka_unit_test(test_prepare_table_full),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -79,6 +79,9 @@ static void test_flags(void **state)
 		} else {
 			assert_int_not_equal(m->action, METHOD_ACTION_VALUE_READ);
 		}
+		/* A cached answer is checked by its queued audit row: no other kind may be cached. */
+		if (m->flags & METHOD_CACHED)
+			assert_int_equal(m->audit, METHOD_AUDIT_QUEUED);
 		if (m->flags & METHOD_HANDSHAKE) {
 			handshakes++;
 			assert_string_equal(m->name, "Hello");
@@ -89,6 +92,7 @@ static void test_flags(void **state)
 	assert_true(method_by_name("Resolve")->flags & METHOD_RETURNS_VALUES);
 	assert_true(method_by_name("GetAgentEnv")->flags & METHOD_RETURNS_VALUES);
 	assert_int_equal(handshakes, 1);
+	assert_true(method_by_name("Resolve")->flags & METHOD_CACHED);
 	/* What makes a second version or a second row is never retried blindly. */
 	assert_false(method_by_name("UpdateSecret")->flags & METHOD_IDEMPOTENT);
 	assert_false(method_by_name("CreateSecret")->flags & METHOD_IDEMPOTENT);
