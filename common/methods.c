@@ -11,7 +11,7 @@
 
 /* In wire-id order. Append only: an id, once given, names its rpc for ever. */
 static const struct method table[] = {
-	{ "Hello", 1, METHOD_ACTION_SESSION, H | I, QUEUED },
+	{ "Hello", 1, METHOD_ACTION_SESSION, H | I | C, QUEUED },
 	{ "CreateCompany", 2, METHOD_ACTION_COMPANY_CREATE, 0, WORK },
 	{ "ListCompanies", 3, METHOD_ACTION_COMPANY_LIST, I, WORK },
 	{ "CreateSecret", 4, METHOD_ACTION_SECRET_WRITE, 0, WORK },

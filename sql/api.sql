@@ -15,7 +15,10 @@
 -- Names inside bodies resolve through the caller's search_path, which is the daemon's.
 --
 -- Every rpc that touches data is one call of a function below, so each call is one round trip
--- and one transaction. Functions raise SQLSTATE 'PS0nn' where nn is the gRPC status code; their
+-- and one transaction. Functions that only read are STABLE: a LANGUAGE sql one is then inlined
+-- into the statement that calls it (planned once with it, instead of planned again at every
+-- call, which a VOLATILE one is). The PL/pgSQL helpers that find a row by name stay VOLATILE:
+-- called after an insert in the same function, they must take a new snapshot to see it. Functions raise SQLSTATE 'PS0nn' where nn is the gRPC status code; their
 -- messages name the problem and never contain a value (values are only ever ciphertext here).
 
 -- RFC 3339 UTC timestamps for the wire.
@@ -99,7 +102,7 @@ END $$;
 CREATE FUNCTION pcs_secret_row(p_secret uuid)
 RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
                created_at timestamptz, updated_at timestamptz, created_by text)
-LANGUAGE sql AS $$
+LANGUAGE sql STABLE AS $$
     SELECT s.id, c.name, s.name, s.description, s.current_version, s.created_at, s.updated_at,
            s.created_by
       FROM secrets s JOIN companies c ON c.id = s.company_id WHERE s.id = p_secret
@@ -233,7 +236,7 @@ CREATE FUNCTION pcs_describe_agent(p_company text, p_agent text)
 RETURNS TABLE (id uuid, company text, name text, uid bigint, created_at timestamptz,
                created_by text, env_name text, ref_company text, ref_name text,
                ref_version integer)
-LANGUAGE sql AS $$
+LANGUAGE sql STABLE AS $$
     SELECT a.id, c.name, a.name, a.uid, a.created_at, a.created_by, e.env_name, sc.name,
            s.name, e.version
       FROM agents a
@@ -464,7 +467,7 @@ END $$;
 CREATE FUNCTION pcs_principal_rows(p_only bigint)
 RETURNS TABLE (id bigint, match text, unix_id bigint, role text, company text,
                agent text, created_at timestamptz, created_by text)
-LANGUAGE sql AS $$
+LANGUAGE sql STABLE AS $$
     SELECT p.id, p.match, p.unix_id, p.role, c.name, a.name, p.created_at, p.created_by
       FROM principals p
       LEFT JOIN companies c ON c.id = p.company_id

@@ -265,6 +265,12 @@ static void call_again_uncached(struct call *c)
 	c->principals_gen = 0;
 	c->identified = 0;
 	memset(&c->principal, 0, sizeof(c->principal));
+	/*
+	 * A Hello established its session when it ran: the session is in its handshake again
+	 * until the database decides, and call_send undoes it if that is a refusal.
+	 */
+	if (c->m->flags & METHOD_HANDSHAKE)
+		session_handshake_begin(c->session);
 	clock_gettime(CLOCK_REALTIME, &now);
 	now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	left_ms = c->deadline_us > now_us ? (c->deadline_us - now_us + 999) / 1000 : 0;

@@ -23,9 +23,13 @@
 struct srv srv;
 uint8_t srv_big_value[SRV_BIG_LEN];
 
-int srv_setup(const char *db)
+int srv_setup(const char *db) { return srv_setup_args(db, NULL); }
+
+int srv_setup_args(const char *db, const char *const *extra)
 {
 	struct it_daemon_opts o = { 0 };
+	const char *all[32];
+	size_t n = 0;
 	/*
 	 * One uid opens 1,000 connections before any has said Hello (the load test): the
 	 * per-uid connection limits are raised here and tested in test_dos, and so is the
@@ -64,7 +68,12 @@ int srv_setup(const char *db)
 		    prev && *prev ? ":" : "");
 		setenv("ASAN_OPTIONS", opts, 1);
 	}
-	o.args = args;
+	for (size_t i = 0; args[i] != NULL && n < 31; i++)
+		all[n++] = args[i];
+	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+		all[n++] = extra[i];
+	all[n] = NULL;
+	o.args = all;
 	o.nofile = 4096;
 	return it_daemon_start_opts(&srv.d, srv.conninfo, NULL, &o);
 }
@@ -91,7 +100,8 @@ void srv_teardown(void)
 int srv_need_root(void)
 {
 	if (!it_is_root()) {
-		fprintf(stderr, "skipped: needs root to run clients as other uids and read /proc\n");
+		fprintf(
+		    stderr, "skipped: needs root to run clients as other uids and read /proc\n");
 		return 0;
 	}
 	return 1;
@@ -102,8 +112,7 @@ int srv_file_has(const char *path, const char *needle)
 	return it_file_contains(path, needle, strlen(needle)) == 1;
 }
 
-int srv_create_secret(struct wire *w, uint64_t id, const char *name, const uint8_t *v,
-    size_t len)
+int srv_create_secret(struct wire *w, uint64_t id, const char *name, const uint8_t *v, size_t len)
 {
 	Pcsecret__V1__CreateSecretRequest q = PCSECRET__V1__CREATE_SECRET_REQUEST__INIT;
 
@@ -136,14 +145,14 @@ void srv_test_setup_data(void **state)
 
 	(void)state;
 	assert_int_equal(wire_open(&w, srv.d.socket), 0);
-	assert_int_equal(wire_hello_instance(&w, 1, srv.instance_id, sizeof(srv.instance_id)),
-	    ST_OK);
+	assert_int_equal(
+	    wire_hello_instance(&w, 1, srv.instance_id, sizeof(srv.instance_id)), ST_OK);
 	assert_true(srv.instance_id[0] != '\0');
 	cc.name = (char *)"acme";
-	assert_int_equal(wire_rpc(&w, 2, wire_mid("CreateCompany"), 0, &cc.base, NULL, 10000),
-	    ST_OK);
-	assert_int_equal(srv_create_secret(&w, 3, "k1", (const uint8_t *)SRV_VAL1,
-	    strlen(SRV_VAL1)), ST_OK);
+	assert_int_equal(
+	    wire_rpc(&w, 2, wire_mid("CreateCompany"), 0, &cc.base, NULL, 10000), ST_OK);
+	assert_int_equal(
+	    srv_create_secret(&w, 3, "k1", (const uint8_t *)SRV_VAL1, strlen(SRV_VAL1)), ST_OK);
 	assert_int_equal(srv_create_secret(&w, 4, "big", srv_big_value, SRV_BIG_LEN), ST_OK);
 	ca.company = (char *)"acme";
 	ca.name = (char *)"bot";
@@ -158,8 +167,8 @@ int srv_start_tight(struct it_daemon *t, char *log, size_t size)
 {
 	struct it_daemon_opts o = { 0 };
 	const char *args[] = { "--idle-timeout-ms", "3000", "--read-timeout-ms", "800",
-		"--max-connections", "8", "--max-inflight", "1", "--log-file", log,
-		"--max-value", "1024", NULL };
+		"--max-connections", "8", "--max-inflight", "1", "--log-file", log, "--max-value",
+		"1024", NULL };
 
 	snprintf(log, size, "%s/tight.log", srv.scratch);
 	o.args = args;
@@ -292,8 +301,8 @@ const char *srv_bad_input(const char *path, enum srv_bad kind)
 	}
 	if (r->call_id != want_id || (int)r->status != want_status ||
 	    strstr(r->message, want_msg) == NULL) {
-		snprintf(why, sizeof(why), "kind %d: got call %" PRIu64 " status %d \"%s\"", (int)kind,
-		    (uint64_t)r->call_id, (int)r->status, r->message);
+		snprintf(why, sizeof(why), "kind %d: got call %" PRIu64 " status %d \"%s\"",
+		    (int)kind, (uint64_t)r->call_id, (int)r->status, r->message);
 		pcsecret__v1__reply__free_unpacked(r, NULL);
 		wire_close(&w);
 		return why;
@@ -308,12 +317,14 @@ const char *srv_bad_input(const char *path, enum srv_bad kind)
 	} else if (kind != SRV_BAD_SECOND_HELLO && kind != SRV_BAD_WRONG_MESSAGE) {
 		/* Still open, and still before Hello: the handshake works now. */
 		if (wire_hello(&w, 100) != ST_OK || srv_list_companies(&w, 101) != ST_OK) {
-			snprintf(why, sizeof(why), "kind %d: connection unusable afterwards", (int)kind);
+			snprintf(
+			    why, sizeof(why), "kind %d: connection unusable afterwards", (int)kind);
 			wire_close(&w);
 			return why;
 		}
-	} else if (srv_list_companies(&w, 102) != (kind == SRV_BAD_SECOND_HELLO ? ST_OK :
-	    PCSECRET__V1__STATUS_CODE__FAILED_PRECONDITION)) {
+	} else if (srv_list_companies(&w, 102) !=
+	    (kind == SRV_BAD_SECOND_HELLO ? ST_OK :
+	                                    PCSECRET__V1__STATUS_CODE__FAILED_PRECONDITION)) {
 		snprintf(why, sizeof(why), "kind %d: connection unusable afterwards", (int)kind);
 		wire_close(&w);
 		return why;

@@ -46,6 +46,8 @@ extern uint8_t srv_big_value[SRV_BIG_LEN];
 
 /* Group set-up: database db, the scratch directory, the main daemon. */
 int srv_setup(const char *db);
+/* The same with extra daemon flags (NULL-terminated; they come last, so they win). */
+int srv_setup_args(const char *db, const char *const *extra);
 /* Group teardown: the main daemon and the scratch directory go. */
 void srv_teardown(void);
 /* Per-test teardown: a table lock a failed test still holds is dropped. */

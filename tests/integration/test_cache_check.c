@@ -152,18 +152,20 @@ static void audit_of(uint64_t call_id, char *buf, size_t size)
  * 1 when the daemon logged the cached answer of call_id as stale (dispatch.c,
  * call_again_uncached: logged before the call is answered again, so before its reply).
  */
-static int logged_stale(uint64_t call_id)
+static int logged_stale_of(uint64_t call_id, const char *method)
 {
 	char needle[96];
 	int r;
 
 	/* The whole line's tail: call 12 must not match call 123. */
-	snprintf(needle, sizeof(needle), "event=cache_stale call_id=%" PRIu64 " method=Resolve\n",
-	    call_id);
+	snprintf(needle, sizeof(needle), "event=cache_stale call_id=%" PRIu64 " method=%s\n",
+	    call_id, method);
 	if ((r = it_file_contains(D.log, needle, strlen(needle))) < 0)
 		fail_msg("cannot read the daemon's log %s", D.log);
 	return r;
 }
+
+static int logged_stale(uint64_t call_id) { return logged_stale_of(call_id, "Resolve"); }
 
 /*
  * A session as uid (0: as root, an admin); Hello must succeed. Its call ids start at a new
@@ -497,6 +499,66 @@ static void test_removed_rule_refused_from_stale_cache(void **state)
 	run_case(&ch);
 }
 
+/*
+ * 3b. The same for a Hello: a new connection of the agent's uid is identified from the cache
+ * (the first connection's Hello and calls put its rules there); its Hello must be refused, and
+ * the session left without a handshake, so the next call is refused as before Hello.
+ */
+static void test_removed_rule_refuses_hello_from_stale_cache(void **state)
+{
+	struct conn ag, fresh;
+	Pcsecret__V1__HelloRequest hq = PCSECRET__V1__HELLO_REQUEST__INIT;
+	Pcsecret__V1__Reply *r = NULL;
+	char msg[2048], rows[256];
+	uint64_t id;
+	struct got g;
+	int st;
+
+	(void)state;
+	reset();
+	conn_open(&ag, AGENT_UID, "agent");
+	for (int i = 0; i < 2; i++) {
+		g = resolve(&ag);
+		check_value(&g, "warming the cache");
+	}
+	behind_the_feed("DELETE FROM principals WHERE agent_id = " BOT_ID "; "
+	                "UPDATE pcs_gens SET gen = gen + 1 WHERE name = 'principals';");
+	memset(&fresh, 0, sizeof(fresh));
+	next_base += 1000000;
+	fresh.next_id = next_base;
+	snprintf(fresh.what, sizeof(fresh.what), "agent (new connection)");
+	if ((fresh.w.fd = wire_connect_as(D.socket, AGENT_UID, msg, sizeof(msg))) < 0)
+		fail_msg("connecting as the agent: %s", msg);
+	hq.protocol_version = 1; /* the protocol this build speaks */
+	id = fresh.next_id;      /* the id call() gives the Hello */
+	st = call(&fresh, "Hello", &hq.base, &r);
+	if (st != ST_UNAUTH)
+		fail_msg("Hello after the agent's rule was removed (no NOTIFY): %s (%s), want %s",
+		    status_name(st), r != NULL ? r->message : "", status_name(ST_UNAUTH));
+	if (r != NULL)
+		pcsecret__v1__reply__free_unpacked(r, NULL);
+	sql_text(rows, sizeof(rows),
+	    "SELECT coalesce(string_agg(status, ',' ORDER BY id), '') FROM audit_log "
+	    "WHERE instance_id = '%s' AND peer_uid = %u AND call_id = %" PRIu64
+	    " AND method = 'Hello'",
+	    instance, (unsigned)AGENT_UID, id);
+	if (strcmp(rows, "UNAUTHENTICATED") != 0)
+		fail_msg(
+		    "the refused Hello has audit rows \"%s\", want exactly \"UNAUTHENTICATED\"",
+		    rows);
+	if (!logged_stale_of(id, "Hello"))
+		fail_msg("the Hello was refused but never answered from the cache (no "
+		         "event=cache_stale): the check was not tested");
+	/* The handshake was undone: the connection is back before Hello. */
+	g = resolve(&fresh);
+	if (g.status != ST_PRECONDITION || g.n != 0)
+		fail_msg("a Resolve after the refused Hello answered %s (%s), want %s",
+		    status_name(g.status), g.message, status_name(ST_PRECONDITION));
+	conn_close(&fresh);
+	conn_close(&ag);
+	reset();
+}
+
 /* 4. Control: the version disabled without the bump is served from the cache. */
 static void test_unbumped_disable_served_from_cache(void **state)
 {
@@ -536,6 +598,7 @@ int main(void)
 		cmocka_unit_test(test_disabled_version_refused_from_stale_cache),
 		cmocka_unit_test(test_removed_binding_refused_from_stale_cache),
 		cmocka_unit_test(test_removed_rule_refused_from_stale_cache),
+		cmocka_unit_test(test_removed_rule_refuses_hello_from_stale_cache),
 		cmocka_unit_test(test_unbumped_disable_served_from_cache),
 		cmocka_unit_test(test_unbumped_unbind_served_from_cache),
 		cmocka_unit_test(test_unbumped_rule_removal_served_from_cache),
