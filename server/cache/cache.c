@@ -267,10 +267,22 @@ static void forget(struct cache *c, const char *key, size_t klen)
 		unlink_entry(c, e);
 }
 
+/* The agent of that id: its entry and the index entry that finds it by id. */
+static void forget_agent(struct cache *c, const char *id)
+{
+	char key[KEY_MAX];
+	size_t klen = key_of(key, 'A', id, NULL);
+	struct entry *e;
+
+	if (klen > 0 && (e = find(c, key, klen)) != NULL) {
+		forget(c, e->u.agent_id.akey, e->u.agent_id.aklen);
+		unlink_entry(c, e);
+	}
+}
+
 void cache_changed(struct cache *c, const char *payload)
 {
 	char key[KEY_MAX];
-	struct entry *e;
 
 	if (c == NULL)
 		return;
@@ -278,11 +290,7 @@ void cache_changed(struct cache *c, const char *payload)
 	if (payload[0] == 's' && payload[1] == ' ') {
 		forget(c, key, key_of(key, 's', payload + 2, NULL));
 	} else if (payload[0] == 'a' && payload[1] == ' ') {
-		size_t klen = key_of(key, 'A', payload + 2, NULL);
-		if (klen > 0 && (e = find(c, key, klen)) != NULL) {
-			forget(c, e->u.agent_id.akey, e->u.agent_id.aklen);
-			unlink_entry(c, e);
-		}
+		forget_agent(c, payload + 2);
 	} else if (strcmp(payload, "p") == 0) {
 		c->epoch++;
 	} else {
@@ -643,10 +651,21 @@ void cache_resolve_put(struct cache *c, const char *company, const char *agent,
 	evict(c);
 }
 
-void cache_note_stale(struct cache *c)
+void cache_note_stale(struct cache *c, const struct db_check *check, uint32_t uid,
+    const gid_t *groups, size_t ngroups)
 {
-	if (c != NULL)
-		c->st.stale++;
+	char key[KEY_MAX];
+
+	if (c == NULL)
+		return;
+	c->st.stale++;
+	forget(c, key, identity_key(key, uid, groups, ngroups));
+	if (check == NULL)
+		return;
+	if (check->agent_id[0] != '\0')
+		forget_agent(c, check->agent_id);
+	for (size_t i = 0; i < check->nsecrets; i++)
+		forget(c, key, key_of(key, 's', check->secrets[i].id, NULL));
 }
 
 void cache_get_stats(const struct cache *c, struct cache_stats *out)

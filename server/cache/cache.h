@@ -72,8 +72,13 @@ int cache_resolve(struct cache *c, const char *company, const char *agent,
 /* Remembers what db_resolve returned for refs[n] (granted, active rows only). */
 void cache_resolve_put(struct cache *c, const char *company, const char *agent,
     const uint32_t *selectors, size_t nrefs, const struct db_resolved *rows, size_t n);
-/* A cached answer was refused as stale (for the figures). */
-void cache_note_stale(struct cache *c);
+/*
+ * A cached answer was refused as stale: counted, and what it was built from is dropped (the
+ * identity of uid and groups, the check's agent and secrets), so the next call reads it again
+ * even when the change was never notified.
+ */
+void cache_note_stale(struct cache *c, const struct db_check *check, uint32_t uid,
+    const gid_t *groups, size_t ngroups);
 
 void cache_get_stats(const struct cache *c, struct cache_stats *out);
 

@@ -438,6 +438,11 @@ static void on_result(struct call *c, const struct store_result *res, void *arg)
 	pcs_error err;
 	int r;
 
+	/* Only a retryable statement's ABORTED gets here failed: it has no rows to check. */
+	if (store_result_status(res) != 0) {
+		p->deliver(c, p, res);
+		return;
+	}
 	if ((r = db_stmt_ready(p->st, res, &err)) != 0) {
 		db_fail(c, r, "%s", err.message);
 		return;
@@ -445,8 +450,9 @@ static void on_result(struct call *c, const struct store_result *res, void *arg)
 	p->deliver(c, p, res);
 }
 
-void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const struct db_params *p,
-    db_deliver_fn deliver, union db_cb cb, const struct db_target *t)
+static void run(struct call *c, enum db_run_kind kind, struct db_stmt *st,
+    const struct db_params *p, db_deliver_fn deliver, union db_cb cb, const struct db_target *t,
+    uint32_t attempt, int retryable)
 {
 	struct db_pending *pend = calloc(1, sizeof(*pend));
 	struct store_query q = { 0 };
@@ -458,12 +464,29 @@ void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const str
 	pend->st = st;
 	pend->deliver = deliver;
 	pend->cb = cb;
+	pend->attempt = attempt;
 	if (t != NULL) {
 		snprintf(pend->company, sizeof(pend->company), "%s", t->company);
 		snprintf(pend->agent, sizeof(pend->agent), "%s", t->agent);
 	}
 	db_store_query(st, p, &q);
-	call_ops->run(c, kind == DB_RUN_STEP, &q, on_result, pend, free);
+	if (retryable && kind == DB_RUN_CALL)
+		call_ops->run_retryable(c, &q, on_result, pend, free);
+	else
+		call_ops->run(c, kind == DB_RUN_STEP, &q, on_result, pend, free);
+}
+
+void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const struct db_params *p,
+    db_deliver_fn deliver, union db_cb cb, const struct db_target *t)
+{
+	run(c, kind, st, p, deliver, cb, t, 0, 0);
+}
+
+void db_run_attempt(struct call *c, enum db_run_kind kind, struct db_stmt *st,
+    const struct db_params *p, db_deliver_fn deliver, union db_cb cb, uint32_t attempt,
+    int retryable)
+{
+	run(c, kind, st, p, deliver, cb, NULL, attempt, retryable);
 }
 
 void *db_rows_alloc(struct call *c, size_t n, size_t size)

@@ -41,6 +41,9 @@ struct store_sync;
  *           is freed with arg_free once cb returned or the call ended without it.
  *   fail:   ends the call with code and message.
  *   actor:  "uid:1000", for created_by columns.
+ *   run_retryable: runs q as the call's statement, but a failure with ABORTED (a
+ *           check-and-set that lost a race; it rolled back) goes to cb too, for the handler
+ *           to try again, instead of failing the call.
  */
 struct db_call_ops {
 	void (*run)(struct call *c, int step, const struct store_query *q,
@@ -48,6 +51,9 @@ struct db_call_ops {
 	    void (*arg_free)(void *));
 	void (*fail)(struct call *c, int code, const char *message);
 	const char *(*actor)(const struct call *c);
+	void (*run_retryable)(struct call *c, const struct store_query *q,
+	    void (*cb)(struct call *c, const struct store_result *res, void *arg), void *arg,
+	    void (*arg_free)(void *));
 };
 void db_set_call_ops(const struct db_call_ops *ops);
 
@@ -122,6 +128,7 @@ struct db_secret_prepared {
 	const char *company_id, *secret_id;
 	uint32_t current_version, next_version;
 	uint32_t token_version; /* not 0: the idempotency token already made this version */
+	uint32_t attempt;       /* as given to db_secret_prepare_update_attempt (else 0) */
 };
 
 /* A sealed value, as stored (ciphertext only; see crypto.h). */
@@ -239,6 +246,13 @@ typedef void (*db_secrets_cb)(struct call *c, const struct db_secret *rows, size
 typedef void (*db_secret_described_cb)(
     struct call *c, const struct db_secret *secret, const struct db_version *versions, size_t n);
 typedef void (*db_secret_prepared_cb)(struct call *c, const struct db_secret_prepared *p);
+/*
+ * status 0: row is the secret as stored. -PCS_ABORTED: nothing was stored (the secret moved
+ * since it was prepared; message names its current version) and row is NULL. attempt is the
+ * one the statement was run with.
+ */
+typedef void (*db_secret_stored_cb)(
+    struct call *c, uint32_t attempt, int status, const char *message, const struct db_secret *row);
 typedef void (*db_names_cb)(struct call *c, const char *const *names, size_t n);
 typedef void (*db_agent_cb)(struct call *c, const struct db_agent *agent);
 typedef void (*db_agents_cb)(struct call *c, const struct db_agent *rows, size_t n);
@@ -263,11 +277,17 @@ void db_secret_prepare_create(
     struct call *c, const char *company, const char *name, db_secret_prepared_cb cb);
 void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
     const char *name, const char *description, const struct db_sealed *sealed, db_secret_cb cb);
-void db_secret_prepare_update(struct call *c, const char *company, const char *name,
-    const char *token, db_secret_prepared_cb cb);
-/* Adds version to secret_id if its current version is still expected (else ABORTED). */
-void db_secret_add_version(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *sealed, const char *token, db_secret_cb cb);
+/*
+ * An update's two steps, for a write that tries again when it loses a race: attempt is handed
+ * back to the callbacks (the handler keeps no state of its own). The store adds version to
+ * secret_id if its current version is still expected; one that lost the race goes to cb as
+ * -PCS_ABORTED (its statement rolled back, audit row included) instead of failing the call.
+ */
+void db_secret_prepare_update_attempt(struct call *c, const char *company, const char *name,
+    const char *token, uint32_t attempt, db_secret_prepared_cb cb);
+void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
+    uint32_t expected, const struct db_sealed *sealed, const char *token, uint32_t attempt,
+    db_secret_stored_cb cb);
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb);
 void db_secret_list(struct call *c, const char *company, db_secrets_cb cb);
 void db_secret_describe(

@@ -151,6 +151,7 @@ union db_cb {
 	db_secrets_cb secrets;
 	db_secret_described_cb described;
 	db_secret_prepared_cb prepared;
+	db_secret_stored_cb stored;
 	db_names_cb names;
 	db_agent_cb agent;
 	db_agents_cb agents;
@@ -172,6 +173,7 @@ struct db_pending {
 	db_deliver_fn deliver;
 	union db_cb cb;
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1]; /* echoed as a db_target */
+	uint32_t attempt; /* echoed to callbacks that take it (db_run_attempt) */
 };
 
 /* The call's side of things, through db_call_ops. */
@@ -185,6 +187,14 @@ enum db_run_kind { DB_RUN_CALL, DB_RUN_STEP };
  */
 void db_run(struct call *c, enum db_run_kind kind, struct db_stmt *st, const struct db_params *p,
     db_deliver_fn deliver, union db_cb cb, const struct db_target *t);
+/*
+ * As db_run, with attempt echoed in the db_pending deliver gets. retryable (DB_RUN_CALL only):
+ * a result that failed with ABORTED goes to deliver too, which must check
+ * store_result_status; any other failure fails the call as with db_run.
+ */
+void db_run_attempt(struct call *c, enum db_run_kind kind, struct db_stmt *st,
+    const struct db_params *p, db_deliver_fn deliver, union db_cb cb, uint32_t attempt,
+    int retryable);
 /* The rows of a result, allocated zeroed (n + 1 elements); NULL with the call failed. */
 void *db_rows_alloc(struct call *c, size_t n, size_t size);
 

@@ -133,9 +133,10 @@ static void deliver_secret(
 static void deliver_prepared(
     struct call *c, const struct db_pending *p, const struct store_result *res)
 {
-	struct db_secret_prepared out = { "", "", 0, 0, 0 };
+	struct db_secret_prepared out = { "", "", 0, 0, 0, 0 };
 	const struct db_stmt *st = p->st;
 
+	out.attempt = p->attempt;
 	out.company_id = db_col_str(res, 0, st, P_COMPANY_ID);
 	if (st == &prepare_update) {
 		out.secret_id = db_col_str(res, 0, st, P_SECRET_ID);
@@ -180,20 +181,36 @@ void db_secret_create(struct call *c, const char *company_id, const char *secret
 	    NULL);
 }
 
-void db_secret_prepare_update(struct call *c, const char *company, const char *name,
-    const char *token, db_secret_prepared_cb cb)
+void db_secret_prepare_update_attempt(struct call *c, const char *company, const char *name,
+    const char *token, uint32_t attempt, db_secret_prepared_cb cb)
 {
 	struct db_params p = { 0 };
 
 	db_param_text(&p, company);
 	db_param_text(&p, name);
 	db_param_text(&p, token);
-	db_run(c, DB_RUN_STEP, &prepare_update, &p, deliver_prepared,
-	    (union db_cb){ .prepared = cb }, NULL);
+	db_run_attempt(c, DB_RUN_STEP, &prepare_update, &p, deliver_prepared,
+	    (union db_cb){ .prepared = cb }, attempt, 0);
 }
 
-void db_secret_add_version(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *sealed, const char *token, db_secret_cb cb)
+/* A store that lost its check-and-set (ABORTED) reaches here too: nothing of it was kept. */
+static void deliver_stored(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
+{
+	int status = store_result_status(res);
+	struct db_secret s;
+
+	if (status != 0) {
+		p->cb.stored(c, p->attempt, status, store_result_message(res), NULL);
+		return;
+	}
+	secret_row_of(res, 0, p->st, &s);
+	p->cb.stored(c, p->attempt, 0, "", &s);
+}
+
+void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
+    uint32_t expected, const struct db_sealed *sealed, const char *token, uint32_t attempt,
+    db_secret_stored_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -203,8 +220,8 @@ void db_secret_add_version(struct call *c, const char *secret_id, uint32_t versi
 	param_sealed(&p, sealed);
 	db_param_text(&p, token);
 	db_param_text(&p, db_actor(c));
-	db_run(
-	    c, DB_RUN_CALL, &add_version, &p, deliver_secret, (union db_cb){ .secret = cb }, NULL);
+	db_run_attempt(c, DB_RUN_CALL, &add_version, &p, deliver_stored,
+	    (union db_cb){ .stored = cb }, attempt, 1);
 }
 
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)

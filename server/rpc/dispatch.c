@@ -59,7 +59,8 @@ struct call {
 	struct store_job *job;
 	struct audit_entry *audit_entry;
 	call_db_cb db_cb;
-	int db_audited; /* the running statement carries the call's audit row */
+	int db_audited;   /* the running statement carries the call's audit row */
+	int db_retryable; /* the running statement's ABORTED goes to db_cb (call_db_retryable) */
 	int authorized;
 	int ended;   /* status decided; its audit row and reply are on their way */
 	int audited; /* an OK audit row was committed with the call's work */
@@ -84,13 +85,20 @@ static void db_ops_run(struct call *c, int step, const struct store_query *q, ca
 		call_db(c, q, cb, arg, arg_free);
 }
 
+static void db_ops_run_retryable(
+    struct call *c, const struct store_query *q, call_db_cb cb, void *arg, void (*arg_free)(void *))
+{
+	call_db_retryable(c, q, cb, arg, arg_free);
+}
+
 static void db_ops_fail(struct call *c, int code, const char *message)
 {
 	call_fail(c, code, "%s", message);
 }
 
 /* What the db layer may ask of a call: it calls nothing of this layer directly. */
-static const struct db_call_ops db_ops = { db_ops_run, db_ops_fail, call_actor };
+static const struct db_call_ops db_ops = { db_ops_run, db_ops_fail, call_actor,
+	db_ops_run_retryable };
 
 int dispatch_init(pcs_error *err)
 {
@@ -247,7 +255,8 @@ static void call_again_uncached(struct call *c)
 	struct timespec now;
 	long long now_us, left_ms;
 
-	cache_note_stale(c->srv->cache);
+	cache_note_stale(c->srv->cache, c->check, (uint32_t)call_peer(c)->uid, call_peer(c)->groups,
+	    call_peer(c)->ngroups);
 	log_event(LOG_DEBUG, "cache_stale", "call_id=%llu method=%s",
 	    (unsigned long long)c->call_id, c->method);
 	drop_reply(c);
@@ -468,13 +477,18 @@ static void on_db_done(const struct store_result *res, void *arg)
 	struct call *c = arg;
 	void *db_arg = c->db_arg;
 	void (*db_arg_free)(void *) = c->db_arg_free;
+	int status = store_result_status(res);
 
 	c->job = NULL;
 	c->db_arg = NULL;
-	if (store_result_status(res) != 0)
+	/*
+	 * A retryable statement that lost a check-and-set rolled back (its audit row with it):
+	 * the handler decides whether to try again or fail.
+	 */
+	if (status != 0 && !(status == -PCS_ABORTED && c->db_retryable))
 		call_fail_res(c, res);
 	else {
-		if (c->db_audited)
+		if (status == 0 && c->db_audited)
 			c->audited = 1;
 		/* May end the call (c is then gone) or start its next statement. */
 		c->db_cb(c, res, db_arg);
@@ -483,8 +497,8 @@ static void on_db_done(const struct store_result *res, void *arg)
 		db_arg_free(db_arg);
 }
 
-static void call_db_run(struct call *c, const struct store_query *q, int audited, call_db_cb cb,
-    void *arg, void (*arg_free)(void *))
+static void call_db_run(struct call *c, const struct store_query *q, int audited, int retryable,
+    call_db_cb cb, void *arg, void (*arg_free)(void *))
 {
 	char sql[4096], principal[160];
 	const char *values[STORE_MAX_PARAMS + AUDIT_NPARAMS];
@@ -503,6 +517,7 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 	c->db_arg = arg;
 	c->db_arg_free = arg_free;
 	c->db_audited = audited;
+	c->db_retryable = retryable;
 	if (audited) {
 		if (q->nparams > STORE_MAX_PARAMS ||
 		    audit_wrap_sql(sql, sizeof(sql), q->sql, q->nparams + 1) != 0) {
@@ -534,13 +549,19 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 void call_db(
     struct call *c, const struct store_query *q, call_db_cb cb, void *arg, void (*arg_free)(void *))
 {
-	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, cb, arg, arg_free);
+	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, 0, cb, arg, arg_free);
+}
+
+void call_db_retryable(
+    struct call *c, const struct store_query *q, call_db_cb cb, void *arg, void (*arg_free)(void *))
+{
+	call_db_run(c, q, c->m->audit == METHOD_AUDIT_WITH_WORK, 1, cb, arg, arg_free);
 }
 
 void call_db_step(
     struct call *c, const struct store_query *q, call_db_cb cb, void *arg, void (*arg_free)(void *))
 {
-	call_db_run(c, q, 0, cb, arg, arg_free);
+	call_db_run(c, q, 0, 0, cb, arg, arg_free);
 }
 
 static void generic_closure(const ProtobufCMessage *msg, void *data);

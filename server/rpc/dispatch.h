@@ -81,6 +81,14 @@ const ProtobufCMessage *call_request(const struct call *c);
  */
 void call_db(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
     void (*arg_free)(void *));
+/*
+ * As call_db, but when q fails with ABORTED (a check-and-set lost a race: the statement, its
+ * audit row with it, rolled back) cb gets that result (store_result_status says so) and the
+ * call goes on, so the handler may prepare and run its statement again. Other failures fail
+ * the call as call_db does.
+ */
+void call_db_retryable(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
+    void (*arg_free)(void *));
 /* A statement that prepares the call's statement (reads ids, checks): never carries its row. */
 void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
     void (*arg_free)(void *));

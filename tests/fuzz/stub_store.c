@@ -39,13 +39,14 @@ enum rows_kind { ROWS_EMPTY, ROWS_FUZZ, ROWS_CANNED };
 /* Which db_* operation a job is, by the shape of its callback. */
 enum op_kind {
 	K_DONE, K_COMPANY, K_COMPANIES, K_SECRET, K_SECRETS, K_DESCRIBED, K_PREPARED, K_NAMES,
-	K_AGENT, K_AGENTS, K_RULE, K_RULES, K_PRINCIPAL, K_AUDIT, K_RESOLVE, K_ENV
+	K_AGENT, K_AGENTS, K_RULE, K_RULES, K_PRINCIPAL, K_AUDIT, K_RESOLVE, K_ENV, K_STORED
 };
 
 struct stub_op {
 	enum op_kind kind;
 	union db_cb cb;
 	size_t nrefs;                     /* a resolve answers one row per reference */
+	uint32_t attempt;                 /* echoed, as the real layer does */
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];
 };
 
@@ -355,6 +356,13 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		free(rows);
 		return;
 	}
+	case K_STORED: {
+		struct db_secret row = { "", "", "", "", 0, "", "", "" };
+		if (gen_rows(g, 0) > 0)
+			gen_secret(g, &row);
+		op->cb.stored(c, op->attempt, 0, "", &row);
+		return;
+	}
 	case K_SECRET:
 	case K_SECRETS:
 	case K_DESCRIBED: {
@@ -384,7 +392,7 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_PREPARED: {
-		struct db_secret_prepared p = { "", "", 0, 0, 0 };
+		struct db_secret_prepared p = { "", "", 0, 0, 0, op->attempt };
 		if (gen_rows(g, 0) > 0) {
 			p.company_id = gen_str(g, sealed.company_id);
 			p.secret_id = gen_str(g, sealed.secret_id);
@@ -543,6 +551,13 @@ static void on_op_result(struct call *c, const struct store_result *res, void *a
 	(void)arg;
 	if (res->op == NULL)
 		abort(); /* a db_* operation's result without its operation */
+	/* Only a retryable store gets a failed result: its ABORTED, for the handler to retry. */
+	if (res->status != 0) {
+		if (res->op->kind != K_STORED)
+			abort();
+		res->op->cb.stored(c, res->op->attempt, res->status, res->message, NULL);
+		return;
+	}
 	if ((g.arena = malloc(STUB_ARENA)) == NULL)
 		abort();
 	answer(c, res->op, &g);
@@ -560,6 +575,8 @@ static void run_op(struct call *c, int step, struct stub_op *op)
 	pending = op;
 	if (step)
 		call_db_step(c, &q, on_op_result, NULL, NULL);
+	else if (op->kind == K_STORED)
+		call_db_retryable(c, &q, on_op_result, NULL, NULL);
 	else
 		call_db(c, &q, on_op_result, NULL, NULL);
 	if (pending == op) {
@@ -627,24 +644,33 @@ void db_secret_create(struct call *c, const char *company_id, const char *secret
 	OP(K_SECRET, secret, cb, 0);
 }
 
-void db_secret_prepare_update(struct call *c, const char *company, const char *name,
-    const char *token, db_secret_prepared_cb cb)
+void db_secret_prepare_update_attempt(struct call *c, const char *company, const char *name,
+    const char *token, uint32_t attempt, db_secret_prepared_cb cb)
 {
+	struct stub_op *op = op_new(K_PREPARED);
+
 	(void)company;
 	(void)name;
 	(void)token;
-	OP(K_PREPARED, prepared, cb, 1);
+	op->cb.prepared = cb;
+	op->attempt = attempt;
+	run_op(c, 1, op);
 }
 
-void db_secret_add_version(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *s, const char *token, db_secret_cb cb)
+void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
+    uint32_t expected, const struct db_sealed *s, const char *token, uint32_t attempt,
+    db_secret_stored_cb cb)
 {
+	struct stub_op *op = op_new(K_STORED);
+
 	(void)secret_id;
 	(void)version;
 	(void)expected;
 	(void)token;
 	check_sealed(s);
-	OP(K_SECRET, secret, cb, 0);
+	op->cb.stored = cb;
+	op->attempt = attempt;
+	run_op(c, 0, op);
 }
 
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)

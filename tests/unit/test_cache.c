@@ -216,6 +216,30 @@ static void test_a_version_is_as_current_as_its_secret(void **state)
 	cache_free(c);
 }
 
+/* A stale answer's parts are dropped at once, with no notification at all. */
+static void test_stale_answer_dropped(void **state)
+{
+	struct cache *c = live_cache(1 << 20);
+	struct db_principal_match m = { "3", "uid", "40010", "agent", "acme", "bot", 4 };
+	struct db_ref ref = { "", "acme", "k1", 0 };
+	const struct db_principal_match *rows;
+	struct db_resolved out;
+	struct db_check *k = NULL;
+	gid_t g[] = { 100 };
+	size_t n;
+	int64_t gen;
+
+	(void)state;
+	put_k1(c);
+	cache_identity_put(c, 40010, g, 1, &m, 1);
+	assert_int_equal(hit(c, &ref, 1, &out, &k), 1);
+	cache_note_stale(c, k, 40010, g, 1);
+	free(k);
+	assert_int_equal(cache_identity_get(c, 40010, g, 1, &rows, &n, &gen), 0);
+	assert_int_equal(hit(c, &ref, 1, &out, &k), 0);
+	cache_free(c);
+}
+
 static void test_identity(void **state)
 {
 	struct cache *c = live_cache(1 << 20);
@@ -282,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_feed_notifications_drop_what_changed),
 		cmocka_unit_test(test_generations_only_move_forward),
 		cmocka_unit_test(test_a_version_is_as_current_as_its_secret),
+		cmocka_unit_test(test_stale_answer_dropped),
 		cmocka_unit_test(test_identity),
 		cmocka_unit_test(test_bounded),
 	};
