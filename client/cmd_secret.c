@@ -1,8 +1,10 @@
 /*
- * pcctl secret create, update, list, show and delete; import's row (its handler is in
- * cmd_import.c). No command here prints a value.
+ * pcctl secret create, update, list, show and delete, the version lifecycle (promote,
+ * rollback, disable-version, enable-version; docs/lifecycle.md); import's row (its handler is
+ * in cmd_import.c). No command here prints a value.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "pcctl_cmd.h"
 #include "ref.h"
@@ -77,6 +79,7 @@ static int cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_e
 	if ((r = read_value(ctl, args, "New value", &path, &req.value, err)) != 0)
 		goto out;
 	req.idempotency_token = (char *)(token != NULL ? token : "");
+	req.no_promote = ctl_flag(args, "no-promote");
 	if ((r = ctl_call(ctl, "UpdateSecret", &req.base, err)) != 0)
 		goto out;
 	if ((s = ((const Pcsecret__V1__UpdateSecretReply *)ctl->reply)->secret) == NULL) {
@@ -87,8 +90,13 @@ static int cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_e
 		r = ctl_emit(j_secret(s, 0), err);
 		goto out;
 	}
-	printf("updated secret %s/%s: version %u is current\n", path.company, path.name,
-	    s->current_version);
+	if (req.no_promote)
+		printf("updated secret %s/%s: new version staged, latest is still version %u "
+		       "(pcctl secret show lists it; promote it with pcctl secret promote)\n",
+		    path.company, path.name, s->current_version);
+	else
+		printf("updated secret %s/%s: version %u is current\n", path.company, path.name,
+		    s->current_version);
 	r = 0;
 out:
 	value_free(req.value.data);
@@ -129,10 +137,24 @@ static int cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_err
 static int version_row(struct table *t, const void *items, size_t i)
 {
 	const Pcsecret__V1__VersionInfo *v = ((Pcsecret__V1__VersionInfo *const *)items)[i];
-	char ver[16];
+
+	const char *mark = v->latest ? "latest" : v->staged ? "staged" : "";
+	const char *changed = "";
+	char ver[16], change[160];
 
 	(void)snprintf(ver, sizeof(ver), "%u", v->version);
-	return table_add(t, ver, v->state, v->created_at, v->created_by, v->key_id);
+	/* The last lifecycle change of the version, so a disabled one says who and when. */
+	if (strcmp(v->state, "disabled") == 0 && v->disabled_at[0] != '\0')
+		changed = "disabled";
+	else if (v->enabled_at[0] != '\0')
+		changed = "enabled";
+	if (changed[0] != '\0') {
+		(void)snprintf(change, sizeof(change), "%s %.40s by %.80s", changed,
+		    changed[0] == 'd' ? v->disabled_at : v->enabled_at,
+		    changed[0] == 'd' ? v->disabled_by : v->enabled_by);
+		changed = change;
+	}
+	return table_add(t, ver, mark, v->state, v->created_at, v->created_by, v->key_id, changed);
 }
 
 static int cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
@@ -158,8 +180,54 @@ static int cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_err
 	out_kv(stdout, "created by", s->created_by);
 	out_kv(stdout, "updated", s->updated_at);
 	printf("\n");
-	return ctl_print_table(table_new(5, "VERSION", "STATE", "CREATED", "CREATED BY", "KEY"),
+	return ctl_print_table(
+	    table_new(7, "VERSION", "", "STATE", "CREATED", "CREATED BY", "KEY", "CHANGED"),
 	    s->versions, s->n_versions, version_row, err);
+}
+
+/* The lifecycle verbs: COMPANY/NAME VERSION, one rpc each, the same reply. */
+static int version_verb(struct ctl *ctl, const struct ctl_args *args, const char *method,
+    const char *done, pcs_error *err)
+{
+	Pcsecret__V1__SecretVersionRequest req = PCSECRET__V1__SECRET_VERSION_REQUEST__INIT;
+	const Pcsecret__V1__SecretInfo *s;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0 ||
+	    (r = ctl_parse_u32(ctl, "VERSION", args->pos[1], &req.version, err)) != 0)
+		return r;
+	if (req.version == 0)
+		return ctl_usage_fail(ctl, err, "VERSION must be 1 or more");
+	if ((r = ctl_call(ctl, method, &req.base, err)) != 0)
+		return r;
+	if ((s = ((const Pcsecret__V1__SecretVersionReply *)ctl->reply)->secret) == NULL)
+		return ctl_no_reply_field(method, err);
+	if (ctl->json)
+		return ctl_emit(j_secret(s, 0), err);
+	printf("%s version %u of secret %s/%s; latest is version %u\n", done, req.version,
+	    path.company, path.name, s->current_version);
+	return 0;
+}
+
+static int cmd_secret_promote(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	return version_verb(ctl, args, "PromoteSecret", "promoted", err);
+}
+
+static int cmd_secret_rollback(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	return version_verb(ctl, args, "RollbackSecret", "rolled back to", err);
+}
+
+static int cmd_secret_disable_version(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	return version_verb(ctl, args, "DisableSecretVersion", "disabled", err);
+}
+
+static int cmd_secret_enable_version(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	return version_verb(ctl, args, "EnableSecretVersion", "enabled", err);
 }
 
 static json_t *unbound_json(const void *items, size_t i)
@@ -201,11 +269,21 @@ const struct ctl_command ctl_secret_commands[] = {
 	    { { "description", CTL_VALUE }, { "from-file", CTL_VALUE } }, cmd_secret_create },
 	{ "secret", "update",
 	    "COMPANY/NAME [--from-file FILE] [--expected-version N] "
-	    "[--idempotency-token T]",
-	    "add a version and make it current", 1, 1,
+	    "[--idempotency-token T] [--no-promote]",
+	    "add a version and make it current (--no-promote: stage it, latest stays)", 1, 1,
 	    { { "from-file", CTL_VALUE }, { "expected-version", CTL_VALUE },
-	        { "idempotency-token", CTL_VALUE } },
+	        { "idempotency-token", CTL_VALUE }, { "no-promote", CTL_FLAG } },
 	    cmd_secret_update },
+	{ "secret", "promote", "COMPANY/NAME VERSION", "make VERSION (an active version) latest", 2,
+	    2, CTL_NO_OPTS, cmd_secret_promote },
+	{ "secret", "rollback", "COMPANY/NAME VERSION",
+	    "make an earlier active VERSION latest again (writes no new version)", 2, 2,
+	    CTL_NO_OPTS, cmd_secret_rollback },
+	{ "secret", "disable-version", "COMPANY/NAME VERSION",
+	    "disable VERSION: it no longer resolves (refused for latest)", 2, 2, CTL_NO_OPTS,
+	    cmd_secret_disable_version },
+	{ "secret", "enable-version", "COMPANY/NAME VERSION", "enable a disabled VERSION again", 2,
+	    2, CTL_NO_OPTS, cmd_secret_enable_version },
 	{ "secret", "list", "COMPANY", "list a company's secrets", 1, 1, CTL_NO_OPTS,
 	    cmd_secret_list },
 	{ "secret", "show", "COMPANY/NAME", "a secret's metadata and versions", 1, 1, CTL_NO_OPTS,

@@ -53,9 +53,13 @@ json_t *j_company(const Pcsecret__V1__Company *c)
 
 static json_t *j_version(const Pcsecret__V1__VersionInfo *v)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o}", "version", (json_int_t)v->version, "state",
-	    json_text(v->state), "created_at", json_text(v->created_at), "created_by",
-	    json_text(v->created_by), "key_id", json_text(v->key_id));
+	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o}",
+	    "version", (json_int_t)v->version, "state", json_text(v->state), "created_at",
+	    json_text(v->created_at), "created_by", json_text(v->created_by), "key_id",
+	    json_text(v->key_id), "latest", v->latest, "staged", v->staged, "disabled_at",
+	    json_text(v->disabled_at), "disabled_by", json_text(v->disabled_by), "enabled_at",
+	    json_text(v->enabled_at), "enabled_by", json_text(v->enabled_by), "promoted_at",
+	    json_text(v->promoted_at), "promoted_by", json_text(v->promoted_by));
 }
 
 json_t *j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)

@@ -33,6 +33,11 @@ static const struct method table[] = {
 	{ "ListAgents", 18, METHOD_ACTION_AGENT_READ, I, WORK },
 	{ "DeleteAgent", 19, METHOD_ACTION_AGENT_WRITE, 0, WORK },
 	{ "DeleteSecret", 20, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	/* Not idempotent: each records who and when, and a repeat is refused, not a no-op. */
+	{ "PromoteSecret", 21, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "RollbackSecret", 22, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "DisableSecretVersion", 23, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "EnableSecretVersion", 24, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

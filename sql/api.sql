@@ -149,11 +149,12 @@ BEGIN
                   AND p_token <> '' AND v.idempotency_token = p_token), 0);
 END $$;
 
--- Adds p_version and makes it current, if the secret's current version is still p_expected
--- (check-and-set; ABORTED otherwise, so a racing update is detected, never lost).
+-- Adds p_version and, when p_promote, makes it current, if the secret's current version is
+-- still p_expected (check-and-set; ABORTED otherwise, so a racing update is detected, never
+-- lost). Without p_promote the version is staged: latest stays where it is until promoted.
 CREATE FUNCTION pcs_add_version(p_secret uuid, p_version integer, p_expected integer,
     p_ciphertext bytea, p_nonce bytea, p_wrapped bytea, p_key_id text, p_token text,
-    p_actor text)
+    p_actor text, p_promote boolean)
 RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
                created_at timestamptz, updated_at timestamptz, created_by text)
 LANGUAGE plpgsql AS $$
@@ -179,7 +180,10 @@ BEGIN
                                  created_by, idempotency_token)
         VALUES (p_secret, p_version, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor,
                 nullif(p_token, ''));
-    UPDATE secrets SET current_version = p_version, updated_at = now() WHERE secrets.id = p_secret;
+    UPDATE secrets SET current_version = CASE WHEN p_promote THEN p_version
+                                              ELSE secrets.current_version END,
+                       updated_at = now()
+     WHERE secrets.id = p_secret;
     RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
 END $$;
 
@@ -201,7 +205,9 @@ CREATE FUNCTION pcs_describe_secret(p_company text, p_name text)
 RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
                created_at timestamptz, updated_at timestamptz, created_by text,
                version integer, state text, version_created_at timestamptz,
-               version_created_by text, key_id text)
+               version_created_by text, key_id text, disabled_at timestamptz,
+               disabled_by text, enabled_at timestamptz, enabled_by text,
+               promoted_at timestamptz, promoted_by text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid;
@@ -211,10 +217,80 @@ BEGIN
     IF v_secret IS NULL THEN
         PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
     END IF;
-    RETURN QUERY SELECT r.*, v.version, v.state, v.created_at, v.created_by, v.key_id
+    RETURN QUERY SELECT r.*, v.version, v.state, v.created_at, v.created_by, v.key_id,
+                        v.disabled_at, v.disabled_by, v.enabled_at, v.enabled_by,
+                        v.promoted_at, v.promoted_by
                    FROM pcs_secret_row(v_secret) r
                    JOIN secret_versions v ON v.secret_id = r.id
                   ORDER BY v.version;
+END $$;
+
+-- The version lifecycle (docs/lifecycle.md): p_action is promote (latest := p_version, an
+-- active version), rollback (latest := p_version, an active version older than latest; no
+-- version is written), disable or enable (the version's state). Latest never points at a
+-- disabled version: disabling it is refused, as is making a disabled one latest. Each records
+-- who and when on the version. The secret's row is locked first, so two transitions of one
+-- secret serialize and each checks against the other's outcome.
+CREATE FUNCTION pcs_secret_version_action(p_company text, p_name text, p_version integer,
+    p_action text, p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_company uuid := pcs_company_id(p_company);
+    v_secret uuid; v_current integer; v_state text;
+    v_what text := format('version %s of secret %s/%s', p_version, p_company, p_name);
+BEGIN
+    IF p_action NOT IN ('promote', 'rollback', 'disable', 'enable') THEN
+        PERFORM pcs_raise(3, format('unknown version action %s', p_action));
+    END IF;
+    SELECT s.id, s.current_version INTO v_secret, v_current FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+    END IF;
+    SELECT v.state INTO v_state FROM secret_versions v
+     WHERE v.secret_id = v_secret AND v.version = p_version FOR UPDATE;
+    IF v_state IS NULL THEN
+        PERFORM pcs_raise(5, format('%s does not exist', v_what));
+    END IF;
+    IF v_state = 'destroyed' THEN
+        PERFORM pcs_raise(9, format('%s is destroyed', v_what));
+    END IF;
+    IF p_action IN ('promote', 'rollback') THEN
+        IF v_state <> 'active' THEN
+            PERFORM pcs_raise(9, format('%s is %s; latest may not point at a disabled '
+                                        'version (enable it first)', v_what, v_state));
+        END IF;
+        IF p_action = 'rollback' AND p_version >= v_current THEN
+            PERFORM pcs_raise(9, format('%s is not earlier than latest (version %s): rollback '
+                                        'goes back to an earlier version; use promote',
+                                        v_what, v_current));
+        END IF;
+        UPDATE secret_versions v SET promoted_at = now(), promoted_by = p_actor
+         WHERE v.secret_id = v_secret AND v.version = p_version;
+        UPDATE secrets SET current_version = p_version, updated_at = now()
+         WHERE secrets.id = v_secret;
+    ELSIF p_action = 'disable' THEN
+        IF p_version = v_current THEN
+            PERFORM pcs_raise(9, format('latest may not point at a disabled version: %s is '
+                                        'latest; promote or roll back first', v_what));
+        END IF;
+        IF v_state = 'disabled' THEN
+            PERFORM pcs_raise(9, format('%s is already disabled', v_what));
+        END IF;
+        UPDATE secret_versions v SET state = 'disabled', disabled_at = now(),
+                                     disabled_by = p_actor
+         WHERE v.secret_id = v_secret AND v.version = p_version;
+    ELSE
+        IF v_state <> 'disabled' THEN
+            PERFORM pcs_raise(9, format('%s is not disabled (it is %s)', v_what, v_state));
+        END IF;
+        UPDATE secret_versions v SET state = 'active', enabled_at = now(), enabled_by = p_actor
+         WHERE v.secret_id = v_secret AND v.version = p_version;
+    END IF;
+    RETURN QUERY SELECT * FROM pcs_secret_row(v_secret);
 END $$;
 
 -- Agents.

@@ -121,6 +121,16 @@ struct db_secret {
 struct db_version {
 	uint32_t version;
 	const char *state, *created_at, *created_by, *key_id;
+	/* The last disable, enable, and promote or rollback of it: "" when never. */
+	const char *disabled_at, *disabled_by, *enabled_at, *enabled_by, *promoted_at, *promoted_by;
+};
+
+/* What db_secret_version_action does to one version (docs/lifecycle.md). */
+enum db_version_action {
+	DB_VERSION_PROMOTE,  /* latest := the version (active) */
+	DB_VERSION_ROLLBACK, /* latest := the version (active, older than latest) */
+	DB_VERSION_DISABLE,  /* state := disabled (never latest's) */
+	DB_VERSION_ENABLE,   /* state := active (a disabled one) */
 };
 
 /* What a write learns before it seals: the ids and version numbers the value's AD binds. */
@@ -286,8 +296,11 @@ void db_secret_create(struct call *c, const char *company_id, const char *secret
 void db_secret_prepare_update_attempt(struct call *c, const char *company, const char *name,
     const char *token, uint32_t attempt, db_secret_prepared_cb cb);
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *sealed, const char *token, uint32_t attempt,
-    db_secret_stored_cb cb);
+    uint32_t expected, const struct db_sealed *sealed, const char *token, int promote,
+    uint32_t attempt, db_secret_stored_cb cb);
+/* One transition of a version of company/name; cb gets the secret as it is afterwards. */
+void db_secret_version_action(struct call *c, const char *company, const char *name,
+    uint32_t version, enum db_version_action action, db_secret_cb cb);
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb);
 void db_secret_list(struct call *c, const char *company, db_secrets_cb cb);
 void db_secret_describe(

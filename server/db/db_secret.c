@@ -17,7 +17,13 @@ enum {
 	V_STATE,
 	V_CREATED_AT,
 	V_CREATED_BY,
-	V_KEY_ID
+	V_KEY_ID,
+	V_DISABLED_AT,
+	V_DISABLED_BY,
+	V_ENABLED_AT,
+	V_ENABLED_BY,
+	V_PROMOTED_AT,
+	V_PROMOTED_BY
 };
 #define SECRET_NAMES \
 	[S_ID] = "id", [S_COMPANY] = "company", [S_NAME] = "name", \
@@ -32,6 +38,12 @@ static const char *const describe_cols[] = {
 	[V_CREATED_AT] = "version_created_at",
 	[V_CREATED_BY] = "version_created_by",
 	[V_KEY_ID] = "key_id",
+	[V_DISABLED_AT] = "disabled_at",
+	[V_DISABLED_BY] = "disabled_by",
+	[V_ENABLED_AT] = "enabled_at",
+	[V_ENABLED_BY] = "enabled_by",
+	[V_PROMOTED_AT] = "promoted_at",
+	[V_PROMOTED_BY] = "promoted_by",
 };
 #define SECRET_SELECT \
 	"SELECT id, company, name, description, current_version, " \
@@ -71,10 +83,13 @@ static struct db_stmt prepare_update = {
 	DB_COLS(prepare_update_cols),
 };
 
-/* secret id, version, expected version, ciphertext, nonce, wrapped key, key id, token, actor */
+/*
+ * secret id, version, expected version, ciphertext, nonce, wrapped key, key id, token, actor,
+ * promote
+ */
 static struct db_stmt add_version = {
 	.name = "pcs_add_version",
-	DB_FROM(SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+	DB_FROM(SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
 	DB_COLS(secret_cols),
 	.param_oid = { [3] = DB_OID_BYTEA, [4] = DB_OID_BYTEA, [5] = DB_OID_BYTEA },
 };
@@ -94,9 +109,18 @@ static struct db_stmt list_secrets = {
 static struct db_stmt describe_secret = {
 	.name = "pcs_describe_secret",
 	DB_FROM(SECRET_SELECT ", version, state, pcs_ts(version_created_at) AS version_created_at, "
-	                      "version_created_by, key_id",
+	                      "version_created_by, key_id, pcs_ts(disabled_at) AS disabled_at, "
+	                      "disabled_by, pcs_ts(enabled_at) AS enabled_at, enabled_by, "
+	                      "pcs_ts(promoted_at) AS promoted_at, promoted_by",
 	    "pcs_describe_secret($1, $2)"),
 	DB_COLS(describe_cols),
+};
+
+/* company, name, version, action, actor */
+static struct db_stmt version_action = {
+	.name = "pcs_secret_version_action",
+	DB_FROM(SECRET_SELECT, "pcs_secret_version_action($1, $2, $3, $4, $5)"),
+	DB_COLS(secret_cols),
 };
 
 static struct db_stmt delete_secret = {
@@ -106,7 +130,8 @@ static struct db_stmt delete_secret = {
 };
 
 struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret, &prepare_update,
-	&add_version, &secret_row, &list_secrets, &describe_secret, &delete_secret, NULL };
+	&add_version, &secret_row, &list_secrets, &describe_secret, &version_action, &delete_secret,
+	NULL };
 
 static void secret_row_of(
     const struct store_result *r, int row, const struct db_stmt *st, struct db_secret *out)
@@ -209,8 +234,8 @@ static void deliver_stored(
 }
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *sealed, const char *token, uint32_t attempt,
-    db_secret_stored_cb cb)
+    uint32_t expected, const struct db_sealed *sealed, const char *token, int promote,
+    uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -220,6 +245,7 @@ void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32
 	param_sealed(&p, sealed);
 	db_param_text(&p, token);
 	db_param_text(&p, db_actor(c));
+	db_param_bool(&p, promote);
 	db_run_attempt(c, DB_RUN_CALL, &add_version, &p, deliver_stored,
 	    (union db_cb){ .stored = cb }, attempt, 1);
 }
@@ -272,6 +298,12 @@ static void deliver_described(
 		rows[i].created_at = db_col_str(res, (int)i, p->st, V_CREATED_AT);
 		rows[i].created_by = db_col_str(res, (int)i, p->st, V_CREATED_BY);
 		rows[i].key_id = db_col_str(res, (int)i, p->st, V_KEY_ID);
+		rows[i].disabled_at = db_col_str(res, (int)i, p->st, V_DISABLED_AT);
+		rows[i].disabled_by = db_col_str(res, (int)i, p->st, V_DISABLED_BY);
+		rows[i].enabled_at = db_col_str(res, (int)i, p->st, V_ENABLED_AT);
+		rows[i].enabled_by = db_col_str(res, (int)i, p->st, V_ENABLED_BY);
+		rows[i].promoted_at = db_col_str(res, (int)i, p->st, V_PROMOTED_AT);
+		rows[i].promoted_by = db_col_str(res, (int)i, p->st, V_PROMOTED_BY);
 	}
 	p->cb.described(c, &s, rows, n);
 	free(rows);
@@ -286,6 +318,27 @@ void db_secret_describe(
 	db_param_text(&p, name);
 	db_run(c, DB_RUN_CALL, &describe_secret, &p, deliver_described,
 	    (union db_cb){ .described = cb }, NULL);
+}
+
+void db_secret_version_action(struct call *c, const char *company, const char *name,
+    uint32_t version, enum db_version_action action, db_secret_cb cb)
+{
+	/* The SQL function takes the action by name, so its refusals read as the verb did. */
+	static const char *const names[] = {
+		[DB_VERSION_PROMOTE] = "promote",
+		[DB_VERSION_ROLLBACK] = "rollback",
+		[DB_VERSION_DISABLE] = "disable",
+		[DB_VERSION_ENABLE] = "enable",
+	};
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_u32(&p, version);
+	db_param_text(&p, names[action]);
+	db_param_text(&p, db_actor(c));
+	db_run(c, DB_RUN_CALL, &version_action, &p, deliver_secret, (union db_cb){ .secret = cb },
+	    NULL);
 }
 
 static void deliver_unbound(

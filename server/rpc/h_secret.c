@@ -1,5 +1,6 @@
 /*
- * CreateSecret, UpdateSecret, ListSecrets, DescribeSecret.
+ * CreateSecret, UpdateSecret, ListSecrets, DescribeSecret, and the version lifecycle:
+ * PromoteSecret, RollbackSecret, DisableSecretVersion, EnableSecretVersion.
  * Writes take two round trips: the first learns the ids and the version number that the
  * value's associated data binds, the value is sealed here, the second stores it together with
  * the audit row. Values never reach the store unsealed.
@@ -210,8 +211,8 @@ static void on_update_prepared(struct call *c, const struct db_secret_prepared *
 	if (seal(c, &in->value, prep->company_id, prep->secret_id, prep->next_version, &sealed,
 	        &stored) == 0)
 		db_secret_add_version_attempt(c, prep->secret_id, prep->next_version,
-		    prep->current_version, &stored, in->idempotency_token, prep->attempt,
-		    on_update_stored);
+		    prep->current_version, &stored, in->idempotency_token, !in->no_promote,
+		    prep->attempt, on_update_stored);
 	crypto_sealed_clear(&sealed);
 }
 
@@ -277,6 +278,16 @@ static void on_described(
 		items[i].created_at = (char *)versions[i].created_at;
 		items[i].created_by = (char *)versions[i].created_by;
 		items[i].key_id = (char *)versions[i].key_id;
+		items[i].disabled_at = (char *)versions[i].disabled_at;
+		items[i].disabled_by = (char *)versions[i].disabled_by;
+		items[i].enabled_at = (char *)versions[i].enabled_at;
+		items[i].enabled_by = (char *)versions[i].enabled_by;
+		items[i].promoted_at = (char *)versions[i].promoted_at;
+		items[i].promoted_by = (char *)versions[i].promoted_by;
+		/* Derived here from the same snapshot, so clients need not work it out. */
+		items[i].latest = versions[i].version == secret->current_version;
+		items[i].staged = versions[i].version > secret->current_version &&
+		    strcmp(versions[i].state, "active") == 0;
 	}
 	info.versions = ptrs;
 	info.n_versions = n;
@@ -316,4 +327,68 @@ void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
 	if (authorize_secret(c, in->company, in->name) != 0)
 		return;
 	db_secret_delete(c, in->company, in->name, in->force, on_deleted);
+}
+
+static void reply_version_action(struct call *c, const struct db_secret *row)
+{
+	Pcsecret__V1__SecretVersionReply rep = PCSECRET__V1__SECRET_VERSION_REPLY__INIT;
+	Pcsecret__V1__SecretInfo info;
+
+	secret_msg(row, &info);
+	rep.secret = &info;
+	call_reply(c, &rep.base);
+}
+
+/* The four lifecycle rpcs differ only in what the database does to the version. */
+static void version_action(
+    struct call *c, const Pcsecret__V1__SecretVersionRequest *in, enum db_version_action action)
+{
+	char version[16];
+
+	if (authorize_secret(c, in->company, in->name) != 0)
+		return;
+	if (in->version == 0) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "version is 0: name a version, 1 or more");
+		return;
+	}
+	snprintf(version, sizeof(version), "%u", in->version);
+	call_set_target(c, NULL, NULL, version);
+	db_secret_version_action(
+	    c, in->company, in->name, in->version, action, reply_version_action);
+}
+
+void handle_promote_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	version_action(c, in, DB_VERSION_PROMOTE);
+}
+
+void handle_rollback_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	version_action(c, in, DB_VERSION_ROLLBACK);
+}
+
+void handle_disable_secret_version(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	version_action(c, in, DB_VERSION_DISABLE);
+}
+
+void handle_enable_secret_version(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	version_action(c, in, DB_VERSION_ENABLE);
 }

@@ -75,6 +75,18 @@ void handle_delete_agent(Pcsecret__V1__PcSecret_Service *svc,
 void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__DeleteSecretRequest *in, Pcsecret__V1__DeleteSecretReply_Closure closure,
     void *closure_data);
+void handle_promote_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data);
+void handle_rollback_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data);
+void handle_disable_secret_version(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data);
+void handle_enable_secret_version(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data);
 
 /* The start of every handler: the call, and no use of the generated service arguments. */
 #define HANDLER_PROLOGUE(c) \

@@ -378,6 +378,12 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 			versions[i].created_at = gen_str(g, TS);
 			versions[i].created_by = gen_str(g, "uid:0");
 			versions[i].key_id = gen_str(g, sealed.key_id);
+			versions[i].disabled_at = gen_str(g, "");
+			versions[i].disabled_by = gen_str(g, "");
+			versions[i].enabled_at = gen_str(g, TS);
+			versions[i].enabled_by = gen_str(g, "uid:0");
+			versions[i].promoted_at = gen_str(g, "");
+			versions[i].promoted_by = gen_str(g, "");
 		}
 		if (n == 0)
 			rows[0] = (struct db_secret){ "", "", "", "", 0, "", "", "" };
@@ -658,11 +664,12 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
 }
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *s, const char *token, uint32_t attempt,
-    db_secret_stored_cb cb)
+    uint32_t expected, const struct db_sealed *s, const char *token, int promote,
+    uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct stub_op *op = op_new(K_STORED);
 
+	(void)promote;
 	(void)secret_id;
 	(void)version;
 	(void)expected;
@@ -676,6 +683,16 @@ void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb)
 {
 	(void)secret_id;
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_version_action(struct call *c, const char *company, const char *name,
+    uint32_t version, enum db_version_action action, db_secret_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)version;
+	(void)action;
 	OP(K_SECRET, secret, cb, 0);
 }
 

@@ -136,6 +136,7 @@ struct op {
 #define NO "PERMISSION_DENIED"
 #define UN "UNAUTHENTICATED"
 #define IA "INVALID_ARGUMENT"
+#define FP "FAILED_PRECONDITION"
 
 static const struct op ops[] = {
 	{ "Hello", NULL, { OK, OK, OK, OK, UN }, "pcctl", NULL, NULL, { "whoami" } },
@@ -165,6 +166,15 @@ static const struct op ops[] = {
 	  { "agent", "delete", "acme/a-%s" } },
 	{ "DeleteSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "secret", "delete", "acme/s-%s" } },
+	/* The version lifecycle: secret writes. acme/shared has one version, latest. */
+	{ "PromoteSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "promote", "acme/shared", "1" } },
+	{ "RollbackSecret", NULL, { FP, FP, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "rollback", "acme/shared", "1" } },
+	{ "DisableSecretVersion", NULL, { FP, FP, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "disable-version", "acme/shared", "1" } },
+	{ "EnableSecretVersion", NULL, { FP, FP, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "enable-version", "acme/shared", "1" } },
 	{ "ListPrincipals", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL, { "principal", "list" } },
 	{ "AddPrincipal", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "principal", "add", "--uid", "5%u", "--role", "launcher", "--company", "beta" } },

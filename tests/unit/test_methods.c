@@ -18,7 +18,8 @@ static const char *const wire_ids[] = {
 	NULL, "Hello", "CreateCompany", "ListCompanies", "CreateSecret", "UpdateSecret",
 	"ListSecrets", "DescribeSecret", "Resolve", "CreateAgent", "DescribeAgent", "SetAgentEnv",
 	"UnsetAgentEnv", "GetAgentEnv", "AddPrincipal", "ListPrincipals", "RemovePrincipal",
-	"ListAudit", "ListAgents", "DeleteAgent", "DeleteSecret",
+	"ListAudit", "ListAgents", "DeleteAgent", "DeleteSecret", "PromoteSecret", "RollbackSecret",
+	"DisableSecretVersion", "EnableSecretVersion",
 };
 
 static void test_ids_pinned(void **state)
@@ -65,6 +66,8 @@ static void test_matches_descriptor(void **state)
 
 static void test_flags(void **state)
 {
+	static const char *const lifecycle[] = { "PromoteSecret", "RollbackSecret",
+		"DisableSecretVersion", "EnableSecretVersion" };
 	unsigned values = 0, handshakes = 0;
 
 	(void)state;
@@ -97,6 +100,15 @@ static void test_flags(void **state)
 	assert_false(method_by_name("UpdateSecret")->flags & METHOD_IDEMPOTENT);
 	assert_false(method_by_name("CreateSecret")->flags & METHOD_IDEMPOTENT);
 	assert_true(method_by_name("Resolve")->flags & METHOD_IDEMPOTENT);
+	/* The version lifecycle: secret writes, audited with their work, never retried blindly. */
+	for (size_t i = 0; i < sizeof(lifecycle) / sizeof(lifecycle[0]); i++) {
+		const struct method *m = method_by_name(lifecycle[i]);
+
+		assert_non_null(m);
+		assert_int_equal(m->action, METHOD_ACTION_SECRET_WRITE);
+		assert_int_equal(m->audit, METHOD_AUDIT_WITH_WORK);
+		assert_false(m->flags & (METHOD_IDEMPOTENT | METHOD_CACHED));
+	}
 }
 
 int main(void)
