@@ -1,7 +1,7 @@
 /*
- * pcctl secret create, update, list, show and delete, the version lifecycle (promote,
- * rollback, disable-version, enable-version; docs/lifecycle.md); import's row (its handler is
- * in cmd_import.c). No command here prints a value.
+ * pcctl secret create, update, list, show, the version lifecycle (promote, rollback,
+ * disable-version, enable-version; docs/lifecycle.md), delete (soft), restore and purge;
+ * import's row (its handler is in cmd_import.c). No command here prints a value.
  */
 #include <stdio.h>
 #include <string.h>
@@ -117,6 +117,14 @@ static int secret_row(struct table *t, const void *items, size_t i)
 	return table_add(t, s->name, ver, s->updated_at, s->created_by, s->description);
 }
 
+static int deleted_row(struct table *t, const void *items, size_t i)
+{
+	const Pcsecret__V1__SecretInfo *s = ((Pcsecret__V1__SecretInfo *const *)items)[i];
+
+	return table_add(
+	    t, s->name, s->deleted_at, s->deleted_by, s->restore_until, s->purged ? "yes" : "no");
+}
+
 static int cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__ListSecretsRequest req = PCSECRET__V1__LIST_SECRETS_REQUEST__INIT;
@@ -124,11 +132,16 @@ static int cmd_secret_list(struct ctl *ctl, const struct ctl_args *args, pcs_err
 	int r;
 
 	req.company = args->pos[0];
+	req.deleted = ctl_flag(args, "deleted");
 	if ((r = ctl_call(ctl, "ListSecrets", &req.base, err)) != 0)
 		return r;
 	rep = (const Pcsecret__V1__ListSecretsReply *)ctl->reply;
 	if (ctl->json)
 		return ctl_emit_array(rep->secrets, rep->n_secrets, secret_json, err);
+	if (req.deleted)
+		return ctl_print_table(
+		    table_new(5, "NAME", "DELETED", "DELETED BY", "RESTORE UNTIL", "PURGED"),
+		    rep->secrets, rep->n_secrets, deleted_row, err);
 	return ctl_print_table(
 	    table_new(5, "NAME", "VERSION", "UPDATED", "CREATED BY", "DESCRIPTION"), rep->secrets,
 	    rep->n_secrets, secret_row, err);
@@ -230,7 +243,7 @@ static int cmd_secret_enable_version(struct ctl *ctl, const struct ctl_args *arg
 	return version_verb(ctl, args, "EnableSecretVersion", "enabled", err);
 }
 
-static json_t *unbound_json(const void *items, size_t i)
+static json_t *bound_json(const void *items, size_t i)
 {
 	return json_text(((char *const *)items)[i]);
 }
@@ -239,27 +252,85 @@ static int cmd_secret_delete(struct ctl *ctl, const struct ctl_args *args, pcs_e
 {
 	Pcsecret__V1__DeleteSecretRequest req = PCSECRET__V1__DELETE_SECRET_REQUEST__INIT;
 	const Pcsecret__V1__DeleteSecretReply *rep;
+	const char *days = ctl_value(args, "recovery-days");
 	struct ctl_path path;
 	size_t i;
 	int r;
 
 	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
 		return r;
+	req.recovery_days = 7;
+	if (days != NULL &&
+	    (r = ctl_parse_u32(ctl, "--recovery-days", days, &req.recovery_days, err)) != 0)
+		return r;
+	if (req.recovery_days < 1 || req.recovery_days > 30)
+		return ctl_usage_fail(ctl, err, "--recovery-days must be 1 to 30");
 	req.force = ctl_flag(args, "force");
 	if ((r = ctl_call(ctl, "DeleteSecret", &req.base, err)) != 0)
 		return r;
 	rep = (const Pcsecret__V1__DeleteSecretReply *)ctl->reply;
 	if (ctl->json)
-		return ctl_emit(
-		    json_pack("{s:s, s:s, s:o}", "deleted", args->pos[0], "status", "deleted",
-		        "unbound", ctl_json_array(rep->unbound, rep->n_unbound, unbound_json)),
+		return ctl_emit(json_pack("{s:s, s:s, s:o, s:o}", "deleted", args->pos[0], "status",
+		                    "deleted", "restore_until", json_text(rep->restore_until),
+		                    "bound", ctl_json_array(rep->bound, rep->n_bound, bound_json)),
 		    err);
-	printf("deleted secret %s/%s\n", path.company, path.name);
-	for (i = 0; i < rep->n_unbound; i++) {
-		printf("removed binding ");
-		out_safe(stdout, rep->unbound[i]);
+	printf("deleted secret %s/%s; it can be restored until ", path.company, path.name);
+	out_safe(stdout, rep->restore_until);
+	printf(" (pcctl secret restore %s/%s)\n", path.company, path.name);
+	for (i = 0; i < rep->n_bound; i++) {
+		printf("binding kept, failing until restored: ");
+		out_safe(stdout, rep->bound[i]);
 		printf("\n");
 	}
+	return 0;
+}
+
+static int cmd_secret_restore(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__SecretNameRequest req = PCSECRET__V1__SECRET_NAME_REQUEST__INIT;
+	const Pcsecret__V1__SecretInfo *s;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
+		return r;
+	if ((r = ctl_call(ctl, "RestoreSecret", &req.base, err)) != 0)
+		return r;
+	if ((s = ((const Pcsecret__V1__RestoreSecretReply *)ctl->reply)->secret) == NULL)
+		return ctl_no_reply_field("RestoreSecret", err);
+	if (ctl->json)
+		return ctl_emit(j_secret(s, 0), err);
+	printf(
+	    "restored secret %s/%s (version %u, id ", path.company, path.name, s->current_version);
+	out_safe(stdout, s->id);
+	printf(")\n");
+	return 0;
+}
+
+static int cmd_secret_purge(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__SecretNameRequest req = PCSECRET__V1__SECRET_NAME_REQUEST__INIT;
+	const Pcsecret__V1__PurgeSecretReply *rep;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
+		return r;
+	/* Irreversible: no value of any version survives it, so it is never the default. */
+	if (!ctl_flag(args, "yes"))
+		return ctl_usage_fail(ctl, err,
+		    "purge destroys the value of every version and cannot be undone: add --yes");
+	if ((r = ctl_call(ctl, "PurgeSecret", &req.base, err)) != 0)
+		return r;
+	rep = (const Pcsecret__V1__PurgeSecretReply *)ctl->reply;
+	if (rep->secret == NULL)
+		return ctl_no_reply_field("PurgeSecret", err);
+	if (ctl->json)
+		return ctl_emit(json_pack("{s:s, s:s, s:I}", "purged", args->pos[0], "status",
+		                    "purged", "destroyed", (json_int_t)rep->destroyed),
+		    err);
+	printf("purged secret %s/%s: the values of %u version(s) are destroyed\n", path.company,
+	    path.name, rep->destroyed);
 	return 0;
 }
 
@@ -284,14 +355,21 @@ const struct ctl_command ctl_secret_commands[] = {
 	    cmd_secret_disable_version },
 	{ "secret", "enable-version", "COMPANY/NAME VERSION", "enable a disabled VERSION again", 2,
 	    2, CTL_NO_OPTS, cmd_secret_enable_version },
-	{ "secret", "list", "COMPANY", "list a company's secrets", 1, 1, CTL_NO_OPTS,
-	    cmd_secret_list },
+	{ "secret", "list", "COMPANY [--deleted]",
+	    "list a company's secrets (--deleted: the deleted ones that can still be restored)", 1,
+	    1, { { "deleted", CTL_FLAG } }, cmd_secret_list },
 	{ "secret", "show", "COMPANY/NAME", "a secret's metadata and versions", 1, 1, CTL_NO_OPTS,
 	    cmd_secret_show },
-	{ "secret", "delete", "COMPANY/NAME [--force]",
-	    "delete a secret (refused while agents "
-	    "use it, unless --force, which also removes their bindings)",
-	    1, 1, { { "force", CTL_FLAG } }, cmd_secret_delete },
+	{ "secret", "delete", "COMPANY/NAME [--recovery-days D] [--force]",
+	    "delete a secret, restorable for D days (default 7, 1 to 30); refused while agents "
+	    "use it unless --force (their bindings are kept and fail until it is restored)",
+	    1, 1, { { "recovery-days", CTL_VALUE }, { "force", CTL_FLAG } }, cmd_secret_delete },
+	{ "secret", "restore", "COMPANY/NAME",
+	    "bring a deleted secret back (same id, versions and bindings) within its window", 1, 1,
+	    CTL_NO_OPTS, cmd_secret_restore },
+	{ "secret", "purge", "COMPANY/NAME --yes",
+	    "destroy the value of every version now, live or deleted (irreversible)", 1, 1,
+	    { { "yes", CTL_FLAG } }, cmd_secret_purge },
 	{ "secret", "import", "FILE|- [--company C] [--skip-existing] [--parallel N]",
 	    "create many secrets from JSON lines, {\"company\", \"name\", \"value\" or "
 	    "\"value_base64\", \"description\"} per line, N calls in flight (default 32)",

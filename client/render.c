@@ -72,6 +72,13 @@ json_t *j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)
 	    json_text(s->description), "current_version", (json_int_t)s->current_version,
 	    "created_at", json_text(s->created_at), "updated_at", json_text(s->updated_at),
 	    "created_by", json_text(s->created_by));
+	/* A deleted secret (list --deleted): when, by whom, and until when it can come back. */
+	if (o != NULL && s->deleted_at[0] != '\0') {
+		(void)json_object_set_new(o, "deleted_at", json_text(s->deleted_at));
+		(void)json_object_set_new(o, "deleted_by", json_text(s->deleted_by));
+		(void)json_object_set_new(o, "restore_until", json_text(s->restore_until));
+		(void)json_object_set_new(o, "purged", json_boolean(s->purged));
+	}
 	if (o == NULL || !with_versions)
 		return o;
 	vs = json_array();

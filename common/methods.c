@@ -38,6 +38,9 @@ static const struct method table[] = {
 	{ "RollbackSecret", 22, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 	{ "DisableSecretVersion", 23, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 	{ "EnableSecretVersion", 24, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	/* Not idempotent either: a repeat is refused (not deleted, already purged). */
+	{ "RestoreSecret", 25, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	{ "PurgeSecret", 26, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

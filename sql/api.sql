@@ -46,6 +46,36 @@ BEGIN
     RETURN v;
 END $$;
 
+-- Soft delete (docs/lifecycle.md): what a deleted secret that still holds its name says about
+-- restoring it, by its recovery deadline.
+CREATE FUNCTION pcs_restore_note(p_after timestamptz) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_after IS NULL THEN 'it can no longer be restored'
+                WHEN p_after > now() THEN 'it can be restored until ' || pcs_ts(p_after)
+                ELSE 'its recovery window ended at ' || pcs_ts(p_after)
+                     || '; it cannot be restored' END
+$$;
+
+-- "secret c/n was deleted; ..." when a deleted secret still holds the name, else NULL.
+CREATE FUNCTION pcs_deleted_note(p_company_id uuid, p_company text, p_name text) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('secret %s/%s was deleted; %s', p_company, p_name,
+                  pcs_restore_note(s.delete_after))
+      FROM secrets s
+     WHERE s.company_id = p_company_id AND s.name = p_name
+       AND s.deleted_at IS NOT NULL AND s.released_at IS NULL
+$$;
+
+-- NOT_FOUND for a name no live secret has, saying so when a deleted one holds it: a caller
+-- must learn that it was deleted and until when it can come back, not that it never was.
+CREATE FUNCTION pcs_secret_missing(p_company_id uuid, p_company text, p_name text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pcs_raise(5, coalesce(pcs_deleted_note(p_company_id, p_company, p_name),
+                                  format('secret %s/%s does not exist', p_company, p_name)));
+END $$;
+
 -- Principals: every rule matching the peer's uid or gid; the daemon picks the most specific.
 -- gen: the principal rules' generation (migration 005) when these rows were read, so the
 -- daemon can reuse its decision while the rules have not changed.
@@ -96,6 +126,11 @@ BEGIN
                AND s.deleted_at IS NULL) THEN
         PERFORM pcs_raise(6, format('secret %s/%s already exists', p_company, p_name));
     END IF;
+    -- A deleted secret keeps its name until its recovery window ends and it is purged.
+    PERFORM pcs_raise(6, pcs_deleted_note(v_company, p_company, p_name) || '; its name stays '
+                         'reserved until then (restore it instead)')
+       FROM secrets s WHERE s.company_id = v_company AND s.name = p_name
+        AND s.deleted_at IS NOT NULL AND s.released_at IS NULL;
     RETURN QUERY SELECT v_company;
 END $$;
 
@@ -117,9 +152,12 @@ LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
     IF EXISTS (SELECT 1 FROM secrets s WHERE s.company_id = p_company_id AND s.name = p_name
-               AND s.deleted_at IS NULL) THEN
-        PERFORM pcs_raise(6, format('secret %s/%s already exists',
-            (SELECT c.name FROM companies c WHERE c.id = p_company_id), p_name));
+               AND s.released_at IS NULL) THEN
+        PERFORM pcs_raise(6, coalesce(pcs_deleted_note(p_company_id,
+            (SELECT c.name FROM companies c WHERE c.id = p_company_id), p_name)
+            || '; its name stays reserved until then (restore it instead)',
+            format('secret %s/%s already exists',
+            (SELECT c.name FROM companies c WHERE c.id = p_company_id), p_name)));
     END IF;
     INSERT INTO secrets (id, company_id, name, description, current_version, created_by)
         VALUES (p_secret, p_company_id, p_name, coalesce(p_description, ''), 1, p_actor);
@@ -141,7 +179,7 @@ BEGIN
     SELECT s.id, s.current_version INTO v_secret, v_current FROM secrets s
      WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL;
     IF v_secret IS NULL THEN
-        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
     END IF;
     RETURN QUERY SELECT v_company, v_secret, v_current,
         (SELECT max(v.version) + 1 FROM secret_versions v WHERE v.secret_id = v_secret),
@@ -164,7 +202,10 @@ BEGIN
     SELECT s.current_version INTO v_current FROM secrets s
      WHERE s.id = p_secret AND s.deleted_at IS NULL FOR UPDATE;
     IF v_current IS NULL THEN
-        PERFORM pcs_raise(5, 'secret does not exist');
+        PERFORM pcs_raise(5, coalesce((SELECT format('secret %s/%s was deleted; %s', c.name,
+                                                     s.name, pcs_restore_note(s.delete_after))
+                                         FROM secrets s JOIN companies c ON c.id = s.company_id
+                                        WHERE s.id = p_secret), 'secret does not exist'));
     END IF;
     IF v_current <> p_expected
        OR EXISTS (SELECT 1 FROM secret_versions v WHERE v.secret_id = p_secret
@@ -215,7 +256,7 @@ BEGIN
     SELECT s.id INTO v_secret FROM secrets s
      WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL;
     IF v_secret IS NULL THEN
-        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
     END IF;
     RETURN QUERY SELECT r.*, v.version, v.state, v.created_at, v.created_by, v.key_id,
                         v.disabled_at, v.disabled_by, v.enabled_at, v.enabled_by,
@@ -248,7 +289,7 @@ BEGIN
     SELECT s.id, s.current_version INTO v_secret, v_current FROM secrets s
      WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
     IF v_secret IS NULL THEN
-        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
     END IF;
     SELECT v.state INTO v_state FROM secret_versions v
      WHERE v.secret_id = v_secret AND v.version = p_version FOR UPDATE;
@@ -426,7 +467,7 @@ CREATE FUNCTION pcs_resolve(p_company text, p_agent text, p_ids text[], p_compan
 RETURNS TABLE (idx integer, granted boolean, company_id uuid, secret_id uuid, version integer,
                state text, ciphertext bytea, nonce bytea, wrapped_key bytea, key_id text,
                secret_gen bigint, current_version integer, company text, name text,
-               agent_id uuid, agent_gen bigint)
+               agent_id uuid, agent_gen bigint, deleted_note text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE
@@ -438,20 +479,26 @@ BEGIN
     SELECT r.i::integer, s.id IS NOT NULL, s.company_id, s.id,
            CASE WHEN s.id IS NOT NULL THEN coalesce(nullif(r.v, 0), s.current_version) END,
            sv.state,
-           CASE WHEN sv.state = 'active' THEN sv.ciphertext END,
-           CASE WHEN sv.state = 'active' THEN sv.nonce END,
-           CASE WHEN sv.state = 'active' THEN sv.wrapped_key END,
-           sv.key_id, s.gen, s.current_version, c.name, s.name, v_agent, v_gen
+           CASE WHEN sv.state = 'active' AND s.deleted_at IS NULL THEN sv.ciphertext END,
+           CASE WHEN sv.state = 'active' AND s.deleted_at IS NULL THEN sv.nonce END,
+           CASE WHEN sv.state = 'active' AND s.deleted_at IS NULL THEN sv.wrapped_key END,
+           sv.key_id, s.gen, s.current_version, c.name, s.name, v_agent, v_gen,
+           CASE WHEN s.deleted_at IS NOT NULL
+                THEN format('secret %s/%s was deleted; %s', c.name, s.name,
+                            pcs_restore_note(s.delete_after)) END
       FROM unnest(p_ids, p_companies, p_names, p_versions) WITH ORDINALITY AS r(id, co, nm, v, i)
       LEFT JOIN LATERAL (
-          SELECT x.id, x.company_id, x.current_version, x.gen, x.name
+          -- A deleted secret's bindings are kept (docs/lifecycle.md): it is still matched,
+          -- so the agent is told it was deleted instead of being refused as if never bound.
+          SELECT x.id, x.company_id, x.current_version, x.gen, x.name, x.deleted_at,
+                 x.delete_after
             FROM agent_env e JOIN secrets x ON x.id = e.secret_id
            WHERE e.agent_id = v_agent
              AND e.version IS NOT DISTINCT FROM nullif(r.v, 0)
-             AND x.deleted_at IS NULL
              AND (x.id = nullif(r.id, '')::uuid
                   OR (coalesce(r.id, '') = '' AND x.name = r.nm
                       AND x.company_id = (SELECT c2.id FROM companies c2 WHERE c2.name = r.co)))
+           ORDER BY x.deleted_at IS NOT NULL
            LIMIT 1) s ON true
       LEFT JOIN companies c ON c.id = s.company_id
       LEFT JOIN secret_versions sv
@@ -469,13 +516,15 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE v_agent uuid := pcs_agent_id(p_company, p_agent); r record;
 BEGIN
     FOR r IN SELECT e.env_name, c.name AS company, s.name, e.version AS selector, s.company_id,
-                    s.id, coalesce(e.version, s.current_version) AS version, s.deleted_at
+                    s.id, coalesce(e.version, s.current_version) AS version, s.deleted_at,
+                    s.delete_after
                FROM agent_env e JOIN secrets s ON s.id = e.secret_id
                JOIN companies c ON c.id = s.company_id
               WHERE e.agent_id = v_agent ORDER BY e.env_name LOOP
         IF r.deleted_at IS NOT NULL THEN
-            PERFORM pcs_raise(9, format('%s: secret %s/%s was deleted', r.env_name, r.company,
-                                        r.name));
+            -- Loud: an agent must not start without its variable (docs/lifecycle.md).
+            PERFORM pcs_raise(5, format('%s: secret %s/%s was deleted; %s', r.env_name,
+                                        r.company, r.name, pcs_restore_note(r.delete_after)));
         END IF;
         RETURN QUERY SELECT r.env_name, r.company, r.name, r.selector, r.company_id, r.id,
                             r.version, v.ciphertext, v.nonce, v.wrapped_key, v.key_id
@@ -512,18 +561,28 @@ BEGIN
     RETURN QUERY SELECT v_agent;
 END $$;
 
--- Soft delete: the name becomes free and nothing resolves it any more. Refused while agents
--- reference the secret, naming them, unless p_force, which also removes those bindings.
-CREATE FUNCTION pcs_delete_secret(p_company text, p_name text, p_force boolean)
-RETURNS TABLE (unbound text)
+-- Soft delete (docs/lifecycle.md): nothing resolves the secret any more, but its id,
+-- versions, name and the agents' bindings stay, so it can be restored as it was until
+-- p_days from now; then a daemon purges it (pcs_purge_expired). Refused while agents bind it,
+-- naming them, unless p_force: their bindings are kept either way, and they fail loudly (NOT
+-- FOUND, saying until when it can be restored) rather than start without the variable.
+-- Returns the bindings that still name it and the restore deadline.
+CREATE FUNCTION pcs_delete_secret(p_company text, p_name text, p_force boolean,
+    p_days integer, p_actor text)
+RETURNS TABLE (bound text, restore_until text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
-DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_users text[];
+DECLARE
+    v_company uuid := pcs_company_id(p_company); v_secret uuid; v_users text[];
+    v_after timestamptz;
 BEGIN
+    IF p_days IS NULL OR p_days < 1 OR p_days > 30 THEN
+        PERFORM pcs_raise(3, format('recovery days %s is out of range: 1 to 30', p_days));
+    END IF;
     SELECT s.id INTO v_secret FROM secrets s
      WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
     IF v_secret IS NULL THEN
-        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
     END IF;
     SELECT array_agg(c.name || '/' || a.name || ':' || e.env_name ORDER BY c.name, a.name,
                      e.env_name)
@@ -531,12 +590,137 @@ BEGIN
       FROM agent_env e JOIN agents a ON a.id = e.agent_id JOIN companies c ON c.id = a.company_id
      WHERE e.secret_id = v_secret;
     IF v_users IS NOT NULL AND NOT p_force THEN
-        PERFORM pcs_raise(9, format('secret %s/%s is used by %s; unset those or delete with force',
+        PERFORM pcs_raise(9, format('secret %s/%s is used by %s; unset those or delete with '
+                                    'force (the bindings are kept, and fail until restored)',
                                     p_company, p_name, array_to_string(v_users, ', ')));
     END IF;
-    DELETE FROM agent_env e WHERE e.secret_id = v_secret;
-    UPDATE secrets SET deleted_at = now() WHERE secrets.id = v_secret;
-    RETURN QUERY SELECT u FROM unnest(coalesce(v_users, '{}')) AS u;
+    v_after := now() + make_interval(days => p_days);
+    UPDATE secrets SET deleted_at = now(), deleted_by = p_actor, delete_after = v_after
+     WHERE secrets.id = v_secret;
+    RETURN QUERY SELECT u, pcs_ts(v_after) FROM unnest(coalesce(v_users, '{}')) AS u;
+    IF v_users IS NULL THEN
+        RETURN QUERY SELECT NULL::text, pcs_ts(v_after);
+    END IF;
+END $$;
+
+-- Brings a deleted secret back within its recovery window: same id, versions and bindings.
+CREATE FUNCTION pcs_restore_secret(p_company text, p_name text, p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_after timestamptz;
+BEGIN
+    -- The name's holder (live, or deleted and not yet released): at most one.
+    SELECT s.id, s.delete_after INTO v_secret, v_after FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.released_at IS NULL
+       AND s.deleted_at IS NOT NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        IF EXISTS (SELECT 1 FROM secrets s WHERE s.company_id = v_company AND s.name = p_name
+                   AND s.deleted_at IS NULL) THEN
+            PERFORM pcs_raise(9, format('secret %s/%s is not deleted: nothing to restore',
+                                        p_company, p_name));
+        END IF;
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist (or its recovery window '
+                                    'ended and it was purged)', p_company, p_name));
+    END IF;
+    IF v_after IS NULL OR v_after <= now() THEN
+        PERFORM pcs_raise(9, format('secret %s/%s was deleted; %s', p_company, p_name,
+                                    pcs_restore_note(v_after)));
+    END IF;
+    UPDATE secrets SET deleted_at = NULL, deleted_by = NULL, delete_after = NULL,
+                       restored_at = now(), restored_by = p_actor, updated_at = now()
+     WHERE secrets.id = v_secret;
+    RETURN QUERY SELECT * FROM pcs_secret_row(v_secret);
+END $$;
+
+-- Destroys the ciphertext of every version of company/name at once, live or deleted (the
+-- leaked-key procedure, docs/lifecycle.md); the secret's row, its versions' metadata and the
+-- audit history stay. Irreversible. Refused when nothing is left to destroy.
+CREATE FUNCTION pcs_purge_secret(p_company text, p_name text, p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text,
+               destroyed integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_n integer;
+BEGIN
+    SELECT s.id INTO v_secret FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.released_at IS NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
+    END IF;
+    UPDATE secret_versions v SET ciphertext = NULL, nonce = NULL, wrapped_key = NULL,
+                                 state = 'destroyed', purged_at = now(), purged_by = p_actor
+     WHERE v.secret_id = v_secret AND (v.state <> 'destroyed' OR v.ciphertext IS NOT NULL);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 THEN
+        PERFORM pcs_raise(9, format('secret %s/%s is already purged: no version holds a value',
+                                    p_company, p_name));
+    END IF;
+    RETURN QUERY SELECT r.*, v_n FROM pcs_secret_row(v_secret) r;
+END $$;
+
+-- Deleted secrets that still hold their names, with their restore deadlines.
+CREATE FUNCTION pcs_list_deleted_secrets(p_company text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text,
+               deleted_at timestamptz, deleted_by text, delete_after timestamptz,
+               purged boolean)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company);
+BEGIN
+    RETURN QUERY SELECT s.id, p_company, s.name, s.description, s.current_version,
+                        s.created_at, s.updated_at, s.created_by, s.deleted_at, s.deleted_by,
+                        s.delete_after,
+                        NOT EXISTS (SELECT 1 FROM secret_versions v WHERE v.secret_id = s.id
+                                     AND v.ciphertext IS NOT NULL)
+                   FROM secrets s
+                  WHERE s.company_id = v_company AND s.deleted_at IS NOT NULL
+                    AND s.released_at IS NULL
+                  ORDER BY s.name;
+END $$;
+
+-- The daemons' periodic purge: every deleted secret whose recovery window ended loses its
+-- versions' ciphertext and gives up its name, with one audit row each, in this one statement.
+-- One daemon at a time: the others find the lock taken and skip the round (skipped).
+CREATE FUNCTION pcs_purge_expired(p_instance uuid, p_uid bigint, p_gid bigint, p_pid bigint)
+RETURNS TABLE (purged integer, skipped boolean)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_n integer;
+BEGIN
+    -- 'pcsp' 'urge': a key of its own, not the migration lock's.
+    IF NOT pg_try_advisory_xact_lock(1885565808, 1970431845) THEN
+        RETURN QUERY SELECT 0, true;
+        RETURN;
+    END IF;
+    WITH due AS (
+        SELECT s.id, s.name, s.delete_after, c.name AS company
+          FROM secrets s JOIN companies c ON c.id = s.company_id
+         WHERE s.deleted_at IS NOT NULL AND s.released_at IS NULL AND s.delete_after <= now()
+           FOR UPDATE OF s SKIP LOCKED),
+    versions AS (
+        UPDATE secret_versions v SET ciphertext = NULL, nonce = NULL, wrapped_key = NULL,
+                                     state = 'destroyed', purged_at = now(),
+                                     purged_by = 'pcsecretd'
+          FROM due
+         WHERE v.secret_id = due.id AND (v.state <> 'destroyed' OR v.ciphertext IS NOT NULL)),
+    released AS (
+        UPDATE secrets s SET released_at = now() FROM due WHERE s.id = due.id
+        RETURNING s.id),
+    audited AS (
+        INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, peer_pid, principal,
+                               method, company, secret, version, status, message, received_at)
+        SELECT p_instance, 0, p_uid, p_gid, p_pid, 'pcsecretd', 'PurgeExpired', due.company,
+               due.name, NULL, 'OK',
+               format('recovery window ended at %s: purged, name released',
+                      pcs_ts(due.delete_after)), now()
+          FROM due JOIN released r ON r.id = due.id
+        RETURNING 1)
+    SELECT count(*) INTO v_n FROM audited;
+    RETURN QUERY SELECT v_n, false;
 END $$;
 
 -- Principal rules (admin, operator, launcher; agents get theirs from pcs_create_agent).

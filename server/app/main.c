@@ -31,6 +31,7 @@
 static struct server srv;
 static struct devmode dev;
 static struct event *drain_timer;
+static struct db_purger *purger;
 static uint64_t drain_deadline_ms;
 
 static void harden(void)
@@ -291,6 +292,9 @@ int main(int argc, char **argv)
 		fatal(&err);
 	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, cfg.dev, &err) != 0)
 		fatal(&err);
+	if (db_purger_new(
+	        srv.base, srv.store, srv.instance_id, cfg.purge_interval_ms, &purger, &err) != 0)
+		fatal(&err);
 	drain_timer = evtimer_new(srv.base, on_drain_check, NULL);
 	for (int i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
@@ -326,6 +330,7 @@ int main(int argc, char **argv)
 	    (unsigned long long)cst.changes, audit_queue_batches(srv.audit));
 	listener_close(&srv);
 	conn_close_all(&srv, "shutting down");
+	db_purger_free(purger);
 	audit_queue_free(srv.audit);
 	feed_free(srv.feed);
 	cache_free(srv.cache);

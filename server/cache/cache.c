@@ -633,8 +633,9 @@ void cache_resolve_put(struct cache *c, const char *company, const char *agent,
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct db_resolved *row = &rows[i];
-		if (!row->granted || row->state == NULL || strcmp(row->state, "active") != 0 ||
-		    row->idx < 1 || row->idx > nrefs || row->secret_gen <= 0)
+		if (!row->granted || row->deleted_note != NULL || row->state == NULL ||
+		    strcmp(row->state, "active") != 0 || row->idx < 1 || row->idx > nrefs ||
+		    row->secret_gen <= 0)
 			continue;
 		if ((s = secret_put(c, row)) == NULL)
 			continue;

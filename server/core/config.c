@@ -67,6 +67,8 @@ static const struct opt opts[] = {
 	    "a call fails UNAVAILABLE after this long when no database connection is up"),
 	I(cache_max_bytes, "67108864", 0, 64LL * 1024 * 1024 * 1024,
 	    "bytes of sealed values, bindings and rules remembered between calls (0: none)"),
+	I(purge_interval_ms, "60000", 100, 86400000,
+	    "how often deleted secrets whose recovery window ended are purged"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)

@@ -40,6 +40,7 @@ struct config {
 	int64_t max_calls_per_uid; /* calls in flight for one uid, over all its connections */
 	int64_t db_wait_ms;        /* how long a call waits when no database connection is up */
 	int64_t cache_max_bytes;   /* the resolve cache's bound (server/cache); 0: no cache */
+	int64_t purge_interval_ms; /* between runs of the purge of expired deletions */
 	int dev;                   /* --dev: private cluster, key and socket in a temporary dir */
 	int help, version;
 };

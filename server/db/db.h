@@ -116,6 +116,10 @@ struct db_secret {
 	const char *id, *company, *name, *description;
 	uint32_t current_version;
 	const char *created_at, *updated_at, *created_by;
+	/* Deleted secrets (db_secret_list with deleted): "" and 0 otherwise. */
+	const char *deleted_at, *deleted_by, *restore_until;
+	int purged;         /* no version holds a value any more */
+	uint32_t destroyed; /* db_secret_purge: versions whose value it destroyed */
 };
 
 struct db_version {
@@ -217,6 +221,11 @@ struct db_resolved {
 	const char *company, *name;
 	const char *agent_id;
 	int64_t agent_gen;
+	/*
+	 * Not NULL: the secret was deleted (its binding is kept), and this says so and until when
+	 * it can be restored. Such a row carries no value and is never cached.
+	 */
+	const char *deleted_note;
 };
 
 /*
@@ -264,6 +273,9 @@ typedef void (*db_secret_prepared_cb)(struct call *c, const struct db_secret_pre
 typedef void (*db_secret_stored_cb)(
     struct call *c, uint32_t attempt, int status, const char *message, const struct db_secret *row);
 typedef void (*db_names_cb)(struct call *c, const char *const *names, size_t n);
+/* A deletion: the bindings that still name the secret, and the end of its recovery window. */
+typedef void (*db_secret_deleted_cb)(
+    struct call *c, const char *const *bound, size_t n, const char *restore_until);
 typedef void (*db_agent_cb)(struct call *c, const struct db_agent *agent);
 typedef void (*db_agents_cb)(struct call *c, const struct db_agent *rows, size_t n);
 typedef void (*db_rule_cb)(struct call *c, const struct db_principal_rule *row);
@@ -302,12 +314,20 @@ void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32
 void db_secret_version_action(struct call *c, const char *company, const char *name,
     uint32_t version, enum db_version_action action, db_secret_cb cb);
 void db_secret_get(struct call *c, const char *secret_id, db_secret_cb cb);
-void db_secret_list(struct call *c, const char *company, db_secrets_cb cb);
+/* deleted: the deleted secrets that can still be restored, instead of the live ones. */
+void db_secret_list(struct call *c, const char *company, int deleted, db_secrets_cb cb);
 void db_secret_describe(
     struct call *c, const char *company, const char *name, db_secret_described_cb cb);
-/* cb gets the env names whose bindings the deletion removed. */
-void db_secret_delete(
-    struct call *c, const char *company, const char *name, int force, db_names_cb cb);
+/*
+ * Soft delete, restorable for days (docs/lifecycle.md). Bindings are kept; without force it is
+ * refused while there are any.
+ */
+void db_secret_delete(struct call *c, const char *company, const char *name, int force,
+    uint32_t days, db_secret_deleted_cb cb);
+/* A deleted secret back within its recovery window, as it was. */
+void db_secret_restore(struct call *c, const char *company, const char *name, db_secret_cb cb);
+/* Every version's value destroyed, live or deleted; cb's row has destroyed set. */
+void db_secret_purge(struct call *c, const char *company, const char *name, db_secret_cb cb);
 
 /* Agents. groups: the groups the agent's uid is in now (a rule of another kind for any of
  * them makes the database refuse the agent). */
@@ -322,6 +342,18 @@ void db_agent_unset_env(
 /* One row per agent, without bindings. */
 void db_agent_list(struct call *c, const char *company, db_agents_cb cb);
 void db_agent_delete(struct call *c, const char *company, const char *name, db_done_cb cb);
+
+/*
+ * The purge of deleted secrets whose recovery window ended (db_purge.c): a timer on base that
+ * runs once at once and then every interval_ms, for as long as the purger lives. Each round
+ * that purged anything logs the count.
+ */
+struct event_base;
+struct store;
+struct db_purger;
+int db_purger_new(struct event_base *base, struct store *store, const char *instance_id,
+    int64_t interval_ms, struct db_purger **out, pcs_error *err) PCS_WUR;
+void db_purger_free(struct db_purger *p);
 
 /* Principal rules. */
 void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const char *role,

@@ -153,6 +153,7 @@ union db_cb {
 	db_secret_prepared_cb prepared;
 	db_secret_stored_cb stored;
 	db_names_cb names;
+	db_secret_deleted_cb deleted;
 	db_agent_cb agent;
 	db_agents_cb agents;
 	db_rule_cb rule;

@@ -23,7 +23,8 @@ enum {
 	X_COMPANY,
 	X_NAME,
 	X_AGENT_ID,
-	X_AGENT_GEN
+	X_AGENT_GEN,
+	X_DELETED_NOTE
 };
 static const char *const resolve_cols[] = {
 	[X_IDX] = "idx",
@@ -42,6 +43,7 @@ static const char *const resolve_cols[] = {
 	[X_NAME] = "name",
 	[X_AGENT_ID] = "agent_id",
 	[X_AGENT_GEN] = "agent_gen",
+	[X_DELETED_NOTE] = "deleted_note",
 };
 
 enum {
@@ -76,7 +78,7 @@ static struct db_stmt resolve = {
 	.name = "pcs_resolve",
 	DB_FROM("SELECT idx, granted, company_id, secret_id, version, state, ciphertext, nonce, "
 	        "wrapped_key, key_id, secret_gen, current_version, company, name, agent_id, "
-	        "agent_gen",
+	        "agent_gen, deleted_note",
 	    "pcs_resolve($1, $2, $3, $4, $5, $6)"),
 	DB_COLS(resolve_cols),
 	.param_oid = { [2] = DB_OID_TEXT_ARRAY,
@@ -128,6 +130,7 @@ static void deliver_resolved(
 		x->name = db_col_str(res, row, st, X_NAME);
 		x->agent_id = db_col_str(res, row, st, X_AGENT_ID);
 		x->agent_gen = (int64_t)db_col_u64(res, row, st, X_AGENT_GEN);
+		x->deleted_note = db_col_opt(res, row, st, X_DELETED_NOTE);
 		if (db_col_sealed(res, row, st, X_CIPHERTEXT, &x->sealed, &bufs[done]) != 0) {
 			db_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 			goto out;

@@ -59,8 +59,22 @@ static const char *const prepare_update_cols[] = {
 	[P_TOKEN_VERSION] = "token_version",
 };
 
-enum { D_UNBOUND };
-static const char *const delete_cols[] = { [D_UNBOUND] = "unbound" };
+/* pcs_list_deleted_secrets adds these to the secret's columns; pcs_purge_secret one. */
+enum { L_DELETED_AT = S_CREATED_BY + 1, L_DELETED_BY, L_RESTORE_UNTIL, L_PURGED };
+static const char *const deleted_cols[] = {
+	SECRET_NAMES,
+	[L_DELETED_AT] = "deleted_at",
+	[L_DELETED_BY] = "deleted_by",
+	[L_RESTORE_UNTIL] = "restore_until",
+	[L_PURGED] = "purged",
+};
+enum { G_DESTROYED = S_CREATED_BY + 1 };
+static const char *const purge_cols[] = { SECRET_NAMES, [G_DESTROYED] = "destroyed" };
+
+enum { D_BOUND, D_RESTORE_UNTIL };
+static const char *const delete_cols[] = {
+	[D_BOUND] = "bound", [D_RESTORE_UNTIL] = "restore_until"
+};
 
 static struct db_stmt prepare_create = {
 	.name = "pcs_secret_prepare_create",
@@ -123,15 +137,38 @@ static struct db_stmt version_action = {
 	DB_COLS(secret_cols),
 };
 
+static struct db_stmt list_deleted = {
+	.name = "pcs_list_deleted_secrets",
+	DB_FROM(SECRET_SELECT ", pcs_ts(deleted_at) AS deleted_at, deleted_by, "
+	                      "pcs_ts(delete_after) AS restore_until, purged",
+	    "pcs_list_deleted_secrets($1)"),
+	DB_COLS(deleted_cols),
+};
+
+/* company, name, force, recovery days, actor */
 static struct db_stmt delete_secret = {
 	.name = "pcs_delete_secret",
-	DB_FROM("SELECT unbound", "pcs_delete_secret($1, $2, $3)"),
+	DB_FROM("SELECT bound, restore_until", "pcs_delete_secret($1, $2, $3, $4, $5)"),
 	DB_COLS(delete_cols),
 };
 
+/* company, name, actor */
+static struct db_stmt restore_secret = {
+	.name = "pcs_restore_secret",
+	DB_FROM(SECRET_SELECT, "pcs_restore_secret($1, $2, $3)"),
+	DB_COLS(secret_cols),
+};
+
+/* company, name, actor */
+static struct db_stmt purge_secret = {
+	.name = "pcs_purge_secret",
+	DB_FROM(SECRET_SELECT ", destroyed", "pcs_purge_secret($1, $2, $3)"),
+	DB_COLS(purge_cols),
+};
+
 struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret, &prepare_update,
-	&add_version, &secret_row, &list_secrets, &describe_secret, &version_action, &delete_secret,
-	NULL };
+	&add_version, &secret_row, &list_secrets, &describe_secret, &version_action, &list_deleted,
+	&delete_secret, &restore_secret, &purge_secret, NULL };
 
 static void secret_row_of(
     const struct store_result *r, int row, const struct db_stmt *st, struct db_secret *out)
@@ -144,6 +181,19 @@ static void secret_row_of(
 	out->created_at = db_col_str(r, row, st, S_CREATED_AT);
 	out->updated_at = db_col_str(r, row, st, S_UPDATED_AT);
 	out->created_by = db_col_str(r, row, st, S_CREATED_BY);
+	out->deleted_at = "";
+	out->deleted_by = "";
+	out->restore_until = "";
+	out->purged = 0;
+	out->destroyed = 0;
+	if (st == &list_deleted) {
+		out->deleted_at = db_col_str(r, row, st, L_DELETED_AT);
+		out->deleted_by = db_col_str(r, row, st, L_DELETED_BY);
+		out->restore_until = db_col_str(r, row, st, L_RESTORE_UNTIL);
+		out->purged = db_col_bool(r, row, st, L_PURGED);
+	} else if (st == &purge_secret) {
+		out->destroyed = db_col_u32(r, row, st, G_DESTROYED);
+	}
 }
 
 static void deliver_secret(
@@ -273,13 +323,13 @@ static void deliver_secrets(
 	free(rows);
 }
 
-void db_secret_list(struct call *c, const char *company, db_secrets_cb cb)
+void db_secret_list(struct call *c, const char *company, int deleted, db_secrets_cb cb)
 {
 	struct db_params p = { 0 };
 
 	db_param_text(&p, company);
-	db_run(c, DB_RUN_CALL, &list_secrets, &p, deliver_secrets, (union db_cb){ .secrets = cb },
-	    NULL);
+	db_run(c, DB_RUN_CALL, deleted ? &list_deleted : &list_secrets, &p, deliver_secrets,
+	    (union db_cb){ .secrets = cb }, NULL);
 }
 
 static void deliver_described(
@@ -341,28 +391,55 @@ void db_secret_version_action(struct call *c, const char *company, const char *n
 	    NULL);
 }
 
-static void deliver_unbound(
+/* One row per binding kept, or one with no binding (NULL) when there are none. */
+static void deliver_deleted(
     struct call *c, const struct db_pending *p, const struct store_result *res)
 {
-	size_t n = (size_t)store_result_ntuples(res);
-	const char **names = db_rows_alloc(c, n, sizeof(*names));
+	size_t n = (size_t)store_result_ntuples(res), nbound = 0;
+	const char **bound = db_rows_alloc(c, n, sizeof(*bound));
+	const char *until = n > 0 ? db_col_str(res, 0, p->st, D_RESTORE_UNTIL) : "";
 
-	if (names == NULL)
+	if (bound == NULL)
 		return;
 	for (size_t i = 0; i < n; i++)
-		names[i] = db_col_str(res, (int)i, p->st, D_UNBOUND);
-	p->cb.names(c, names, n);
-	free(names);
+		if (!db_col_null(res, (int)i, p->st, D_BOUND))
+			bound[nbound++] = db_col_str(res, (int)i, p->st, D_BOUND);
+	p->cb.deleted(c, bound, nbound, until);
+	free(bound);
 }
 
-void db_secret_delete(
-    struct call *c, const char *company, const char *name, int force, db_names_cb cb)
+void db_secret_delete(struct call *c, const char *company, const char *name, int force,
+    uint32_t days, db_secret_deleted_cb cb)
 {
 	struct db_params p = { 0 };
 
 	db_param_text(&p, company);
 	db_param_text(&p, name);
 	db_param_bool(&p, force);
-	db_run(c, DB_RUN_CALL, &delete_secret, &p, deliver_unbound, (union db_cb){ .names = cb },
+	db_param_u32(&p, days);
+	db_param_text(&p, db_actor(c));
+	db_run(c, DB_RUN_CALL, &delete_secret, &p, deliver_deleted, (union db_cb){ .deleted = cb },
 	    NULL);
+}
+
+/* Restore and purge: the same parameters, a secret's row back. */
+static void run_named(
+    struct call *c, struct db_stmt *st, const char *company, const char *name, db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_text(&p, db_actor(c));
+	db_run(c, DB_RUN_CALL, st, &p, deliver_secret, (union db_cb){ .secret = cb }, NULL);
+}
+
+void db_secret_restore(struct call *c, const char *company, const char *name, db_secret_cb cb)
+{
+	run_named(c, &restore_secret, company, name, cb);
+}
+
+void db_secret_purge(struct call *c, const char *company, const char *name, db_secret_cb cb)
+{
+	run_named(c, &purge_secret, company, name, cb);
 }

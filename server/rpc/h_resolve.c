@@ -132,6 +132,12 @@ static void on_resolved(
 			call_fail(c, r, "%s: %s", label, err.message);
 			goto out;
 		}
+		if (x->deleted_note != NULL) {
+			/* Loud and telling: the binding is kept so the agent learns why (lifecycle). */
+			ref_label(in->refs[idx], label, sizeof(label));
+			call_fail(c, PCS_NOT_FOUND, "%s: %s", label, x->deleted_note);
+			goto out;
+		}
 		if (x->state == NULL) {
 			ref_label(in->refs[idx], label, sizeof(label));
 			call_fail(

@@ -1,6 +1,7 @@
 /*
- * CreateSecret, UpdateSecret, ListSecrets, DescribeSecret, and the version lifecycle:
- * PromoteSecret, RollbackSecret, DisableSecretVersion, EnableSecretVersion.
+ * CreateSecret, UpdateSecret, ListSecrets, DescribeSecret, the version lifecycle:
+ * PromoteSecret, RollbackSecret, DisableSecretVersion, EnableSecretVersion, and the secret's
+ * own: DeleteSecret (soft, restorable), RestoreSecret, PurgeSecret.
  * Writes take two round trips: the first learns the ids and the version number that the
  * value's associated data binds, the value is sealed here, the second stores it together with
  * the audit row. Values never reach the store unsealed.
@@ -20,6 +21,9 @@
 #include "server.h"
 
 #define DESCRIPTION_MAX 1024
+/* A deletion's recovery window, in days (docs/lifecycle.md). */
+#define RECOVERY_DAYS_DEFAULT 7
+#define RECOVERY_DAYS_MAX 30
 /*
  * How many times an update without an expected version prepares, seals and stores when it
  * keeps losing the race to other updates of the same secret. Each loss means another update
@@ -73,6 +77,10 @@ static void secret_msg(const struct db_secret *row, Pcsecret__V1__SecretInfo *ou
 	out->created_at = (char *)row->created_at;
 	out->updated_at = (char *)row->updated_at;
 	out->created_by = (char *)row->created_by;
+	out->deleted_at = (char *)row->deleted_at;
+	out->deleted_by = (char *)row->deleted_by;
+	out->restore_until = (char *)row->restore_until;
+	out->purged = row->purged;
 }
 
 /*
@@ -257,7 +265,7 @@ void handle_list_secrets(Pcsecret__V1__PcSecret_Service *svc,
 
 	if (h_company(c, in->company) != 0)
 		return;
-	db_secret_list(c, in->company, on_listed);
+	db_secret_list(c, in->company, in->deleted, on_listed);
 }
 
 static void on_described(
@@ -308,13 +316,15 @@ void handle_describe_secret(Pcsecret__V1__PcSecret_Service *svc,
 	db_secret_describe(c, in->company, in->name, on_described);
 }
 
-static void on_deleted(struct call *c, const char *const *unbound, size_t n)
+static void on_deleted(
+    struct call *c, const char *const *bound, size_t n, const char *restore_until)
 {
 	Pcsecret__V1__DeleteSecretReply rep = PCSECRET__V1__DELETE_SECRET_REPLY__INIT;
 
 	/* protobuf-c's char ** for a repeated string: the reply only reads them. */
-	rep.unbound = (char **)(uintptr_t)unbound;
-	rep.n_unbound = n;
+	rep.bound = (char **)(uintptr_t)bound;
+	rep.n_bound = n;
+	rep.restore_until = (char *)(uintptr_t)restore_until;
 	call_reply(c, &rep.base);
 }
 
@@ -324,9 +334,59 @@ void handle_delete_secret(Pcsecret__V1__PcSecret_Service *svc,
 {
 	HANDLER_PROLOGUE(c);
 
+	uint32_t days = in->recovery_days != 0 ? in->recovery_days : RECOVERY_DAYS_DEFAULT;
+
 	if (authorize_secret(c, in->company, in->name) != 0)
 		return;
-	db_secret_delete(c, in->company, in->name, in->force, on_deleted);
+	if (days > RECOVERY_DAYS_MAX) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "recovery days %u is out of range: 1 to %d",
+		    days, RECOVERY_DAYS_MAX);
+		return;
+	}
+	db_secret_delete(c, in->company, in->name, in->force, days, on_deleted);
+}
+
+static void reply_restored(struct call *c, const struct db_secret *row)
+{
+	Pcsecret__V1__RestoreSecretReply rep = PCSECRET__V1__RESTORE_SECRET_REPLY__INIT;
+	Pcsecret__V1__SecretInfo info;
+
+	secret_msg(row, &info);
+	rep.secret = &info;
+	call_reply(c, &rep.base);
+}
+
+void handle_restore_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretNameRequest *in, Pcsecret__V1__RestoreSecretReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	if (authorize_secret(c, in->company, in->name) != 0)
+		return;
+	db_secret_restore(c, in->company, in->name, reply_restored);
+}
+
+static void reply_purged(struct call *c, const struct db_secret *row)
+{
+	Pcsecret__V1__PurgeSecretReply rep = PCSECRET__V1__PURGE_SECRET_REPLY__INIT;
+	Pcsecret__V1__SecretInfo info;
+
+	secret_msg(row, &info);
+	rep.secret = &info;
+	rep.destroyed = row->destroyed;
+	call_reply(c, &rep.base);
+}
+
+void handle_purge_secret(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretNameRequest *in, Pcsecret__V1__PurgeSecretReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	if (authorize_secret(c, in->company, in->name) != 0)
+		return;
+	db_secret_purge(c, in->company, in->name, reply_purged);
 }
 
 static void reply_version_action(struct call *c, const struct db_secret *row)

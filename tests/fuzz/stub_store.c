@@ -32,21 +32,37 @@
 
 /* Outcome byte: top 3 bits pick the kind of answer. */
 enum { OUT_ERROR = 0, OUT_EMPTY = 1, OUT_FUZZ_ROWS = 2, OUT_SLOW = 3 };
-#define OUTCOME_DEFAULT 0xff  /* canned rows, at once */
+#define OUTCOME_DEFAULT 0xff /* canned rows, at once */
 
 enum rows_kind { ROWS_EMPTY, ROWS_FUZZ, ROWS_CANNED };
 
 /* Which db_* operation a job is, by the shape of its callback. */
 enum op_kind {
-	K_DONE, K_COMPANY, K_COMPANIES, K_SECRET, K_SECRETS, K_DESCRIBED, K_PREPARED, K_NAMES,
-	K_AGENT, K_AGENTS, K_RULE, K_RULES, K_PRINCIPAL, K_AUDIT, K_RESOLVE, K_ENV, K_STORED
+	K_DONE,
+	K_COMPANY,
+	K_COMPANIES,
+	K_SECRET,
+	K_SECRETS,
+	K_DESCRIBED,
+	K_PREPARED,
+	K_NAMES,
+	K_AGENT,
+	K_AGENTS,
+	K_RULE,
+	K_RULES,
+	K_PRINCIPAL,
+	K_AUDIT,
+	K_RESOLVE,
+	K_ENV,
+	K_STORED,
+	K_DELETED
 };
 
 struct stub_op {
 	enum op_kind kind;
 	union db_cb cb;
-	size_t nrefs;                     /* a resolve answers one row per reference */
-	uint32_t attempt;                 /* echoed, as the real layer does */
+	size_t nrefs;     /* a resolve answers one row per reference */
+	uint32_t attempt; /* echoed, as the real layer does */
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];
 };
 
@@ -55,7 +71,7 @@ struct store_result {
 	char message[256];
 	struct store *s;
 	enum rows_kind rows;
-	const struct stub_op *op;  /* the db_* operation the statement stands for */
+	const struct stub_op *op; /* the db_* operation the statement stands for */
 };
 
 enum job_state { JOB_QUEUED, JOB_SLOW, JOB_DONE };
@@ -69,10 +85,10 @@ struct store_job {
 	struct store *s;
 	enum job_state state;
 	int cancelled;
-	store_cb cb;              /* dispatch's, for a call's statement */
+	store_cb cb; /* dispatch's, for a call's statement */
 	void *arg;
 	struct stub_op *op;
-	int audited;              /* carries its call's audit row (the last AUDIT_NPARAMS values) */
+	int audited; /* carries its call's audit row (the last AUDIT_NPARAMS values) */
 	int nparams;
 	char **values;
 	size_t *lengths;
@@ -90,9 +106,9 @@ TAILQ_HEAD(job_queue, store_job);
 struct store {
 	struct event_base *base;
 	struct event *kick;
-	struct job_queue queue;    /* ready to answer */
-	size_t queued;             /* in queue */
-	size_t slow;               /* waiting on their timer */
+	struct job_queue queue; /* ready to answer */
+	size_t queued;          /* in queue */
+	size_t slow;            /* waiting on their timer */
 	const uint8_t *script;
 	size_t script_len, script_off;
 	enum stub_persona persona;
@@ -108,8 +124,7 @@ static struct stub_op *pending;
 
 void stub_set_sealed(const struct stub_sealed *s) { sealed = *s; }
 
-void stub_configure(struct store *s, const uint8_t *script, size_t len,
-    enum stub_persona persona)
+void stub_configure(struct store *s, const uint8_t *script, size_t len, enum stub_persona persona)
 {
 	s->script = script;
 	s->script_len = len;
@@ -258,6 +273,11 @@ static void gen_secret(struct gen *g, struct db_secret *r)
 	r->created_at = gen_str(g, TS);
 	r->updated_at = gen_str(g, TS);
 	r->created_by = gen_str(g, "uid:0");
+	r->deleted_at = gen_str(g, "");
+	r->deleted_by = gen_str(g, "");
+	r->restore_until = gen_str(g, "");
+	r->purged = (int)gen_u32(g, 0);
+	r->destroyed = gen_u32(g, 0);
 }
 
 static void gen_agent(struct gen *g, struct db_agent *r)
@@ -302,12 +322,28 @@ static struct db_principal_match *gen_principal(struct gen *g, size_t *n)
 	*n = 0;
 	if (g->rows == ROWS_CANNED) {
 		switch (g->s->persona) {
-		case STUB_ADMIN_RULE: first = 0; *n = 1; break;
-		case STUB_OPERATOR: first = 1; *n = 2; break;
-		case STUB_LAUNCHER: first = 3; *n = 1; break;
-		case STUB_AGENT: first = 4; *n = 1; break;
-		case STUB_UNKNOWN_ROLE: first = 5; *n = 1; break;
-		default: break;
+		case STUB_ADMIN_RULE:
+			first = 0;
+			*n = 1;
+			break;
+		case STUB_OPERATOR:
+			first = 1;
+			*n = 2;
+			break;
+		case STUB_LAUNCHER:
+			first = 3;
+			*n = 1;
+			break;
+		case STUB_AGENT:
+			first = 4;
+			*n = 1;
+			break;
+		case STUB_UNKNOWN_ROLE:
+			first = 5;
+			*n = 1;
+			break;
+		default:
+			break;
 		}
 		rows = rows_alloc(*n, sizeof(*rows));
 		for (size_t i = 0; i < *n; i++)
@@ -357,7 +393,7 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_STORED: {
-		struct db_secret row = { "", "", "", "", 0, "", "", "" };
+		struct db_secret row = { "", "", "", "", 0, "", "", "", "", "", "", 0, 0 };
 		if (gen_rows(g, 0) > 0)
 			gen_secret(g, &row);
 		op->cb.stored(c, op->attempt, 0, "", &row);
@@ -386,7 +422,8 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 			versions[i].promoted_by = gen_str(g, "");
 		}
 		if (n == 0)
-			rows[0] = (struct db_secret){ "", "", "", "", 0, "", "", "" };
+			rows[0] = (struct db_secret){ "", "", "", "", 0, "", "", "", "", "", "", 0,
+				0 };
 		if (op->kind == K_SECRETS)
 			op->cb.secrets(c, rows, n);
 		else if (op->kind == K_DESCRIBED)
@@ -417,6 +454,16 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 			names[i] = gen_str(g, "API_KEY");
 		op->cb.names(c, names, n);
 		free(names);
+		return;
+	}
+	case K_DELETED: {
+		const char **bound;
+		n = gen_rows(g, 1);
+		bound = rows_alloc(n, sizeof(*bound));
+		for (size_t i = 0; i < n; i++)
+			bound[i] = gen_str(g, "acme/web:API_KEY");
+		op->cb.deleted(c, bound, n, gen_str(g, TS));
+		free(bound);
 		return;
 	}
 	case K_AGENT: {
@@ -463,7 +510,8 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 			op->cb.rules(c, rows, n);
 		} else {
 			if (n == 0)
-				rows[0] = (struct db_principal_rule){ 0, "", 0, "", "", "", "", "" };
+				rows[0] = (struct db_principal_rule){ 0, "", 0, "", "", "", "",
+					"" };
 			op->cb.rule(c, &rows[0]);
 		}
 		free(rows);
@@ -522,6 +570,11 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 			rows[i].name = gen_str(g, "key");
 			rows[i].agent_id = gen_str(g, "00000000-0000-4000-8000-0000000000a1");
 			rows[i].agent_gen = (int64_t)gen_u32(g, 1);
+			/* Some fuzzed rows are of a deleted secret (its binding kept). */
+			rows[i].deleted_note = g->rows == ROWS_FUZZ && (next_byte(g->s, 0) & 1) ?
+			    gen_str(
+			        g, "secret acme/key was deleted; it can be restored until " TS) :
+			    NULL;
 		}
 		op->cb.resolve(c, &t, rows, n);
 		free(rows);
@@ -601,11 +654,11 @@ static struct stub_op *op_new(enum op_kind kind)
 	return op;
 }
 
-#define OP(kind, field, cbv, step)                 \
-	do {                                           \
-		struct stub_op *op_ = op_new(kind);        \
-		op_->cb.field = (cbv);                     \
-		run_op(c, (step), op_);                    \
+#define OP(kind, field, cbv, step) \
+	do { \
+		struct stub_op *op_ = op_new(kind); \
+		op_->cb.field = (cbv); \
+		run_op(c, (step), op_); \
 	} while (0)
 
 /* ---- the db layer's operations ---- */
@@ -623,8 +676,8 @@ void db_company_list(struct call *c, const char *const *only, size_t n, db_compa
 	OP(K_COMPANIES, companies, cb, 0);
 }
 
-void db_secret_prepare_create(struct call *c, const char *company, const char *name,
-    db_secret_prepared_cb cb)
+void db_secret_prepare_create(
+    struct call *c, const char *company, const char *name, db_secret_prepared_cb cb)
 {
 	(void)company;
 	(void)name;
@@ -664,8 +717,8 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
 }
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *s, const char *token, int promote,
-    uint32_t attempt, db_secret_stored_cb cb)
+    uint32_t expected, const struct db_sealed *s, const char *token, int promote, uint32_t attempt,
+    db_secret_stored_cb cb)
 {
 	struct stub_op *op = op_new(K_STORED);
 
@@ -696,14 +749,15 @@ void db_secret_version_action(struct call *c, const char *company, const char *n
 	OP(K_SECRET, secret, cb, 0);
 }
 
-void db_secret_list(struct call *c, const char *company, db_secrets_cb cb)
+void db_secret_list(struct call *c, const char *company, int deleted, db_secrets_cb cb)
 {
 	(void)company;
+	(void)deleted;
 	OP(K_SECRETS, secrets, cb, 0);
 }
 
-void db_secret_describe(struct call *c, const char *company, const char *name,
-    db_secret_described_cb cb)
+void db_secret_describe(
+    struct call *c, const char *company, const char *name, db_secret_described_cb cb)
 {
 	(void)company;
 	(void)name;
@@ -711,12 +765,27 @@ void db_secret_describe(struct call *c, const char *company, const char *name,
 }
 
 void db_secret_delete(struct call *c, const char *company, const char *name, int force,
-    db_names_cb cb)
+    uint32_t days, db_secret_deleted_cb cb)
 {
 	(void)company;
 	(void)name;
 	(void)force;
-	OP(K_NAMES, names, cb, 0);
+	(void)days;
+	OP(K_DELETED, deleted, cb, 0);
+}
+
+void db_secret_restore(struct call *c, const char *company, const char *name, db_secret_cb cb)
+{
+	(void)company;
+	(void)name;
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_purge(struct call *c, const char *company, const char *name, db_secret_cb cb)
+{
+	(void)company;
+	(void)name;
+	OP(K_SECRET, secret, cb, 0);
 }
 
 void db_agent_create(struct call *c, const char *company, const char *name, uint32_t uid,
@@ -737,8 +806,8 @@ void db_agent_describe(struct call *c, const char *company, const char *name, db
 	OP(K_AGENT, agent, cb, 0);
 }
 
-void db_agent_set_env(struct call *c, const char *company, const char *agent,
-    const char *env_name, const struct db_ref *ref, db_agent_cb cb)
+void db_agent_set_env(struct call *c, const char *company, const char *agent, const char *env_name,
+    const struct db_ref *ref, db_agent_cb cb)
 {
 	(void)company;
 	(void)agent;
@@ -747,8 +816,8 @@ void db_agent_set_env(struct call *c, const char *company, const char *agent,
 	OP(K_AGENT, agent, cb, 0);
 }
 
-void db_agent_unset_env(struct call *c, const char *company, const char *agent,
-    const char *env_name, db_agent_cb cb)
+void db_agent_unset_env(
+    struct call *c, const char *company, const char *agent, const char *env_name, db_agent_cb cb)
 {
 	(void)company;
 	(void)agent;
@@ -779,10 +848,7 @@ void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const
 	OP(K_RULE, rule, cb, 0);
 }
 
-void db_principal_list(struct call *c, db_rules_cb cb)
-{
-	OP(K_RULES, rules, cb, 0);
-}
+void db_principal_list(struct call *c, db_rules_cb cb) { OP(K_RULES, rules, cb, 0); }
 
 void db_principal_remove(struct call *c, uint64_t id, db_done_cb cb)
 {
@@ -791,13 +857,10 @@ void db_principal_remove(struct call *c, uint64_t id, db_done_cb cb)
 }
 
 /* The stub runs its statements through dispatch itself. */
-void db_set_call_ops(const struct db_call_ops *ops)
-{
-	(void)ops;
-}
+void db_set_call_ops(const struct db_call_ops *ops) { (void)ops; }
 
-void db_principal_lookup(struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups,
-    db_principal_cb cb)
+void db_principal_lookup(
+    struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups, db_principal_cb cb)
 {
 	(void)uid;
 	(void)groups;
@@ -805,8 +868,8 @@ void db_principal_lookup(struct call *c, uint32_t uid, const gid_t *groups, size
 	OP(K_PRINCIPAL, principal, cb, 1);
 }
 
-void db_audit_list(struct call *c, const char *const *only, size_t n, uint32_t limit,
-    db_audit_list_cb cb)
+void db_audit_list(
+    struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb)
 {
 	(void)only;
 	(void)n;
@@ -814,8 +877,8 @@ void db_audit_list(struct call *c, const char *const *only, size_t n, uint32_t l
 	OP(K_AUDIT, audit, cb, 0);
 }
 
-void db_resolve(struct call *c, const char *company, const char *agent,
-    const struct db_ref *refs, size_t n, db_resolve_cb cb)
+void db_resolve(struct call *c, const char *company, const char *agent, const struct db_ref *refs,
+    size_t n, db_resolve_cb cb)
 {
 	struct stub_op *op = op_new(K_RESOLVE);
 
@@ -857,12 +920,12 @@ static void audit_add(struct store *s, char *const *values)
 	memset(&a, 0, sizeof(a));
 	v = values[AUDIT_P_CALL_ID];
 	a.call_id = v != NULL ? strtoull(v, NULL, 10) : 0;
-	snprintf(a.method, sizeof(a.method), "%s", values[AUDIT_P_METHOD] ?
-	    values[AUDIT_P_METHOD] : "");
-	snprintf(a.principal, sizeof(a.principal), "%s", values[AUDIT_P_PRINCIPAL] ?
-	    values[AUDIT_P_PRINCIPAL] : "");
-	snprintf(a.status, sizeof(a.status), "%s", values[AUDIT_P_STATUS] ?
-	    values[AUDIT_P_STATUS] : "");
+	snprintf(
+	    a.method, sizeof(a.method), "%s", values[AUDIT_P_METHOD] ? values[AUDIT_P_METHOD] : "");
+	snprintf(a.principal, sizeof(a.principal), "%s",
+	    values[AUDIT_P_PRINCIPAL] ? values[AUDIT_P_PRINCIPAL] : "");
+	snprintf(
+	    a.status, sizeof(a.status), "%s", values[AUDIT_P_STATUS] ? values[AUDIT_P_STATUS] : "");
 	if (s->naudits == STUB_MAX_AUDITS) {
 		memmove(&s->audits[0], &s->audits[1], sizeof(s->audits[0]) * (STUB_MAX_AUDITS - 1));
 		s->naudits--;
@@ -885,14 +948,14 @@ static void record_audit(struct store *s, const struct store_job *job)
 	}
 }
 
-int stub_take_audit(struct store *s, uint64_t call_id, const char *status,
-    struct stub_audit *out)
+int stub_take_audit(struct store *s, uint64_t call_id, const char *status, struct stub_audit *out)
 {
 	for (size_t i = 0; i < s->naudits; i++) {
 		if (s->audits[i].call_id != call_id || strcmp(s->audits[i].status, status) != 0)
 			continue;
 		*out = s->audits[i];
-		memmove(&s->audits[i], &s->audits[i + 1], sizeof(s->audits[0]) * (s->naudits - i - 1));
+		memmove(
+		    &s->audits[i], &s->audits[i + 1], sizeof(s->audits[0]) * (s->naudits - i - 1));
 		s->naudits--;
 		return 1;
 	}
@@ -917,7 +980,8 @@ static void answer_batch(struct store_job *job, const struct store_result *res)
 	for (size_t i = 0; i < n; i++) {
 		/* Fuzz rows may be more than were sent. */
 		const char *sent = i < job->nrows ?
-		    job->values[i * AUDIT_QUEUE_NPARAMS + AUDIT_P_STATUS] : NULL;
+		    job->values[i * AUDIT_QUEUE_NPARAMS + AUDIT_P_STATUS] :
+		    NULL;
 		stored[i] = gen_str(&g, sent != NULL ? sent : "");
 	}
 	job->batch_fn(0, stored, n, job->batch_arg);
@@ -929,8 +993,8 @@ static void answer_batch(struct store_job *job, const struct store_result *res)
 
 static const int error_codes[12] = { PCS_UNAVAILABLE, PCS_ALREADY_EXISTS, PCS_NOT_FOUND,
 	PCS_PERMISSION_DENIED, PCS_ABORTED, PCS_INTERNAL, PCS_INVALID_ARGUMENT,
-	PCS_FAILED_PRECONDITION, PCS_DEADLINE_EXCEEDED, PCS_RESOURCE_EXHAUSTED,
-	PCS_UNAUTHENTICATED, PCS_OK /* a database that reports an error without a code */ };
+	PCS_FAILED_PRECONDITION, PCS_DEADLINE_EXCEEDED, PCS_RESOURCE_EXHAUSTED, PCS_UNAUTHENTICATED,
+	PCS_OK /* a database that reports an error without a code */ };
 
 static void job_free(struct store_job *job)
 {
@@ -977,7 +1041,8 @@ static int deliver(struct store *s, struct store_job *job)
 	case OUT_ERROR: {
 		int code = error_codes[(job->outcome & 0x0f) % 12];
 		res.status = code == PCS_OK ? -PCS_INTERNAL : -code;
-		snprintf(res.message, sizeof(res.message), "stub: %s", pcs_status_name(-res.status));
+		snprintf(
+		    res.message, sizeof(res.message), "stub: %s", pcs_status_name(-res.status));
 		break;
 	}
 	case OUT_EMPTY:
@@ -1048,8 +1113,8 @@ static void on_slow(evutil_socket_t fd, short what, void *arg)
 	deliver(s, job);
 }
 
-int store_open(struct event_base *base, const char *conninfo, int pool_size,
-    struct store **out, pcs_error *err)
+int store_open(struct event_base *base, const char *conninfo, int pool_size, struct store **out,
+    pcs_error *err)
 {
 	struct store *s;
 
@@ -1103,8 +1168,8 @@ static int query_check(const struct store_query *q, pcs_error *err)
 }
 
 /* Queues a job for q; takes op (freed with the job, or now when refused). */
-static struct store_job *job_submit(struct store *s, const struct store_query *q,
-    struct stub_op *op, pcs_error *err)
+static struct store_job *job_submit(
+    struct store *s, const struct store_query *q, struct stub_op *op, pcs_error *err)
 {
 	struct store_job *job;
 	int outcome;
@@ -1164,8 +1229,8 @@ refuse:
 	return NULL;
 }
 
-struct store_job *store_submit(struct store *s, const struct store_query *q, store_cb cb,
-    void *arg, pcs_error *err)
+struct store_job *store_submit(
+    struct store *s, const struct store_query *q, store_cb cb, void *arg, pcs_error *err)
 {
 	struct stub_op *op = pending;
 	struct store_job *job;

@@ -166,6 +166,11 @@ static const struct op ops[] = {
 	  { "agent", "delete", "acme/a-%s" } },
 	{ "DeleteSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "secret", "delete", "acme/s-%s" } },
+	/* Soft delete: the row above deleted acme/s-<role>, restorable; then its values go. */
+	{ "RestoreSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "restore", "acme/s-%s" } },
+	{ "PurgeSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "purge", "acme/s-%s", "--yes" } },
 	/* The version lifecycle: secret writes. acme/shared has one version, latest. */
 	{ "PromoteSecret", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "secret", "promote", "acme/shared", "1" } },

@@ -34,6 +34,8 @@ static const struct {
 	{ "RollbackSecret", "ACDD" },
 	{ "DisableSecretVersion", "ACDD" },
 	{ "EnableSecretVersion", "ACDD" },
+	{ "RestoreSecret", "ACDD" },
+	{ "PurgeSecret", "ACDD" },
 	{ "ListSecrets", "ACDD" },
 	{ "DescribeSecret", "ACDD" },
 	{ "Resolve", "DDGG" },

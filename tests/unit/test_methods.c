@@ -19,7 +19,7 @@ static const char *const wire_ids[] = {
 	"ListSecrets", "DescribeSecret", "Resolve", "CreateAgent", "DescribeAgent", "SetAgentEnv",
 	"UnsetAgentEnv", "GetAgentEnv", "AddPrincipal", "ListPrincipals", "RemovePrincipal",
 	"ListAudit", "ListAgents", "DeleteAgent", "DeleteSecret", "PromoteSecret", "RollbackSecret",
-	"DisableSecretVersion", "EnableSecretVersion",
+	"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret",
 };
 
 static void test_ids_pinned(void **state)
@@ -67,7 +67,7 @@ static void test_matches_descriptor(void **state)
 static void test_flags(void **state)
 {
 	static const char *const lifecycle[] = { "PromoteSecret", "RollbackSecret",
-		"DisableSecretVersion", "EnableSecretVersion" };
+		"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret" };
 	unsigned values = 0, handshakes = 0;
 
 	(void)state;
