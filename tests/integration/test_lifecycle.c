@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
 #include "wire.h"
@@ -40,93 +41,14 @@
 
 static struct it_daemon D;
 static char conninfo[512];
-static char instance[64]; /* the daemon's, from Hello: its audit rows */
-
-struct conn {
-	struct wire w;
-	uint64_t next_id;
-};
-
-static struct conn adm, agent;
-
-static const char *status_name(int st)
-{
-	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
-	    &pcsecret__v1__status_code__descriptor, st);
-
-	return st < 0 ? "no reply" : v != NULL ? v->name : "?";
-}
-
-static void sql_text(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void sql_text(char *buf, size_t size, const char *fmt, ...)
-{
-	char sql[1024], *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	if ((v = pgtest_query_text(conninfo, sql)) == NULL)
-		fail_msg("no result from: %s", sql);
-	snprintf(buf, size, "%s", v);
-	free(v);
-}
-
-static void conn_open(struct conn *c, uid_t uid, uint64_t base)
-{
-	memset(c, 0, sizeof(*c));
-	c->w.fd = -1;
-	c->next_id = base;
-	if (uid == 0) {
-		assert_int_equal(wire_open(&c->w, D.socket), 0);
-	} else {
-		char msg[2048];
-		if ((c->w.fd = wire_connect_as(D.socket, uid, msg, sizeof(msg))) < 0)
-			fail_msg("connecting as uid %u: %s", (unsigned)uid, msg);
-	}
-	if (wire_hello_instance(&c->w, c->next_id++, uid == 0 ? instance : NULL,
-	        uid == 0 ? sizeof(instance) : 0) != ST_OK)
-		fail_msg("uid %u: Hello failed", (unsigned)uid);
-}
-
-/* One call; its status, its message in msg (may be NULL), its reply in *out (may be NULL). */
-static int call(struct conn *c, const char *method, const ProtobufCMessage *req, char *msg,
-    size_t size, Pcsecret__V1__Reply **out, uint64_t *id)
-{
-	Pcsecret__V1__Reply *r = NULL;
-	int st;
-
-	if (id != NULL)
-		*id = c->next_id;
-	st = wire_rpc(&c->w, c->next_id++, wire_mid(method), 0, req, &r, 15000);
-	if (msg != NULL)
-		snprintf(msg, size, "%s", r != NULL ? r->message : "");
-	if (out != NULL)
-		*out = r;
-	else if (r != NULL)
-		pcsecret__v1__reply__free_unpacked(r, NULL);
-	return st;
-}
-
-static void admin_ok(const char *method, const ProtobufCMessage *req)
-{
-	char msg[256];
-	int st = call(&adm, method, req, msg, sizeof(msg), NULL, NULL);
-
-	if (st != ST_OK)
-		fail_msg("%s: %s %s", method, status_name(st), msg);
-}
+static struct itconn_env E; /* the daemon: its socket, conninfo and instance id */
+static struct itconn adm, agent;
 
 /* The method and status of the audit row of the admin's call id ("" when none). */
 static void audit_of(uint64_t id, char *buf, size_t size)
 {
-	sql_text(buf, size,
-	    "SELECT coalesce(string_agg(method || ' ' || status || ' ' || coalesce(version, '-'), "
-	    "',' ORDER BY id), '') FROM audit_log WHERE instance_id = '%s' AND peer_uid = 0 "
-	    "AND call_id = %" PRIu64,
-	    instance, id);
+	itconn_audit_of(
+	    &E, "method || ' ' || status || ' ' || coalesce(version, '-')", id, buf, size);
 }
 
 /*
@@ -147,10 +69,10 @@ static void transition(
 	q.company = (char *)"acme";
 	q.name = (char *)"k";
 	q.version = version;
-	st = call(&adm, method, &q.base, msg, sizeof(msg), &r, &id);
+	st = itconn_call(&adm, method, &q.base, msg, sizeof(msg), &r, &id);
 	if (st != want)
-		fail_msg("%s version %u: %s (%s), want %s", method, version, status_name(st), msg,
-		    status_name(want));
+		fail_msg("%s version %u: %s (%s), want %s", method, version, itconn_status_name(st),
+		    msg, itconn_status_name(want));
 	if (needle != NULL && strstr(msg, needle) == NULL)
 		fail_msg("%s version %u: \"%s\" does not say \"%s\"", method, version, msg, needle);
 	if (st == ST_OK) {
@@ -163,9 +85,10 @@ static void transition(
 	pcsecret__v1__reply__free_unpacked(r, NULL);
 	audit_of(id, row, sizeof(row));
 	if (version != 0)
-		snprintf(expect, sizeof(expect), "%s %s %u", method, status_name(want), version);
+		snprintf(
+		    expect, sizeof(expect), "%s %s %u", method, itconn_status_name(want), version);
 	else
-		snprintf(expect, sizeof(expect), "%s %s -", method, status_name(want));
+		snprintf(expect, sizeof(expect), "%s %s -", method, itconn_status_name(want));
 	if (strcmp(row, expect) != 0)
 		fail_msg(
 		    "%s version %u: audit rows \"%s\", want \"%s\"", method, version, row, expect);
@@ -193,7 +116,7 @@ static struct described describe(void)
 	memset(&d, 0, sizeof(d));
 	q.company = (char *)"acme";
 	q.name = (char *)"k";
-	assert_int_equal(call(&adm, "DescribeSecret", &q.base, NULL, 0, &r, NULL), ST_OK);
+	assert_int_equal(itconn_call(&adm, "DescribeSecret", &q.base, NULL, 0, &r, NULL), ST_OK);
 	rep = pcsecret__v1__describe_secret_reply__unpack(NULL, r->reply.len, r->reply.data);
 	assert_non_null(rep);
 	assert_non_null(rep->secret);
@@ -234,10 +157,10 @@ static void agent_resolves(
 	q.refs = refs;
 	q.n_refs = 1;
 	q.agent = (char *)"";
-	st = call(&agent, "Resolve", &q.base, msg, sizeof(msg), &r, NULL);
+	st = itconn_call(&agent, "Resolve", &q.base, msg, sizeof(msg), &r, NULL);
 	if (st != want)
-		fail_msg("%s: resolving @%u: %s (%s), want %s", when, version, status_name(st), msg,
-		    status_name(want));
+		fail_msg("%s: resolving @%u: %s (%s), want %s", when, version,
+		    itconn_status_name(st), msg, itconn_status_name(want));
 	if (st == ST_OK) {
 		rr = pcsecret__v1__resolve_reply__unpack(NULL, r->reply.len, r->reply.data);
 		assert_non_null(rr);
@@ -269,7 +192,7 @@ static void bind(const char *env, uint32_t version)
 	q.agent = (char *)"bot";
 	q.env_name = (char *)env;
 	q.ref = &ref;
-	admin_ok("SetAgentEnv", &q.base);
+	itconn_admin_ok(&adm, "SetAgentEnv", &q.base);
 }
 
 /* pcctl as root with args; its exit status, output in r (free it). */
@@ -293,7 +216,7 @@ static long long sql_count(const char *sql)
 {
 	char buf[32];
 
-	sql_text(buf, sizeof(buf), "%s", sql);
+	itconn_sql_text(&E, buf, sizeof(buf), "%s", sql);
 	return atoll(buf);
 }
 
@@ -315,18 +238,20 @@ static int setup(void **state)
 	     wire_sleep_ms(50))
 		if (wire_now_ms() > until)
 			return -1;
-	conn_open(&adm, 0, 1000000);
+	E.socket = D.socket;
+	E.conninfo = conninfo;
+	itconn_open(&E, &adm, 0, 1000000);
 	cc.name = (char *)"acme";
-	admin_ok("CreateCompany", &cc.base);
+	itconn_admin_ok(&adm, "CreateCompany", &cc.base);
 	cs.company = (char *)"acme";
 	cs.name = (char *)"k";
 	cs.value.data = (uint8_t *)V1;
 	cs.value.len = strlen(V1);
-	admin_ok("CreateSecret", &cs.base);
+	itconn_admin_ok(&adm, "CreateSecret", &cs.base);
 	ca.company = (char *)"acme";
 	ca.name = (char *)"bot";
 	ca.uid = AGENT_UID;
-	admin_ok("CreateAgent", &ca.base);
+	itconn_admin_ok(&adm, "CreateAgent", &ca.base);
 	bind("K", 0);
 	bind("K1", 1);
 	return 0;
@@ -349,7 +274,7 @@ static void test_stage_promote_rollback_disable_enable(void **state)
 
 	(void)state;
 	/* An agent connection opened now, and kept through every change below. */
-	conn_open(&agent, AGENT_UID, 2000000);
+	itconn_open(&E, &agent, AGENT_UID, 2000000);
 	agent_resolves(0, ST_OK, V1, 1, "before anything");
 	agent_resolves(0, ST_OK, V1, 1, "from the cache");
 
@@ -452,7 +377,7 @@ static void test_stage_promote_rollback_disable_enable(void **state)
 	/* Still two versions: nothing above wrote one. */
 	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions"), 2);
 	/* pcctl's calls were audited too, each once. */
-	sql_text(row, sizeof(row),
+	itconn_sql_text(&E, row, sizeof(row),
 	    "SELECT string_agg(method || ' ' || status, ',' ORDER BY id) FROM audit_log "
 	    "WHERE call_id < 1000000 AND method IN ('PromoteSecret', 'RollbackSecret', "
 	    "'DisableSecretVersion', 'EnableSecretVersion')");

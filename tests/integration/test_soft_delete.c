@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
 #include "wire.h"
@@ -43,93 +44,15 @@
 
 static struct it_daemon D;
 static char conninfo[512];
-static char instance[64]; /* the daemon's, from Hello: its audit rows */
-static char k_id[64];     /* acme/k's id */
+static char k_id[64]; /* acme/k's id */
 
-struct conn {
-	struct wire w;
-	uint64_t next_id;
-};
-
-static struct conn adm, agent;
-
-static const char *status_name(int st)
-{
-	const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
-	    &pcsecret__v1__status_code__descriptor, st);
-
-	return st < 0 ? "no reply" : v != NULL ? v->name : "?";
-}
-
-static void sql_text(char *buf, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void sql_text(char *buf, size_t size, const char *fmt, ...)
-{
-	char sql[1024], *v;
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(sql, sizeof(sql), fmt, ap);
-	va_end(ap);
-	if ((v = pgtest_query_text(conninfo, sql)) == NULL)
-		fail_msg("no result from: %s", sql);
-	snprintf(buf, size, "%s", v);
-	free(v);
-}
-
-static void conn_open(struct conn *c, uid_t uid, uint64_t base)
-{
-	memset(c, 0, sizeof(*c));
-	c->w.fd = -1;
-	c->next_id = base;
-	if (uid == 0) {
-		assert_int_equal(wire_open(&c->w, D.socket), 0);
-	} else {
-		char msg[2048];
-		if ((c->w.fd = wire_connect_as(D.socket, uid, msg, sizeof(msg))) < 0)
-			fail_msg("connecting as uid %u: %s", (unsigned)uid, msg);
-	}
-	if (wire_hello_instance(&c->w, c->next_id++, uid == 0 ? instance : NULL,
-	        uid == 0 ? sizeof(instance) : 0) != ST_OK)
-		fail_msg("uid %u: Hello failed", (unsigned)uid);
-}
-
-/* One call; its status, its message in msg (may be NULL), its reply in *out (may be NULL). */
-static int call(struct conn *c, const char *method, const ProtobufCMessage *req, char *msg,
-    size_t size, Pcsecret__V1__Reply **out, uint64_t *id)
-{
-	Pcsecret__V1__Reply *r = NULL;
-	int st;
-
-	if (id != NULL)
-		*id = c->next_id;
-	st = wire_rpc(&c->w, c->next_id++, wire_mid(method), 0, req, &r, 15000);
-	if (msg != NULL)
-		snprintf(msg, size, "%s", r != NULL ? r->message : "");
-	if (out != NULL)
-		*out = r;
-	else if (r != NULL)
-		pcsecret__v1__reply__free_unpacked(r, NULL);
-	return st;
-}
-
-static void admin_ok(const char *method, const ProtobufCMessage *req)
-{
-	char msg[256];
-	int st = call(&adm, method, req, msg, sizeof(msg), NULL, NULL);
-
-	if (st != ST_OK)
-		fail_msg("%s: %s %s", method, status_name(st), msg);
-}
+static struct itconn_env E; /* the daemon: its socket, conninfo and instance id */
+static struct itconn adm, agent;
 
 /* The method and status of the audit rows of the admin's call id ("" when none). */
 static void audit_of(uint64_t id, char *buf, size_t size)
 {
-	sql_text(buf, size,
-	    "SELECT coalesce(string_agg(method || ' ' || status, ',' ORDER BY id), '') "
-	    "FROM audit_log WHERE instance_id = '%s' AND peer_uid = 0 AND call_id = %" PRIu64,
-	    instance, id);
+	itconn_audit_of(&E, "method || ' ' || status", id, buf, size);
 }
 
 /* An admin call that must end with want, its message containing needle, and one audit row. */
@@ -138,14 +61,15 @@ static void expect(const char *method, const ProtobufCMessage *req, int want, co
 {
 	char msg[512], row[256], wanted[128];
 	uint64_t id;
-	int st = call(&adm, method, req, msg, sizeof(msg), out, &id);
+	int st = itconn_call(&adm, method, req, msg, sizeof(msg), out, &id);
 
 	if (st != want)
-		fail_msg("%s: %s (%s), want %s", method, status_name(st), msg, status_name(want));
+		fail_msg("%s: %s (%s), want %s", method, itconn_status_name(st), msg,
+		    itconn_status_name(want));
 	if (needle != NULL && strstr(msg, needle) == NULL)
 		fail_msg("%s: \"%s\" does not say \"%s\"", method, msg, needle);
 	audit_of(id, row, sizeof(row));
-	snprintf(wanted, sizeof(wanted), "%s %s", method, status_name(want));
+	snprintf(wanted, sizeof(wanted), "%s %s", method, itconn_status_name(want));
 	if (strcmp(row, wanted) != 0)
 		fail_msg("%s: audit rows \"%s\", want \"%s\"", method, row, wanted);
 }
@@ -172,7 +96,7 @@ static void bind(const char *env, const char *name)
 	q.agent = (char *)"bot";
 	q.env_name = (char *)env;
 	q.ref = &ref;
-	admin_ok("SetAgentEnv", &q.base);
+	itconn_admin_ok(&adm, "SetAgentEnv", &q.base);
 }
 
 /* DeleteSecret of acme/name; on OK the restore deadline goes to until (may be NULL). */
@@ -235,10 +159,10 @@ static void agent_resolves(const char *name, const char *by_id, int want, const 
 	q.refs = refs;
 	q.n_refs = 1;
 	q.agent = (char *)"";
-	st = call(&agent, "Resolve", &q.base, msg, sizeof(msg), &r, NULL);
+	st = itconn_call(&agent, "Resolve", &q.base, msg, sizeof(msg), &r, NULL);
 	if (st != want)
 		fail_msg("%s: resolving %s: %s (%s), want %s", when, by_id ? by_id : name,
-		    status_name(st), msg, status_name(want));
+		    itconn_status_name(st), msg, itconn_status_name(want));
 	if (st == ST_OK) {
 		rr = pcsecret__v1__resolve_reply__unpack(NULL, r->reply.len, r->reply.data);
 		assert_non_null(rr);
@@ -262,10 +186,10 @@ static void agent_env(int want, const char *needle, const char *when)
 
 	q.company = (char *)"";
 	q.agent = (char *)"";
-	st = call(&agent, "GetAgentEnv", &q.base, msg, sizeof(msg), NULL, NULL);
+	st = itconn_call(&agent, "GetAgentEnv", &q.base, msg, sizeof(msg), NULL, NULL);
 	if (st != want)
-		fail_msg("%s: GetAgentEnv: %s (%s), want %s", when, status_name(st), msg,
-		    status_name(want));
+		fail_msg("%s: GetAgentEnv: %s (%s), want %s", when, itconn_status_name(st), msg,
+		    itconn_status_name(want));
 	if (needle != NULL && strstr(msg, needle) == NULL)
 		fail_msg("%s: GetAgentEnv \"%s\" does not say \"%s\"", when, msg, needle);
 }
@@ -291,7 +215,7 @@ static long long sql_count(const char *sql)
 {
 	char buf[32];
 
-	sql_text(buf, sizeof(buf), "%s", sql);
+	itconn_sql_text(&E, buf, sizeof(buf), "%s", sql);
 	return atoll(buf);
 }
 
@@ -325,21 +249,23 @@ static int setup(void **state)
 	     wire_sleep_ms(50))
 		if (wire_now_ms() > until)
 			return -1;
-	conn_open(&adm, 0, 1000000);
+	E.socket = D.socket;
+	E.conninfo = conninfo;
+	itconn_open(&E, &adm, 0, 1000000);
 	cc.name = (char *)"acme";
-	admin_ok("CreateCompany", &cc.base);
+	itconn_admin_ok(&adm, "CreateCompany", &cc.base);
 	create_secret("k", VK, ST_OK, NULL);
 	create_secret("p", VP, ST_OK, NULL);
 	create_secret("e", VE, ST_OK, NULL);
 	ca.company = (char *)"acme";
 	ca.name = (char *)"bot";
 	ca.uid = AGENT_UID;
-	admin_ok("CreateAgent", &ca.base);
+	itconn_admin_ok(&adm, "CreateAgent", &ca.base);
 	bind("K", "k");
 	bind("P", "p");
 	bind("E", "e");
-	sql_text(k_id, sizeof(k_id), "SELECT id FROM secrets WHERE name = 'k'");
-	conn_open(&agent, AGENT_UID, 2000000);
+	itconn_sql_text(&E, k_id, sizeof(k_id), "SELECT id FROM secrets WHERE name = 'k'");
+	itconn_open(&E, &agent, AGENT_UID, 2000000);
 	return 0;
 }
 
