@@ -1,4 +1,4 @@
--- api_version: 2
+-- api_version: 3
 --
 -- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
 -- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
@@ -168,10 +168,12 @@ BEGIN
 END $$;
 
 -- For an update: the ids, the current version, the next version number, and the version an
--- earlier update with the same idempotency token made (0 when none).
+-- earlier update with the same idempotency token made (0 when none) with that update's value
+-- tag (hex; '' for a version stored before tags were) and the version it replaced, so the
+-- daemon can refuse a reuse of the token for another value or another expected version.
 CREATE FUNCTION pcs_secret_prepare_update(p_company text, p_name text, p_token text)
 RETURNS TABLE (company_id uuid, secret_id uuid, current_version integer, next_version integer,
-               token_version integer)
+               token_version integer, token_tag text, token_expected integer)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_current integer;
@@ -183,16 +185,21 @@ BEGIN
     END IF;
     RETURN QUERY SELECT v_company, v_secret, v_current,
         (SELECT max(v.version) + 1 FROM secret_versions v WHERE v.secret_id = v_secret),
-        coalesce((SELECT v.version FROM secret_versions v WHERE v.secret_id = v_secret
-                  AND p_token <> '' AND v.idempotency_token = p_token), 0);
+        coalesce(t.version, 0), coalesce(encode(t.idempotency_tag, 'hex'), ''),
+        coalesce(t.idempotency_expected, 0)
+      FROM (SELECT 1) one
+      LEFT JOIN secret_versions t ON t.secret_id = v_secret AND p_token <> ''
+                                 AND t.idempotency_token = p_token;
 END $$;
 
 -- Adds p_version and, when p_promote, makes it current, if the secret's current version is
 -- still p_expected (check-and-set; ABORTED otherwise, so a racing update is detected, never
 -- lost). Without p_promote the version is staged: latest stays where it is until promoted.
+-- With a token the version keeps p_tag (the daemon's keyed hash of the value) and p_expected,
+-- what a later call with the same token is checked against.
 CREATE FUNCTION pcs_add_version(p_secret uuid, p_version integer, p_expected integer,
     p_ciphertext bytea, p_nonce bytea, p_wrapped bytea, p_key_id text, p_token text,
-    p_actor text, p_promote boolean)
+    p_tag bytea, p_actor text, p_promote boolean)
 RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
                created_at timestamptz, updated_at timestamptz, created_by text)
 LANGUAGE plpgsql AS $$
@@ -218,9 +225,11 @@ BEGIN
         PERFORM pcs_raise(10, 'an update with this idempotency token was applied concurrently');
     END IF;
     INSERT INTO secret_versions (secret_id, version, ciphertext, nonce, wrapped_key, key_id,
-                                 created_by, idempotency_token)
+                                 created_by, idempotency_token, idempotency_tag,
+                                 idempotency_expected)
         VALUES (p_secret, p_version, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor,
-                nullif(p_token, ''));
+                nullif(p_token, ''), CASE WHEN p_token <> '' THEN p_tag END,
+                CASE WHEN p_token <> '' THEN p_expected END);
     UPDATE secrets SET current_version = CASE WHEN p_promote THEN p_version
                                               ELSE secrets.current_version END,
                        updated_at = now()

@@ -11,6 +11,7 @@
 #define CRYPTO_KEY_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define CRYPTO_TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define CRYPTO_KEY_ID_CONTEXT "pcsecret key id v1"
+#define CRYPTO_TAG_CONTEXT "pcsecret.v1.idempotency-tag"
 #define CRYPTO_CHECK_CONTEXT "pcsecret key check v1"
 #define CRYPTO_AD_PREFIX "pcsecret.v1"
 /* Two ids (uuids in practice) and a version, with room to spare. */
@@ -100,6 +101,36 @@ int crypto_master_verify(const struct crypto_master *m, const uint8_t *check, si
 	r = sodium_memcmp(mine, check, CRYPTO_CHECK_LEN) == 0 ? 0 : -PCS_FAILED_PRECONDITION;
 	sodium_memzero(mine, sizeof(mine));
 	return r;
+}
+
+/*
+ * The tag key is derived (keyed BLAKE2b of a fixed context) rather than the master key used
+ * directly, so tags and the check value can never be confused with each other.
+ */
+int crypto_value_tag(const struct crypto_master *m, const char *secret_id, const uint8_t *value,
+    size_t len, uint8_t out[CRYPTO_VALUE_TAG_LEN], pcs_error *err)
+{
+	uint8_t key[crypto_generichash_KEYBYTES];
+	crypto_generichash_state st;
+	int ret = 0;
+
+	(void)crypto_generichash(key, sizeof(key), (const uint8_t *)CRYPTO_TAG_CONTEXT,
+	    strlen(CRYPTO_TAG_CONTEXT), m->key, CRYPTO_KEY_LEN);
+	/* The id's NUL ends it, so no (id, value) pair can run into another. */
+	if (crypto_generichash_init(&st, key, sizeof(key), CRYPTO_VALUE_TAG_LEN) != 0 ||
+	    crypto_generichash_update(&st, (const uint8_t *)secret_id, strlen(secret_id) + 1) !=
+	        0 ||
+	    crypto_generichash_update(&st, value, len) != 0 ||
+	    crypto_generichash_final(&st, out, CRYPTO_VALUE_TAG_LEN) != 0)
+		ret = pcs_fail(err, PCS_INTERNAL, "cannot compute the value tag");
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(&st, sizeof(st));
+	return ret;
+}
+
+int crypto_tag_equal(const void *a, const void *b, size_t len)
+{
+	return sodium_memcmp(a, b, len) == 0;
 }
 
 /*

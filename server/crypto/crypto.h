@@ -70,6 +70,18 @@ int crypto_open(const struct crypto_master *m, const struct crypto_ad *ad,
 int crypto_plain_alloc(size_t len, struct crypto_plain *out, pcs_error *err) PCS_WUR;
 void crypto_plain_clear(struct crypto_plain *p);
 
+#define CRYPTO_VALUE_TAG_LEN 32
+
+/*
+ * A tag of value for secret_id: BLAKE2b-256 keyed with a key derived from the master key, so
+ * equal values of one secret give equal tags while a stored tag reveals nothing about the
+ * value (no dictionary check without the key), nor links the same value across secrets.
+ */
+int crypto_value_tag(const struct crypto_master *m, const char *secret_id, const uint8_t *value,
+    size_t len, uint8_t out[CRYPTO_VALUE_TAG_LEN], pcs_error *err) PCS_WUR;
+/* Constant-time comparison of len bytes: 1 when equal, 0 otherwise. */
+int crypto_tag_equal(const void *a, const void *b, size_t len) PCS_WUR;
+
 /* Random UUIDv4, lowercase, into out[37]. */
 void crypto_uuid(char out[37]);
 void crypto_wipe(void *p, size_t len);

@@ -141,8 +141,10 @@ enum db_version_action {
 struct db_secret_prepared {
 	const char *company_id, *secret_id;
 	uint32_t current_version, next_version;
-	uint32_t token_version; /* not 0: the idempotency token already made this version */
-	uint32_t attempt;       /* as given to db_secret_prepare_update_attempt (else 0) */
+	uint32_t token_version;  /* not 0: the idempotency token already made this version */
+	const char *token_tag;   /* its value tag in hex ("" when stored without one) */
+	uint32_t token_expected; /* the current version it was added on top of */
+	uint32_t attempt;        /* as given to db_secret_prepare_update_attempt (else 0) */
 };
 
 /* A sealed value, as stored (ciphertext only; see crypto.h). */
@@ -308,8 +310,8 @@ void db_secret_create(struct call *c, const char *company_id, const char *secret
 void db_secret_prepare_update_attempt(struct call *c, const char *company, const char *name,
     const char *token, uint32_t attempt, db_secret_prepared_cb cb);
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *sealed, const char *token, int promote,
-    uint32_t attempt, db_secret_stored_cb cb);
+    uint32_t expected, const struct db_sealed *sealed, const char *token, const uint8_t *tag,
+    size_t tag_len, int promote, uint32_t attempt, db_secret_stored_cb cb);
 /* One transition of a version of company/name; cb gets the secret as it is afterwards. */
 void db_secret_version_action(struct call *c, const char *company, const char *name,
     uint32_t version, enum db_version_action action, db_secret_cb cb);

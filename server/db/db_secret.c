@@ -49,7 +49,15 @@ static const char *const describe_cols[] = {
 	"SELECT id, company, name, description, current_version, " \
 	"pcs_ts(created_at) AS created_at, pcs_ts(updated_at) AS updated_at, created_by"
 
-enum { P_COMPANY_ID, P_SECRET_ID, P_CURRENT_VERSION, P_NEXT_VERSION, P_TOKEN_VERSION };
+enum {
+	P_COMPANY_ID,
+	P_SECRET_ID,
+	P_CURRENT_VERSION,
+	P_NEXT_VERSION,
+	P_TOKEN_VERSION,
+	P_TOKEN_TAG,
+	P_TOKEN_EXPECTED
+};
 static const char *const prepare_create_cols[] = { [P_COMPANY_ID] = "company_id" };
 static const char *const prepare_update_cols[] = {
 	[P_COMPANY_ID] = "company_id",
@@ -57,6 +65,8 @@ static const char *const prepare_update_cols[] = {
 	[P_CURRENT_VERSION] = "current_version",
 	[P_NEXT_VERSION] = "next_version",
 	[P_TOKEN_VERSION] = "token_version",
+	[P_TOKEN_TAG] = "token_tag",
+	[P_TOKEN_EXPECTED] = "token_expected",
 };
 
 /* pcs_list_deleted_secrets adds these to the secret's columns; pcs_purge_secret one. */
@@ -92,20 +102,24 @@ static struct db_stmt create_secret = {
 
 static struct db_stmt prepare_update = {
 	.name = "pcs_secret_prepare_update",
-	DB_FROM("SELECT company_id, secret_id, current_version, next_version, token_version",
+	DB_FROM("SELECT company_id, secret_id, current_version, next_version, token_version, "
+	        "token_tag, token_expected",
 	    "pcs_secret_prepare_update($1, $2, $3)"),
 	DB_COLS(prepare_update_cols),
 };
 
 /*
- * secret id, version, expected version, ciphertext, nonce, wrapped key, key id, token, actor,
- * promote
+ * secret id, version, expected version, ciphertext, nonce, wrapped key, key id, token, value
+ * tag, actor, promote
  */
 static struct db_stmt add_version = {
 	.name = "pcs_add_version",
-	DB_FROM(SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+	DB_FROM(SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
 	DB_COLS(secret_cols),
-	.param_oid = { [3] = DB_OID_BYTEA, [4] = DB_OID_BYTEA, [5] = DB_OID_BYTEA },
+	.param_oid = { [3] = DB_OID_BYTEA,
+	    [4] = DB_OID_BYTEA,
+	    [5] = DB_OID_BYTEA,
+	    [8] = DB_OID_BYTEA },
 };
 
 static struct db_stmt secret_row = {
@@ -208,7 +222,7 @@ static void deliver_secret(
 static void deliver_prepared(
     struct call *c, const struct db_pending *p, const struct store_result *res)
 {
-	struct db_secret_prepared out = { "", "", 0, 0, 0, 0 };
+	struct db_secret_prepared out = { "", "", 0, 0, 0, "", 0, 0 };
 	const struct db_stmt *st = p->st;
 
 	out.attempt = p->attempt;
@@ -218,6 +232,8 @@ static void deliver_prepared(
 		out.current_version = db_col_u32(res, 0, st, P_CURRENT_VERSION);
 		out.next_version = db_col_u32(res, 0, st, P_NEXT_VERSION);
 		out.token_version = db_col_u32(res, 0, st, P_TOKEN_VERSION);
+		out.token_tag = db_col_str(res, 0, st, P_TOKEN_TAG);
+		out.token_expected = db_col_u32(res, 0, st, P_TOKEN_EXPECTED);
 	}
 	p->cb.prepared(c, &out);
 }
@@ -284,8 +300,8 @@ static void deliver_stored(
 }
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *sealed, const char *token, int promote,
-    uint32_t attempt, db_secret_stored_cb cb)
+    uint32_t expected, const struct db_sealed *sealed, const char *token, const uint8_t *tag,
+    size_t tag_len, int promote, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -294,6 +310,7 @@ void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32
 	db_param_u32(&p, expected);
 	param_sealed(&p, sealed);
 	db_param_text(&p, token);
+	db_param_bytes(&p, tag, tag_len);
 	db_param_text(&p, db_actor(c));
 	db_param_bool(&p, promote);
 	db_run_attempt(c, DB_RUN_CALL, &add_version, &p, deliver_stored,

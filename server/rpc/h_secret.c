@@ -193,19 +193,69 @@ static void on_update_stored(
 	    c, in->company, in->name, in->idempotency_token, attempt + 1, on_update_prepared);
 }
 
+/* The tag of the request's value for the secret, as bytes and as hex (crypto_value_tag). */
+static int value_tag(struct call *c, const char *secret_id, const ProtobufCBinaryData *value,
+    uint8_t tag[CRYPTO_VALUE_TAG_LEN], char hex[2 * CRYPTO_VALUE_TAG_LEN + 1])
+{
+	pcs_error err;
+	int r;
+
+	if ((r = crypto_value_tag(
+	         call_server(c)->master, secret_id, value->data, value->len, tag, &err)) != 0) {
+		call_fail_err(c, r, &err);
+		return r;
+	}
+	crypto_hex(hex, tag, CRYPTO_VALUE_TAG_LEN);
+	return 0;
+}
+
+/*
+ * A token already used: its answer stands only for the same request. Answering another value
+ * (or another expected version) with the first call's version would report a write that never
+ * happened, so that is refused; a version stored without a tag (before migration 008, or by an
+ * older daemon) cannot be compared and is answered as before. 0, or <0 with the call failed.
+ */
+static int token_reuse_fits(struct call *c, const Pcsecret__V1__UpdateSecretRequest *in,
+    const struct db_secret_prepared *prep, const char *tag_hex)
+{
+	if (prep->token_tag[0] != '\0' &&
+	    (strlen(prep->token_tag) != strlen(tag_hex) ||
+	        !crypto_tag_equal(prep->token_tag, tag_hex, strlen(tag_hex)))) {
+		/* The token is the client's own string: named by what it made, not echoed. */
+		call_fail(c, PCS_FAILED_PRECONDITION,
+		    "this idempotency token was used for a different value (version %u)",
+		    prep->token_version);
+		return -PCS_FAILED_PRECONDITION;
+	}
+	if (in->expected_version != 0 && prep->token_tag[0] != '\0' &&
+	    in->expected_version != prep->token_expected) {
+		call_fail(c, PCS_FAILED_PRECONDITION,
+		    "this idempotency token was used with expected version %u (version %u), not %u",
+		    prep->token_expected, prep->token_version, in->expected_version);
+		return -PCS_FAILED_PRECONDITION;
+	}
+	return 0;
+}
+
 static void on_update_prepared(struct call *c, const struct db_secret_prepared *prep)
 {
 	const Pcsecret__V1__UpdateSecretRequest *in = (const Pcsecret__V1__UpdateSecretRequest *)
 	    call_request(c);
 	struct crypto_sealed sealed = { 0 };
 	struct db_sealed stored;
+	uint8_t tag[CRYPTO_VALUE_TAG_LEN] = { 0 };
+	char tag_hex[2 * CRYPTO_VALUE_TAG_LEN + 1] = "";
 	char version[16];
 
+	if (in->idempotency_token[0] != '\0' &&
+	    value_tag(c, prep->secret_id, &in->value, tag, tag_hex) != 0)
+		return;
 	if (prep->token_version != 0) {
 		/* A retry of an update that already happened: report it, make no new version. */
 		snprintf(version, sizeof(version), "%u", prep->token_version);
 		call_set_target(c, NULL, NULL, version);
-		db_secret_get(c, prep->secret_id, reply_secret_update);
+		if (token_reuse_fits(c, in, prep, tag_hex) == 0)
+			db_secret_get(c, prep->secret_id, reply_secret_update);
 		return;
 	}
 	if (in->expected_version != 0 && in->expected_version != prep->current_version) {
@@ -219,7 +269,8 @@ static void on_update_prepared(struct call *c, const struct db_secret_prepared *
 	if (seal(c, &in->value, prep->company_id, prep->secret_id, prep->next_version, &sealed,
 	        &stored) == 0)
 		db_secret_add_version_attempt(c, prep->secret_id, prep->next_version,
-		    prep->current_version, &stored, in->idempotency_token, !in->no_promote,
+		    prep->current_version, &stored, in->idempotency_token, tag,
+		    in->idempotency_token[0] != '\0' ? sizeof(tag) : 0, !in->no_promote,
 		    prep->attempt, on_update_stored);
 	crypto_sealed_clear(&sealed);
 }

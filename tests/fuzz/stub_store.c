@@ -435,7 +435,9 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_PREPARED: {
-		struct db_secret_prepared p = { "", "", 0, 0, 0, op->attempt };
+		struct db_secret_prepared p = {
+			.company_id = "", .secret_id = "", .token_tag = "", .attempt = op->attempt
+		};
 		if (gen_rows(g, 0) > 0) {
 			p.company_id = gen_str(g, sealed.company_id);
 			p.secret_id = gen_str(g, sealed.secret_id);
@@ -717,8 +719,8 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
 }
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
-    uint32_t expected, const struct db_sealed *s, const char *token, int promote, uint32_t attempt,
-    db_secret_stored_cb cb)
+    uint32_t expected, const struct db_sealed *s, const char *token, const uint8_t *tag,
+    size_t tag_len, int promote, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct stub_op *op = op_new(K_STORED);
 
@@ -727,6 +729,8 @@ void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32
 	(void)version;
 	(void)expected;
 	(void)token;
+	(void)tag;
+	(void)tag_len;
 	check_sealed(s);
 	op->cb.stored = cb;
 	op->attempt = attempt;

@@ -226,6 +226,35 @@ test_associated_data(void **state)
 	}
 }
 
+/* Equal for the same (key, secret, value); any change of one of them changes the tag. */
+static void
+test_value_tag(void **state)
+{
+	struct fixture *f = *state;
+	const uint8_t v1[] = "hunter2", v2[] = "hunter3";
+	uint8_t t1[CRYPTO_VALUE_TAG_LEN], t2[CRYPTO_VALUE_TAG_LEN];
+	char hex[2 * CRYPTO_VALUE_TAG_LEN + 1], plain[65];
+	pcs_error err;
+
+	assert_int_equal(crypto_value_tag(f->m1, "s1", v1, sizeof(v1) - 1, t1, &err), 0);
+	assert_int_equal(crypto_value_tag(f->m1, "s1", v1, sizeof(v1) - 1, t2, &err), 0);
+	assert_true(crypto_tag_equal(t1, t2, sizeof(t1)));
+	assert_int_equal(crypto_value_tag(f->m1, "s1", v2, sizeof(v2) - 1, t2, &err), 0);
+	assert_false(crypto_tag_equal(t1, t2, sizeof(t1)));
+	assert_int_equal(crypto_value_tag(f->m1, "s2", v1, sizeof(v1) - 1, t2, &err), 0);
+	assert_false(crypto_tag_equal(t1, t2, sizeof(t1)));
+	assert_int_equal(crypto_value_tag(f->m2, "s1", v1, sizeof(v1) - 1, t2, &err), 0);
+	assert_false(crypto_tag_equal(t1, t2, sizeof(t1)));
+	/* The id's end is bound: ("s1", "hunter2") is not ("s", "1hunter2"). */
+	assert_int_equal(
+	    crypto_value_tag(f->m1, "s", (const uint8_t *)"1hunter2", 8, t2, &err), 0);
+	assert_false(crypto_tag_equal(t1, t2, sizeof(t1)));
+	/* Keyed: not the plain BLAKE2b-256 of the value. */
+	crypto_hex(hex, t1, sizeof(t1));
+	crypto_checksum_hex(v1, sizeof(v1) - 1, plain);
+	assert_string_not_equal(hex, plain);
+}
+
 static void
 test_other_master_key(void **state)
 {
@@ -454,6 +483,7 @@ main(void)
 		cmocka_unit_test(test_tampering),
 		cmocka_unit_test(test_associated_data),
 		cmocka_unit_test(test_other_master_key),
+		cmocka_unit_test(test_value_tag),
 		cmocka_unit_test(test_lengths),
 		cmocka_unit_test(test_layout_and_known_answers),
 		cmocka_unit_test(test_check_value),
