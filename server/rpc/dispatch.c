@@ -379,8 +379,14 @@ static void call_end(struct call *c)
 	clock_gettime(CLOCK_REALTIME, &now);
 	now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	row.received_us = c->received_us;
-	row.deadline_us = c->deadline_us > now_us ? c->deadline_us :
-	                                            now_us + (long long)AUDIT_GRACE_MS * 1000;
+	/*
+	 * By its status, not by comparing clocks: the deadline timer (monotonic, whole ms) can
+	 * fire a little before deadline_us (wall clock, µs), which would leave the refusal's own
+	 * row a deadline already past.
+	 */
+	row.deadline_us = c->status != PCS_DEADLINE_EXCEEDED && c->deadline_us > now_us ?
+	    c->deadline_us :
+	    now_us + (long long)AUDIT_GRACE_MS * 1000;
 	if ((c->audit_entry = audit_enqueue(c->srv->audit, &row, on_audit_written, c)) == NULL) {
 		drop_reply(c);
 		c->status = PCS_UNAVAILABLE;
