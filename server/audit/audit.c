@@ -230,8 +230,11 @@ static void on_batch(int status, const char *const *stored, size_t nstored, void
 	flush(q);
 }
 
-/* Sends b (its rows in order); on failure every caller in it is told UNAVAILABLE. */
-static int submit_batch(struct audit_queue *q, struct audit_batch *b)
+/*
+ * Sends b (its rows in order); on failure every caller in it is told UNAVAILABLE. Either way
+ * its rows have left the queue.
+ */
+static void submit_batch(struct audit_queue *q, struct audit_batch *b)
 {
 	const char **values = NULL;
 	const struct db_check **checks = NULL;
@@ -243,7 +246,7 @@ static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 	n++;
 	if (n == 0) {
 		free(b);
-		return 0;
+		return;
 	}
 	if ((values = calloc(n * AUDIT_QUEUE_NPARAMS, sizeof(*values))) == NULL ||
 	    (checks = calloc(n, sizeof(*checks))) == NULL)
@@ -262,16 +265,21 @@ static int submit_batch(struct audit_queue *q, struct audit_batch *b)
 	q->written++;
 	free(values);
 	free(checks);
-	return 0;
+	return;
 fail:
 	/* Fail closed: every caller in the batch learns its row was not written. */
 	batch_fail(b, -PCS_UNAVAILABLE);
 	free(values);
 	free(checks);
-	return -1;
 }
 
-static int write_batch(struct audit_queue *q)
+/*
+ * Takes the next batch off the queue and sends it. Every call takes rows off the queue,
+ * sent or failed: flush loops until the queue is empty or a batch is in flight, and nothing
+ * else would come back for rows left behind (a failed submission is answered at once, with
+ * no batch in flight to flush again when it ends).
+ */
+static void write_batch(struct audit_queue *q)
 {
 	struct audit_batch *b;
 	struct audit_entry *e;
@@ -279,10 +287,18 @@ static int write_batch(struct audit_queue *q)
 
 	if ((b = TAILQ_FIRST(&q->retry)) != NULL) {
 		TAILQ_REMOVE(&q->retry, b, link);
-		return submit_batch(q, b);
+		submit_batch(q, b);
+		return;
 	}
-	if ((b = calloc(1, sizeof(*b))) == NULL)
-		return -1;
+	if ((b = calloc(1, sizeof(*b))) == NULL) {
+		/* Out of memory: the oldest row fails closed, so the queue still moves. */
+		e = TAILQ_FIRST(&q->pending);
+		TAILQ_REMOVE(&q->pending, e, link);
+		if (e->fn != NULL)
+			e->fn(-PCS_UNAVAILABLE, e->arg);
+		entry_free(e);
+		return;
+	}
 	TAILQ_INIT(&b->entries);
 	b->q = q;
 	while (n < AUDIT_BATCH_MAX && (e = TAILQ_FIRST(&q->pending)) != NULL) {
@@ -291,15 +307,14 @@ static int write_batch(struct audit_queue *q)
 		TAILQ_INSERT_TAIL(&b->entries, e, link);
 		n++;
 	}
-	return submit_batch(q, b);
+	submit_batch(q, b);
 }
 
 static void flush(struct audit_queue *q)
 {
 	while (q->in_flight < AUDIT_BATCHES_IN_FLIGHT &&
 	    (!TAILQ_EMPTY(&q->retry) || !TAILQ_EMPTY(&q->pending)))
-		if (write_batch(q) != 0)
-			break;
+		write_batch(q);
 }
 
 static void on_kick(evutil_socket_t fd, short what, void *arg)

@@ -52,6 +52,7 @@ struct call {
 	 */
 	struct db_check *check;
 	int no_cache;
+	int began_handshake; /* a Hello that put its session in the handshake: its end ends it */
 	struct event *timer;
 	uint32_t timeout_ms;
 	/* Wall clock, microseconds: when the call arrived and its deadline (for the audit row). */
@@ -230,13 +231,13 @@ static void call_send(struct call *c)
 		session_send_reply(
 		    s, c->call_id, c->status, c->status ? c->message : "", c->reply, c->reply_len);
 	/*
-	 * A Hello that ended before establishing the session (its lookup failed, its deadline
-	 * passed) leaves the session before Hello, so Hello may be sent again and the calls
-	 * pipelined behind it (held while a Hello is in progress) are refused.
+	 * The handshake ends with the Hello's reply, as the client is told: established only by
+	 * an OK whose audit row is committed. Any other end (its lookup failed, its deadline
+	 * passed, its audit row was not written) leaves the session before Hello, so Hello may be
+	 * sent again and the calls pipelined behind it (held until now) are refused.
 	 */
-	if (c->m != NULL && (c->m->flags & METHOD_HANDSHAKE) &&
-	    session_state(s) == SESSION_HANDSHAKE)
-		session_handshake_end(s, 0);
+	if (c->began_handshake)
+		session_handshake_end(s, c->status == PCS_OK);
 	session_call_done(s, &c->link);
 	call_free(c);
 	session_unref(s);
@@ -274,12 +275,6 @@ static void call_again_uncached(struct call *c)
 	c->principals_gen = 0;
 	c->identified = 0;
 	memset(&c->principal, 0, sizeof(c->principal));
-	/*
-	 * A Hello established its session when it ran: the session is in its handshake again
-	 * until the database decides, and call_send undoes it if that is a refusal.
-	 */
-	if (c->m->flags & METHOD_HANDSHAKE)
-		session_handshake_begin(c->session);
 	clock_gettime(CLOCK_REALTIME, &now);
 	now_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	left_ms = c->deadline_us > now_us ? (c->deadline_us - now_us + 999) / 1000 : 0;
@@ -781,8 +776,10 @@ int dispatch_frame(struct session *s, const uint8_t *body, size_t len)
 		call_fail(c, PCS_INVALID_ARGUMENT, "request is not a valid %s", md->input->name);
 		goto out;
 	}
-	if (handshake)
+	if (handshake) {
 		session_handshake_begin(s);
+		c->began_handshake = 1;
+	}
 	call_identify(c);
 out:
 	protobuf_c_message_free_unpacked(&env->base, &pbwipe_allocator);

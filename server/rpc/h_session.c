@@ -8,7 +8,6 @@
 #include "handlers.h"
 #include "principal.h"
 #include "server.h"
-#include "session.h"
 
 void handle_hello(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__HelloRequest *in,
     Pcsecret__V1__HelloReply_Closure closure, void *closure_data)
@@ -24,9 +23,9 @@ void handle_hello(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__Hello
 		    in->protocol_version, PCS_PROTOCOL_VERSION);
 		return;
 	}
+	/* The session is established when this reply leaves with its audit row (dispatch). */
 	if (call_authorize(c, NULL, NULL) != 0)
 		return;
-	session_handshake_end(call_session(c), 1);
 	principal_to_proto(call_principal(c), &pp);
 	rep.protocol_version = PCS_PROTOCOL_VERSION;
 	rep.server_version = (char *)PCS_VERSION;
