@@ -351,7 +351,8 @@ static int cmd_secret_purge(struct ctl *ctl, const struct ctl_args *args, pcs_er
 
 static int cmd_secret_set_retention(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
-	Pcsecret__V1__SetSecretRetentionRequest req = PCSECRET__V1__SET_SECRET_RETENTION_REQUEST__INIT;
+	Pcsecret__V1__SetSecretRetentionRequest req =
+	    PCSECRET__V1__SET_SECRET_RETENTION_REQUEST__INIT;
 	const Pcsecret__V1__SetSecretRetentionReply *rep;
 	struct ctl_path path;
 	long long max;
@@ -364,7 +365,8 @@ static int cmd_secret_set_retention(struct ctl *ctl, const struct ctl_args *args
 	errno = 0;
 	max = strtoll(args->pos[1], &end, 10);
 	if (args->pos[1][0] == '\0' || end == NULL || *end != '\0' || errno != 0)
-		return ctl_usage_fail(ctl, err, "MAX_VERSIONS must be a whole number (0 = unlimited)");
+		return ctl_usage_fail(
+		    ctl, err, "MAX_VERSIONS must be a whole number (0 = unlimited)");
 	req.max_versions = (int64_t)max;
 	if ((r = ctl_call(ctl, "SetSecretRetention", &req.base, err)) != 0)
 		return r;
@@ -385,8 +387,7 @@ static int cmd_secret_set_retention(struct ctl *ctl, const struct ctl_args *args
 	return 0;
 }
 
-static int cmd_secret_destroy_version(
-    struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+static int cmd_secret_destroy_version(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__SecretVersionRequest req = PCSECRET__V1__SECRET_VERSION_REQUEST__INIT;
 	const Pcsecret__V1__SecretInfo *s;

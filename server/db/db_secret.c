@@ -200,7 +200,8 @@ static struct db_stmt purge_secret = {
 /* company, name, max versions, actor */
 static struct db_stmt set_retention = {
 	.name = "pcs_set_secret_retention",
-	DB_FROM(SECRET_SELECT ", max_versions, destroyed", "pcs_set_secret_retention($1, $2, $3, $4)"),
+	DB_FROM(
+	    SECRET_SELECT ", max_versions, destroyed", "pcs_set_secret_retention($1, $2, $3, $4)"),
 	DB_COLS(retention_cols),
 };
 
