@@ -534,9 +534,20 @@ static void test_bad_limit_changes_nothing(void **state)
 	                     (char *)NULL),
 	    2);
 	it_result_free(&r);
-	assert_int_not_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k",
-	                         "1x", (char *)NULL),
-	    0);
+	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "1x",
+	                     (char *)NULL),
+	    2);
+	it_result_free(&r);
+	/* A negative number reads as an option unless after "--": then the daemon refuses it. */
+	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "-1",
+	                     (char *)NULL),
+	    2);
+	it_result_free(&r);
+	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "--",
+	                     "-3", (char *)NULL),
+	    1);
+	assert_non_null(strstr(r.err, "INVALID_ARGUMENT"));
+	assert_non_null(strstr(r.err, "max versions -3 is negative"));
 	it_result_free(&r);
 	states(after, sizeof(after));
 	assert_string_equal(before, after);
@@ -544,7 +555,7 @@ static void test_bad_limit_changes_nothing(void **state)
 	/* The daemon's refusals of a bad limit were audited. */
 	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = "
 	                           "'SetSecretRetention' AND status = 'INVALID_ARGUMENT'"),
-	    3);
+	    4);
 
 	/* Back to unlimited: nothing is destroyed by that, or by the next updates. */
 	retention("k", 0, ST_OK, NULL, 0);
