@@ -32,8 +32,8 @@
 #define DB "it_retention"
 #define AGENT_UID IT_AGENT_UID       /* acme/bot */
 #define OPERATOR_UID IT_OPERATOR_UID /* operator of acme */
-#define OPERATOR "uid:40013" /* its actor in created_by, destroyed_by */
-#define OPERATOR_PEER "40013" /* its peer uid in audit rows */
+#define OPERATOR "uid:40013"         /* its actor in created_by, destroyed_by */
+#define OPERATOR_PEER "40013"        /* its peer uid in audit rows */
 
 #define ST_OK PCSECRET__V1__STATUS_CODE__OK
 #define ST_INVALID PCSECRET__V1__STATUS_CODE__INVALID_ARGUMENT
@@ -145,7 +145,8 @@ static void destroy(const char *name, uint32_t version, int want, const char *ne
 static void retention(
     const char *name, int64_t max, int want, const char *needle, uint32_t destroyed)
 {
-	Pcsecret__V1__SetSecretRetentionRequest q = PCSECRET__V1__SET_SECRET_RETENTION_REQUEST__INIT;
+	Pcsecret__V1__SetSecretRetentionRequest q =
+	    PCSECRET__V1__SET_SECRET_RETENTION_REQUEST__INIT;
 	Pcsecret__V1__SetSecretRetentionReply *rep;
 	Pcsecret__V1__Reply *r = NULL;
 
@@ -204,7 +205,8 @@ static struct described describe(void)
 		d.v[i].staged = v->staged;
 		snprintf(d.v[i].destroyed_at, sizeof(d.v[i].destroyed_at), "%s", v->destroyed_at);
 		snprintf(d.v[i].destroyed_by, sizeof(d.v[i].destroyed_by), "%s", v->destroyed_by);
-		snprintf(d.v[i].destroyed_how, sizeof(d.v[i].destroyed_how), "%s", v->destroyed_how);
+		snprintf(
+		    d.v[i].destroyed_how, sizeof(d.v[i].destroyed_how), "%s", v->destroyed_how);
 	}
 	pcsecret__v1__describe_secret_reply__free_unpacked(rep, NULL);
 	pcsecret__v1__reply__free_unpacked(r, NULL);
@@ -254,7 +256,8 @@ static void agent_resolves(
 	} else {
 		/* Refused with no value, and saying why. */
 		assert_int_equal(r->reply.len, 0);
-		snprintf(destroyed, sizeof(destroyed), "version %u of acme/k was destroyed", version);
+		snprintf(
+		    destroyed, sizeof(destroyed), "version %u of acme/k was destroyed", version);
 		if (strstr(msg, destroyed) == NULL)
 			fail_msg("%s: \"%s\" does not say \"%s\"", when, msg, destroyed);
 	}
@@ -307,8 +310,8 @@ static int setup(void **state)
 	    it_daemon_start(&D[B], conninfo, D[A].keyfile) != 0)
 		return -1;
 	/* The cache serves nothing until the feed listens: wait, so the cache is under test. */
-	for (until = wire_now_ms() + 15000;
-	     it_file_contains(D[A].log, "event=feed_listening", strlen("event=feed_listening")) != 1;
+	for (until = wire_now_ms() + 15000; it_file_contains(D[A].log, "event=feed_listening",
+	                                        strlen("event=feed_listening")) != 1;
 	     wire_sleep_ms(50))
 		if (wire_now_ms() > until)
 			return -1;
@@ -414,7 +417,7 @@ static void test_retention_destroys_beyond_the_limit(void **state)
 	pcctl_audit("UpdateSecret", buf, sizeof(buf));
 	assert_string_equal(buf,
 	    OPERATOR_PEER " OK k 2," OPERATOR_PEER " OK k 3," OPERATOR_PEER " OK k 4," OPERATOR_PEER
-	    " OK k 5");
+	                  " OK k 5");
 
 	/* show, as the operator: the limit, and per version who destroyed it, when and how. */
 	if (pcctl(OPERATOR_UID, NULL, &r, "--json", "secret", "show", "acme/k", (char *)NULL) != 0)
@@ -444,8 +447,8 @@ static void test_destroy_one_version(void **state)
 	assert_string_equal(buf, "destroyed,destroyed,active,active,active");
 
 	/* Without --yes pcctl refuses before sending anything. */
-	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "destroy-version", "acme/k", "4",
-	                     (char *)NULL),
+	assert_int_equal(
+	    pcctl(OPERATOR_UID, NULL, &r, "secret", "destroy-version", "acme/k", "4", (char *)NULL),
 	    2);
 	assert_non_null(strstr(r.err, "--yes"));
 	it_result_free(&r);
@@ -491,8 +494,8 @@ static void test_destroy_one_version(void **state)
 
 		q.company = (char *)"";
 		q.agent = (char *)"";
-		assert_int_equal(itconn_call(&agent, "GetAgentEnv", &q.base, msg, sizeof(msg), NULL,
-		                     NULL),
+		assert_int_equal(
+		    itconn_call(&agent, "GetAgentEnv", &q.base, msg, sizeof(msg), NULL, NULL),
 		    ST_PRECONDITION);
 		assert_non_null(strstr(msg, "of acme/k was destroyed"));
 	}
@@ -513,8 +516,8 @@ static void test_destroy_one_version(void **state)
 		q.company = (char *)"acme";
 		q.name = (char *)"k";
 		q.version = 2;
-		assert_int_equal(itconn_call(&agent, "DestroySecretVersion", &q.base, NULL, 0, NULL,
-		                     NULL),
+		assert_int_equal(
+		    itconn_call(&agent, "DestroySecretVersion", &q.base, NULL, 0, NULL, NULL),
 		    PCSECRET__V1__STATUS_CODE__PERMISSION_DENIED);
 	}
 }
@@ -530,17 +533,17 @@ static void test_bad_limit_changes_nothing(void **state)
 	retention("k", 10001, ST_INVALID, "max versions 10001 is too large", 0);
 	retention("k", 1LL << 40, ST_INVALID, "too large", 0);
 	retention("nope", 2, ST_NOT_FOUND, "acme/nope does not exist", 0);
-	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "two",
-	                     (char *)NULL),
+	assert_int_equal(
+	    pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "two", (char *)NULL),
 	    2);
 	it_result_free(&r);
-	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "1x",
-	                     (char *)NULL),
+	assert_int_equal(
+	    pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "1x", (char *)NULL),
 	    2);
 	it_result_free(&r);
 	/* A negative number reads as an option unless after "--": then the daemon refuses it. */
-	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "-1",
-	                     (char *)NULL),
+	assert_int_equal(
+	    pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "-1", (char *)NULL),
 	    2);
 	it_result_free(&r);
 	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "--",
@@ -618,8 +621,8 @@ static void test_two_daemons_keep_the_rule(void **state)
 	    "JOIN secrets s ON s.id = v.secret_id WHERE s.name = 't' AND v.state <> 'destroyed'");
 	snprintf(value, sizeof(value), "%d,%d,%d", 2 * RACERS - 1, 2 * RACERS, 2 * RACERS + 1);
 	assert_string_equal(buf, value);
-	assert_int_equal(sql_count("SELECT current_version FROM secrets WHERE name = 't'"),
-	    2 * RACERS + 1);
+	assert_int_equal(
+	    sql_count("SELECT current_version FROM secrets WHERE name = 't'"), 2 * RACERS + 1);
 	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
 	                           "s.id = v.secret_id WHERE s.name = 't' AND (v.ciphertext IS NOT "
 	                           "NULL) <> (v.state <> 'destroyed')"),
