@@ -394,7 +394,7 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_STORED: {
-		struct db_secret row = { "", "", "", "", 0, "", "", "", "", "", "", 0, 0 };
+		struct db_secret row = { "", "", "", "", 0, "", "", "", "", "", "", 0, 0, 0 };
 		if (gen_rows(g, 0) > 0)
 			gen_secret(g, &row);
 		op->cb.stored(c, op->attempt, 0, "", &row);
@@ -427,7 +427,7 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		}
 		if (n == 0)
 			rows[0] = (struct db_secret){ "", "", "", "", 0, "", "", "", "", "", "", 0,
-				0 };
+				0, 0 };
 		if (op->kind == K_SECRETS)
 			op->cb.secrets(c, rows, n);
 		else if (op->kind == K_DESCRIBED)
