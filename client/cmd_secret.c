@@ -1,9 +1,11 @@
 /*
  * pcctl secret create, update, list, show, the version lifecycle (promote, rollback,
- * disable-version, enable-version; docs/lifecycle.md), delete (soft), restore and purge;
- * import's row (its handler is in cmd_import.c). No command here prints a value.
+ * disable-version, enable-version; docs/lifecycle.md), delete (soft), restore and purge,
+ * set-retention and destroy-version; import's row (its handler is in cmd_import.c). No command here prints a value.
  */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pcctl_cmd.h"
@@ -157,6 +159,12 @@ static int version_row(struct table *t, const void *items, size_t i)
 
 	(void)snprintf(ver, sizeof(ver), "%u", v->version);
 	/* The last lifecycle change of the version, so a disabled one says who and when. */
+	if (strcmp(v->state, "destroyed") == 0 && v->destroyed_at[0] != '\0') {
+		(void)snprintf(change, sizeof(change), "destroyed (%.16s) %.40s by %.80s",
+		    v->destroyed_how, v->destroyed_at, v->destroyed_by);
+		return table_add(
+		    t, ver, mark, v->state, v->created_at, v->created_by, v->key_id, change);
+	}
 	if (strcmp(v->state, "disabled") == 0 && v->disabled_at[0] != '\0')
 		changed = "disabled";
 	else if (v->enabled_at[0] != '\0')
@@ -192,6 +200,11 @@ static int cmd_secret_show(struct ctl *ctl, const struct ctl_args *args, pcs_err
 	out_kv(stdout, "created", s->created_at);
 	out_kv(stdout, "created by", s->created_by);
 	out_kv(stdout, "updated", s->updated_at);
+	if (s->max_versions != 0)
+		out_kvf(stdout, "retention", "keep %u versions (and latest and staged ones)",
+		    s->max_versions);
+	else
+		out_kv(stdout, "retention", "unlimited");
 	printf("\n");
 	return ctl_print_table(
 	    table_new(7, "VERSION", "", "STATE", "CREATED", "CREATED BY", "KEY", "CHANGED"),
@@ -334,6 +347,76 @@ static int cmd_secret_purge(struct ctl *ctl, const struct ctl_args *args, pcs_er
 	return 0;
 }
 
+/* ---- retention and destroying one version (docs/lifecycle.md) ---- */
+
+static int cmd_secret_set_retention(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__SetSecretRetentionRequest req =
+	    PCSECRET__V1__SET_SECRET_RETENTION_REQUEST__INIT;
+	const Pcsecret__V1__SetSecretRetentionReply *rep;
+	struct ctl_path path;
+	long long max;
+	char *end = NULL;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0)
+		return r;
+	/* Any integer goes to the daemon, which names what is wrong with it (and audits that). */
+	errno = 0;
+	max = strtoll(args->pos[1], &end, 10);
+	if (args->pos[1][0] == '\0' || end == NULL || *end != '\0' || errno != 0)
+		return ctl_usage_fail(
+		    ctl, err, "MAX_VERSIONS must be a whole number (0 = unlimited)");
+	req.max_versions = (int64_t)max;
+	if ((r = ctl_call(ctl, "SetSecretRetention", &req.base, err)) != 0)
+		return r;
+	rep = (const Pcsecret__V1__SetSecretRetentionReply *)ctl->reply;
+	if (rep->secret == NULL)
+		return ctl_no_reply_field("SetSecretRetention", err);
+	if (ctl->json)
+		return ctl_emit(json_pack("{s:s, s:I, s:I}", "secret", args->pos[0], "max_versions",
+		                    (json_int_t)rep->secret->max_versions, "destroyed",
+		                    (json_int_t)rep->destroyed),
+		    err);
+	if (rep->secret->max_versions == 0)
+		printf("secret %s/%s keeps every version", path.company, path.name);
+	else
+		printf("secret %s/%s keeps %u versions (and latest and staged ones)", path.company,
+		    path.name, rep->secret->max_versions);
+	printf("; %u version value(s) destroyed now\n", rep->destroyed);
+	return 0;
+}
+
+static int cmd_secret_destroy_version(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
+{
+	Pcsecret__V1__SecretVersionRequest req = PCSECRET__V1__SECRET_VERSION_REQUEST__INIT;
+	const Pcsecret__V1__SecretInfo *s;
+	struct ctl_path path;
+	int r;
+
+	if ((r = ctl_path_parse(args->pos[0], &path, &req.company, &req.name, err)) != 0 ||
+	    (r = ctl_parse_u32(ctl, "VERSION", args->pos[1], &req.version, err)) != 0)
+		return r;
+	if (req.version == 0)
+		return ctl_usage_fail(ctl, err, "VERSION must be 1 or more");
+	/* Irreversible, like purge: never the default. */
+	if (!ctl_flag(args, "yes"))
+		return ctl_usage_fail(ctl, err,
+		    "destroy-version destroys the value of version %u and cannot be undone: add --yes",
+		    req.version);
+	if ((r = ctl_call(ctl, "DestroySecretVersion", &req.base, err)) != 0)
+		return r;
+	if ((s = ((const Pcsecret__V1__SecretVersionReply *)ctl->reply)->secret) == NULL)
+		return ctl_no_reply_field("DestroySecretVersion", err);
+	if (ctl->json)
+		return ctl_emit(json_pack("{s:s, s:I, s:s}", "secret", args->pos[0], "version",
+		                    (json_int_t)req.version, "status", "destroyed"),
+		    err);
+	printf("destroyed the value of version %u of secret %s/%s; latest is version %u\n",
+	    req.version, path.company, path.name, s->current_version);
+	return 0;
+}
+
 const struct ctl_command ctl_secret_commands[] = {
 	{ "secret", "create", "COMPANY/NAME [--description TEXT] [--from-file FILE]",
 	    "create a secret (version 1)", 1, 1,
@@ -370,6 +453,13 @@ const struct ctl_command ctl_secret_commands[] = {
 	{ "secret", "purge", "COMPANY/NAME --yes",
 	    "destroy the value of every version now, live or deleted (irreversible)", 1, 1,
 	    { { "yes", CTL_FLAG } }, cmd_secret_purge },
+	{ "secret", "set-retention", "COMPANY/NAME MAX_VERSIONS",
+	    "keep the newest MAX_VERSIONS versions (and latest and staged ones); destroy the "
+	    "others' values now and after every update (0 = unlimited)",
+	    2, 2, CTL_NO_OPTS, cmd_secret_set_retention },
+	{ "secret", "destroy-version", "COMPANY/NAME VERSION --yes",
+	    "destroy the value of one VERSION now (not latest's; irreversible)", 2, 2,
+	    { { "yes", CTL_FLAG } }, cmd_secret_destroy_version },
 	{ "secret", "import", "FILE|- [--company C] [--skip-existing] [--parallel N]",
 	    "create many secrets from JSON lines, {\"company\", \"name\", \"value\" or "
 	    "\"value_base64\", \"description\"} per line, N calls in flight (default 32)",

@@ -53,13 +53,21 @@ json_t *j_company(const Pcsecret__V1__Company *c)
 
 static json_t *j_version(const Pcsecret__V1__VersionInfo *v)
 {
-	return json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o}",
+	json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:o, s:b, s:b, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "version", (json_int_t)v->version, "state", json_text(v->state), "created_at",
 	    json_text(v->created_at), "created_by", json_text(v->created_by), "key_id",
 	    json_text(v->key_id), "latest", v->latest, "staged", v->staged, "disabled_at",
 	    json_text(v->disabled_at), "disabled_by", json_text(v->disabled_by), "enabled_at",
 	    json_text(v->enabled_at), "enabled_by", json_text(v->enabled_by), "promoted_at",
 	    json_text(v->promoted_at), "promoted_by", json_text(v->promoted_by));
+
+	/* Its value destroyed: when, by whom, how (destroy-version, retention, purge). */
+	if (o != NULL) {
+		(void)json_object_set_new(o, "destroyed_at", json_text(v->destroyed_at));
+		(void)json_object_set_new(o, "destroyed_by", json_text(v->destroyed_by));
+		(void)json_object_set_new(o, "destroyed_how", json_text(v->destroyed_how));
+	}
+	return o;
 }
 
 json_t *j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)
@@ -81,6 +89,8 @@ json_t *j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions)
 	}
 	if (o == NULL || !with_versions)
 		return o;
+	/* With the versions (secret show): the retention limit they are kept under, 0 = none. */
+	(void)json_object_set_new(o, "max_versions", json_integer((json_int_t)s->max_versions));
 	vs = json_array();
 	for (i = 0; vs != NULL && i < s->n_versions; i++)
 		(void)json_array_append_new(vs, j_version(s->versions[i]));

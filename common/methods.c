@@ -41,6 +41,10 @@ static const struct method table[] = {
 	/* Not idempotent either: a repeat is refused (not deleted, already purged). */
 	{ "RestoreSecret", 25, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 	{ "PurgeSecret", 26, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	/* Setting the limit it already has destroys nothing more: a retry changes nothing. */
+	{ "SetSecretRetention", 27, METHOD_ACTION_SECRET_WRITE, I, WORK },
+	/* A repeat is refused (already destroyed), like a second purge. */
+	{ "DestroySecretVersion", 28, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

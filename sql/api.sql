@@ -1,4 +1,4 @@
--- api_version: 3
+-- api_version: 4
 --
 -- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
 -- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
@@ -164,6 +164,7 @@ BEGIN
     INSERT INTO secret_versions (secret_id, version, ciphertext, nonce, wrapped_key, key_id,
                                  created_by)
         VALUES (p_secret, 1, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor);
+    PERFORM pcs_apply_retention(p_secret, p_actor);
     RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
 END $$;
 
@@ -234,6 +235,7 @@ BEGIN
                                               ELSE secrets.current_version END,
                        updated_at = now()
      WHERE secrets.id = p_secret;
+    PERFORM pcs_apply_retention(p_secret, p_actor);
     RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
 END $$;
 
@@ -257,7 +259,8 @@ RETURNS TABLE (id uuid, company text, name text, description text, current_versi
                version integer, state text, version_created_at timestamptz,
                version_created_by text, key_id text, disabled_at timestamptz,
                disabled_by text, enabled_at timestamptz, enabled_by text,
-               promoted_at timestamptz, promoted_by text)
+               promoted_at timestamptz, promoted_by text, max_versions integer,
+               destroyed_at timestamptz, destroyed_by text, destroyed_how text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid;
@@ -269,7 +272,13 @@ BEGIN
     END IF;
     RETURN QUERY SELECT r.*, v.version, v.state, v.created_at, v.created_by, v.key_id,
                         v.disabled_at, v.disabled_by, v.enabled_at, v.enabled_by,
-                        v.promoted_at, v.promoted_by
+                        v.promoted_at, v.promoted_by,
+                        (SELECT x.max_versions FROM secrets x WHERE x.id = v_secret),
+                        -- A purge destroys too: it says so in its own columns (007).
+                        coalesce(v.destroyed_at, v.purged_at),
+                        coalesce(v.destroyed_by, v.purged_by),
+                        coalesce(v.destroyed_how, CASE WHEN v.purged_at IS NOT NULL
+                                                       THEN 'purge' END)
                    FROM pcs_secret_row(v_secret) r
                    JOIN secret_versions v ON v.secret_id = r.id
                   ORDER BY v.version;
@@ -340,6 +349,110 @@ BEGIN
         UPDATE secret_versions v SET state = 'active', enabled_at = now(), enabled_by = p_actor
          WHERE v.secret_id = v_secret AND v.version = p_version;
     END IF;
+    RETURN QUERY SELECT * FROM pcs_secret_row(v_secret);
+END $$;
+
+-- Retention and destroying one version (docs/lifecycle.md, migration 009). Destroying a
+-- version writes NULL over its ciphertext, nonce, wrapped key and value tag, sets its state
+-- 'destroyed' and records when, by whom and how; its row and the audit history stay. Each
+-- destroyed row's update bumps the secret's generation (trigger of 005), so no daemon's cache
+-- serves it again.
+
+-- What a secret's retention keeps: its newest max_versions versions that are not destroyed,
+-- and always the version latest points to and every staged one (active, above latest); every
+-- other version's value is destroyed, here, by p_actor. 0 = unlimited: nothing. The caller
+-- holds the secret's row locked (FOR UPDATE), so two writers of one secret apply it in turn.
+-- Returns how many versions it destroyed.
+CREATE FUNCTION pcs_apply_retention(p_secret uuid, p_actor text) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE v_max integer; v_current integer; v_n integer;
+BEGIN
+    SELECT s.max_versions, s.current_version INTO v_max, v_current
+      FROM secrets s WHERE s.id = p_secret;
+    IF coalesce(v_max, 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    WITH ranked AS (
+        SELECT k.version, row_number() OVER (ORDER BY k.version DESC) AS newest
+          FROM secret_versions k WHERE k.secret_id = p_secret AND k.state <> 'destroyed')
+    UPDATE secret_versions v
+       SET ciphertext = NULL, nonce = NULL, wrapped_key = NULL, idempotency_tag = NULL,
+           state = 'destroyed', destroyed_at = now(), destroyed_by = p_actor,
+           destroyed_how = 'retention'
+      FROM ranked r
+     WHERE v.secret_id = p_secret AND v.version = r.version AND r.newest > v_max
+       AND v.version <> v_current
+       AND NOT (v.version > v_current AND v.state = 'active');
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END $$;
+
+-- Sets company/name's retention limit (0 = unlimited) and applies it at once. Returns the
+-- secret's row, the limit, and how many versions this call destroyed.
+CREATE FUNCTION pcs_set_secret_retention(p_company text, p_name text, p_max integer,
+    p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text,
+               max_versions integer, destroyed integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_n integer;
+BEGIN
+    IF p_max IS NULL OR p_max < 0 OR p_max > 10000 THEN
+        PERFORM pcs_raise(3, format('max versions %s is out of range: 0 (unlimited) to 10000',
+                                    p_max));
+    END IF;
+    SELECT s.id INTO v_secret FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
+    END IF;
+    UPDATE secrets SET max_versions = p_max WHERE secrets.id = v_secret;
+    v_n := pcs_apply_retention(v_secret, p_actor);
+    RETURN QUERY SELECT r.*, p_max, v_n FROM pcs_secret_row(v_secret) r;
+END $$;
+
+-- Destroys the value of version p_version of company/name, a live secret (a deleted one is
+-- purged whole instead). Refused for the version latest points to (rotate or roll back first:
+-- latest must resolve) and for a version already destroyed, so a script sees that nothing
+-- changed. A staged or disabled version may be destroyed.
+CREATE FUNCTION pcs_destroy_secret_version(p_company text, p_name text, p_version integer,
+    p_actor text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_company uuid := pcs_company_id(p_company);
+    v_secret uuid; v_current integer; v_row record;
+    v_what text := format('version %s of secret %s/%s', p_version, p_company, p_name);
+BEGIN
+    SELECT s.id, s.current_version INTO v_secret, v_current FROM secrets s
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL FOR UPDATE;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
+    END IF;
+    SELECT v.state, coalesce(v.destroyed_at, v.purged_at) AS d_at,
+           coalesce(v.destroyed_by, v.purged_by) AS d_by INTO v_row
+      FROM secret_versions v
+     WHERE v.secret_id = v_secret AND v.version = p_version FOR UPDATE;
+    IF NOT FOUND THEN
+        PERFORM pcs_raise(5, format('%s does not exist', v_what));
+    END IF;
+    IF v_row.state = 'destroyed' THEN
+        PERFORM pcs_raise(9, format('%s was already destroyed (at %s by %s): nothing to destroy',
+                                    v_what, coalesce(pcs_ts(v_row.d_at), 'an unknown time'),
+                                    coalesce(v_row.d_by, 'an unknown principal')));
+    END IF;
+    IF p_version = v_current THEN
+        PERFORM pcs_raise(9, format('%s is latest and cannot be destroyed: rotate (secret '
+                                    'update) or roll back first', v_what));
+    END IF;
+    UPDATE secret_versions v
+       SET ciphertext = NULL, nonce = NULL, wrapped_key = NULL, idempotency_tag = NULL,
+           state = 'destroyed', destroyed_at = now(), destroyed_by = p_actor,
+           destroyed_how = 'destroy-version'
+     WHERE v.secret_id = v_secret AND v.version = p_version;
     RETURN QUERY SELECT * FROM pcs_secret_row(v_secret);
 END $$;
 
@@ -540,8 +653,13 @@ BEGIN
                        FROM secret_versions v
                       WHERE v.secret_id = r.id AND v.version = r.version AND v.state = 'active';
         IF NOT FOUND THEN
-            PERFORM pcs_raise(9, format('%s: version %s of %s/%s is not available',
-                                        r.env_name, r.version, r.company, r.name));
+            PERFORM pcs_raise(9, format('%s: version %s of %s/%s %s', r.env_name, r.version,
+                r.company, r.name,
+                coalesce((SELECT CASE v.state WHEN 'destroyed' THEN 'was destroyed'
+                                              ELSE 'is ' || v.state END
+                            FROM secret_versions v
+                           WHERE v.secret_id = r.id AND v.version = r.version),
+                         'does not exist')));
         END IF;
     END LOOP;
 END $$;
@@ -660,6 +778,7 @@ BEGIN
         PERFORM pcs_raise(5, format('secret %s/%s does not exist', p_company, p_name));
     END IF;
     UPDATE secret_versions v SET ciphertext = NULL, nonce = NULL, wrapped_key = NULL,
+                                 idempotency_tag = NULL,
                                  state = 'destroyed', purged_at = now(), purged_by = p_actor
      WHERE v.secret_id = v_secret AND (v.state <> 'destroyed' OR v.ciphertext IS NOT NULL);
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -712,6 +831,7 @@ BEGIN
            FOR UPDATE OF s SKIP LOCKED),
     versions AS (
         UPDATE secret_versions v SET ciphertext = NULL, nonce = NULL, wrapped_key = NULL,
+                                     idempotency_tag = NULL,
                                      state = 'destroyed', purged_at = now(),
                                      purged_by = 'pcsecretd'
           FROM due

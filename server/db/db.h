@@ -120,6 +120,8 @@ struct db_secret {
 	const char *deleted_at, *deleted_by, *restore_until;
 	int purged;         /* no version holds a value any more */
 	uint32_t destroyed; /* db_secret_purge: versions whose value it destroyed */
+	/* db_secret_describe and db_secret_set_retention: the retention limit (0: unlimited). */
+	uint32_t max_versions;
 };
 
 struct db_version {
@@ -127,6 +129,8 @@ struct db_version {
 	const char *state, *created_at, *created_by, *key_id;
 	/* The last disable, enable, and promote or rollback of it: "" when never. */
 	const char *disabled_at, *disabled_by, *enabled_at, *enabled_by, *promoted_at, *promoted_by;
+	/* When its value was destroyed, by whom and how (destroy-version, retention, purge). */
+	const char *destroyed_at, *destroyed_by, *destroyed_how;
 };
 
 /* What db_secret_version_action does to one version (docs/lifecycle.md). */
@@ -330,6 +334,15 @@ void db_secret_delete(struct call *c, const char *company, const char *name, int
 void db_secret_restore(struct call *c, const char *company, const char *name, db_secret_cb cb);
 /* Every version's value destroyed, live or deleted; cb's row has destroyed set. */
 void db_secret_purge(struct call *c, const char *company, const char *name, db_secret_cb cb);
+/*
+ * Retention (docs/lifecycle.md): sets company/name's limit (0: unlimited) and destroys the
+ * values it no longer keeps, in the same transaction; cb's row has max_versions and destroyed.
+ */
+void db_secret_set_retention(
+    struct call *c, const char *company, const char *name, uint32_t max, db_secret_cb cb);
+/* One version's value destroyed (never latest's); cb gets the secret as it is afterwards. */
+void db_secret_destroy_version(
+    struct call *c, const char *company, const char *name, uint32_t version, db_secret_cb cb);
 
 /* Agents. groups: the groups the agent's uid is in now (a rule of another kind for any of
  * them makes the database refuse the agent). */

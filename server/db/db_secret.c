@@ -23,7 +23,12 @@ enum {
 	V_ENABLED_AT,
 	V_ENABLED_BY,
 	V_PROMOTED_AT,
-	V_PROMOTED_BY
+	V_PROMOTED_BY,
+	/* Retention and destroyed versions (migration 009). */
+	V_MAX_VERSIONS,
+	V_DESTROYED_AT,
+	V_DESTROYED_BY,
+	V_DESTROYED_HOW
 };
 #define SECRET_NAMES \
 	[S_ID] = "id", [S_COMPANY] = "company", [S_NAME] = "name", \
@@ -44,6 +49,10 @@ static const char *const describe_cols[] = {
 	[V_ENABLED_BY] = "enabled_by",
 	[V_PROMOTED_AT] = "promoted_at",
 	[V_PROMOTED_BY] = "promoted_by",
+	[V_MAX_VERSIONS] = "max_versions",
+	[V_DESTROYED_AT] = "destroyed_at",
+	[V_DESTROYED_BY] = "destroyed_by",
+	[V_DESTROYED_HOW] = "destroyed_how",
 };
 #define SECRET_SELECT \
 	"SELECT id, company, name, description, current_version, " \
@@ -80,6 +89,13 @@ static const char *const deleted_cols[] = {
 };
 enum { G_DESTROYED = S_CREATED_BY + 1 };
 static const char *const purge_cols[] = { SECRET_NAMES, [G_DESTROYED] = "destroyed" };
+/* pcs_set_secret_retention adds the limit and what it destroyed. */
+enum { R_MAX_VERSIONS = S_CREATED_BY + 1, R_DESTROYED };
+static const char *const retention_cols[] = {
+	SECRET_NAMES,
+	[R_MAX_VERSIONS] = "max_versions",
+	[R_DESTROYED] = "destroyed",
+};
 
 enum { D_BOUND, D_RESTORE_UNTIL };
 static const char *const delete_cols[] = {
@@ -139,7 +155,8 @@ static struct db_stmt describe_secret = {
 	DB_FROM(SECRET_SELECT ", version, state, pcs_ts(version_created_at) AS version_created_at, "
 	                      "version_created_by, key_id, pcs_ts(disabled_at) AS disabled_at, "
 	                      "disabled_by, pcs_ts(enabled_at) AS enabled_at, enabled_by, "
-	                      "pcs_ts(promoted_at) AS promoted_at, promoted_by",
+	                      "pcs_ts(promoted_at) AS promoted_at, promoted_by, max_versions, "
+	                      "pcs_ts(destroyed_at) AS destroyed_at, destroyed_by, destroyed_how",
 	    "pcs_describe_secret($1, $2)"),
 	DB_COLS(describe_cols),
 };
@@ -180,9 +197,24 @@ static struct db_stmt purge_secret = {
 	DB_COLS(purge_cols),
 };
 
+/* company, name, max versions, actor */
+static struct db_stmt set_retention = {
+	.name = "pcs_set_secret_retention",
+	DB_FROM(
+	    SECRET_SELECT ", max_versions, destroyed", "pcs_set_secret_retention($1, $2, $3, $4)"),
+	DB_COLS(retention_cols),
+};
+
+/* company, name, version, actor */
+static struct db_stmt destroy_version = {
+	.name = "pcs_destroy_secret_version",
+	DB_FROM(SECRET_SELECT, "pcs_destroy_secret_version($1, $2, $3, $4)"),
+	DB_COLS(secret_cols),
+};
+
 struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret, &prepare_update,
 	&add_version, &secret_row, &list_secrets, &describe_secret, &version_action, &list_deleted,
-	&delete_secret, &restore_secret, &purge_secret, NULL };
+	&delete_secret, &restore_secret, &purge_secret, &set_retention, &destroy_version, NULL };
 
 static void secret_row_of(
     const struct store_result *r, int row, const struct db_stmt *st, struct db_secret *out)
@@ -200,7 +232,13 @@ static void secret_row_of(
 	out->restore_until = "";
 	out->purged = 0;
 	out->destroyed = 0;
-	if (st == &list_deleted) {
+	out->max_versions = 0;
+	if (st == &describe_secret) {
+		out->max_versions = db_col_u32(r, row, st, V_MAX_VERSIONS);
+	} else if (st == &set_retention) {
+		out->max_versions = db_col_u32(r, row, st, R_MAX_VERSIONS);
+		out->destroyed = db_col_u32(r, row, st, R_DESTROYED);
+	} else if (st == &list_deleted) {
 		out->deleted_at = db_col_str(r, row, st, L_DELETED_AT);
 		out->deleted_by = db_col_str(r, row, st, L_DELETED_BY);
 		out->restore_until = db_col_str(r, row, st, L_RESTORE_UNTIL);
@@ -371,6 +409,9 @@ static void deliver_described(
 		rows[i].enabled_by = db_col_str(res, (int)i, p->st, V_ENABLED_BY);
 		rows[i].promoted_at = db_col_str(res, (int)i, p->st, V_PROMOTED_AT);
 		rows[i].promoted_by = db_col_str(res, (int)i, p->st, V_PROMOTED_BY);
+		rows[i].destroyed_at = db_col_str(res, (int)i, p->st, V_DESTROYED_AT);
+		rows[i].destroyed_by = db_col_str(res, (int)i, p->st, V_DESTROYED_BY);
+		rows[i].destroyed_how = db_col_str(res, (int)i, p->st, V_DESTROYED_HOW);
 	}
 	p->cb.described(c, &s, rows, n);
 	free(rows);
@@ -459,4 +500,30 @@ void db_secret_restore(struct call *c, const char *company, const char *name, db
 void db_secret_purge(struct call *c, const char *company, const char *name, db_secret_cb cb)
 {
 	run_named(c, &purge_secret, company, name, cb);
+}
+
+void db_secret_set_retention(
+    struct call *c, const char *company, const char *name, uint32_t max, db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_u32(&p, max);
+	db_param_text(&p, db_actor(c));
+	db_run(c, DB_RUN_CALL, &set_retention, &p, deliver_secret, (union db_cb){ .secret = cb },
+	    NULL);
+}
+
+void db_secret_destroy_version(
+    struct call *c, const char *company, const char *name, uint32_t version, db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_u32(&p, version);
+	db_param_text(&p, db_actor(c));
+	db_run(c, DB_RUN_CALL, &destroy_version, &p, deliver_secret, (union db_cb){ .secret = cb },
+	    NULL);
 }

@@ -144,6 +144,14 @@ static void on_resolved(
 			    c, PCS_NOT_FOUND, "%s: version %u does not exist", label, x->version);
 			goto out;
 		}
+		if (strcmp(x->state, "destroyed") == 0) {
+			/* Never a value: its ciphertext is gone (destroy-version, retention, purge). */
+			ref_label(in->refs[idx], label, sizeof(label));
+			call_fail(c, PCS_FAILED_PRECONDITION,
+			    "%s: version %u of %s/%s was destroyed", label, x->version,
+			    x->company != NULL ? x->company : "?", x->name != NULL ? x->name : "?");
+			goto out;
+		}
 		if (strcmp(x->state, "active") != 0) {
 			ref_label(in->refs[idx], label, sizeof(label));
 			call_fail(c, PCS_FAILED_PRECONDITION, "%s: version %u is %s", label,

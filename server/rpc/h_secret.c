@@ -1,7 +1,8 @@
 /*
  * CreateSecret, UpdateSecret, ListSecrets, DescribeSecret, the version lifecycle:
  * PromoteSecret, RollbackSecret, DisableSecretVersion, EnableSecretVersion, and the secret's
- * own: DeleteSecret (soft, restorable), RestoreSecret, PurgeSecret.
+ * own: DeleteSecret (soft, restorable), RestoreSecret, PurgeSecret; retention and destroying
+ * one version: SetSecretRetention, DestroySecretVersion.
  * Writes take two round trips: the first learns the ids and the version number that the
  * value's associated data binds, the value is sealed here, the second stores it together with
  * the audit row. Values never reach the store unsealed.
@@ -24,6 +25,8 @@
 /* A deletion's recovery window, in days (docs/lifecycle.md). */
 #define RECOVERY_DAYS_DEFAULT 7
 #define RECOVERY_DAYS_MAX 30
+/* The largest retention limit (docs/lifecycle.md): above it, a typo rather than a policy. */
+#define RETENTION_MAX 10000
 /*
  * How many times an update without an expected version prepares, seals and stores when it
  * keeps losing the race to other updates of the same secret. Each loss means another update
@@ -81,6 +84,7 @@ static void secret_msg(const struct db_secret *row, Pcsecret__V1__SecretInfo *ou
 	out->deleted_by = (char *)row->deleted_by;
 	out->restore_until = (char *)row->restore_until;
 	out->purged = row->purged;
+	out->max_versions = row->max_versions;
 }
 
 /*
@@ -343,6 +347,9 @@ static void on_described(
 		items[i].enabled_by = (char *)versions[i].enabled_by;
 		items[i].promoted_at = (char *)versions[i].promoted_at;
 		items[i].promoted_by = (char *)versions[i].promoted_by;
+		items[i].destroyed_at = (char *)versions[i].destroyed_at;
+		items[i].destroyed_by = (char *)versions[i].destroyed_by;
+		items[i].destroyed_how = (char *)versions[i].destroyed_how;
 		/* Derived here from the same snapshot, so clients need not work it out. */
 		items[i].latest = versions[i].version == secret->current_version;
 		items[i].staged = versions[i].version > secret->current_version &&
@@ -502,4 +509,60 @@ void handle_enable_secret_version(Pcsecret__V1__PcSecret_Service *svc,
 	HANDLER_PROLOGUE(c);
 
 	version_action(c, in, DB_VERSION_ENABLE);
+}
+
+/* ---- retention and destroying one version (docs/lifecycle.md) ---- */
+
+static void reply_retention(struct call *c, const struct db_secret *row)
+{
+	Pcsecret__V1__SetSecretRetentionReply rep = PCSECRET__V1__SET_SECRET_RETENTION_REPLY__INIT;
+	Pcsecret__V1__SecretInfo info;
+
+	secret_msg(row, &info);
+	rep.secret = &info;
+	rep.destroyed = row->destroyed;
+	call_reply(c, &rep.base);
+}
+
+void handle_set_secret_retention(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SetSecretRetentionRequest *in,
+    Pcsecret__V1__SetSecretRetentionReply_Closure closure, void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	if (authorize_secret(c, in->company, in->name) != 0)
+		return;
+	if (in->max_versions < 0) {
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "max versions %lld is negative: give 0 (unlimited) to %d",
+		    (long long)in->max_versions, RETENTION_MAX);
+		return;
+	}
+	if (in->max_versions > RETENTION_MAX) {
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "max versions %lld is too large: give 0 (unlimited) to %d",
+		    (long long)in->max_versions, RETENTION_MAX);
+		return;
+	}
+	db_secret_set_retention(
+	    c, in->company, in->name, (uint32_t)in->max_versions, reply_retention);
+}
+
+void handle_destroy_secret_version(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data)
+{
+	HANDLER_PROLOGUE(c);
+
+	char version[16];
+
+	if (authorize_secret(c, in->company, in->name) != 0)
+		return;
+	if (in->version == 0) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "version is 0: name a version, 1 or more");
+		return;
+	}
+	snprintf(version, sizeof(version), "%u", in->version);
+	call_set_target(c, NULL, NULL, version);
+	db_secret_destroy_version(c, in->company, in->name, in->version, reply_version_action);
 }

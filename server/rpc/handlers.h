@@ -93,6 +93,12 @@ void handle_restore_secret(Pcsecret__V1__PcSecret_Service *svc,
 void handle_purge_secret(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__SecretNameRequest *in, Pcsecret__V1__PurgeSecretReply_Closure closure,
     void *closure_data);
+void handle_set_secret_retention(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SetSecretRetentionRequest *in,
+    Pcsecret__V1__SetSecretRetentionReply_Closure closure, void *closure_data);
+void handle_destroy_secret_version(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__SecretVersionRequest *in, Pcsecret__V1__SecretVersionReply_Closure closure,
+    void *closure_data);
 
 /* The start of every handler: the call, and no use of the generated service arguments. */
 #define HANDLER_PROLOGUE(c) \

@@ -278,6 +278,7 @@ static void gen_secret(struct gen *g, struct db_secret *r)
 	r->restore_until = gen_str(g, "");
 	r->purged = (int)gen_u32(g, 0);
 	r->destroyed = gen_u32(g, 0);
+	r->max_versions = gen_u32(g, 0);
 }
 
 static void gen_agent(struct gen *g, struct db_agent *r)
@@ -393,7 +394,7 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_STORED: {
-		struct db_secret row = { "", "", "", "", 0, "", "", "", "", "", "", 0, 0 };
+		struct db_secret row = { "", "", "", "", 0, "", "", "", "", "", "", 0, 0, 0 };
 		if (gen_rows(g, 0) > 0)
 			gen_secret(g, &row);
 		op->cb.stored(c, op->attempt, 0, "", &row);
@@ -420,10 +421,13 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 			versions[i].enabled_by = gen_str(g, "uid:0");
 			versions[i].promoted_at = gen_str(g, "");
 			versions[i].promoted_by = gen_str(g, "");
+			versions[i].destroyed_at = gen_str(g, "");
+			versions[i].destroyed_by = gen_str(g, "");
+			versions[i].destroyed_how = gen_str(g, "");
 		}
 		if (n == 0)
 			rows[0] = (struct db_secret){ "", "", "", "", 0, "", "", "", "", "", "", 0,
-				0 };
+				0, 0 };
 		if (op->kind == K_SECRETS)
 			op->cb.secrets(c, rows, n);
 		else if (op->kind == K_DESCRIBED)
@@ -789,6 +793,24 @@ void db_secret_purge(struct call *c, const char *company, const char *name, db_s
 {
 	(void)company;
 	(void)name;
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_set_retention(
+    struct call *c, const char *company, const char *name, uint32_t max, db_secret_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)max;
+	OP(K_SECRET, secret, cb, 0);
+}
+
+void db_secret_destroy_version(
+    struct call *c, const char *company, const char *name, uint32_t version, db_secret_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)version;
 	OP(K_SECRET, secret, cb, 0);
 }
 

@@ -180,6 +180,11 @@ static const struct op ops[] = {
 	  { "secret", "disable-version", "acme/shared", "1" } },
 	{ "EnableSecretVersion", NULL, { FP, FP, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "secret", "enable-version", "acme/shared", "1" } },
+	/* Retention and destroying one version: secret writes too. Version 1 is latest. */
+	{ "SetSecretRetention", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "set-retention", "acme/shared", "0" } },
+	{ "DestroySecretVersion", NULL, { FP, FP, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "destroy-version", "acme/shared", "1", "--yes" } },
 	{ "ListPrincipals", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL, { "principal", "list" } },
 	{ "AddPrincipal", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "principal", "add", "--uid", "5%u", "--role", "launcher", "--company", "beta" } },

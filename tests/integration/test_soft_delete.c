@@ -403,8 +403,8 @@ static void test_purge(void **state)
 	              "s.id = v.secret_id WHERE s.name = 'k' AND v.state = 'destroyed' "
 	              "AND v.purged_by = 'uid:0' AND v.purged_at IS NOT NULL"),
 	    1);
-	agent_resolves("k", NULL, ST_PRECONDITION, NULL, "version 1 is destroyed", "after purge");
-	agent_env(ST_PRECONDITION, "not available", "after purge");
+	agent_resolves("k", NULL, ST_PRECONDITION, NULL, "version 1 of acme/k was destroyed", "after purge");
+	agent_env(ST_PRECONDITION, "was destroyed", "after purge");
 	if (pcctl(NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
 		fail_msg("secret show after purge: %s", r.err);
 	assert_non_null(strstr(r.out, "destroyed"));

@@ -36,6 +36,8 @@ static const struct {
 	{ "EnableSecretVersion", "ACDD" },
 	{ "RestoreSecret", "ACDD" },
 	{ "PurgeSecret", "ACDD" },
+	{ "SetSecretRetention", "ACDD" },
+	{ "DestroySecretVersion", "ACDD" },
 	{ "ListSecrets", "ACDD" },
 	{ "DescribeSecret", "ACDD" },
 	{ "Resolve", "DDGG" },

@@ -20,6 +20,7 @@ static const char *const wire_ids[] = {
 	"UnsetAgentEnv", "GetAgentEnv", "AddPrincipal", "ListPrincipals", "RemovePrincipal",
 	"ListAudit", "ListAgents", "DeleteAgent", "DeleteSecret", "PromoteSecret", "RollbackSecret",
 	"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret",
+	"SetSecretRetention", "DestroySecretVersion",
 };
 
 static void test_ids_pinned(void **state)
@@ -67,7 +68,8 @@ static void test_matches_descriptor(void **state)
 static void test_flags(void **state)
 {
 	static const char *const lifecycle[] = { "PromoteSecret", "RollbackSecret",
-		"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret" };
+		"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret",
+		"DestroySecretVersion" };
 	unsigned values = 0, handshakes = 0;
 
 	(void)state;
@@ -109,6 +111,11 @@ static void test_flags(void **state)
 		assert_int_equal(m->audit, METHOD_AUDIT_WITH_WORK);
 		assert_false(m->flags & (METHOD_IDEMPOTENT | METHOD_CACHED));
 	}
+	/* Retention: a secret write with its row; the same limit again destroys nothing more. */
+	assert_int_equal(method_by_name("SetSecretRetention")->action, METHOD_ACTION_SECRET_WRITE);
+	assert_int_equal(method_by_name("SetSecretRetention")->audit, METHOD_AUDIT_WITH_WORK);
+	assert_true(method_by_name("SetSecretRetention")->flags & METHOD_IDEMPOTENT);
+	assert_false(method_by_name("SetSecretRetention")->flags & METHOD_CACHED);
 }
 
 int main(void)
