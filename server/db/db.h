@@ -326,8 +326,7 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
     const char *token, uint32_t attempt, db_secret_prepared_cb cb);
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
     uint32_t expected, const struct db_sealed *sealed, const char *token, const uint8_t *tag,
-    size_t tag_len, int promote, const char *description, uint32_t attempt,
-    db_secret_stored_cb cb);
+    size_t tag_len, int promote, const char *description, uint32_t attempt, db_secret_stored_cb cb);
 /* One transition of a version of company/name; cb gets the secret as it is afterwards. */
 void db_secret_version_action(struct call *c, const char *company, const char *name,
     uint32_t version, enum db_version_action action, db_secret_cb cb);

@@ -110,10 +110,11 @@ static struct db_stmt prepare_create = {
  */
 static struct db_stmt create_secret = {
 	.name = "pcs_create_secret",
-	DB_FROM(SECRET_SELECT,
-	    "pcs_create_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+	DB_FROM(SECRET_SELECT, "pcs_create_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
 	DB_COLS(secret_cols),
-	.param_oid = { [4] = DB_OID_BYTEA, [5] = DB_OID_BYTEA, [6] = DB_OID_BYTEA,
+	.param_oid = { [4] = DB_OID_BYTEA,
+	    [5] = DB_OID_BYTEA,
+	    [6] = DB_OID_BYTEA,
 	    [10] = DB_OID_BYTEA },
 };
 
@@ -131,8 +132,8 @@ static struct db_stmt prepare_update = {
  */
 static struct db_stmt add_version = {
 	.name = "pcs_add_version",
-	DB_FROM(SECRET_SELECT,
-	    "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
+	DB_FROM(
+	    SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
 	DB_COLS(secret_cols),
 	.param_oid = { [3] = DB_OID_BYTEA,
 	    [4] = DB_OID_BYTEA,
@@ -353,8 +354,7 @@ static void deliver_stored(
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
     uint32_t expected, const struct db_sealed *sealed, const char *token, const uint8_t *tag,
-    size_t tag_len, int promote, const char *description, uint32_t attempt,
-    db_secret_stored_cb cb)
+    size_t tag_len, int promote, const char *description, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct db_params p = { 0 };
 

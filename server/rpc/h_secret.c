@@ -199,8 +199,8 @@ static int create_retry_fits(struct call *c, const Pcsecret__V1__CreateSecretReq
 	    (strlen(prep->token_tag) != strlen(tag_hex) ||
 	        !crypto_tag_equal(prep->token_tag, tag_hex, strlen(tag_hex)))) {
 		call_fail(c, PCS_FAILED_PRECONDITION,
-		    "this idempotency token created secret %s/%s with a different value", in->company,
-		    in->name);
+		    "this idempotency token created secret %s/%s with a different value",
+		    in->company, in->name);
 		return -PCS_FAILED_PRECONDITION;
 	}
 	if (strcmp(prep->token_description, in->description) != 0) {
@@ -248,7 +248,8 @@ void handle_create_secret(Pcsecret__V1__PcSecret_Service *svc,
 	HANDLER_PROLOGUE(c);
 
 	if (authorize_secret(c, in->company, in->name) != 0 || check_value(c, &in->value) != 0 ||
-	    check_description(c, in->description) != 0 || check_token(c, in->idempotency_token) != 0)
+	    check_description(c, in->description) != 0 ||
+	    check_token(c, in->idempotency_token) != 0)
 		return;
 	db_secret_prepare_create_attempt(
 	    c, in->company, in->name, in->idempotency_token, 1, on_create_prepared);

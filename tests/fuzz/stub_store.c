@@ -435,10 +435,12 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_PREPARED: {
-		struct db_secret_prepared p = {
-			.company_id = "", .secret_id = "", .token_tag = "", .attempt = op->attempt,
-			.token_description = "", .token_secret = ""
-		};
+		struct db_secret_prepared p = { .company_id = "",
+			.secret_id = "",
+			.token_tag = "",
+			.attempt = op->attempt,
+			.token_description = "",
+			.token_secret = "" };
 		if (gen_rows(g, 0) > 0) {
 			p.company_id = gen_str(g, sealed.company_id);
 			p.secret_id = gen_str(g, sealed.secret_id);
@@ -719,8 +721,8 @@ void db_secret_create_attempt(struct call *c, const char *company_id, const char
 	run_op(c, 0, op);
 }
 
-void db_secret_set_description(struct call *c, const char *company, const char *name,
-    const char *description, db_secret_cb cb)
+void db_secret_set_description(
+    struct call *c, const char *company, const char *name, const char *description, db_secret_cb cb)
 {
 	(void)company;
 	(void)name;
@@ -743,8 +745,7 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
     uint32_t expected, const struct db_sealed *s, const char *token, const uint8_t *tag,
-    size_t tag_len, int promote, const char *description, uint32_t attempt,
-    db_secret_stored_cb cb)
+    size_t tag_len, int promote, const char *description, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct stub_op *op = op_new(K_STORED);
 

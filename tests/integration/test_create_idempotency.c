@@ -164,8 +164,8 @@ static void assert_audit(uint64_t id, const char *want)
 
 	audit_of(id, got, sizeof(got));
 	if (strcmp(got, want) != 0)
-		fail_msg("call %llu: audit rows \"%s\", want \"%s\"", (unsigned long long)id, got,
-		    want);
+		fail_msg(
+		    "call %llu: audit rows \"%s\", want \"%s\"", (unsigned long long)id, got, want);
 }
 
 static void session(struct wire *w, int d)
@@ -268,9 +268,10 @@ static void test_create_token(void **state)
 	    wire_rpc(&w, 111, wire_mid("DeleteSecret"), 0, &del.base, NULL, 15000), ST_OK);
 	create(&w, 112, "c2", VALUE_A, "", TOKEN, &a);
 	assert_int_equal(a.status, ST_PRECONDITION);
-	assert_non_null(strstr(a.message, "the secret this idempotency token created was deleted "
-	                                  "since: secret acme/c2 was deleted; it can be restored "
-	                                  "until "));
+	assert_non_null(strstr(a.message,
+	    "the secret this idempotency token created was deleted "
+	    "since: secret acme/c2 was deleted; it can be restored "
+	    "until "));
 	assert_audit(112, "CreateSecret FAILED_PRECONDITION -");
 	create(&w, 113, "c2", VALUE_A, "", "", &a);
 	assert_int_equal(a.status, ST_EXISTS);
@@ -313,8 +314,8 @@ static int pcctl(const char *stdin_data, struct it_result *r, ...)
 	return r->status;
 }
 
-#define D_VERSIONS                                                                           \
-	"SELECT count(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE "   \
+#define D_VERSIONS \
+	"SELECT count(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE " \
 	"s.name = 'd'"
 #define D_AUDIT(status) \
 	"SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' AND secret = 'd' AND " \
@@ -389,8 +390,8 @@ static void test_update_description(void **state)
 	wire_close(&w);
 
 	/* pcctl: --description alone reads no value, even from a pipe, and makes no version. */
-	if (pcctl("cidem-value-piped", &r, "secret", "update", "acme/d", "--description",
-	        "seven", (char *)NULL) != 0)
+	if (pcctl("cidem-value-piped", &r, "secret", "update", "acme/d", "--description", "seven",
+	        (char *)NULL) != 0)
 		fail_msg("pcctl secret update --description: %s", r.err);
 	assert_non_null(strstr(r.out, "updated the description of secret acme/d; no new version"));
 	it_result_free(&r);
@@ -469,8 +470,8 @@ static void test_racing_creates_one_token(void **state)
 	char sql[256];
 
 	(void)state;
-	o = mmap(NULL, sizeof(*o) * CLIENTS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	    -1, 0);
+	o = mmap(
+	    NULL, sizeof(*o) * CLIENTS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(o != MAP_FAILED);
 	memset(o, 0, sizeof(*o) * CLIENTS);
 	assert_int_equal(pipe(go), 0);
@@ -501,7 +502,8 @@ static void test_racing_creates_one_token(void **state)
 		    "WHERE s.name = 'race-%d' AND s.id = '%s'",
 		    n, o[0].ids[n]);
 		assert_int_equal(sql_count(sql), 1);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM secrets WHERE name = 'race-%d'", n);
+		snprintf(
+		    sql, sizeof(sql), "SELECT count(*) FROM secrets WHERE name = 'race-%d'", n);
 		assert_int_equal(sql_count(sql), 1);
 	}
 	/* One OK audit row per racer's call, none failed. */
