@@ -35,6 +35,7 @@ static int cmd_secret_create(struct ctl *ctl, const struct ctl_args *args, pcs_e
 {
 	Pcsecret__V1__CreateSecretRequest req = PCSECRET__V1__CREATE_SECRET_REQUEST__INIT;
 	const char *description = ctl_value(args, "description");
+	const char *token = ctl_value(args, "idempotency-token");
 	const Pcsecret__V1__SecretInfo *s;
 	struct ctl_path path;
 	int r;
@@ -43,6 +44,7 @@ static int cmd_secret_create(struct ctl *ctl, const struct ctl_args *args, pcs_e
 	    (r = read_value(ctl, args, "Value", &path, &req.value, err)) != 0)
 		goto out;
 	req.description = (char *)(description != NULL ? description : "");
+	req.idempotency_token = (char *)(token != NULL ? token : "");
 	if ((r = ctl_call(ctl, "CreateSecret", &req.base, err)) != 0)
 		goto out;
 	if ((s = ((const Pcsecret__V1__CreateSecretReply *)ctl->reply)->secret) == NULL) {
@@ -63,6 +65,31 @@ out:
 	return r;
 }
 
+/*
+ * --description TEXT sets the description. Without --from-file it is all the update does: no
+ * value is read (not even from a pipe on stdin), no version is made, and the value's options
+ * are refused, so a description change can never turn into a value change by accident.
+ * 1: description only; 0: a value is to be read too (or no description); <0: usage.
+ */
+static int update_description(struct ctl *ctl, const struct ctl_args *args,
+    Pcsecret__V1__UpdateSecretRequest *req, pcs_error *err)
+{
+	const char *description = ctl_value(args, "description");
+
+	if (description == NULL)
+		return 0;
+	req->description = (char *)description;
+	req->set_description = 1;
+	if (ctl_value(args, "from-file") != NULL)
+		return 0;
+	if (req->expected_version != 0 || req->idempotency_token[0] != '\0' || req->no_promote)
+		return ctl_usage_fail(ctl, err,
+		    "--description without --from-file changes only the description: "
+		    "--expected-version, --idempotency-token and --no-promote need a value "
+		    "(--from-file FILE, or --from-file /dev/stdin for a pipe)");
+	return 1;
+}
+
 static int cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)
 {
 	Pcsecret__V1__UpdateSecretRequest req = PCSECRET__V1__UPDATE_SECRET_REQUEST__INIT;
@@ -78,10 +105,11 @@ static int cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_e
 	    (r = ctl_parse_u32(ctl, "--expected-version", expected, &req.expected_version, err)) !=
 	        0)
 		goto out;
-	if ((r = read_value(ctl, args, "New value", &path, &req.value, err)) != 0)
-		goto out;
 	req.idempotency_token = (char *)(token != NULL ? token : "");
 	req.no_promote = ctl_flag(args, "no-promote");
+	if ((r = update_description(ctl, args, &req, err)) < 0 ||
+	    (r == 0 && (r = read_value(ctl, args, "New value", &path, &req.value, err)) != 0))
+		goto out;
 	if ((r = ctl_call(ctl, "UpdateSecret", &req.base, err)) != 0)
 		goto out;
 	if ((s = ((const Pcsecret__V1__UpdateSecretReply *)ctl->reply)->secret) == NULL) {
@@ -92,7 +120,11 @@ static int cmd_secret_update(struct ctl *ctl, const struct ctl_args *args, pcs_e
 		r = ctl_emit(j_secret(s, 0), err);
 		goto out;
 	}
-	if (req.no_promote)
+	if (req.value.len == 0)
+		printf("updated the description of secret %s/%s; no new version (latest is version "
+		       "%u)\n",
+		    path.company, path.name, s->current_version);
+	else if (req.no_promote)
 		printf("updated secret %s/%s: new version staged, latest is still version %u "
 		       "(pcctl secret show lists it; promote it with pcctl secret promote)\n",
 		    path.company, path.name, s->current_version);
@@ -418,15 +450,21 @@ static int cmd_secret_destroy_version(struct ctl *ctl, const struct ctl_args *ar
 }
 
 const struct ctl_command ctl_secret_commands[] = {
-	{ "secret", "create", "COMPANY/NAME [--description TEXT] [--from-file FILE]",
-	    "create a secret (version 1)", 1, 1,
-	    { { "description", CTL_VALUE }, { "from-file", CTL_VALUE } }, cmd_secret_create },
+	{ "secret", "create",
+	    "COMPANY/NAME [--description TEXT] [--from-file FILE] [--idempotency-token T]",
+	    "create a secret (version 1); a retry with the same token creates nothing", 1, 1,
+	    { { "description", CTL_VALUE }, { "from-file", CTL_VALUE },
+	        { "idempotency-token", CTL_VALUE } },
+	    cmd_secret_create },
 	{ "secret", "update",
 	    "COMPANY/NAME [--from-file FILE] [--expected-version N] "
-	    "[--idempotency-token T] [--no-promote]",
-	    "add a version and make it current (--no-promote: stage it, latest stays)", 1, 1,
+	    "[--idempotency-token T] [--no-promote] [--description TEXT]",
+	    "add a version and make it current (--no-promote: stage it, latest stays); "
+	    "--description TEXT alone changes only the description (no value read, no version)",
+	    1, 1,
 	    { { "from-file", CTL_VALUE }, { "expected-version", CTL_VALUE },
-	        { "idempotency-token", CTL_VALUE }, { "no-promote", CTL_FLAG } },
+	        { "idempotency-token", CTL_VALUE }, { "no-promote", CTL_FLAG },
+	        { "description", CTL_VALUE } },
 	    cmd_secret_update },
 	{ "secret", "promote", "COMPANY/NAME VERSION", "make VERSION (an active version) latest", 2,
 	    2, CTL_NO_OPTS, cmd_secret_promote },

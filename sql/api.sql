@@ -1,4 +1,4 @@
--- api_version: 4
+-- api_version: 5
 --
 -- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
 -- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
@@ -116,22 +116,43 @@ $$;
 
 -- Secrets. Creating and updating take two steps because the value is sealed in the daemon
 -- with associated data that includes ids and the version number: *_prepare returns them.
-CREATE FUNCTION pcs_secret_prepare_create(p_company text, p_name text)
-RETURNS TABLE (company_id uuid)
+-- For a create: the company's id. With p_token, a live secret of that name whose version 1 that
+-- token made is a retry: its id, the first call's value tag (hex) and description come back
+-- (token_secret NULL otherwise), for the daemon to answer it or refuse it if the request
+-- differs (docs/lifecycle.md, "Idempotency").
+CREATE FUNCTION pcs_secret_prepare_create(p_company text, p_name text, p_token text)
+RETURNS TABLE (company_id uuid, token_secret uuid, token_tag text, token_description text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
-DECLARE v_company uuid := pcs_company_id(p_company);
+DECLARE v_company uuid := pcs_company_id(p_company); v_holder record;
 BEGIN
-    IF EXISTS (SELECT 1 FROM secrets s WHERE s.company_id = v_company AND s.name = p_name
-               AND s.deleted_at IS NULL) THEN
+    SELECT s.id, s.deleted_at, v.idempotency_tag, v.idempotency_description,
+           (p_token <> '' AND v.idempotency_token = p_token) AS same_token
+      INTO v_holder
+      FROM secrets s LEFT JOIN secret_versions v ON v.secret_id = s.id AND v.version = 1
+     WHERE s.company_id = v_company AND s.name = p_name AND s.released_at IS NULL;
+    IF v_holder.id IS NULL THEN
+        RETURN QUERY SELECT v_company, NULL::uuid, ''::text, ''::text;
+        RETURN;
+    END IF;
+    IF v_holder.deleted_at IS NULL AND coalesce(v_holder.same_token, false) THEN
+        RETURN QUERY SELECT v_company, v_holder.id,
+                            coalesce(encode(v_holder.idempotency_tag, 'hex'), ''),
+                            coalesce(v_holder.idempotency_description, '');
+        RETURN;
+    END IF;
+    IF v_holder.deleted_at IS NULL THEN
         PERFORM pcs_raise(6, format('secret %s/%s already exists', p_company, p_name));
+    END IF;
+    -- A retry must not bring back, nor report as live, the secret it made and someone deleted.
+    IF coalesce(v_holder.same_token, false) THEN
+        PERFORM pcs_raise(9, format('the secret this idempotency token created was deleted '
+                                    'since: %s (restore it; a retried create does not)',
+                                    pcs_deleted_note(v_company, p_company, p_name)));
     END IF;
     -- A deleted secret keeps its name until its recovery window ends and it is purged.
     PERFORM pcs_raise(6, pcs_deleted_note(v_company, p_company, p_name) || '; its name stays '
-                         'reserved until then (restore it instead)')
-       FROM secrets s WHERE s.company_id = v_company AND s.name = p_name
-        AND s.deleted_at IS NOT NULL AND s.released_at IS NULL;
-    RETURN QUERY SELECT v_company;
+                         'reserved until then (restore it instead)');
 END $$;
 
 CREATE FUNCTION pcs_secret_row(p_secret uuid)
@@ -143,9 +164,33 @@ LANGUAGE sql STABLE AS $$
       FROM secrets s JOIN companies c ON c.id = s.company_id WHERE s.id = p_secret
 $$;
 
+-- The name taken when a create went to store: ABORTED when the holder is a create with the
+-- same token that won the race (the daemon then prepares again and answers the retry from
+-- it), ALREADY_EXISTS otherwise.
+CREATE FUNCTION pcs_create_taken(p_company_id uuid, p_name text, p_token text) RETURNS void
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company text := (SELECT c.name FROM companies c WHERE c.id = p_company_id);
+BEGIN
+    IF p_token <> '' AND EXISTS (SELECT 1 FROM secrets s JOIN secret_versions v
+                                     ON v.secret_id = s.id AND v.version = 1
+                                  WHERE s.company_id = p_company_id AND s.name = p_name
+                                    AND s.released_at IS NULL
+                                    AND v.idempotency_token = p_token) THEN
+        PERFORM pcs_raise(10, 'a create with this idempotency token was applied concurrently');
+    END IF;
+    PERFORM pcs_raise(6, coalesce(pcs_deleted_note(p_company_id, v_company, p_name)
+                                  || '; its name stays reserved until then (restore it instead)',
+                                  format('secret %s/%s already exists', v_company, p_name)));
+END $$;
+
+-- With p_token, version 1 keeps the token, p_tag (the daemon's keyed hash of the value) and
+-- the description, what a retried create is checked against. The unique name index decides
+-- between racing creates: the loser waits for the winner's commit and then gets
+-- pcs_create_taken's answer.
 CREATE FUNCTION pcs_create_secret(p_company_id uuid, p_secret uuid, p_name text,
     p_description text, p_ciphertext bytea, p_nonce bytea, p_wrapped bytea, p_key_id text,
-    p_actor text)
+    p_actor text, p_token text, p_tag bytea)
 RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
                created_at timestamptz, updated_at timestamptz, created_by text)
 LANGUAGE plpgsql AS $$
@@ -153,28 +198,33 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM secrets s WHERE s.company_id = p_company_id AND s.name = p_name
                AND s.released_at IS NULL) THEN
-        PERFORM pcs_raise(6, coalesce(pcs_deleted_note(p_company_id,
-            (SELECT c.name FROM companies c WHERE c.id = p_company_id), p_name)
-            || '; its name stays reserved until then (restore it instead)',
-            format('secret %s/%s already exists',
-            (SELECT c.name FROM companies c WHERE c.id = p_company_id), p_name)));
+        PERFORM pcs_create_taken(p_company_id, p_name, p_token);
     END IF;
-    INSERT INTO secrets (id, company_id, name, description, current_version, created_by)
-        VALUES (p_secret, p_company_id, p_name, coalesce(p_description, ''), 1, p_actor);
+    BEGIN
+        INSERT INTO secrets (id, company_id, name, description, current_version, created_by)
+            VALUES (p_secret, p_company_id, p_name, coalesce(p_description, ''), 1, p_actor);
+    EXCEPTION WHEN unique_violation THEN
+        PERFORM pcs_create_taken(p_company_id, p_name, p_token);
+    END;
     INSERT INTO secret_versions (secret_id, version, ciphertext, nonce, wrapped_key, key_id,
-                                 created_by)
-        VALUES (p_secret, 1, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor);
+                                 created_by, idempotency_token, idempotency_tag,
+                                 idempotency_description)
+        VALUES (p_secret, 1, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor,
+                nullif(p_token, ''), CASE WHEN p_token <> '' THEN p_tag END,
+                CASE WHEN p_token <> '' THEN coalesce(p_description, '') END);
     PERFORM pcs_apply_retention(p_secret, p_actor);
     RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
 END $$;
 
 -- For an update: the ids, the current version, the next version number, and the version an
 -- earlier update with the same idempotency token made (0 when none) with that update's value
--- tag (hex; '' for a version stored before tags were) and the version it replaced, so the
--- daemon can refuse a reuse of the token for another value or another expected version.
+-- tag (hex; '' for a version stored before tags were), the version it replaced and the
+-- description it set (token_described false: none), so the daemon can refuse a reuse of the
+-- token for another value, expected version or description.
 CREATE FUNCTION pcs_secret_prepare_update(p_company text, p_name text, p_token text)
 RETURNS TABLE (company_id uuid, secret_id uuid, current_version integer, next_version integer,
-               token_version integer, token_tag text, token_expected integer)
+               token_version integer, token_tag text, token_expected integer,
+               token_described boolean, token_description text)
 LANGUAGE plpgsql STABLE AS $$
 #variable_conflict use_column
 DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid; v_current integer;
@@ -187,7 +237,8 @@ BEGIN
     RETURN QUERY SELECT v_company, v_secret, v_current,
         (SELECT max(v.version) + 1 FROM secret_versions v WHERE v.secret_id = v_secret),
         coalesce(t.version, 0), coalesce(encode(t.idempotency_tag, 'hex'), ''),
-        coalesce(t.idempotency_expected, 0)
+        coalesce(t.idempotency_expected, 0), t.idempotency_description IS NOT NULL,
+        coalesce(t.idempotency_description, '')
       FROM (SELECT 1) one
       LEFT JOIN secret_versions t ON t.secret_id = v_secret AND p_token <> ''
                                  AND t.idempotency_token = p_token;
@@ -196,11 +247,12 @@ END $$;
 -- Adds p_version and, when p_promote, makes it current, if the secret's current version is
 -- still p_expected (check-and-set; ABORTED otherwise, so a racing update is detected, never
 -- lost). Without p_promote the version is staged: latest stays where it is until promoted.
--- With a token the version keeps p_tag (the daemon's keyed hash of the value) and p_expected,
--- what a later call with the same token is checked against.
+-- With a token the version keeps p_tag (the daemon's keyed hash of the value), p_expected and
+-- p_description, what a later call with the same token is checked against. p_description not
+-- NULL becomes the secret's description in the same transaction.
 CREATE FUNCTION pcs_add_version(p_secret uuid, p_version integer, p_expected integer,
     p_ciphertext bytea, p_nonce bytea, p_wrapped bytea, p_key_id text, p_token text,
-    p_tag bytea, p_actor text, p_promote boolean)
+    p_tag bytea, p_actor text, p_promote boolean, p_description text)
 RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
                created_at timestamptz, updated_at timestamptz, created_by text)
 LANGUAGE plpgsql AS $$
@@ -227,16 +279,37 @@ BEGIN
     END IF;
     INSERT INTO secret_versions (secret_id, version, ciphertext, nonce, wrapped_key, key_id,
                                  created_by, idempotency_token, idempotency_tag,
-                                 idempotency_expected)
+                                 idempotency_expected, idempotency_description)
         VALUES (p_secret, p_version, p_ciphertext, p_nonce, p_wrapped, p_key_id, p_actor,
                 nullif(p_token, ''), CASE WHEN p_token <> '' THEN p_tag END,
-                CASE WHEN p_token <> '' THEN p_expected END);
+                CASE WHEN p_token <> '' THEN p_expected END,
+                CASE WHEN p_token <> '' THEN p_description END);
     UPDATE secrets SET current_version = CASE WHEN p_promote THEN p_version
                                               ELSE secrets.current_version END,
+                       description = coalesce(p_description, secrets.description),
                        updated_at = now()
      WHERE secrets.id = p_secret;
     PERFORM pcs_apply_retention(p_secret, p_actor);
     RETURN QUERY SELECT * FROM pcs_secret_row(p_secret);
+END $$;
+
+-- UpdateSecret with a description and no value: the description changes, no version is made.
+-- The secret's row changes, so its generation moves (migration 005) although no cache holds
+-- the description.
+CREATE FUNCTION pcs_set_secret_description(p_company text, p_name text, p_description text)
+RETURNS TABLE (id uuid, company text, name text, description text, current_version integer,
+               created_at timestamptz, updated_at timestamptz, created_by text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE v_company uuid := pcs_company_id(p_company); v_secret uuid;
+BEGIN
+    UPDATE secrets s SET description = p_description, updated_at = now()
+     WHERE s.company_id = v_company AND s.name = p_name AND s.deleted_at IS NULL
+    RETURNING s.id INTO v_secret;
+    IF v_secret IS NULL THEN
+        PERFORM pcs_secret_missing(v_company, p_company, p_name);
+    END IF;
+    RETURN QUERY SELECT * FROM pcs_secret_row(v_secret);
 END $$;
 
 CREATE FUNCTION pcs_list_secrets(p_company text)

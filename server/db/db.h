@@ -148,7 +148,11 @@ struct db_secret_prepared {
 	uint32_t token_version;  /* not 0: the idempotency token already made this version */
 	const char *token_tag;   /* its value tag in hex ("" when stored without one) */
 	uint32_t token_expected; /* the current version it was added on top of */
-	uint32_t attempt;        /* as given to db_secret_prepare_update_attempt (else 0) */
+	uint32_t attempt;        /* as given to db_secret_prepare_*_attempt */
+	/* What the write the token made did to the description: token_described 0 = nothing. */
+	const char *token_description;
+	const char *token_secret; /* a create's: the secret the token made ("" when none) */
+	int token_described;
 };
 
 /* A sealed value, as stored (ciphertext only; see crypto.h). */
@@ -301,10 +305,21 @@ void db_company_list(struct call *c, const char *const *only, size_t n, db_compa
  * Secrets. The prepare steps are call_db_step statements (they never carry the call's audit
  * row); the writes and reads after them are the call's statement. created_by is the caller.
  */
-void db_secret_prepare_create(
-    struct call *c, const char *company, const char *name, db_secret_prepared_cb cb);
-void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
-    const char *name, const char *description, const struct db_sealed *sealed, db_secret_cb cb);
+/*
+ * A create's two steps. With a token, the prepare step finds a live secret of that name whose
+ * version 1 the token made (token_secret, token_tag, token_description); the store keeps token
+ * and tag on version 1, and when it loses the name to a create with the same token (racing
+ * daemons) it goes to cb as -PCS_ABORTED, for the handler to prepare again and answer from the
+ * winner. Any other outcome but success fails the call.
+ */
+void db_secret_prepare_create_attempt(struct call *c, const char *company, const char *name,
+    const char *token, uint32_t attempt, db_secret_prepared_cb cb);
+void db_secret_create_attempt(struct call *c, const char *company_id, const char *secret_id,
+    const char *name, const char *description, const struct db_sealed *sealed, const char *token,
+    const uint8_t *tag, size_t tag_len, uint32_t attempt, db_secret_stored_cb cb);
+/* UpdateSecret without a value: only the description changes; no version is made. */
+void db_secret_set_description(struct call *c, const char *company, const char *name,
+    const char *description, db_secret_cb cb);
 /*
  * An update's two steps, for a write that tries again when it loses a race: attempt is handed
  * back to the callbacks (the handler keeps no state of its own). The store adds version to
@@ -315,7 +330,7 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
     const char *token, uint32_t attempt, db_secret_prepared_cb cb);
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
     uint32_t expected, const struct db_sealed *sealed, const char *token, const uint8_t *tag,
-    size_t tag_len, int promote, uint32_t attempt, db_secret_stored_cb cb);
+    size_t tag_len, int promote, const char *description, uint32_t attempt, db_secret_stored_cb cb);
 /* One transition of a version of company/name; cb gets the secret as it is afterwards. */
 void db_secret_version_action(struct call *c, const char *company, const char *name,
     uint32_t version, enum db_version_action action, db_secret_cb cb);

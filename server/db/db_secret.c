@@ -65,9 +65,18 @@ enum {
 	P_NEXT_VERSION,
 	P_TOKEN_VERSION,
 	P_TOKEN_TAG,
-	P_TOKEN_EXPECTED
+	P_TOKEN_EXPECTED,
+	P_TOKEN_DESCRIBED,
+	P_TOKEN_DESCRIPTION
 };
-static const char *const prepare_create_cols[] = { [P_COMPANY_ID] = "company_id" };
+/* A create's: the company, and the secret an earlier create with the same token made. */
+enum { C_COMPANY_ID, C_TOKEN_SECRET, C_TOKEN_TAG, C_TOKEN_DESCRIPTION };
+static const char *const prepare_create_cols[] = {
+	[C_COMPANY_ID] = "company_id",
+	[C_TOKEN_SECRET] = "token_secret",
+	[C_TOKEN_TAG] = "token_tag",
+	[C_TOKEN_DESCRIPTION] = "token_description",
+};
 static const char *const prepare_update_cols[] = {
 	[P_COMPANY_ID] = "company_id",
 	[P_SECRET_ID] = "secret_id",
@@ -76,6 +85,8 @@ static const char *const prepare_update_cols[] = {
 	[P_TOKEN_VERSION] = "token_version",
 	[P_TOKEN_TAG] = "token_tag",
 	[P_TOKEN_EXPECTED] = "token_expected",
+	[P_TOKEN_DESCRIBED] = "token_described",
+	[P_TOKEN_DESCRIPTION] = "token_description",
 };
 
 /* pcs_list_deleted_secrets adds these to the secret's columns; pcs_purge_secret one. */
@@ -104,38 +115,53 @@ static const char *const delete_cols[] = {
 
 static struct db_stmt prepare_create = {
 	.name = "pcs_secret_prepare_create",
-	DB_FROM("SELECT company_id", "pcs_secret_prepare_create($1, $2)"),
+	DB_FROM("SELECT company_id, token_secret, token_tag, token_description",
+	    "pcs_secret_prepare_create($1, $2, $3)"),
 	DB_COLS(prepare_create_cols),
 };
 
-/* company id, secret id, name, description, ciphertext, nonce, wrapped key, key id, actor */
+/*
+ * company id, secret id, name, description, ciphertext, nonce, wrapped key, key id, actor,
+ * token, value tag
+ */
 static struct db_stmt create_secret = {
 	.name = "pcs_create_secret",
-	DB_FROM(SECRET_SELECT, "pcs_create_secret($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+	DB_FROM(SECRET_SELECT, "pcs_create_secret($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
 	DB_COLS(secret_cols),
-	.param_oid = { [4] = DB_OID_BYTEA, [5] = DB_OID_BYTEA, [6] = DB_OID_BYTEA },
+	.param_oid = { [4] = DB_OID_BYTEA,
+	    [5] = DB_OID_BYTEA,
+	    [6] = DB_OID_BYTEA,
+	    [10] = DB_OID_BYTEA },
 };
 
 static struct db_stmt prepare_update = {
 	.name = "pcs_secret_prepare_update",
 	DB_FROM("SELECT company_id, secret_id, current_version, next_version, token_version, "
-	        "token_tag, token_expected",
+	        "token_tag, token_expected, token_described, token_description",
 	    "pcs_secret_prepare_update($1, $2, $3)"),
 	DB_COLS(prepare_update_cols),
 };
 
 /*
  * secret id, version, expected version, ciphertext, nonce, wrapped key, key id, token, value
- * tag, actor, promote
+ * tag, actor, promote, description (NULL: unchanged)
  */
 static struct db_stmt add_version = {
 	.name = "pcs_add_version",
-	DB_FROM(SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"),
+	DB_FROM(
+	    SECRET_SELECT, "pcs_add_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"),
 	DB_COLS(secret_cols),
 	.param_oid = { [3] = DB_OID_BYTEA,
 	    [4] = DB_OID_BYTEA,
 	    [5] = DB_OID_BYTEA,
 	    [8] = DB_OID_BYTEA },
+};
+
+/* company, name, description */
+static struct db_stmt set_description = {
+	.name = "pcs_set_secret_description",
+	DB_FROM(SECRET_SELECT, "pcs_set_secret_description($1, $2, $3)"),
+	DB_COLS(secret_cols),
 };
 
 static struct db_stmt secret_row = {
@@ -214,7 +240,8 @@ static struct db_stmt destroy_version = {
 
 struct db_stmt *const db_secret_statements[] = { &prepare_create, &create_secret, &prepare_update,
 	&add_version, &secret_row, &list_secrets, &describe_secret, &version_action, &list_deleted,
-	&delete_secret, &restore_secret, &purge_secret, &set_retention, &destroy_version, NULL };
+	&delete_secret, &restore_secret, &purge_secret, &set_retention, &destroy_version,
+	&set_description, NULL };
 
 static void secret_row_of(
     const struct store_result *r, int row, const struct db_stmt *st, struct db_secret *out)
@@ -260,11 +287,17 @@ static void deliver_secret(
 static void deliver_prepared(
     struct call *c, const struct db_pending *p, const struct store_result *res)
 {
-	struct db_secret_prepared out = { "", "", 0, 0, 0, "", 0, 0 };
+	struct db_secret_prepared out = { "", "", 0, 0, 0, "", 0, 0, "", "", 0 };
 	const struct db_stmt *st = p->st;
 
 	out.attempt = p->attempt;
 	out.company_id = db_col_str(res, 0, st, P_COMPANY_ID);
+	if (st == &prepare_create) {
+		out.token_secret = db_col_str(res, 0, st, C_TOKEN_SECRET);
+		out.token_tag = db_col_str(res, 0, st, C_TOKEN_TAG);
+		out.token_description = db_col_str(res, 0, st, C_TOKEN_DESCRIPTION);
+		out.token_described = out.token_secret[0] != '\0';
+	}
 	if (st == &prepare_update) {
 		out.secret_id = db_col_str(res, 0, st, P_SECRET_ID);
 		out.current_version = db_col_u32(res, 0, st, P_CURRENT_VERSION);
@@ -272,6 +305,8 @@ static void deliver_prepared(
 		out.token_version = db_col_u32(res, 0, st, P_TOKEN_VERSION);
 		out.token_tag = db_col_str(res, 0, st, P_TOKEN_TAG);
 		out.token_expected = db_col_u32(res, 0, st, P_TOKEN_EXPECTED);
+		out.token_described = db_col_bool(res, 0, st, P_TOKEN_DESCRIBED);
+		out.token_description = db_col_str(res, 0, st, P_TOKEN_DESCRIPTION);
 	}
 	p->cb.prepared(c, &out);
 }
@@ -284,19 +319,24 @@ static void param_sealed(struct db_params *p, const struct db_sealed *s)
 	db_param_text(p, s->key_id);
 }
 
-void db_secret_prepare_create(
-    struct call *c, const char *company, const char *name, db_secret_prepared_cb cb)
+void db_secret_prepare_create_attempt(struct call *c, const char *company, const char *name,
+    const char *token, uint32_t attempt, db_secret_prepared_cb cb)
 {
 	struct db_params p = { 0 };
 
 	db_param_text(&p, company);
 	db_param_text(&p, name);
-	db_run(c, DB_RUN_STEP, &prepare_create, &p, deliver_prepared,
-	    (union db_cb){ .prepared = cb }, NULL);
+	db_param_text(&p, token);
+	db_run_attempt(c, DB_RUN_STEP, &prepare_create, &p, deliver_prepared,
+	    (union db_cb){ .prepared = cb }, attempt, 0);
 }
 
-void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
-    const char *name, const char *description, const struct db_sealed *sealed, db_secret_cb cb)
+static void deliver_stored(
+    struct call *c, const struct db_pending *p, const struct store_result *res);
+
+void db_secret_create_attempt(struct call *c, const char *company_id, const char *secret_id,
+    const char *name, const char *description, const struct db_sealed *sealed, const char *token,
+    const uint8_t *tag, size_t tag_len, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -306,7 +346,21 @@ void db_secret_create(struct call *c, const char *company_id, const char *secret
 	db_param_text(&p, description);
 	param_sealed(&p, sealed);
 	db_param_text(&p, db_actor(c));
-	db_run(c, DB_RUN_CALL, &create_secret, &p, deliver_secret, (union db_cb){ .secret = cb },
+	db_param_text(&p, token);
+	db_param_bytes(&p, tag, tag_len);
+	db_run_attempt(c, DB_RUN_CALL, &create_secret, &p, deliver_stored,
+	    (union db_cb){ .stored = cb }, attempt, 1);
+}
+
+void db_secret_set_description(
+    struct call *c, const char *company, const char *name, const char *description, db_secret_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, company);
+	db_param_text(&p, name);
+	db_param_text(&p, description);
+	db_run(c, DB_RUN_CALL, &set_description, &p, deliver_secret, (union db_cb){ .secret = cb },
 	    NULL);
 }
 
@@ -339,7 +393,7 @@ static void deliver_stored(
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
     uint32_t expected, const struct db_sealed *sealed, const char *token, const uint8_t *tag,
-    size_t tag_len, int promote, uint32_t attempt, db_secret_stored_cb cb)
+    size_t tag_len, int promote, const char *description, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct db_params p = { 0 };
 
@@ -351,6 +405,7 @@ void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32
 	db_param_bytes(&p, tag, tag_len);
 	db_param_text(&p, db_actor(c));
 	db_param_bool(&p, promote);
+	db_param_text(&p, description);
 	db_run_attempt(c, DB_RUN_CALL, &add_version, &p, deliver_stored,
 	    (union db_cb){ .stored = cb }, attempt, 1);
 }

@@ -37,6 +37,13 @@
  * only stops a call that would otherwise spin until then.
  */
 #define UPDATE_ATTEMPTS 256
+/*
+ * How many times a create with an idempotency token prepares again after losing its name to a
+ * create with the same token (racing daemons): the second preparation finds the winner and
+ * answers from it, so more than one more is only for a winner deleted in between.
+ */
+#define CREATE_ATTEMPTS 3
+#define TOKEN_MAX 128
 
 static int check_value(struct call *c, const ProtobufCBinaryData *v)
 {
@@ -49,6 +56,40 @@ static int check_value(struct call *c, const ProtobufCBinaryData *v)
 	if (v->len > max) {
 		call_fail(c, PCS_INVALID_ARGUMENT,
 		    "value is %zu bytes; the maximum is %zu (max_value)", v->len, max);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A description, at create and at update: it is shown in one line of a table, so at most
+ * DESCRIPTION_MAX bytes and no control character (the wire already guarantees UTF-8).
+ */
+static int check_description(struct call *c, const char *description)
+{
+	size_t len = strlen(description);
+
+	if (len > DESCRIPTION_MAX) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "description is longer than %d bytes",
+		    DESCRIPTION_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)description[i] < 0x20 || description[i] == 0x7f) {
+			call_fail(c, PCS_INVALID_ARGUMENT,
+			    "description has a control character at byte %zu: use one line of "
+			    "printable text",
+			    i);
+			return -1;
+		}
+	return 0;
+}
+
+static int check_token(struct call *c, const char *token)
+{
+	if (strlen(token) > TOKEN_MAX) {
+		call_fail(c, PCS_INVALID_ARGUMENT, "idempotency token is longer than %d bytes",
+		    TOKEN_MAX);
 		return -1;
 	}
 	return 0;
@@ -123,19 +164,84 @@ static void reply_secret_create(struct call *c, const struct db_secret *row)
 	call_reply(c, &rep.base);
 }
 
+static int value_tag(struct call *c, const char *secret_id, const ProtobufCBinaryData *value,
+    uint8_t tag[CRYPTO_VALUE_TAG_LEN], char hex[2 * CRYPTO_VALUE_TAG_LEN + 1]);
+static void on_create_prepared(struct call *c, const struct db_secret_prepared *prep);
+
+/*
+ * The store's outcome. Only a create that lost its name to a create with the same token comes
+ * here failed (ABORTED, nothing of it kept): prepared again, it finds the winner and gets the
+ * winner's answer, or a refusal if the two requests differ.
+ */
+static void on_create_stored(
+    struct call *c, uint32_t attempt, int status, const char *message, const struct db_secret *row)
+{
+	const Pcsecret__V1__CreateSecretRequest *in = (const Pcsecret__V1__CreateSecretRequest *)
+	    call_request(c);
+
+	if (status == 0) {
+		reply_secret_create(c, row);
+		return;
+	}
+	if (attempt >= CREATE_ATTEMPTS) {
+		call_fail(c, PCS_ABORTED, "%s; try again", message);
+		return;
+	}
+	db_secret_prepare_create_attempt(
+	    c, in->company, in->name, in->idempotency_token, attempt + 1, on_create_prepared);
+}
+
+/*
+ * A create's token already used for this name: the first call's answer stands only for the
+ * same value and description (the token is the client's string: never echoed). 0, or <0 with
+ * the call failed.
+ */
+static int create_retry_fits(struct call *c, const Pcsecret__V1__CreateSecretRequest *in,
+    const struct db_secret_prepared *prep, const char *tag_hex)
+{
+	if (prep->token_tag[0] != '\0' &&
+	    (strlen(prep->token_tag) != strlen(tag_hex) ||
+	        !crypto_tag_equal(prep->token_tag, tag_hex, strlen(tag_hex)))) {
+		call_fail(c, PCS_FAILED_PRECONDITION,
+		    "this idempotency token created secret %s/%s with a different value",
+		    in->company, in->name);
+		return -PCS_FAILED_PRECONDITION;
+	}
+	if (strcmp(prep->token_description, in->description) != 0) {
+		call_fail(c, PCS_FAILED_PRECONDITION,
+		    "this idempotency token created secret %s/%s with a different description",
+		    in->company, in->name);
+		return -PCS_FAILED_PRECONDITION;
+	}
+	return 0;
+}
+
 static void on_create_prepared(struct call *c, const struct db_secret_prepared *prep)
 {
 	const Pcsecret__V1__CreateSecretRequest *in = (const Pcsecret__V1__CreateSecretRequest *)
 	    call_request(c);
+	int token = in->idempotency_token[0] != '\0';
 	struct crypto_sealed sealed = { 0 };
 	struct db_sealed stored;
+	uint8_t tag[CRYPTO_VALUE_TAG_LEN] = { 0 };
+	char tag_hex[2 * CRYPTO_VALUE_TAG_LEN + 1] = "";
 	char secret_id[37];
 
-	crypto_uuid(secret_id);
 	call_set_target(c, NULL, NULL, "1");
+	if (prep->token_secret[0] != '\0') {
+		/* A retry of a create that already happened: report the secret, create nothing. */
+		if (value_tag(c, prep->token_secret, &in->value, tag, tag_hex) == 0 &&
+		    create_retry_fits(c, in, prep, tag_hex) == 0)
+			db_secret_get(c, prep->token_secret, reply_secret_create);
+		return;
+	}
+	crypto_uuid(secret_id);
+	if (token && value_tag(c, secret_id, &in->value, tag, tag_hex) != 0)
+		return;
 	if (seal(c, &in->value, prep->company_id, secret_id, 1, &sealed, &stored) == 0)
-		db_secret_create(c, prep->company_id, secret_id, in->name, in->description, &stored,
-		    reply_secret_create);
+		db_secret_create_attempt(c, prep->company_id, secret_id, in->name, in->description,
+		    &stored, in->idempotency_token, tag, token ? sizeof(tag) : 0, prep->attempt,
+		    on_create_stored);
 	crypto_sealed_clear(&sealed);
 }
 
@@ -145,14 +251,12 @@ void handle_create_secret(Pcsecret__V1__PcSecret_Service *svc,
 {
 	HANDLER_PROLOGUE(c);
 
-	if (authorize_secret(c, in->company, in->name) != 0 || check_value(c, &in->value) != 0)
+	if (authorize_secret(c, in->company, in->name) != 0 || check_value(c, &in->value) != 0 ||
+	    check_description(c, in->description) != 0 ||
+	    check_token(c, in->idempotency_token) != 0)
 		return;
-	if (strlen(in->description) > DESCRIPTION_MAX) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "description is longer than %d bytes",
-		    DESCRIPTION_MAX);
-		return;
-	}
-	db_secret_prepare_create(c, in->company, in->name, on_create_prepared);
+	db_secret_prepare_create_attempt(
+	    c, in->company, in->name, in->idempotency_token, 1, on_create_prepared);
 }
 
 static void reply_secret_update(struct call *c, const struct db_secret *row)
@@ -238,6 +342,14 @@ static int token_reuse_fits(struct call *c, const Pcsecret__V1__UpdateSecretRequ
 		    prep->token_expected, prep->token_version, in->expected_version);
 		return -PCS_FAILED_PRECONDITION;
 	}
+	if (prep->token_tag[0] != '\0' &&
+	    ((in->set_description != 0) != (prep->token_described != 0) ||
+	        (in->set_description && strcmp(in->description, prep->token_description) != 0))) {
+		call_fail(c, PCS_FAILED_PRECONDITION,
+		    "this idempotency token was used with a different description (version %u)",
+		    prep->token_version);
+		return -PCS_FAILED_PRECONDITION;
+	}
 	return 0;
 }
 
@@ -275,8 +387,24 @@ static void on_update_prepared(struct call *c, const struct db_secret_prepared *
 		db_secret_add_version_attempt(c, prep->secret_id, prep->next_version,
 		    prep->current_version, &stored, in->idempotency_token, tag,
 		    in->idempotency_token[0] != '\0' ? sizeof(tag) : 0, !in->no_promote,
-		    prep->attempt, on_update_stored);
+		    in->set_description ? in->description : NULL, prep->attempt, on_update_stored);
 	crypto_sealed_clear(&sealed);
+}
+
+/*
+ * No value, a description: the description changes and no version is made. The value's
+ * options mean nothing here, and saying so beats ignoring them: a token would name a write
+ * whose retry is harmless anyway (setting the same description twice changes nothing more).
+ */
+static void update_description_only(struct call *c, const Pcsecret__V1__UpdateSecretRequest *in)
+{
+	if (in->idempotency_token[0] != '\0' || in->expected_version != 0 || in->no_promote) {
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "an update of the description alone takes no expected version, idempotency "
+		    "token or no-promote: those apply to a new value");
+		return;
+	}
+	db_secret_set_description(c, in->company, in->name, in->description, reply_secret_update);
 }
 
 void handle_update_secret(Pcsecret__V1__PcSecret_Service *svc,
@@ -285,12 +413,20 @@ void handle_update_secret(Pcsecret__V1__PcSecret_Service *svc,
 {
 	HANDLER_PROLOGUE(c);
 
-	if (authorize_secret(c, in->company, in->name) != 0 || check_value(c, &in->value) != 0)
+	if (authorize_secret(c, in->company, in->name) != 0 ||
+	    (in->set_description && check_description(c, in->description) != 0))
 		return;
-	if (strlen(in->idempotency_token) > 128) {
-		call_fail(c, PCS_INVALID_ARGUMENT, "idempotency token is longer than 128 bytes");
+	if (in->value.len == 0 && in->set_description) {
+		update_description_only(c, in);
 		return;
 	}
+	if (in->value.len == 0) {
+		call_fail(c, PCS_INVALID_ARGUMENT,
+		    "nothing to update: give a new value, a new description, or both");
+		return;
+	}
+	if (check_value(c, &in->value) != 0 || check_token(c, in->idempotency_token) != 0)
+		return;
 	db_secret_prepare_update_attempt(
 	    c, in->company, in->name, in->idempotency_token, 1, on_update_prepared);
 }

@@ -439,9 +439,12 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		return;
 	}
 	case K_PREPARED: {
-		struct db_secret_prepared p = {
-			.company_id = "", .secret_id = "", .token_tag = "", .attempt = op->attempt
-		};
+		struct db_secret_prepared p = { .company_id = "",
+			.secret_id = "",
+			.token_tag = "",
+			.attempt = op->attempt,
+			.token_description = "",
+			.token_secret = "" };
 		if (gen_rows(g, 0) > 0) {
 			p.company_id = gen_str(g, sealed.company_id);
 			p.secret_id = gen_str(g, sealed.secret_id);
@@ -682,12 +685,17 @@ void db_company_list(struct call *c, const char *const *only, size_t n, db_compa
 	OP(K_COMPANIES, companies, cb, 0);
 }
 
-void db_secret_prepare_create(
-    struct call *c, const char *company, const char *name, db_secret_prepared_cb cb)
+void db_secret_prepare_create_attempt(struct call *c, const char *company, const char *name,
+    const char *token, uint32_t attempt, db_secret_prepared_cb cb)
 {
+	struct stub_op *op = op_new(K_PREPARED);
+
 	(void)company;
 	(void)name;
-	OP(K_PREPARED, prepared, cb, 1);
+	(void)token;
+	op->cb.prepared = cb;
+	op->attempt = attempt;
+	run_op(c, 1, op);
 }
 
 /* What the real layer sends must be sealed: never the harness's plaintext. */
@@ -698,14 +706,31 @@ static void check_sealed(const struct db_sealed *s)
 		abort();
 }
 
-void db_secret_create(struct call *c, const char *company_id, const char *secret_id,
-    const char *name, const char *description, const struct db_sealed *s, db_secret_cb cb)
+void db_secret_create_attempt(struct call *c, const char *company_id, const char *secret_id,
+    const char *name, const char *description, const struct db_sealed *s, const char *token,
+    const uint8_t *tag, size_t tag_len, uint32_t attempt, db_secret_stored_cb cb)
 {
+	struct stub_op *op = op_new(K_STORED);
+
 	(void)company_id;
 	(void)secret_id;
 	(void)name;
 	(void)description;
+	(void)token;
+	(void)tag;
+	(void)tag_len;
 	check_sealed(s);
+	op->cb.stored = cb;
+	op->attempt = attempt;
+	run_op(c, 0, op);
+}
+
+void db_secret_set_description(
+    struct call *c, const char *company, const char *name, const char *description, db_secret_cb cb)
+{
+	(void)company;
+	(void)name;
+	(void)description;
 	OP(K_SECRET, secret, cb, 0);
 }
 
@@ -724,11 +749,12 @@ void db_secret_prepare_update_attempt(struct call *c, const char *company, const
 
 void db_secret_add_version_attempt(struct call *c, const char *secret_id, uint32_t version,
     uint32_t expected, const struct db_sealed *s, const char *token, const uint8_t *tag,
-    size_t tag_len, int promote, uint32_t attempt, db_secret_stored_cb cb)
+    size_t tag_len, int promote, const char *description, uint32_t attempt, db_secret_stored_cb cb)
 {
 	struct stub_op *op = op_new(K_STORED);
 
 	(void)promote;
+	(void)description;
 	(void)secret_id;
 	(void)version;
 	(void)expected;

@@ -146,7 +146,7 @@ test_service_role_uses_the_api_schema(void **state)
 	    "WHERE pronamespace = 'public'::regnamespace", TRIGGER_FUNCTIONS);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_proc WHERE pronamespace = "
 	    "'pcs_api_%d'::regnamespace", pcs_api_version);
-	assert_query(owner_url, sql, "38");
+	assert_query(owner_url, sql, "40");
 
 	svc = service(pcs_api_version);
 	/* Unqualified, as the daemon's statements call them. */
