@@ -41,6 +41,8 @@ static const struct method table[] = {
 	/* Not idempotent either: a repeat is refused (not deleted, already purged). */
 	{ "RestoreSecret", 25, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 	{ "PurgeSecret", 26, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	/* ---- watch branch: a stream; its row is group-committed when it starts ---- */
+	{ "Watch", 27, METHOD_ACTION_WATCH, 0, QUEUED },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

@@ -100,4 +100,8 @@ void handle_purge_secret(Pcsecret__V1__PcSecret_Service *svc,
 	(void)svc; \
 	(void)closure
 
+/* h_watch.c (watch branch) */
+void handle_watch(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__WatchRequest *in,
+    Pcsecret__V1__WatchReply_Closure closure, void *closure_data);
+
 #endif

@@ -20,6 +20,8 @@ static const char *const wire_ids[] = {
 	"UnsetAgentEnv", "GetAgentEnv", "AddPrincipal", "ListPrincipals", "RemovePrincipal",
 	"ListAudit", "ListAgents", "DeleteAgent", "DeleteSecret", "PromoteSecret", "RollbackSecret",
 	"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret",
+	/* watch branch */
+	"Watch",
 };
 
 static void test_ids_pinned(void **state)
