@@ -296,7 +296,7 @@ struct db_watch_target {
 	const char *company, *name;
 	uint32_t latest;
 	int deleted;
-	int granted; /* the named agent binds it (1 when no agent is named) */
+	int granted;          /* the named agent binds it (1 when no agent is named) */
 	const char *agent_id; /* "" when no agent is named */
 };
 typedef void (*db_watch_cb)(

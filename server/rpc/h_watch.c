@@ -44,8 +44,9 @@ static void on_targets(
 	Pcsecret__V1__WatchReply rep = PCSECRET__V1__WATCH_REPLY__INIT;
 	Pcsecret__V1__WatchedSecret *items = NULL, **ptrs = NULL;
 	struct watch_hub *hub = call_server(c)->watch;
-	struct watch_stream *w =
-	    hub != NULL ? watch_stream_find(hub, call_session(c), call_wire_id(c)) : NULL;
+	struct watch_stream *w = hub != NULL ?
+	    watch_stream_find(hub, call_session(c), call_wire_id(c)) :
+	    NULL;
 	char what[2 * PCS_NAME_MAX + 48], agent[2 * PCS_NAME_MAX + 2];
 	const char *company = t->company;
 
@@ -55,8 +56,9 @@ static void on_targets(
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct db_watch_target *r = &rows[i];
-		const Pcsecret__V1__SecretRef *ref =
-		    r->idx >= 1 && r->idx <= in->n_refs ? in->refs[r->idx - 1] : NULL;
+		const Pcsecret__V1__SecretRef *ref = r->idx >= 1 && r->idx <= in->n_refs ?
+		    in->refs[r->idx - 1] :
+		    NULL;
 
 		if (ref != NULL && ref->secret_id[0] != '\0')
 			snprintf(what, sizeof(what), "pcs:%s", ref->secret_id);
@@ -173,8 +175,8 @@ void handle_watch(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__Watch
 			snprintf(company, sizeof(company), "%s", r->company);
 		else if (strcmp(company, r->company) != 0) {
 			call_fail(c, PCS_INVALID_ARGUMENT,
-			    "a watch covers one company: ref %zu is in %s, not %s", i + 1, r->company,
-			    company);
+			    "a watch covers one company: ref %zu is in %s, not %s", i + 1,
+			    r->company, company);
 			goto out;
 		}
 	}

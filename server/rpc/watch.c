@@ -78,10 +78,14 @@ static void stream_free(struct watch_stream *w)
 
 void watch_hub_free(struct watch_hub *h)
 {
+	struct watch_stream *w, *next;
+
 	if (h == NULL)
 		return;
-	while (!TAILQ_EMPTY(&h->streams))
-		stream_free(TAILQ_FIRST(&h->streams));
+	for (w = TAILQ_FIRST(&h->streams); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, link);
+		stream_free(w);
+	}
 	free(h);
 }
 
@@ -101,14 +105,14 @@ static void stream_end(struct watch_stream *w, int status, const char *why)
 
 static void on_stream_gone(struct session_call *sc)
 {
-	struct watch_stream *w =
-	    (struct watch_stream *)(void *)((char *)sc - offsetof(struct watch_stream, sc));
+	struct watch_stream *w = (struct watch_stream *)(void *)((char *)sc -
+	    offsetof(struct watch_stream, sc));
 
 	stream_free(w);
 }
 
-static void send_event(struct watch_stream *w, const struct watch_event *ev, const char *company,
-    const char *name)
+static void send_event(
+    struct watch_stream *w, const struct watch_event *ev, const char *company, const char *name)
 {
 	Pcsecret__V1__WatchEvent msg = PCSECRET__V1__WATCH_EVENT__INIT;
 	uint8_t buf[512];
@@ -139,7 +143,8 @@ static int stream_deliver(struct watch_stream *w, const struct watch_event *ev)
 		slash = strchr(w->agent, '/');
 		if (slash != NULL) {
 			char company[PCS_NAME_MAX + 1];
-			snprintf(company, sizeof(company), "%.*s", (int)(slash - w->agent), w->agent);
+			snprintf(
+			    company, sizeof(company), "%.*s", (int)(slash - w->agent), w->agent);
 			send_event(w, ev, company, slash + 1);
 		}
 		/* What it covers and who may see it may both have moved: decided again. */
@@ -206,7 +211,8 @@ void watch_feed_live(struct watch_hub *h, int up)
 	for (w = TAILQ_FIRST(&h->streams); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, link);
 		if (w->open)
-			stream_end(w, PCS_UNAVAILABLE, "the daemon lost its change feed; watch again");
+			stream_end(
+			    w, PCS_UNAVAILABLE, "the daemon lost its change feed; watch again");
 		else
 			w->feed_lost = 1;
 	}

@@ -53,8 +53,8 @@ int watch_stream_new(struct watch_hub *h, struct session *s, uint64_t call_id, u
 /* The pending stream of call call_id of s; NULL when there is none. */
 struct watch_stream *watch_stream_find(struct watch_hub *h, struct session *s, uint64_t call_id);
 /* What it covers, from the call's query. 0, or -PCS_RESOURCE_EXHAUSTED. */
-int watch_stream_add(struct watch_stream *w, const char *secret_id, const char *company,
-    const char *name) PCS_WUR;
+int watch_stream_add(
+    struct watch_stream *w, const char *secret_id, const char *company, const char *name) PCS_WUR;
 /* The agent whose bindings, when they change, end the stream (its env, or the caller's). */
 void watch_stream_set_agent(
     struct watch_stream *w, const char *agent_id, const char *company, const char *agent);

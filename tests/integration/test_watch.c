@@ -147,8 +147,8 @@ static int watch(struct watcher *w, const char *const *names, size_t n, const ch
 		wire_sleep_ms(100);
 	}
 	if (st == ST_OK) {
-		Pcsecret__V1__WatchReply *wr =
-		    pcsecret__v1__watch_reply__unpack(NULL, r->reply.len, r->reply.data);
+		Pcsecret__V1__WatchReply *wr = pcsecret__v1__watch_reply__unpack(
+		    NULL, r->reply.len, r->reply.data);
 		assert_non_null(wr);
 		assert_false(r->event);
 		if (latest != NULL) {
@@ -190,8 +190,8 @@ static struct ev next_event(struct watcher *w, int ms)
 	e.status = r->status;
 	snprintf(e.message, sizeof(e.message), "%s", r->message);
 	if (r->status == ST_OK) {
-		Pcsecret__V1__WatchEvent *we =
-		    pcsecret__v1__watch_event__unpack(NULL, r->reply.len, r->reply.data);
+		Pcsecret__V1__WatchEvent *we = pcsecret__v1__watch_event__unpack(
+		    NULL, r->reply.len, r->reply.data);
 		assert_non_null(we);
 		snprintf(e.kind, sizeof(e.kind), "%s", we->kind);
 		snprintf(e.name, sizeof(e.name), "%s/%s", we->company, we->name);
@@ -203,8 +203,8 @@ static struct ev next_event(struct watcher *w, int ms)
 	return e;
 }
 
-static void expect_event(struct watcher *w, const char *kind, uint32_t latest, uint32_t version,
-    const char *when)
+static void expect_event(
+    struct watcher *w, const char *kind, uint32_t latest, uint32_t version, const char *when)
 {
 	struct ev e = next_event(w, 2000);
 
@@ -362,8 +362,8 @@ static void test_closed_connections_free_their_streams(void **state)
 	}
 	assert_true(wire_fd_count_settles(D[A].pid, 64, 5000) <= 64);
 	rss1 = wire_proc_rss_kb(D[A].pid);
-	print_message("daemon RSS %ld KiB before, %ld KiB after 1,000 watch/close cycles\n", rss0,
-	    rss1);
+	print_message(
+	    "daemon RSS %ld KiB before, %ld KiB after 1,000 watch/close cycles\n", rss0, rss1);
 	assert_true(rss0 > 0 && rss1 > 0);
 	assert_true(rss1 - rss0 < 2048);
 	/* The daemon's own count of open streams, in its stop line: none left. */

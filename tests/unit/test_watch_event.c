@@ -43,13 +43,13 @@ static void test_refused(void **state)
 		"",
 		"new_version",
 		"new_version ",
-		"renamed " ID " 1 0",          /* a kind this build does not know */
+		"renamed " ID " 1 0", /* a kind this build does not know */
 		"New_version " ID " 1 0",
-		"new_version  " ID " 1 0",     /* two spaces */
-		"new_version " ID " 1",        /* a field missing */
-		"new_version " ID " 1 0 ",     /* trailing space */
-		"new_version " ID " 1 0 7",    /* a field too many */
-		"new_version " ID " 01 0",     /* leading zero */
+		"new_version  " ID " 1 0",  /* two spaces */
+		"new_version " ID " 1",     /* a field missing */
+		"new_version " ID " 1 0 ",  /* trailing space */
+		"new_version " ID " 1 0 7", /* a field too many */
+		"new_version " ID " 01 0",  /* leading zero */
 		"new_version " ID " -1 0",
 		"new_version " ID " +1 0",
 		"new_version " ID " 2147483648 0", /* above a version's range */
@@ -59,7 +59,7 @@ static void test_refused(void **state)
 		"new_version 0b5c3a1e-9f7d-4c2b-8a6e-1d2f3a4b5c6 1 0",  /* 35 characters */
 		"new_version 0b5c3a1e-9f7d-4c2b-8a6e-1d2f3a4b5c6dd 1 0",
 		"new_version 0b5c3a1e09f7d-4c2b-8a6e-1d2f3a4b5c6d 1 0", /* a dash missing */
-		"s " ID,                                              /* the cache's channel */
+		"s " ID,                                                /* the cache's channel */
 		"p",
 	};
 	struct watch_event ev;
