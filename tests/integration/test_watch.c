@@ -31,6 +31,22 @@
 #define AGENT_UID IT_AGENT_UID /* acme/bot, K bound to acme/k */
 #define ST_OK PCSECRET__V1__STATUS_CODE__OK
 
+/*
+ * Under AddressSanitizer freed memory waits in its quarantine, so the daemon's RSS says
+ * nothing about what it still holds; its LeakSanitizer, which fails the daemon's exit status
+ * on a leak, stands in for the RSS bound there.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define WATCH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define WATCH_ASAN 1
+#endif
+#endif
+#ifndef WATCH_ASAN
+#define WATCH_ASAN 0
+#endif
+
 enum { A, B };
 static struct it_daemon D[2];
 static char conninfo[512];
@@ -365,8 +381,10 @@ static void test_closed_connections_free_their_streams(void **state)
 	print_message(
 	    "daemon RSS %ld KiB before, %ld KiB after 1,000 watch/close cycles\n", rss0, rss1);
 	assert_true(rss0 > 0 && rss1 > 0);
-	assert_true(rss1 - rss0 < 2048);
-	/* The daemon's own count of open streams, in its stop line: none left. */
+	if (!WATCH_ASAN)
+		assert_true(rss1 - rss0 < 2048);
+	/* The daemon's own count of open streams, in its stop line: none left (and, under
+	 * ASan, a clean exit: no leak). */
 	wire_close(&adm[A].w);
 	assert_int_equal(it_daemon_stop(&D[A]), 0);
 	assert_int_equal(it_file_contains(D[A].log, " watches=0 ", 11), 1);
