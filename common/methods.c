@@ -45,6 +45,8 @@ static const struct method table[] = {
 	{ "SetSecretRetention", 27, METHOD_ACTION_SECRET_WRITE, I, WORK },
 	/* A repeat is refused (already destroyed), like a second purge. */
 	{ "DestroySecretVersion", 28, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	/* ---- a stream; its row is group-committed when it starts ---- */
+	{ "Watch", 29, METHOD_ACTION_WATCH, 0, QUEUED },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

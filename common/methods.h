@@ -27,7 +27,10 @@ enum method_action {
 	METHOD_ACTION_AGENT_READ, /* metadata only: admin, operator or launcher of the company */
 	METHOD_ACTION_VALUE_READ, /* values: the agent itself, or a launcher of its company */
 	METHOD_ACTION_PRINCIPAL_ADMIN, /* admin */
-	METHOD_ACTION_AUDIT_READ       /* admin, operator of the company (or of every listed one) */
+	METHOD_ACTION_AUDIT_READ,      /* admin, operator of the company (or of every listed one) */
+	/* Watch: admin, operator of the company; a launcher of it for a named agent; an agent for
+	 * its own environment. Per secret, launchers and agents only what the agent is bound to. */
+	METHOD_ACTION_WATCH
 };
 
 /* Its reply can carry secret values (only these may ever go to an agent or launcher). */

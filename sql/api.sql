@@ -1,4 +1,4 @@
--- api_version: 5
+-- api_version: 6
 --
 -- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
 -- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
@@ -985,6 +985,54 @@ BEGIN
         PERFORM pcs_raise(5, format('principal %s does not exist', p_id));
     END IF;
     RETURN QUERY SELECT p_id;
+END $$;
+
+-- ---- Watch ----
+-- What a Watch covers, as it is now. p_company NULL: refs by id in any company (the daemon
+-- then authorizes the company each row names). p_agent '' or NULL: no agent. With no refs,
+-- the agent's environment: one row per secret it binds (idx 0). With refs, one row per ref in
+-- order (secret_id NULL when it names no secret holding its name); granted says whether the
+-- agent, when one is named, binds that secret (with any version selector).
+CREATE FUNCTION pcs_watch_targets(p_company text, p_agent text, p_ids text[], p_names text[])
+RETURNS TABLE (idx integer, secret_id uuid, company text, name text, latest integer,
+               deleted boolean, granted boolean, agent_id uuid)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_company uuid;
+    v_agent uuid;
+BEGIN
+    IF p_company IS NOT NULL THEN
+        v_company := pcs_company_id(p_company);
+    END IF;
+    IF coalesce(p_agent, '') <> '' THEN
+        v_agent := pcs_agent_id(p_company, p_agent);
+    END IF;
+    IF coalesce(cardinality(p_ids), 0) = 0 THEN
+        RETURN QUERY
+        SELECT 0, s.id, c.name, s.name, s.current_version, s.deleted_at IS NOT NULL, true,
+               v_agent
+          FROM secrets s JOIN companies c ON c.id = s.company_id
+         WHERE s.id IN (SELECT e.secret_id FROM agent_env e WHERE e.agent_id = v_agent)
+         ORDER BY s.name;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT r.i::integer, s.id, c.name, s.name, s.current_version, s.deleted_at IS NOT NULL,
+           v_agent IS NULL OR EXISTS (SELECT 1 FROM agent_env e
+                                       WHERE e.agent_id = v_agent AND e.secret_id = s.id),
+           v_agent
+      FROM unnest(p_ids, p_names) WITH ORDINALITY AS r(id, nm, i)
+      LEFT JOIN LATERAL (
+          SELECT x.id, x.company_id, x.name, x.current_version, x.deleted_at
+            FROM secrets x
+           WHERE x.released_at IS NULL
+             AND (x.id = nullif(r.id, '')::uuid
+                  OR (coalesce(r.id, '') = '' AND x.name = r.nm AND x.company_id = v_company))
+             AND (v_company IS NULL OR x.company_id = v_company)
+           LIMIT 1) s ON true
+      LEFT JOIN companies c ON c.id = s.company_id
+     ORDER BY r.i;
 END $$;
 
 -- Audit, newest first. p_only NULL = every company.

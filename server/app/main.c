@@ -22,6 +22,7 @@
 #include "devmode.h"
 #include "dispatch.h"
 #include "feed.h"
+#include "watch.h"
 #include "listener.h"
 #include "log.h"
 #include "migrate.h"
@@ -181,11 +182,29 @@ static void on_store_log(int level, const char *event, const char *detail, void 
 	    event, "detail=%s", log_q(detail));
 }
 
-static void on_feed_live(int up, void *arg) { cache_set_live(arg, up); }
+static void on_feed_live(int up, void *arg)
+{
+	struct server *s = arg;
 
-static void on_feed_changed(const char *payload, void *arg) { cache_changed(arg, payload); }
+	cache_set_live(s->cache, up);
+	watch_feed_live(s->watch, up);
+}
 
-static const struct feed_ops feed_ops = { on_feed_live, on_feed_changed, on_store_log };
+static void on_feed_changed(const char *payload, void *arg)
+{
+	struct server *s = arg;
+
+	cache_changed(s->cache, payload);
+	watch_feed_changed(s->watch, payload);
+}
+
+static void on_feed_watch(const char *payload, void *arg)
+{
+	watch_feed_event(((struct server *)arg)->watch, payload);
+}
+
+static const struct feed_ops feed_ops = { on_feed_live, on_feed_changed, on_feed_watch,
+	on_store_log };
 
 static void fatal(const pcs_error *err)
 {
@@ -285,10 +304,13 @@ int main(int argc, char **argv)
 		pcs_fail(&err, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		fatal(&err);
 	}
-	/* The cache serves nothing until its feed listens (cache_set_live). */
+	/*
+	 * The cache serves nothing, and no Watch starts, until the feed listens (live). The feed
+	 * runs without a cache too: the watches need it.
+	 */
 	if (cache_new((size_t)cfg.cache_max_bytes, &srv.cache, &err) != 0 ||
-	    (cfg.cache_max_bytes > 0 &&
-	        feed_new(srv.base, service_url, &feed_ops, srv.cache, &srv.feed, &err) != 0))
+	    watch_hub_new(&srv, &srv.watch, &err) != 0 ||
+	    feed_new(srv.base, service_url, &feed_ops, &srv, &srv.feed, &err) != 0)
 		fatal(&err);
 	if (listener_open(&srv, cfg.socket, cfg.socket_mode, cfg.socket_group, cfg.dev, &err) != 0)
 		fatal(&err);
@@ -322,17 +344,19 @@ int main(int argc, char **argv)
 	log_event(LOG_INFO, "stopped",
 	    "calls=%llu failed=%llu cache_hits=%llu cache_misses=%llu cache_stale=%llu "
 	    "cache_entries=%zu cache_bytes=%zu cache_evictions=%llu cache_flushes=%llu "
-	    "cache_changes=%llu audit_batches=%lu",
+	    "cache_changes=%llu audit_batches=%lu watches=%zu watch_events=%llu",
 	    (unsigned long long)srv.stats.calls_total, (unsigned long long)srv.stats.calls_failed,
 	    (unsigned long long)cst.hits, (unsigned long long)cst.misses,
 	    (unsigned long long)cst.stale, cst.entries, cst.bytes,
 	    (unsigned long long)cst.evictions, (unsigned long long)cst.flushes,
-	    (unsigned long long)cst.changes, audit_queue_batches(srv.audit));
+	    (unsigned long long)cst.changes, audit_queue_batches(srv.audit),
+	    watch_hub_streams(srv.watch), (unsigned long long)watch_hub_events(srv.watch));
 	listener_close(&srv);
 	conn_close_all(&srv, "shutting down");
 	db_purger_free(purger);
 	audit_queue_free(srv.audit);
 	feed_free(srv.feed);
+	watch_hub_free(srv.watch);
 	cache_free(srv.cache);
 	store_close(srv.store);
 	for (int i = 0; sigs[i] != NULL; i++)

@@ -69,6 +69,9 @@ static const struct opt opts[] = {
 	    "bytes of sealed values, bindings and rules remembered between calls (0: none)"),
 	I(purge_interval_ms, "60000", 100, 86400000,
 	    "how often deleted secrets whose recovery window ended are purged"),
+	/* ---- Watch ---- */
+	I(max_watches_per_conn, "16", 1, 100000, "open Watch streams per connection"),
+	I(max_watches_per_uid, "64", 1, 1000000, "open Watch streams of one uid"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)

@@ -17,6 +17,7 @@ struct listener;
 struct audit_queue;
 struct cache;
 struct feed;
+struct watch_hub;
 
 TAILQ_HEAD(conn_list, conn);
 TAILQ_HEAD(conn_waitq, conn);
@@ -37,7 +38,8 @@ struct server {
 	struct audit_queue *audit; /* group commit of audit rows not written with the work;
 	                                   made at start-up, after the store */
 	struct cache *cache;       /* what resolves may be answered from (server/cache) */
-	struct feed *feed; /* the change feed that keeps it (db/feed.h); NULL without cache */
+	struct feed *feed;         /* the change feed that keeps it (db/feed.h), and the watches */
+	struct watch_hub *watch;   /* open Watch streams (rpc/watch.h) */
 	struct crypto_master *master;
 	char instance_id[37];
 	uid_t self_uid;

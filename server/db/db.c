@@ -18,6 +18,7 @@ static struct db_stmt *const *const statement_lists[] = {
 	db_principal_statements,
 	db_audit_statements,
 	db_resolve_statements,
+	db_watch_statements,
 	db_startup_statements,
 };
 

@@ -297,6 +297,19 @@ typedef void (*db_resolve_cb)(
 typedef void (*db_agent_env_cb)(
     struct call *c, const struct db_target *t, const struct db_env_value *rows, size_t n);
 
+/* ---- what a Watch covers (db_watch.c) ---- */
+struct db_watch_target {
+	uint32_t idx;          /* the ref's position, 1-based; 0 for an agent's environment */
+	const char *secret_id; /* "" when the ref names no secret */
+	const char *company, *name;
+	uint32_t latest;
+	int deleted;
+	int granted;          /* the named agent binds it (1 when no agent is named) */
+	const char *agent_id; /* "" when no agent is named */
+};
+typedef void (*db_watch_cb)(
+    struct call *c, const struct db_target *t, const struct db_watch_target *rows, size_t n);
+
 /* Companies. only == NULL: every company; else those n names. */
 void db_company_create(struct call *c, const char *name, db_company_cb cb);
 void db_company_list(struct call *c, const char *const *only, size_t n, db_companies_cb cb);
@@ -405,6 +418,13 @@ void db_audit_list(
 void db_resolve(struct call *c, const char *company, const char *agent, const struct db_ref *refs,
     size_t n, db_resolve_cb cb);
 void db_agent_env(struct call *c, const char *company, const char *agent, db_agent_env_cb cb);
+/*
+ * the secrets a Watch covers, as they are now (pcs_watch_targets). company may
+ * be NULL (ids in any company); agent "" for none; n refs as ids[i] (or "") and names[i]; no
+ * refs: the agent's environment.
+ */
+void db_watch_targets(struct call *c, const char *company, const char *agent,
+    const char *const *ids, const char *const *names, size_t n, db_watch_cb cb);
 
 /* ---- the audit queue's group commit ---- */
 

@@ -60,6 +60,7 @@ extern struct db_stmt *const db_principal_statements[];
 extern struct db_stmt *const db_audit_statements[];
 extern struct db_stmt *const db_resolve_statements[];
 extern struct db_stmt *const db_startup_statements[];
+extern struct db_stmt *const db_watch_statements[];
 
 /*
  * Finds st's columns in a result or a statement description (by name, each exactly once).
@@ -162,6 +163,7 @@ union db_cb {
 	db_audit_list_cb audit;
 	db_resolve_cb resolve;
 	db_agent_env_cb env;
+	db_watch_cb watch;
 };
 
 struct db_pending;

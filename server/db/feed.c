@@ -14,6 +14,7 @@ struct feed {
 	void *arg;
 	int listening;
 	int was_up;
+	int listened; /* LISTENs that succeeded on this session (of 2) */
 };
 
 static void set_live(struct feed *f, int up)
@@ -29,6 +30,7 @@ static int on_ready(struct pgconn *pc, void *arg)
 	struct feed *f = arg;
 	int r;
 
+	f->listened = 0;
 	r = pgconn_send(pc, "LISTEN " FEED_CHANNEL, 0, NULL, NULL, NULL, 0);
 	if (r == PGCONN_GONE)
 		return r;
@@ -43,9 +45,17 @@ static int on_result(struct pgconn *pc, struct pg_result *res, void *arg)
 	char state[8];
 	int ok = pgconn_result_ok(res);
 
-	(void)pc;
 	snprintf(state, sizeof(state), "%s", pgconn_sqlstate(res) ? pgconn_sqlstate(res) : "none");
 	pgconn_result_free(res);
+	if (ok && ++f->listened == 1) {
+		/* The second channel, on the same session: live only once both listen. */
+		int r = pgconn_send(pc, "LISTEN " FEED_WATCH_CHANNEL, 0, NULL, NULL, NULL, 0);
+		if (r == PGCONN_GONE)
+			return r;
+		if (r == 0)
+			return 0;
+		ok = 0;
+	}
 	if (!ok) {
 		/* Not listening: the cache stays off; the next reconnection tries again. */
 		if (f->ops->log != NULL)
@@ -78,6 +88,8 @@ static int on_notify(struct pgconn *pc, const char *channel, const char *payload
 	(void)pc;
 	if (strcmp(channel, FEED_CHANNEL) == 0 && f->listening)
 		f->ops->changed(payload, f->arg);
+	else if (strcmp(channel, FEED_WATCH_CHANNEL) == 0 && f->listening && f->ops->watch != NULL)
+		f->ops->watch(payload, f->arg);
 	return 0;
 }
 

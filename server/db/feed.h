@@ -6,6 +6,9 @@
  *   live(0)     it was lost (or could not listen): changes may go untold until live(1).
  *   changed(p)  a change committed; p is its payload ("s <secret id>", "a <agent id>", "p",
  *               "k", "c").
+ * It also LISTENs on pcs_watch (migrations/011_watch_events.sql): what a change was, for
+ * Watch streams; those payloads go to watch(p), never to changed(p). live(1) comes once both
+ * LISTENs succeeded.
  * It reconnects with pgconn's backoff. Its sessions are named application_name
  * pcsecretd-feed, so an operator (and the tests) can find them in pg_stat_activity.
  */
@@ -20,12 +23,15 @@ struct feed;
 struct feed_ops {
 	void (*live)(int up, void *arg);
 	void (*changed)(const char *payload, void *arg);
+	/* Optional (NULL: not told): a pcs_watch payload, "<kind> <id> <latest> <version>". */
+	void (*watch)(const char *payload, void *arg);
 	/* For the daemon's log: an event name and a detail that is never a statement's text. */
 	void (*log)(int level /* 0 info, 1 warn, 2 error */, const char *event, const char *detail,
 	    void *arg);
 };
 
 #define FEED_CHANNEL "pcs_change"
+#define FEED_WATCH_CHANNEL "pcs_watch"
 #define FEED_APPLICATION_NAME "pcsecretd-feed"
 
 /*

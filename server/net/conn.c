@@ -651,7 +651,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, "incomplete frame timed out");
 		return;
 	}
-	if (c->inflight == 0 && now - c->last_activity_ms >= (uint64_t)cfg->idle_timeout_ms) {
+	if (c->inflight == 0 && c->streams == 0 &&
+	    now - c->last_activity_ms >= (uint64_t)cfg->idle_timeout_ms) {
 		conn_close(c, "idle");
 		return;
 	}
@@ -668,7 +669,7 @@ static void conn_arm_timer(struct conn *c)
 		return;
 	if (c->partial_since_ms != 0)
 		due = c->partial_since_ms + (uint64_t)cfg->read_timeout_ms;
-	else if (c->inflight == 0)
+	else if (c->inflight == 0 && c->streams == 0)
 		due = c->last_activity_ms + (uint64_t)cfg->idle_timeout_ms;
 	/* else not idle: each call has its own deadline. Re-armed when the last one ends. */
 	if (handshake_due(c)) {
@@ -725,6 +726,21 @@ void conn_call_started(struct conn *c)
 	if (c->peer->calls_peak > peak)
 		log_event(LOG_DEBUG, "uid_calls_peak", "uid=%u calls=%zu", (unsigned)c->cred.uid,
 		    c->peer->calls_peak);
+}
+
+void conn_stream_opened(struct conn *c)
+{
+	c->streams++;
+	conn_arm_timer(c);
+}
+
+void conn_stream_closed(struct conn *c)
+{
+	c->streams--;
+	if (c->closed)
+		return;
+	c->last_activity_ms = conn_now_ms();
+	conn_arm_timer(c);
 }
 
 void conn_call_done(struct conn *c)

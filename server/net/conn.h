@@ -93,6 +93,7 @@ struct conn {
 	enum conn_handshake handshake;
 	int gone_told; /* ops->gone has run */
 	size_t inflight;
+	size_t streams; /* open Watch streams: the connection is not idle while it has one */
 };
 
 /*
@@ -127,6 +128,9 @@ void conn_unref(struct conn *c);
 void conn_call_started(struct conn *c);
 /* A call finished: lets a paused reader go on. */
 void conn_call_done(struct conn *c);
+/* A Watch stream on c opened or ended: no idle timeout while one is open. */
+void conn_stream_opened(struct conn *c);
+void conn_stream_closed(struct conn *c);
 /* Calls in flight plus connections with output still queued, over all connections. */
 size_t conn_busy_all(const struct server *srv);
 void conn_close(struct conn *c, const char *reason);

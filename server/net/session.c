@@ -12,6 +12,7 @@ struct session {
 	struct conn *conn;
 	enum session_state state;
 	TAILQ_HEAD(, session_call) calls;
+	TAILQ_HEAD(, session_call) streams; /* open Watch streams */
 };
 
 static session_dispatch_fn dispatcher;
@@ -30,6 +31,10 @@ static void on_gone(void *owner)
 
 	/* A call may leave the list from its own callback. */
 	for (sc = TAILQ_FIRST(&s->calls); sc != NULL; sc = next) {
+		next = TAILQ_NEXT(sc, link);
+		sc->gone(sc);
+	}
+	for (sc = TAILQ_FIRST(&s->streams); sc != NULL; sc = next) {
 		next = TAILQ_NEXT(sc, link);
 		sc->gone(sc);
 	}
@@ -53,6 +58,7 @@ struct session *session_new(struct server *srv, int fd)
 		return NULL;
 	}
 	TAILQ_INIT(&s->calls);
+	TAILQ_INIT(&s->streams);
 	if ((s->conn = conn_new(srv, fd, &session_ops, s)) == NULL) {
 		free(s);
 		return NULL;
@@ -61,13 +67,14 @@ struct session *session_new(struct server *srv, int fd)
 }
 
 /* Packs a Reply envelope into a new frame; a reply too large says so instead. */
-static int reply_frame(uint64_t call_id, int status, const char *message, const uint8_t *reply,
-    size_t len, uint32_t max, uint8_t **frame, size_t *frame_len)
+static int reply_frame(uint64_t call_id, int event, int status, const char *message,
+    const uint8_t *reply, size_t len, uint32_t max, uint8_t **frame, size_t *frame_len)
 {
 	Pcsecret__V1__Reply r = PCSECRET__V1__REPLY__INIT;
 	pcs_error err;
 
 	r.call_id = call_id;
+	r.event = event != 0;
 	r.status = (Pcsecret__V1__StatusCode)status;
 	r.message = (char *)(message != NULL ? message : "");
 	r.reply.data = (uint8_t *)(uintptr_t)reply;
@@ -84,7 +91,7 @@ static int reply_frame(uint64_t call_id, int status, const char *message, const 
 int session_error_frame(int status, const char *message, uint8_t **frame, size_t *len)
 {
 	/* Small by construction: the default limit every peer accepts. */
-	return reply_frame(0, status, message, NULL, 0, FRAME_DEFAULT_MAX, frame, len);
+	return reply_frame(0, 0, status, message, NULL, 0, FRAME_DEFAULT_MAX, frame, len);
 }
 
 enum session_state session_state(const struct session *s) { return s->state; }
@@ -120,20 +127,44 @@ void session_call_done(struct session *s, struct session_call *sc)
 	conn_call_done(s->conn);
 }
 
-void session_send_reply(struct session *s, uint64_t call_id, int status, const char *message,
-    const uint8_t *reply, size_t len)
+void session_stream_opened(struct session *s, struct session_call *sc)
+{
+	TAILQ_INSERT_TAIL(&s->streams, sc, link);
+	conn_stream_opened(s->conn);
+}
+
+void session_stream_closed(struct session *s, struct session_call *sc)
+{
+	TAILQ_REMOVE(&s->streams, sc, link);
+	conn_stream_closed(s->conn);
+}
+
+static void send_frame(struct session *s, uint64_t call_id, int event, int status,
+    const char *message, const uint8_t *reply, size_t len)
 {
 	uint8_t *frame = NULL;
 	size_t frame_len = 0;
 
 	if (s->conn->closed)
 		return;
-	if (reply_frame(call_id, status, message, reply, len,
+	if (reply_frame(call_id, event, status, message, reply, len,
 	        (uint32_t)s->conn->srv->cfg->max_frame, &frame, &frame_len) != 0) {
 		conn_close(s->conn, "cannot encode reply");
 		return;
 	}
 	conn_send_frame(s->conn, frame, frame_len);
+}
+
+void session_send_reply(struct session *s, uint64_t call_id, int status, const char *message,
+    const uint8_t *reply, size_t len)
+{
+	send_frame(s, call_id, 0, status, message, reply, len);
+}
+
+void session_send_event(struct session *s, uint64_t call_id, int status, const char *message,
+    const uint8_t *ev, size_t len)
+{
+	send_frame(s, call_id, 1, status, message, ev, len);
 }
 
 void session_fail(struct session *s, int status, const char *message)

@@ -65,6 +65,20 @@ void session_call_started(struct session *s, struct session_call *sc);
 void session_call_done(struct session *s, struct session_call *sc);
 
 /*
+ * a Watch stream of s, told like a call when the peer is gone (sc->gone), but
+ * not a call in flight: it holds no max_inflight slot; it keeps the connection from its idle
+ * timeout while open.
+ */
+void session_stream_opened(struct session *s, struct session_call *sc);
+void session_stream_closed(struct session *s, struct session_call *sc);
+/*
+ * Queues a stream frame for call_id (Reply with event set): an event (status OK, ev the packed
+ * WatchEvent) or the stream's end (status not OK, message why). Nothing once the peer is gone.
+ */
+void session_send_event(struct session *s, uint64_t call_id, int status, const char *message,
+    const uint8_t *ev, size_t len);
+
+/*
  * Queues a Reply for call_id: status, message and the packed reply (may be NULL). A reply
  * too large for a frame becomes RESOURCE_EXHAUSTED saying so. Nothing is sent once the peer
  * is gone.

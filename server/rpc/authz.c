@@ -115,6 +115,41 @@ static int check_value(const struct principal *p, const struct authz_request *rq
 	return 0;
 }
 
+/*
+ * Watching tells when a secret changes (never its value): operators for their companies, a
+ * launcher for an agent of its company, an agent for itself; launchers and agents only what
+ * the agent is bound to (the grant, decided by the watch's query).
+ */
+static int check_watch(const struct principal *p, const struct authz_request *rq, pcs_error *err)
+{
+	int own;
+
+	switch (p->role) {
+	case ROLE_ADMIN:
+		return 0;
+	case ROLE_OPERATOR:
+		return need_company(p, rq->company, "watch secrets", err);
+	case ROLE_LAUNCHER:
+		if (rq->agent == NULL || rq->agent[0] == '\0')
+			return deny(err, p, "watch secrets except through an agent's environment");
+		if (need_company(p, rq->company, "watch secrets of agents", err) != 0)
+			return -PCS_PERMISSION_DENIED;
+		break;
+	case ROLE_AGENT:
+		own = authz_has_company(p, rq->company) && rq->agent != NULL &&
+		    strcmp(rq->agent, p->agent) == 0;
+		if (!own)
+			return deny(err, p, "watch another agent's secrets");
+		break;
+	case ROLE_NONE:
+		return deny(err, p, "watch secrets");
+	}
+	if (rq->grant == AUTHZ_GRANT_NO)
+		return pcs_fail(err, PCS_PERMISSION_DENIED, "not granted to agent %s/%s",
+		    rq->company ? rq->company : "", rq->agent ? rq->agent : "");
+	return 0;
+}
+
 int authz_check(const struct principal *p, const struct authz_request *rq, pcs_error *err)
 {
 	if (p == NULL || p->role == ROLE_NONE)
@@ -163,6 +198,8 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 		if (rq->company == NULL || rq->company[0] == '\0')
 			return 0; /* the listing is filtered to its companies */
 		return need_company(p, rq->company, "read the audit log", err);
+	case METHOD_ACTION_WATCH:
+		return check_watch(p, rq, err);
 	}
 	return pcs_fail(err, PCS_INTERNAL, "unknown authorization action %d", (int)rq->action);
 }

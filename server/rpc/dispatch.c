@@ -75,6 +75,8 @@ struct call {
 	char actor[32];
 	void *db_arg; /* the running statement's, for db_cb */
 	void (*db_arg_free)(void *);
+	void (*sent_fn)(int status, void *arg); /* call_on_sent */
+	void *sent_arg;
 };
 
 static void db_ops_run(struct call *c, int step, const struct store_query *q, call_db_cb cb,
@@ -163,6 +165,7 @@ void call_set_target(struct call *c, const char *company, const char *secret, co
 }
 
 const char *call_method(const struct call *c) { return c->method; }
+uint64_t call_wire_id(const struct call *c) { return c->call_id; }
 
 int call_authorize(struct call *c, const char *company, const char *agent)
 {
@@ -238,6 +241,8 @@ static void call_send(struct call *c)
 	 */
 	if (c->began_handshake)
 		session_handshake_end(s, c->status == PCS_OK);
+	if (c->sent_fn != NULL)
+		c->sent_fn(c->peer_gone ? -1 : c->status, c->sent_arg);
 	session_call_done(s, &c->link);
 	call_free(c);
 	session_unref(s);
@@ -421,6 +426,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	c->status = PCS_UNAVAILABLE;
 	snprintf(c->message, sizeof(c->message), "%s; call refused", AUDIT_LATE_MESSAGE);
 	call_send(c);
+}
+
+void call_on_sent(struct call *c, void (*fn)(int status, void *arg), void *arg)
+{
+	c->sent_fn = fn;
+	c->sent_arg = arg;
 }
 
 void call_reply(struct call *c, const ProtobufCMessage *reply)

@@ -46,6 +46,8 @@ void call_set_target(struct call *c, const char *company, const char *secret, co
  * on company (and, for value methods, agent). Fails the call and returns <0 when not.
  */
 int call_authorize(struct call *c, const char *company, const char *agent) PCS_WUR;
+/* The call's id on the wire (a stream's frames carry it). */
+uint64_t call_wire_id(const struct call *c);
 /* The rpc's name ("Resolve"). */
 const char *call_method(const struct call *c);
 const struct principal *call_principal(const struct call *c);
@@ -92,9 +94,12 @@ void call_db_retryable(struct call *c, const struct store_query *q, call_db_cb c
 /* A statement that prepares the call's statement (reads ids, checks): never carries its row. */
 void call_db_step(struct call *c, const struct store_query *q, call_db_cb cb, void *arg,
     void (*arg_free)(void *));
-/* Handler state freed (and wiped by free_fn) when the call ends, however it ends. */
-void call_set_state(struct call *c, void *state, void (*free_fn)(void *));
-void *call_state(struct call *c);
+
+/*
+ * fn(status, arg) runs once when the call ends, right after its reply was
+ * queued (status: what the client was told; -1 when the peer was gone and nothing was sent).
+ */
+void call_on_sent(struct call *c, void (*fn)(int status, void *arg), void *arg);
 
 void call_reply(struct call *c, const ProtobufCMessage *reply);
 void call_fail(struct call *c, int code, const char *fmt, ...)

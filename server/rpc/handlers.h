@@ -106,4 +106,8 @@ void handle_destroy_secret_version(Pcsecret__V1__PcSecret_Service *svc,
 	(void)svc; \
 	(void)closure
 
+/* h_watch.c */
+void handle_watch(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__WatchRequest *in,
+    Pcsecret__V1__WatchReply_Closure closure, void *closure_data);
+
 #endif

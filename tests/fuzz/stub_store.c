@@ -55,7 +55,8 @@ enum op_kind {
 	K_RESOLVE,
 	K_ENV,
 	K_STORED,
-	K_DELETED
+	K_DELETED,
+	K_WATCH /* Watch */
 };
 
 struct stub_op {
@@ -607,6 +608,24 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		free(rows);
 		return;
 	}
+	case K_WATCH: {
+		struct db_watch_target *rows;
+		n = gen_rows(g, 1);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			rows[i].idx = gen_u32(g, (uint32_t)i + 1);
+			rows[i].secret_id = gen_str(g, sealed.secret_id);
+			rows[i].company = gen_str(g, "acme");
+			rows[i].name = gen_str(g, "key");
+			rows[i].latest = gen_u32(g, 1);
+			rows[i].deleted = (int)gen_u32(g, 0) & 1;
+			rows[i].granted = (int)gen_u32(g, 1) & 1;
+			rows[i].agent_id = gen_str(g, "");
+		}
+		op->cb.watch(c, &t, rows, n);
+		free(rows);
+		return;
+	}
 	}
 	abort();
 }
@@ -948,6 +967,20 @@ void db_agent_env(struct call *c, const char *company, const char *agent, db_age
 
 	op->cb.env = cb;
 	snprintf(op->company, sizeof(op->company), "%s", company);
+	snprintf(op->agent, sizeof(op->agent), "%s", agent);
+	run_op(c, 0, op);
+}
+
+void db_watch_targets(struct call *c, const char *company, const char *agent,
+    const char *const *ids, const char *const *names, size_t n, db_watch_cb cb)
+{
+	struct stub_op *op = op_new(K_WATCH);
+
+	(void)ids;
+	(void)names;
+	op->cb.watch = cb;
+	op->nrefs = n;
+	snprintf(op->company, sizeof(op->company), "%s", company != NULL ? company : "");
 	snprintf(op->agent, sizeof(op->agent), "%s", agent);
 	run_op(c, 0, op);
 }

@@ -21,8 +21,9 @@
 /* What the migrations leave in public: trigger functions only (the API has its own schema). */
 #define TRIGGER_FUNCTIONS \
 	"pcs_agent_changed,pcs_audit_append_only,pcs_audit_deadline,pcs_binding_changed," \
-	"pcs_notify_all,pcs_principals_changed,pcs_secret_changed,pcs_version_changed"
-#define TRIGGER_FUNCTIONS_COUNT "8"
+	"pcs_notify_all,pcs_principals_changed,pcs_secret_changed,pcs_version_changed," \
+	"pcs_watch_binding,pcs_watch_secret,pcs_watch_version"
+#define TRIGGER_FUNCTIONS_COUNT "11"
 
 static char owner_url[1024], svc_url[1200];
 
@@ -146,7 +147,7 @@ test_service_role_uses_the_api_schema(void **state)
 	    "WHERE pronamespace = 'public'::regnamespace", TRIGGER_FUNCTIONS);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_proc WHERE pronamespace = "
 	    "'pcs_api_%d'::regnamespace", pcs_api_version);
-	assert_query(owner_url, sql, "40");
+	assert_query(owner_url, sql, "41");
 
 	svc = service(pcs_api_version);
 	/* Unqualified, as the daemon's statements call them. */

@@ -21,6 +21,8 @@ static const char *const wire_ids[] = {
 	"ListAudit", "ListAgents", "DeleteAgent", "DeleteSecret", "PromoteSecret", "RollbackSecret",
 	"DisableSecretVersion", "EnableSecretVersion", "RestoreSecret", "PurgeSecret",
 	"SetSecretRetention", "DestroySecretVersion",
+	/* Watch */
+	"Watch",
 };
 
 static void test_ids_pinned(void **state)
