@@ -228,7 +228,9 @@ int envfile_parse_dotenv(const char *file, const char *text, size_t len, envfile
 			goto out;
 		}
 		nlen = (size_t)(eq - s);
-		if (nlen == 0 || nlen > PCS_ENV_NAME_MAX) {
+		while (nlen > 0 && blank(s[nlen - 1]))
+			nlen--;
+		if (nlen == 0 || nlen > PCS_ENV_NAME_MAX || memchr(s, '\0', nlen) != NULL) {
 			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
 			    "%s:%zu: not a valid variable name", file, line);
 			goto out;

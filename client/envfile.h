@@ -35,7 +35,7 @@ int envfile_read(const char *file, char **text, size_t *len, pcs_error *err)
     __attribute__((warn_unused_result));
 
 /*
- * NAME=value lines; blank lines and lines starting with '#' are skipped; "export " may come
+ * NAME=value lines (blanks around the = allowed); blank lines and lines starting with '#' are skipped; "export " may come
  * first. A value is unquoted (trimmed; " #" starts a comment), 'single-quoted' (literal) or
  * "double-quoted" (\n \t \r \\ \" \$ escapes). A value starting with "pcs:" is a reference.
  * file is for messages only.
