@@ -19,11 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "it.h"
+#include "pcsecret.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
@@ -235,6 +237,15 @@ static void test_mask(void **state)
 	    "warning");
 	it_result_free(&r);
 
+	/* A signal sent to pcrun reaches the program (which sends it to its parent, pcrun). */
+	assert_int_equal(pcrun(D.socket, env, &r, "--mask", "--", "/bin/sh", "-c",
+	                     "trap 'echo got-usr1; exit 3' USR1; kill -USR1 $PPID;"
+	                     " i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; exit 9",
+	                     NULL),
+	    3);
+	has(r.out, r.out_len, "got-usr1", "forwarded signal");
+	it_result_free(&r);
+
 	/* A signal that ends the program is reported as a shell does. */
 	assert_int_equal(pcrun(D.socket, env, &r, "--mask", "--", "/bin/sh", "-c", "kill -TERM $$",
 	                     NULL),
@@ -394,6 +405,93 @@ static void test_wait(void **state)
 		fail_msg("pcrun --wait: status %d, output \"%s\"", WEXITSTATUS(status), buf);
 }
 
+/* The SDK's delivery as the agent (in a child with its uid): what went wrong, or NULL. */
+static const char *sdk_delivery(const char *dir)
+{
+	pcs_options o = { 0 };
+	pcs_client *c = NULL;
+	pcs_error err;
+	unsigned char *buf = NULL, small[4], back[64];
+	uint32_t version = 0;
+	size_t len = 0;
+	ssize_t n;
+	int dfd, fd;
+
+	o.socket_path = D.socket;
+	if (pcs_connect(&o, &c, &err) != 0)
+		return "connect";
+	if (pcs_resolve_into(c, NULL, "pcs:acme/key", small, sizeof(small), &len, &version, &err) !=
+	        -PCS_OUT_OF_RANGE ||
+	    len != strlen(VKEY) || strstr(err.message, VKEY) != NULL)
+		return "a small buffer is not OUT_OF_RANGE with the size";
+	if (pcs_buf_alloc(len, &buf, &err) != 0 ||
+	    pcs_resolve_into(c, NULL, "pcs:acme/key", buf, len, &len, &version, &err) != 0 ||
+	    len != strlen(VKEY) || memcmp(buf, VKEY, len) != 0 || version != 1)
+		return "pcs_resolve_into";
+	pcs_buf_free(buf);
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return "open dir";
+	if (pcs_resolve_to_file(c, NULL, "pcs:acme/bin", dfd, "../x", (uid_t)-1, NULL, &err) !=
+	    -PCS_INVALID_ARGUMENT)
+		return "a name with a slash accepted";
+	if (pcs_resolve_to_file(c, NULL, "pcs:acme/bin", dfd, "bin", (uid_t)-1, &version, &err) !=
+	        0 ||
+	    version != 1)
+		return "pcs_resolve_to_file";
+	/* Again: replaced atomically (the old file is read-only, the rename replaces it). */
+	if (pcs_resolve_to_file(c, NULL, "pcs:acme/bin", dfd, "bin", (uid_t)-1, NULL, &err) != 0)
+		return "pcs_resolve_to_file over an existing file";
+	if ((fd = openat(dfd, "bin", O_RDONLY | O_CLOEXEC)) < 0 ||
+	    (n = read(fd, back, sizeof(back))) != (ssize_t)sizeof(VBIN) ||
+	    memcmp(back, VBIN, sizeof(VBIN)) != 0)
+		return "the file holds another value";
+	pcs_close(c);
+	return NULL;
+}
+
+static void test_sdk_delivery(void **state)
+{
+	char dir[] = "/dev/shm/pcs-sdk-XXXXXX", path[64];
+	const char *what;
+	struct stat st;
+	int fds[2], status;
+	char msg[128] = "";
+	ssize_t n;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chown(dir, AGENT_UID, AGENT_UID), 0);
+	assert_int_equal(pipe(fds), 0);
+	assert_true((pid = fork()) >= 0);
+	if (pid == 0) {
+		gid_t g[1] = { IT_GROUP };
+
+		close(fds[0]);
+		if (setgroups(1, g) != 0 || setgid(AGENT_UID) != 0 || setuid(AGENT_UID) != 0)
+			_exit(2);
+		what = sdk_delivery(dir);
+		if (what != NULL)
+			(void)!write(fds[1], what, strlen(what));
+		_exit(what != NULL);
+	}
+	close(fds[1]);
+	n = read(fds[0], msg, sizeof(msg) - 1);
+	msg[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("SDK delivery: %s", msg);
+	snprintf(path, sizeof(path), "%s/bin", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0400);
+	assert_int_equal(st.st_uid, AGENT_UID);
+	assert_int_equal(st.st_size, sizeof(VBIN));
+	/* No temporary file left behind. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_env_files),
 		cmocka_unit_test(test_every_failure_named),
 		cmocka_unit_test(test_wait),
+		cmocka_unit_test(test_sdk_delivery),
 	};
 
 	if (!it_is_root()) {
