@@ -132,7 +132,8 @@ static int install(struct saved_signals *saved, pcs_error *err)
 			ign.sa_handler = SIG_IGN;
 			sigemptyset(&ign.sa_mask);
 			if (sigaction(sig, &ign, &saved->act[i]) != 0)
-				return pcs_fail(err, PCS_INTERNAL, "sigaction: %s", strerror(errno));
+				return pcs_fail(
+				    err, PCS_INTERNAL, "sigaction: %s", strerror(errno));
 			continue;
 		}
 		if (sigaction(sig, &sa, &saved->act[i]) != 0)
@@ -151,8 +152,8 @@ static void restore(const struct saved_signals *saved)
 }
 
 /* In the child, after fork: never returns. */
-static void exec_child(const struct child_spec *spec, const struct saved_signals *saved,
-    int out_w, int err_w)
+static void exec_child(
+    const struct child_spec *spec, const struct saved_signals *saved, int out_w, int err_w)
 {
 	restore(saved);
 	(void)sigprocmask(SIG_SETMASK, &saved->mask, NULL);

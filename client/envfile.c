@@ -92,8 +92,8 @@ int envfile_read(const char *file, char **text, size_t *len, pcs_error *err)
 		got += (size_t)n;
 	}
 	if (got > ENVFILE_MAX) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: longer than %d bytes", file,
-		    ENVFILE_MAX);
+		r = pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "%s: longer than %d bytes", file, ENVFILE_MAX);
 		goto out;
 	}
 	buf[got] = '\0';
@@ -115,14 +115,14 @@ static int is_ref(const char *s, size_t len)
 }
 
 /* Hands one variable on: a reference (copied to a string) or a literal. */
-static int emit(const char *file, const char *name, const char *value, size_t len,
-    int literal_only, envfile_add_fn add, void *ctx, pcs_error *err)
+static int emit(const char *file, const char *name, const char *value, size_t len, int literal_only,
+    envfile_add_fn add, void *ctx, pcs_error *err)
 {
 	pcs_error nerr;
 	char *ref;
 	int r;
 
-	if ((r = envname_check(name, &nerr)) != 0)
+	if (envname_check(name, &nerr) != 0)
 		return pcs_fail(err, nerr.code, "%s: %s", file, nerr.message);
 	if (literal_only || !is_ref(value, len))
 		return add(ctx, name, NULL, value, len, err);
@@ -145,8 +145,8 @@ static int blank(char c) { return c == ' ' || c == '\t'; }
  * One value from p (after '='), up to end (the end of the line), into out (secure memory of
  * at least end - p bytes); *outlen its length.
  */
-static int dotenv_value(const char *file, size_t line, const char *p, const char *end,
-    char *out, size_t *outlen, pcs_error *err)
+static int dotenv_value(const char *file, size_t line, const char *p, const char *end, char *out,
+    size_t *outlen, pcs_error *err)
 {
 	size_t n = 0;
 	char q;
@@ -158,16 +158,27 @@ static int dotenv_value(const char *file, size_t line, const char *p, const char
 		for (;;) {
 			if (p >= end)
 				return pcs_fail(err, PCS_INVALID_ARGUMENT,
-				    "%s:%zu: the quoted value does not end on its line", file, line);
+				    "%s:%zu: the quoted value does not end on its line", file,
+				    line);
 			if (*p == q)
 				break;
 			if (q == '"' && *p == '\\' && p + 1 < end) {
 				p++;
 				switch (*p) {
-				case 'n': out[n++] = '\n'; break;
-				case 't': out[n++] = '\t'; break;
-				case 'r': out[n++] = '\r'; break;
-				case '\\': case '"': case '$': out[n++] = *p; break;
+				case 'n':
+					out[n++] = '\n';
+					break;
+				case 't':
+					out[n++] = '\t';
+					break;
+				case 'r':
+					out[n++] = '\r';
+					break;
+				case '\\':
+				case '"':
+				case '$':
+					out[n++] = *p;
+					break;
 				default:
 					return pcs_fail(err, PCS_INVALID_ARGUMENT,
 					    "%s:%zu: unknown escape in a double-quoted value", file,
@@ -199,8 +210,8 @@ static int dotenv_value(const char *file, size_t line, const char *p, const char
 	return 0;
 }
 
-int envfile_parse_dotenv(const char *file, const char *text, size_t len, envfile_add_fn add,
-    void *ctx, pcs_error *err)
+int envfile_parse_dotenv(
+    const char *file, const char *text, size_t len, envfile_add_fn add, void *ctx, pcs_error *err)
 {
 	const char *p = text, *end = text + len, *eol, *s, *eq;
 	char name[PCS_ENV_NAME_MAX + 2], *val = NULL;
@@ -224,23 +235,24 @@ int envfile_parse_dotenv(const char *file, const char *text, size_t len, envfile
 				s++;
 		}
 		if ((eq = memchr(s, '=', (size_t)(eol - s))) == NULL) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%zu: not NAME=value", file, line);
+			r = pcs_fail(
+			    err, PCS_INVALID_ARGUMENT, "%s:%zu: not NAME=value", file, line);
 			goto out;
 		}
 		nlen = (size_t)(eq - s);
 		while (nlen > 0 && blank(s[nlen - 1]))
 			nlen--;
 		if (nlen == 0 || nlen > PCS_ENV_NAME_MAX || memchr(s, '\0', nlen) != NULL) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
-			    "%s:%zu: not a valid variable name", file, line);
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%zu: not a valid variable name",
+			    file, line);
 			goto out;
 		}
 		memcpy(name, s, nlen);
 		name[nlen] = '\0';
 		/* Never quote an invalid name: it may be a value on a malformed line. */
 		if (!env_name_valid(name)) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
-			    "%s:%zu: not a valid variable name", file, line);
+			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s:%zu: not a valid variable name",
+			    file, line);
 			goto out;
 		}
 		/* A Windows line end is not part of the value. */
@@ -283,8 +295,8 @@ static int only_members(const char *file, const char *name, json_t *o, const cha
 }
 
 /* "latest", a positive integer, or a string of decimal digits, into "@..." (or "" for latest). */
-static int json_version(const char *file, const char *name, json_t *ver, char *buf, size_t size,
-    pcs_error *err)
+static int json_version(
+    const char *file, const char *name, json_t *ver, char *buf, size_t size, pcs_error *err)
 {
 	const char *s;
 	size_t i, n;
@@ -315,8 +327,8 @@ static int json_version(const char *file, const char *name, json_t *ver, char *b
 	return 0;
 }
 
-static int json_entry(const char *file, const char *name, json_t *val, envfile_add_fn add,
-    void *ctx, pcs_error *err)
+static int json_entry(
+    const char *file, const char *name, json_t *val, envfile_add_fn add, void *ctx, pcs_error *err)
 {
 	static const char *const plain_members[] = { "value", "type", NULL };
 	static const char *const ref_members[] = { "secretId", "type", "version", NULL };
@@ -326,8 +338,8 @@ static int json_entry(const char *file, const char *name, json_t *val, envfile_a
 	int r;
 
 	if (json_is_string(val))
-		return emit(file, name, json_string_value(val), json_string_length(val), 0, add, ctx,
-		    err);
+		return emit(
+		    file, name, json_string_value(val), json_string_length(val), 0, add, ctx, err);
 	if (!json_is_object(val))
 		return bad_shape(file, name, "not a string or an object", err);
 	v = json_object_get(val, "type");
@@ -340,8 +352,8 @@ static int json_entry(const char *file, const char *name, json_t *val, envfile_a
 		v = json_object_get(val, "value");
 		if (!json_is_string(v))
 			return bad_shape(file, name, "a plain entry needs a \"value\" string", err);
-		return emit(file, name, json_string_value(v), json_string_length(v), 1, add, ctx,
-		    err);
+		return emit(
+		    file, name, json_string_value(v), json_string_length(v), 1, add, ctx, err);
 	}
 	if (strcmp(type, "secret_ref") != 0)
 		return bad_shape(file, name, "unknown type (not \"plain\" or \"secret_ref\")", err);
@@ -350,30 +362,32 @@ static int json_entry(const char *file, const char *name, json_t *val, envfile_a
 	v = json_object_get(val, "secretId");
 	if (!json_is_string(v) || !uuid_valid(json_string_value(v)))
 		return bad_shape(file, name, "secretId is not a lowercase uuid", err);
-	if ((r = json_version(file, name, json_object_get(val, "version"), vbuf, sizeof(vbuf),
-	         err)) != 0)
+	if ((r = json_version(
+	         file, name, json_object_get(val, "version"), vbuf, sizeof(vbuf), err)) != 0)
 		return r;
 	(void)snprintf(ref, sizeof(ref), PCS_REF_PREFIX "%s%s", json_string_value(v), vbuf);
 	return emit(file, name, ref, strlen(ref), 0, add, ctx, err);
 }
 
-/* jansson frees without wiping the strings' contents: wipe every string in doc. */
-static void wipe_strings(json_t *j)
+/*
+ * jansson frees without wiping the strings' contents: wipe every string in doc. The depth is
+ * bounded by jansson's parser (JSON_PARSER_MAX_DEPTH, 2048).
+ */
+static void wipe_strings(json_t *j) // NOLINT(misc-no-recursion): depth bounded by the parser
 {
-	const char *key;
-	json_t *v;
+	void *it;
 	size_t i;
 
 	if (json_is_string(j))
 		sodium_memzero((void *)json_string_value(j), json_string_length(j));
-	else if (json_is_object(j))
-		json_object_foreach(j, key, v) wipe_strings(v);
-	else if (json_is_array(j))
-		json_array_foreach(j, i, v) wipe_strings(v);
+	for (it = json_object_iter(j); it != NULL; it = json_object_iter_next(j, it))
+		wipe_strings(json_object_iter_value(it));
+	for (i = 0; i < json_array_size(j); i++)
+		wipe_strings(json_array_get(j, i));
 }
 
-int envfile_parse_json(const char *file, const char *text, size_t len, envfile_add_fn add,
-    void *ctx, pcs_error *err)
+int envfile_parse_json(
+    const char *file, const char *text, size_t len, envfile_add_fn add, void *ctx, pcs_error *err)
 {
 	json_error_t jerr;
 	json_t *doc = NULL, *val;

@@ -18,8 +18,8 @@
  * One variable: ref is a "pcs:" reference (value NULL), or value/len a literal (ref NULL; not
  * NUL-terminated, and only valid during the call). Returns 0 or a negative status.
  */
-typedef int (*envfile_add_fn)(void *ctx, const char *name, const char *ref,
-    const char *value, size_t len, pcs_error *err);
+typedef int (*envfile_add_fn)(
+    void *ctx, const char *name, const char *ref, const char *value, size_t len, pcs_error *err);
 
 /*
  * Makes jansson allocate through a wiping allocator (the JSON text holds literal values).

@@ -70,8 +70,8 @@ static int scan(struct mask *m, const unsigned char *buf, size_t len, size_t lim
 			continue;
 		}
 		if ((i > plain && (r = m->write(m->ctx, buf + plain, i - plain)) != 0) ||
-		    (r = m->write(m->ctx, (const unsigned char *)MASK_TEXT,
-		         sizeof(MASK_TEXT) - 1)) != 0)
+		    (r = m->write(
+		         m->ctx, (const unsigned char *)MASK_TEXT, sizeof(MASK_TEXT) - 1)) != 0)
 			return r;
 		i += mlen;
 		plain = i;

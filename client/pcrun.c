@@ -200,8 +200,8 @@ static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 
 /* ---- sources ---- */
 
-static int add_from_file(void *ctx, const char *name, const char *ref, const char *value,
-    size_t len, pcs_error *err)
+static int add_from_file(
+    void *ctx, const char *name, const char *ref, const char *value, size_t len, pcs_error *err)
 {
 	return runenv_add(ctx, name, ref, value, len, err);
 }
@@ -270,7 +270,7 @@ static int fetch(struct runenv *re, const struct settings *st, pcs_client **clie
 {
 	struct waiter w;
 	pcs_error err = { 0 };
-	int retry, agent_done = st->agent == NULL, checked = 0;
+	int retry = 0, agent_done = st->agent == NULL, checked = 0;
 
 	waiter_start(&w, st->wait_s);
 	for (;;) {
@@ -303,7 +303,7 @@ static int fetch(struct runenv *re, const struct settings *st, pcs_client **clie
 			goto fail;
 	}
 fail:
-	runenv_report(st->wait_s > 0 ? "gave up waiting for pcsecretd" : NULL, &err);
+	runenv_report(retry && st->wait_s > 0 ? "gave up waiting for pcsecretd" : NULL, &err);
 	return -1;
 }
 
@@ -390,8 +390,8 @@ static int deliver(struct envlist *el, const struct runenv_var *v, struct tmpfil
 		(void)snprintf(fname, sizeof(fname), "%s_FILE", v->name);
 		/* SSL_CERT + _FILE is a name no binding may set: check what is set. */
 		if ((r = envname_check(fname, &err)) != 0 ||
-		    (r = tmpfiles_write(files, v->name, v->value, v->len, path, sizeof(path), &err)) !=
-		        0 ||
+		    (r = tmpfiles_write(
+		         files, v->name, v->value, v->len, path, sizeof(path), &err)) != 0 ||
 		    (r = envlist_add(el, fname, strlen(fname), path, strlen(path), &err)) != 0) {
 			fprintf(stderr, "pcrun: cannot deliver %s as a file: ", v->name);
 			runenv_report(NULL, &err);
@@ -408,8 +408,8 @@ static int deliver(struct envlist *el, const struct runenv_var *v, struct tmpfil
  * The child's environment: the variables, PCSECRET_VERSIONS, then what is inherited (all of
  * it, or with --clean-env only --keep's names) and not set here. Reports its own failures.
  */
-static int build_env(const struct runenv *re, const struct settings *st, struct tmpfiles *files,
-    struct envlist *el)
+static int build_env(
+    const struct runenv *re, const struct settings *st, struct tmpfiles *files, struct envlist *el)
 {
 	char *versions = NULL, *nv, item[PCS_ENV_NAME_MAX + 16];
 	size_t i, vlen = 0, ilen;
@@ -451,7 +451,8 @@ static int build_env(const struct runenv *re, const struct settings *st, struct 
 	for (e = environ; *e != NULL; e++) {
 		if ((eq = strchr(*e, '=')) == NULL)
 			continue;
-		if (runenv_has(re, *e, (size_t)(eq - *e)) || envlist_has(el, *e, (size_t)(eq - *e)) ||
+		if (runenv_has(re, *e, (size_t)(eq - *e)) ||
+		    envlist_has(el, *e, (size_t)(eq - *e)) ||
 		    ((size_t)(eq - *e) == strlen(VERSIONS_VAR) &&
 		        strncmp(*e, VERSIONS_VAR, strlen(VERSIONS_VAR)) == 0))
 			continue;
@@ -535,7 +536,7 @@ int main(int argc, char **argv)
 	if (st.files_dir == NULL && !st.mask) {
 		/* Nothing to do after PROGRAM: become it. */
 		runenv_free(&re);
-		execvpe(argv[prog], argv + prog, el.s != NULL ? el.s : (char *[]) { NULL });
+		execvpe(argv[prog], argv + prog, el.s != NULL ? el.s : (char *[]){ NULL });
 		fprintf(stderr, "pcrun: cannot execute %s: %s\n", argv[prog], strerror(errno));
 		status = EXIT_NOEXEC;
 		goto out;
@@ -550,7 +551,7 @@ int main(int argc, char **argv)
 	}
 	memset(&spec, 0, sizeof(spec));
 	spec.argv = argv + prog;
-	spec.envp = el.s != NULL ? el.s : (char *[]) { NULL };
+	spec.envp = el.s != NULL ? el.s : (char *[]){ NULL };
 	spec.mask = st.mask;
 	spec.values = mv;
 	spec.nvalues = nmv;

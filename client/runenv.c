@@ -55,31 +55,34 @@ void runenv_free(struct runenv *re)
 }
 
 /* A new entry for name; earlier ones of that name are overridden. */
-static int add_entry(struct runenv *re, const char *name, struct runenv_var **added,
-    pcs_error *err)
+static int add_entry(struct runenv *re, const char *name, struct runenv_var **added, pcs_error *err)
 {
 	struct runenv_var *nv;
 	size_t i, ncap;
 
+	*added = NULL;
 	for (i = 0; i < re->n; i++)
 		if (strcmp(re->v[i].name, name) == 0)
 			re->v[i].overridden = 1;
 	if (re->n == re->cap) {
 		ncap = re->cap == 0 ? 16 : re->cap * 2;
 		if ((nv = realloc(re->v, ncap * sizeof(*nv))) == NULL)
-			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+			goto oom;
 		re->v = nv;
 		re->cap = ncap;
 	}
 	memset(&re->v[re->n], 0, sizeof(re->v[re->n]));
 	if ((re->v[re->n].name = strdup(name)) == NULL)
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		goto oom;
 	*added = &re->v[re->n++];
 	return 0;
+oom:
+	(void)pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+	return -PCS_RESOURCE_EXHAUSTED;
 }
 
-int runenv_add(struct runenv *re, const char *name, const char *ref, const char *value,
-    size_t len, pcs_error *err)
+int runenv_add(struct runenv *re, const char *name, const char *ref, const char *value, size_t len,
+    pcs_error *err)
 {
 	struct runenv_var *v;
 	int r;

@@ -30,11 +30,10 @@ struct runenv {
 
 void runenv_free(struct runenv *re);
 /* Adds name with a reference (copied) or a literal value (copied into locked memory). */
-int runenv_add(struct runenv *re, const char *name, const char *ref, const char *value,
-    size_t len, pcs_error *err) __attribute__((warn_unused_result));
+int runenv_add(struct runenv *re, const char *name, const char *ref, const char *value, size_t len,
+    pcs_error *err) __attribute__((warn_unused_result));
 /* Every inherited variable whose value starts with "pcs:". */
-int runenv_add_environment(struct runenv *re, pcs_error *err)
-    __attribute__((warn_unused_result));
+int runenv_add_environment(struct runenv *re, pcs_error *err) __attribute__((warn_unused_result));
 /*
  * The agent's configured environment (GetAgentEnv). Reports its own failures, except
  * UNAVAILABLE, which is left to the caller (it may wait and retry): then *retry is 1 and err

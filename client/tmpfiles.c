@@ -33,7 +33,8 @@ int tmpfiles_open(struct tmpfiles *t, const char *parent, pcs_error *err)
 	t->path[0] = '\0';
 	t->dirfd = -1;
 	if (statfs(parent, &st) != 0)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "--files %s: %s", parent, strerror(errno));
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "--files %s: %s", parent, strerror(errno));
 	if (!in_memory(&st))
 		return pcs_fail(err, PCS_FAILED_PRECONDITION,
 		    "--files %s: not a memory file system (tmpfs or ramfs): values written there "
@@ -42,7 +43,8 @@ int tmpfiles_open(struct tmpfiles *t, const char *parent, pcs_error *err)
 	if ((size_t)snprintf(t->path, sizeof(t->path), "%s/pcrun.XXXXXX", parent) >=
 	    sizeof(t->path)) {
 		t->path[0] = '\0';
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "--files: the directory name is too long");
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "--files: the directory name is too long");
 	}
 	/* mkdtemp makes it 0700, under a name nobody could have planted. */
 	if (mkdtemp(t->path) == NULL) {
@@ -77,8 +79,8 @@ int tmpfiles_write(struct tmpfiles *t, const char *name, const unsigned char *da
 	int r;
 
 	if ((size_t)snprintf(out, size, "%s/%s", t->path, name) >= size)
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "the path of the file for %s is too long",
-		    name);
+		return pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "the path of the file for %s is too long", name);
 	if ((r = pcs_value_write_file(t->dirfd, name, data, len, (uid_t)-1, err)) != 0)
 		return r;
 	return 0;

@@ -29,13 +29,21 @@ static int resolve_one(
     pcs_client *client, const char *agent, const char *ref, pcs_value **out, pcs_error *err)
 {
 	const char *refs[1];
+	int r;
 
+	*out = NULL;
 	if (ref == NULL) {
-		*out = NULL;
-		return pcs_fail(err, PCS_INVALID_ARGUMENT, "the reference is NULL");
+		(void)pcs_fail(err, PCS_INVALID_ARGUMENT, "the reference is NULL");
+		return -PCS_INVALID_ARGUMENT;
 	}
 	refs[0] = ref;
-	return pcs_resolve(client, agent, refs, 1, out, err);
+	if ((r = pcs_resolve(client, agent, refs, 1, out, err)) != 0)
+		return r;
+	if (*out == NULL) {
+		(void)pcs_fail(err, PCS_INTERNAL, "no value for %s", ref);
+		return -PCS_INTERNAL;
+	}
+	return 0;
 }
 
 PCS_EXPORT int pcs_resolve_into(pcs_client *client, const char *agent, const char *ref,
@@ -49,7 +57,8 @@ PCS_EXPORT int pcs_resolve_into(pcs_client *client, const char *agent, const cha
 	if (version != NULL)
 		*version = 0;
 	if (buf == NULL || len == NULL) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "pcs_resolve_into: a required argument is NULL");
+		r = pcs_fail(
+		    err, PCS_INVALID_ARGUMENT, "pcs_resolve_into: a required argument is NULL");
 		goto out;
 	}
 	if ((r = resolve_one(client, agent, ref, &v, err)) != 0)
@@ -97,8 +106,8 @@ static int write_all(int fd, const unsigned char *data, size_t len)
 	return 0;
 }
 
-int pcs_value_write_file(int dirfd, const char *name, const unsigned char *data, size_t len,
-    uid_t uid, pcs_error *err)
+int pcs_value_write_file(
+    int dirfd, const char *name, const unsigned char *data, size_t len, uid_t uid, pcs_error *err)
 {
 	static atomic_uint counter;
 	char tmp[256];
@@ -116,14 +125,14 @@ int pcs_value_write_file(int dirfd, const char *name, const unsigned char *data,
 			break;
 	}
 	if (fd == -1) {
-		r = pcs_fail(err, PCS_UNAVAILABLE, "cannot create a file for %s: %s", name,
-		    strerror(errno));
+		r = pcs_fail(
+		    err, PCS_UNAVAILABLE, "cannot create a file for %s: %s", name, strerror(errno));
 		goto out;
 	}
 	made = 1;
 	if (write_all(fd, data, len) != 0) {
-		r = pcs_fail(err, PCS_UNAVAILABLE, "cannot write the file %s: %s", name,
-		    strerror(errno));
+		r = pcs_fail(
+		    err, PCS_UNAVAILABLE, "cannot write the file %s: %s", name, strerror(errno));
 		goto out;
 	}
 	if ((uid != (uid_t)-1 && fchown(fd, uid, (gid_t)-1) != 0) || fchmod(fd, 0400) != 0) {
