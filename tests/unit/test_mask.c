@@ -38,7 +38,8 @@ static void run(const struct mask_value *vals, size_t nvals, const char *in, siz
 	struct mask m;
 	size_t off = 0, k = 0, n;
 
-	memcpy(sorted, vals, nvals * sizeof(*vals));
+	if (nvals > 0)
+		memcpy(sorted, vals, nvals * sizeof(*vals));
 	mask_values_sort(sorted, nvals);
 	memset(out, 0, sizeof(*out));
 	assert_int_equal(mask_init(&m, sorted, nvals, 1024, sink_write, out, NULL), 0);
