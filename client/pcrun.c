@@ -1,52 +1,65 @@
 /*
- * pcrun: resolve secret references into the environment, then exec the agent.
+ * pcrun: resolve secret references, then run the agent with them (docs/cli.md, "pcrun").
  *
- * Sources, later ones overriding earlier ones for the same variable:
- *   1. the inherited environment: every variable whose value starts with "pcs:";
- *   2. --env-json FILE: {"NAME": "literal or pcs:ref",
- *                        "NAME": {"type": "secret_ref", "secretId": "<uuid>", "version": "latest"}};
- *   3. --agent COMPANY/AGENT: that agent's configured environment (GetAgentEnv).
- * All references are resolved in one Resolve call (on behalf of --agent when given). Nothing
- * is exec'd unless every one resolved; errors name the variable and reference, never a value.
- * Names that decide what the program loads or runs (LD_PRELOAD, PATH, ...: common/envname.c)
- * are refused from every source, even when the daemon sends them.
+ * Sources, later ones overriding earlier ones for the same variable: the inherited
+ * environment's "pcs:" references; --env-file and --env-json files in the order given; the
+ * configured environment of --agent (GetAgentEnv). Everything is resolved before PROGRAM
+ * starts, or PROGRAM does not start. By default pcrun then execs PROGRAM with the values in
+ * its environment; with --files or --mask it stays PROGRAM's parent (child.c) to clean up
+ * the value files or to mask the output. The modules: runenv.c (variables and resolving),
+ * envfile.c (the files), tmpfiles.c (--files), mask.c and child.c (--mask, supervision).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <stddef.h>
-#include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
 #include <sodium.h>
 
+#include "child.h"
+#include "envfile.h"
 #include "envname.h"
+#include "mask.h"
 #include "ref.h"
 #include "rpc.h"
+#include "runenv.h"
 #include "status.h"
+#include "tmpfiles.h"
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
 #define EXIT_NOEXEC 127
-/* An --env-json file is a handful of variables; anything this big is a mistake. */
-#define ENV_JSON_MAX (1024 * 1024)
+#define WAIT_MAX_S 86400
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 2000
 
 extern char **environ;
 
-struct var {
-	char *name;
-	char *ref;            /* to resolve; NULL when value is already known */
-	unsigned char *value; /* pcs_value_buf_alloc'd, or taken from a pcs_value / pcs_env_entry */
-	size_t len;
-	int overridden; /* a later source set the same name */
+struct source {
+	int json; /* --env-json; else --env-file */
+	const char *file;
 };
 
-struct vars {
-	struct var *v;
+struct settings {
+	pcs_options opts;
+	const char *agent;
+	struct source *sources;
+	size_t nsources;
+	const char *files_dir; /* --files */
+	int mask;
+	int clean_env;
+	char **keep; /* --keep names, each strdup'd */
+	size_t nkeep;
+	long wait_s;
+};
+
+/* The child's environment: "NAME=value" strings in locked memory, wiped when freed. */
+struct envlist {
+	char **s;
 	size_t n;
 	size_t cap;
 };
@@ -54,548 +67,508 @@ struct vars {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: pcrun [--socket PATH] [--agent COMPANY/AGENT] [--env-json FILE] "
-	    "-- PROGRAM [ARGS...]\n\n"
+	    "usage: pcrun [--socket PATH] [--agent COMPANY/AGENT] [--env-file FILE]\n"
+	    "             [--env-json FILE] [--files DIR] [--mask] [--clean-env [--keep NAME]...]\n"
+	    "             [--wait SECONDS] -- PROGRAM [ARGS...]\n\n"
 	    "Replaces every environment variable whose value is a reference (pcs:COMPANY/NAME[@N]\n"
-	    "or pcs:SECRET-ID[@N]) with the secret's value, then runs PROGRAM. With --agent, the\n"
-	    "agent's configured environment is added first and references are resolved on its\n"
-	    "behalf. --env-json adds variables from a JSON object whose values are strings or\n"
-	    "{\"type\":\"secret_ref\",\"secretId\":\"...\",\"version\":\"latest\"}.\n");
+	    "or pcs:SECRET-ID[@N]) with the secret's value, then runs PROGRAM.\n"
+	    "  --agent C/A       add the agent's configured environment; resolve on its behalf\n"
+	    "  --env-file FILE   add NAME=value lines (dotenv); values may be pcs: references\n"
+	    "  --env-json FILE   add a JSON object in Paperclip's agent env format\n"
+	    "  --files DIR       write each secret to a file in a new private directory under DIR\n"
+	    "                    (tmpfs/ramfs) and set NAME_FILE=path; removed when PROGRAM exits\n"
+	    "  --mask            replace secret values in PROGRAM's stdout and stderr\n"
+	    "  --clean-env       PROGRAM gets only the variables pcrun sets and --keep NAME[,NAME]\n"
+	    "  --wait SECONDS    retry while the daemon is unreachable or UNAVAILABLE\n"
+	    "PCSECRET_VERSIONS=NAME=N,... tells PROGRAM the version of each secret it got.\n");
 }
 
-/*
- * jansson's allocator: its lexer and its strings hold the --env-json file's literal values, and
- * its free gets no size, so each block keeps its size in front of it and is wiped when freed.
- */
-static void *wipe_malloc(size_t size)
+static int settings_keep(struct settings *st, const char *arg)
 {
-	unsigned char *p;
+	char *copy, *tok, *save = NULL, **nk;
+	int r = 0;
 
-	if (size > SIZE_MAX - sizeof(max_align_t) ||
-	    (p = malloc(sizeof(max_align_t) + size)) == NULL)
-		return NULL;
-	memcpy(p, &size, sizeof(size));
-	return p + sizeof(max_align_t);
-}
-
-static void wipe_free(void *block)
-{
-	unsigned char *p;
-	size_t size;
-
-	if (block == NULL)
-		return;
-	p = (unsigned char *)block - sizeof(max_align_t);
-	memcpy(&size, p, sizeof(size));
-	sodium_memzero(p, sizeof(max_align_t) + size);
-	free(p);
-}
-
-/* Quoting for messages: a reference came from the environment and may hold anything. */
-static void put_safe(FILE *f, const char *s)
-{
-	for (; *s != '\0'; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
-}
-
-static void report(const char *name, const char *ref, const pcs_error *err)
-{
-	fprintf(stderr, "pcrun: ");
-	if (name != NULL) {
-		fprintf(stderr, "cannot resolve %s=", name);
-		put_safe(stderr, ref);
-		fprintf(stderr, ": ");
-	}
-	fprintf(stderr, "%s: ", pcs_status_name(err->code));
-	put_safe(stderr, err->message);
-	fputc('\n', stderr);
-}
-
-static void vars_free(struct vars *vs)
-{
-	size_t i;
-
-	for (i = 0; i < vs->n; i++) {
-		free(vs->v[i].name);
-		free(vs->v[i].ref);
-		pcs_value_buf_free(vs->v[i].value);
-	}
-	free(vs->v);
-	memset(vs, 0, sizeof(*vs));
-}
-
-/* Adds NAME; an earlier entry with the same name is marked overridden. Takes ref. */
-static int vars_add(struct vars *vs, const char *name, size_t name_len, char *ref,
-    struct var **added, pcs_error *err)
-{
-	struct var *nv;
-	size_t i, ncap;
-
-	for (i = 0; i < vs->n; i++)
-		if (strlen(vs->v[i].name) == name_len &&
-		    strncmp(vs->v[i].name, name, name_len) == 0)
-			vs->v[i].overridden = 1;
-	if (vs->n == vs->cap) {
-		ncap = vs->cap == 0 ? 16 : vs->cap * 2;
-		if ((nv = realloc(vs->v, ncap * sizeof(*nv))) == NULL)
-			goto oom;
-		vs->v = nv;
-		vs->cap = ncap;
-	}
-	memset(&vs->v[vs->n], 0, sizeof(vs->v[vs->n]));
-	if ((vs->v[vs->n].name = strndup(name, name_len)) == NULL)
-		goto oom;
-	vs->v[vs->n].ref = ref;
-	if (added != NULL)
-		*added = &vs->v[vs->n];
-	vs->n++;
-	return 0;
-oom:
-	free(ref);
-	(void)pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-	return -PCS_RESOURCE_EXHAUSTED;
-}
-
-static int add_environment(struct vars *vs, pcs_error *err)
-{
-	const char *eq;
-	char *ref, *name;
-	char **e;
-	int r;
-
-	for (e = environ; *e != NULL; e++) {
-		if ((eq = strchr(*e, '=')) == NULL ||
-		    strncmp(eq + 1, PCS_REF_PREFIX, sizeof(PCS_REF_PREFIX) - 1) != 0)
-			continue;
-		if ((name = strndup(*e, (size_t)(eq - *e))) == NULL)
-			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		r = envname_check(name, err);
-		free(name);
-		if (r != 0)
-			return r;
-		if ((ref = strdup(eq + 1)) == NULL)
-			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		if ((r = vars_add(vs, *e, (size_t)(eq - *e), ref, NULL, err)) != 0)
-			return r;
-	}
-	return 0;
-}
-
-static int literal_value(struct var *v, const char *s, size_t len, pcs_error *err)
-{
-	int r;
-
-	/* The SDK's kind of buffer, so that vars_free frees every value alike. */
-	if ((r = pcs_value_buf_alloc(len, &v->value, err)) != 0)
-		return r;
-	memcpy(v->value, s, len);
-	v->value[len] = '\0';
-	v->len = len;
-	return 0;
-}
-
-/* {"type":"secret_ref","secretId":"...","version":"latest"|N|"N"} as a pcs: reference. */
-static int json_ref(const char *file, const char *name, json_t *o, char **out, pcs_error *err)
-{
-	json_t *type = json_object_get(o, "type"), *id = json_object_get(o, "secretId");
-	json_t *ver = json_object_get(o, "version");
-	char vbuf[24] = "";
-
-	if (!json_is_string(type) || strcmp(json_string_value(type), "secret_ref") != 0 ||
-	    !json_is_string(id))
-		return pcs_fail(err, PCS_INVALID_ARGUMENT,
-		    "%s: %s is not a string or a "
-		    "{\"type\":\"secret_ref\",\"secretId\":...} object",
-		    file, name);
-	if (json_is_integer(ver))
-		(void)snprintf(vbuf, sizeof(vbuf), "@%lld", (long long)json_integer_value(ver));
-	else if (json_is_string(ver))
-		(void)snprintf(vbuf, sizeof(vbuf), "@%.20s", json_string_value(ver));
-	else if (ver != NULL && !json_is_null(ver))
-		return pcs_fail(err, PCS_INVALID_ARGUMENT,
-		    "%s: the version of %s is not "
-		    "\"latest\" or a number",
-		    file, name);
-	if (asprintf(out, PCS_REF_PREFIX "%s%s", json_string_value(id), vbuf) < 0) {
-		*out = NULL;
-		return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-	}
-	return 0;
-}
-
-/*
- * The whole file (a pipe too: --env-json <(...)) into secure memory, wiped by sodium_free,
- * read through a close-on-exec descriptor: json_load_file's stdio buffer would be freed with
- * the file's literal values still in it.
- */
-static int read_env_json(const char *file, char **out, size_t *len, pcs_error *err)
-{
-	char *buf = NULL, *nb;
-	size_t got = 0, cap = 0, ncap;
-	ssize_t n;
-	int fd, r;
-
-	*out = NULL;
-	*len = 0;
-	if ((fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: %s", file, strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		if (got == cap) {
-			if (cap >= ENV_JSON_MAX) {
-				r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: longer than %d bytes",
-				    file, ENV_JSON_MAX);
-				goto out;
-			}
-			ncap = cap == 0 ? 4096 : cap * 2;
-			/* Not realloc: the old block holds values and is wiped by sodium_free. */
-			if ((nb = sodium_malloc(ncap)) == NULL) {
-				r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of secure memory");
-				goto out;
-			}
-			if (got > 0)
-				memcpy(nb, buf, got);
-			sodium_free(buf);
-			buf = nb;
-			cap = ncap;
-		}
-		n = read(fd, buf + got, cap - got);
-		if (n == 0)
+	if ((copy = strdup(arg)) == NULL)
+		return -1;
+	for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (!env_name_valid(tok)) {
+			fprintf(stderr, "pcrun: --keep: not a valid variable name\n");
+			r = -1;
 			break;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: %s", file, strerror(errno));
-			goto out;
 		}
-		got += (size_t)n;
+		if ((nk = realloc(st->keep, (st->nkeep + 1) * sizeof(*nk))) == NULL ||
+		    (nk[st->nkeep] = strdup(tok)) == NULL) {
+			if (nk != NULL)
+				st->keep = nk;
+			r = -1;
+			break;
+		}
+		st->keep = nk;
+		st->nkeep++;
 	}
-	*out = buf;
-	*len = got;
-	buf = NULL;
-	r = 0;
-out:
-	sodium_free(buf);
-	if (fd != -1)
-		(void)close(fd);
+	free(copy);
 	return r;
 }
 
-static int add_env_json(struct vars *vs, const char *file, pcs_error *err)
-{
-	json_error_t jerr;
-	json_t *doc = NULL, *val;
-	const char *name, *s;
-	struct var *added;
-	pcs_error nerr;
-	char *ref = NULL, *text = NULL;
-	size_t text_len = 0;
-	int r;
-
-	if ((r = read_env_json(file, &text, &text_len, err)) != 0)
-		goto out;
-	/* The file may hold literal values: never quote its text back in an error. */
-	if ((doc = json_loadb(text, text_len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: not a JSON document (line %d)", file,
-		    jerr.line);
-		goto out;
-	}
-	if (!json_is_object(doc)) {
-		r = pcs_fail(err, PCS_INVALID_ARGUMENT, "%s: not a JSON object", file);
-		goto out;
-	}
-	json_object_foreach(doc, name, val)
-	{
-		/* Literal values too: the file may be written by someone other than its user. */
-		if ((r = envname_check(name, &nerr)) != 0) {
-			(void)pcs_fail(err, nerr.code, "%s: %s", file, nerr.message);
-			goto out;
-		}
-		if (json_is_string(val)) {
-			if ((s = json_string_value(val)) == NULL)
-				s = "";
-			if (strncmp(s, PCS_REF_PREFIX, sizeof(PCS_REF_PREFIX) - 1) == 0 &&
-			    (ref = strdup(s)) == NULL) {
-				r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-				goto out;
-			}
-			r = vars_add(vs, name, strlen(name), ref, &added, err);
-			ref = NULL; /* vars_add owns it now, and frees it when it fails */
-			if (r != 0)
-				goto out;
-			if (added->ref == NULL &&
-			    (r = literal_value(added, s, json_string_length(val), err)) != 0)
-				goto out;
-			continue;
-		}
-		if (!json_is_object(val)) {
-			r = pcs_fail(err, PCS_INVALID_ARGUMENT,
-			    "%s: %s is not a string or a "
-			    "{\"type\":\"secret_ref\",\"secretId\":...} object",
-			    file, name);
-			goto out;
-		}
-		if ((r = json_ref(file, name, val, &ref, err)) != 0)
-			goto out;
-		r = vars_add(vs, name, strlen(name), ref, NULL, err);
-		ref = NULL;
-		if (r != 0)
-			goto out;
-	}
-	r = 0;
-out:
-	free(ref);
-	if (doc != NULL) {
-		/* Literal values were in the document; jansson frees without wiping. */
-		json_object_foreach(doc, name, val) if (json_is_string(val))
-		    sodium_memzero((void *)json_string_value(val), json_string_length(val));
-		json_decref(doc);
-	}
-	sodium_free(text);
-	return r;
-}
-
-/* Reports its own failures. */
-static int add_agent_env(struct vars *vs, pcs_client *client, const char *agent, pcs_error *err)
-{
-	pcs_env_entry *env = NULL;
-	struct var *added;
-	size_t n = 0, i;
-	int r;
-
-	if ((r = pcs_get_env(client, agent, &env, &n, err)) != 0) {
-		fprintf(stderr, "pcrun: cannot fetch the environment of agent ");
-		put_safe(stderr, agent);
-		fprintf(stderr, ": %s: ", pcs_status_name(err->code));
-		put_safe(stderr, err->message);
-		fputc('\n', stderr);
-		goto out;
-	}
-	/* All checked before any is used: a binding made before the daemon refused such names. */
-	for (i = 0; env != NULL && i < n; i++) {
-		if ((r = envname_check(env[i].name, err)) != 0) {
-			fprintf(stderr, "pcrun: refusing the environment of agent ");
-			put_safe(stderr, agent);
-			fprintf(stderr, ": %s: ", pcs_status_name(err->code));
-			put_safe(stderr, err->message);
-			/* The SDK refuses invalid names, so this one is safe to print. */
-			if (env_name_valid(env[i].name)) {
-				fprintf(stderr, " (remove the binding: pcctl agent unset-env ");
-				put_safe(stderr, agent);
-				fprintf(stderr, " %s)", env[i].name);
-			}
-			fputc('\n', stderr);
-			goto out;
-		}
-	}
-	for (i = 0; env != NULL && i < n; i++) {
-		if ((r = vars_add(vs, env[i].name, strlen(env[i].name), NULL, &added, err)) != 0) {
-			report(NULL, NULL, err);
-			goto out;
-		}
-		/* Hand the value over instead of copying it. */
-		added->value = env[i].value;
-		added->len = env[i].len;
-		env[i].value = NULL;
-	}
-	r = 0;
-out:
-	pcs_env_free(env, n);
-	return r;
-}
-
-/* Whether message mentions ref as a whole reference, not as the start of a longer one. */
-static int mentions(const char *message, const char *ref)
-{
-	const char *p = message, *end;
-	size_t len = strlen(ref);
-
-	while ((p = strstr(p, ref)) != NULL) {
-		end = p + len;
-		if (!((*end >= 'a' && *end <= 'z') || (*end >= '0' && *end <= '9') || *end == '-' ||
-		        *end == '_' || *end == '.' || *end == '@' || *end == '/'))
-			return 1;
-		p++;
-	}
-	return 0;
-}
-
-/*
- * The server names the failing reference in its message; find whose it was so the error can
- * say which variable. Returns the index or -1.
- */
-static long find_failed(const struct vars *vs, const size_t *idx, size_t nrefs, const char *message)
-{
-	struct pcs_ref ref;
-	char canon[sizeof(PCS_REF_PREFIX) + 2 * PCS_NAME_MAX + 16];
-	size_t i;
-
-	if (nrefs == 1)
-		return (long)idx[0];
-	for (i = 0; i < nrefs; i++)
-		if (mentions(message, vs->v[idx[i]].ref))
-			return (long)idx[i];
-	for (i = 0; i < nrefs; i++)
-		if (ref_parse(vs->v[idx[i]].ref, &ref, NULL) == 0 &&
-		    ref_format(&ref, canon, sizeof(canon)) == 0 && mentions(message, canon))
-			return (long)idx[i];
-	return -1;
-}
-
-/* Reports its own failures, naming the variable when it can. */
-static int resolve_all(struct vars *vs, pcs_client **client, const pcs_options *opts,
-    const char *agent, pcs_error *err)
-{
-	struct pcs_ref parsed;
-	const char **refs = NULL;
-	pcs_value *values = NULL;
-	size_t *idx = NULL, nrefs = 0, i;
-	long failed;
-	int r;
-
-	if ((refs = calloc(vs->n + 1, sizeof(*refs))) == NULL ||
-	    (idx = calloc(vs->n + 1, sizeof(*idx))) == NULL) {
-		r = pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		report(NULL, NULL, err);
-		goto out;
-	}
-	for (i = 0; i < vs->n; i++) {
-		if (vs->v[i].overridden || vs->v[i].ref == NULL)
-			continue;
-		/* Checked here too, so the message can name the variable. */
-		if ((r = ref_parse(vs->v[i].ref, &parsed, err)) != 0) {
-			report(vs->v[i].name, vs->v[i].ref, err);
-			goto out;
-		}
-		refs[nrefs] = vs->v[i].ref;
-		idx[nrefs++] = i;
-	}
-	if (nrefs == 0) {
-		r = 0;
-		goto out;
-	}
-	if ((*client == NULL && (r = pcs_connect(opts, client, err)) != 0) ||
-	    (r = pcs_resolve(*client, agent, refs, nrefs, &values, err)) != 0) {
-		if ((failed = find_failed(vs, idx, nrefs, err->message)) >= 0) {
-			report(vs->v[failed].name, vs->v[failed].ref, err);
-		} else {
-			fprintf(stderr, "pcrun: cannot resolve");
-			for (i = 0; i < nrefs; i++) {
-				fprintf(stderr, "%s %s=", i > 0 ? "," : "", vs->v[idx[i]].name);
-				put_safe(stderr, vs->v[idx[i]].ref);
-			}
-			fprintf(stderr, ": %s: ", pcs_status_name(err->code));
-			put_safe(stderr, err->message);
-			fputc('\n', stderr);
-		}
-		goto out;
-	}
-	for (i = 0; i < nrefs; i++) {
-		vs->v[idx[i]].value = values[i].data;
-		vs->v[idx[i]].len = values[i].len;
-		values[i].data = NULL;
-	}
-	r = 0;
-out:
-	pcs_values_free(values, nrefs);
-	free(idx);
-	free(refs);
-	return r;
-}
-
-static int apply(const struct vars *vs)
+static void settings_free(struct settings *st)
 {
 	size_t i;
 
-	for (i = 0; i < vs->n; i++) {
-		if (vs->v[i].overridden || vs->v[i].value == NULL)
-			continue;
-		/* The environment is C strings: a value with a NUL byte would arrive cut short. */
-		if (memchr(vs->v[i].value, '\0', vs->v[i].len) != NULL) {
-			fprintf(stderr, "pcrun: cannot set %s: its value contains a NUL byte\n",
-			    vs->v[i].name);
-			return -PCS_INVALID_ARGUMENT;
-		}
-		if (setenv(vs->v[i].name, (const char *)vs->v[i].value, 1) != 0) {
-			fprintf(
-			    stderr, "pcrun: cannot set %s: %s\n", vs->v[i].name, strerror(errno));
-			return -PCS_RESOURCE_EXHAUSTED;
-		}
-	}
-	return 0;
+	for (i = 0; i < st->nkeep; i++)
+		free(st->keep[i]);
+	free(st->keep);
+	free(st->sources);
 }
 
-int main(int argc, char **argv)
+/* Parses the options; 0, or the exit status to leave with. *prog: PROGRAM's index. */
+static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 {
 	static const struct option longopts[] = { { "socket", required_argument, NULL, 's' },
 		{ "agent", required_argument, NULL, 'a' },
-		{ "env-json", required_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ "env-json", required_argument, NULL, 'j' },
+		{ "env-file", required_argument, NULL, 'e' },
+		{ "files", required_argument, NULL, 'f' }, { "mask", no_argument, NULL, 'm' },
+		{ "clean-env", no_argument, NULL, 'c' }, { "keep", required_argument, NULL, 'k' },
+		{ "wait", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 } };
-	pcs_options opts = { 0 };
-	pcs_client *client = NULL;
-	pcs_error err = { 0 };
-	struct vars vs = { 0 };
-	const char *agent = NULL, *env_json = NULL;
-	int ch, r = EXIT_FAILED;
+	struct source *ns;
+	char *end;
+	int ch;
 
 	/* "+": stop at PROGRAM, so its own options are left alone. */
 	while ((ch = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
-			opts.socket_path = optarg;
+			st->opts.socket_path = optarg;
 			break;
 		case 'a':
-			agent = optarg;
+			st->agent = optarg;
 			break;
 		case 'j':
-			env_json = optarg;
+		case 'e':
+			if ((ns = realloc(st->sources, (st->nsources + 1) * sizeof(*ns))) == NULL) {
+				fprintf(stderr, "pcrun: out of memory\n");
+				return EXIT_FAILED;
+			}
+			st->sources = ns;
+			st->sources[st->nsources].json = ch == 'j';
+			st->sources[st->nsources++].file = optarg;
+			break;
+		case 'f':
+			st->files_dir = optarg;
+			break;
+		case 'm':
+			st->mask = 1;
+			break;
+		case 'c':
+			st->clean_env = 1;
+			break;
+		case 'k':
+			if (settings_keep(st, optarg) != 0)
+				return EXIT_USAGE;
+			break;
+		case 'w':
+			errno = 0;
+			st->wait_s = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || st->wait_s < 0 ||
+			    st->wait_s > WAIT_MAX_S) {
+				fprintf(stderr, "pcrun: --wait: a number of seconds, 0 to %d\n",
+				    WAIT_MAX_S);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			usage(stdout);
-			return 0;
+			return -1;
 		default:
 			usage(stderr);
 			return EXIT_USAGE;
 		}
+	}
+	if (st->nkeep > 0 && !st->clean_env) {
+		fprintf(stderr, "pcrun: --keep only makes sense with --clean-env\n");
+		return EXIT_USAGE;
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "pcrun: no PROGRAM given\n");
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	*prog = optind;
+	return 0;
+}
+
+/* ---- sources ---- */
+
+static int add_from_file(
+    void *ctx, const char *name, const char *ref, const char *value, size_t len, pcs_error *err)
+{
+	return runenv_add(ctx, name, ref, value, len, err);
+}
+
+static int add_sources(struct runenv *re, const struct settings *st, pcs_error *err)
+{
+	char *text = NULL;
+	size_t len = 0, i;
+	int r;
+
+	if ((r = runenv_add_environment(re, err)) != 0)
+		return r;
+	for (i = 0; i < st->nsources; i++) {
+		if ((r = envfile_read(st->sources[i].file, &text, &len, err)) != 0)
+			return r;
+		r = st->sources[i].json ?
+		    envfile_parse_json(st->sources[i].file, text, len, add_from_file, re, err) :
+		    envfile_parse_dotenv(st->sources[i].file, text, len, add_from_file, re, err);
+		sodium_free(text);
+		text = NULL;
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* ---- talking to the daemon, waiting for it with --wait ---- */
+
+struct waiter {
+	struct timespec deadline;
+	long backoff_ms;
+};
+
+static void waiter_start(struct waiter *w, long seconds)
+{
+	clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+	w->deadline.tv_sec += seconds;
+	w->backoff_ms = BACKOFF_FIRST_MS;
+}
+
+/* Whether to try again; if so, drops the connection and sleeps first. */
+static int waiter_again(struct waiter *w, pcs_client **client)
+{
+	struct timespec now, nap;
+	long left_ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left_ms = (w->deadline.tv_sec - now.tv_sec) * 1000 +
+	    (w->deadline.tv_nsec - now.tv_nsec) / 1000000;
+	if (left_ms <= 0)
+		return 0;
+	pcs_close(*client);
+	*client = NULL;
+	if (left_ms > w->backoff_ms)
+		left_ms = w->backoff_ms;
+	nap.tv_sec = left_ms / 1000;
+	nap.tv_nsec = (left_ms % 1000) * 1000000;
+	while (nanosleep(&nap, &nap) != 0 && errno == EINTR)
+		;
+	w->backoff_ms = w->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : w->backoff_ms * 2;
+	return 1;
+}
+
+/* The agent's environment, then every reference. Reports its own failures. */
+static int fetch(struct runenv *re, const struct settings *st, pcs_client **client)
+{
+	struct waiter w;
+	pcs_error err = { 0 };
+	int retry = 0, agent_done = st->agent == NULL, checked = 0;
+
+	waiter_start(&w, st->wait_s);
+	for (;;) {
+		if (agent_done && !checked) {
+			/* After the agent's environment, which may override some. */
+			if (runenv_check_refs(re) != 0)
+				return -1;
+			checked = 1;
+		}
+		if (agent_done && runenv_pending(re) == 0)
+			return 0;
+		retry = 0;
+		if (*client == NULL && pcs_connect(&st->opts, client, &err) != 0) {
+			if (err.code != PCS_UNAVAILABLE)
+				goto fail;
+			retry = 1;
+		} else if (!agent_done) {
+			if (runenv_add_agent(re, *client, st->agent, &retry, &err) != 0 && !retry)
+				return -1;
+			agent_done = !retry;
+		} else {
+			if (runenv_resolve(re, *client, st->agent, &retry, &err) == 0)
+				return 0;
+			if (!retry)
+				return -1;
+		}
+		if (retry && waiter_again(&w, client))
+			continue;
+		if (retry)
+			goto fail;
+	}
+fail:
+	runenv_report(retry && st->wait_s > 0 ? "gave up waiting for pcsecretd" : NULL, &err);
+	return -1;
+}
+
+/* ---- the child's environment ---- */
+
+static void envlist_free(struct envlist *el)
+{
+	size_t i;
+
+	for (i = 0; i < el->n; i++)
+		pcs_value_buf_free((unsigned char *)el->s[i]);
+	free(el->s);
+	memset(el, 0, sizeof(*el));
+}
+
+/* Adds "name=value" (value len bytes, no NUL byte in it). */
+static int envlist_add(struct envlist *el, const char *name, size_t nlen, const char *value,
+    size_t len, pcs_error *err)
+{
+	unsigned char *s;
+	char **ns;
+	size_t ncap;
+	int r;
+
+	if (el->n + 2 > el->cap) {
+		ncap = el->cap == 0 ? 32 : el->cap * 2;
+		if ((ns = realloc(el->s, ncap * sizeof(*ns))) == NULL)
+			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		el->s = ns;
+		el->cap = ncap;
+	}
+	if ((r = pcs_value_buf_alloc(nlen + 1 + len, &s, err)) != 0)
+		return r;
+	memcpy(s, name, nlen);
+	s[nlen] = '=';
+	if (len > 0)
+		memcpy(s + nlen + 1, value, len);
+	s[nlen + 1 + len] = '\0';
+	el->s[el->n++] = (char *)s;
+	el->s[el->n] = NULL;
+	return 0;
+}
+
+static int envlist_has(const struct envlist *el, const char *name, size_t nlen)
+{
+	size_t i;
+
+	for (i = 0; i < el->n; i++)
+		if (strncmp(el->s[i], name, nlen) == 0 && el->s[i][nlen] == '=')
+			return 1;
+	return 0;
+}
+
+static int runenv_has(const struct runenv *re, const char *name, size_t nlen)
+{
+	size_t i;
+
+	for (i = 0; i < re->n; i++)
+		if (strlen(re->v[i].name) == nlen && strncmp(re->v[i].name, name, nlen) == 0)
+			return 1;
+	return 0;
+}
+
+static int kept(const struct settings *st, const char *name, size_t nlen)
+{
+	size_t i;
+
+	for (i = 0; i < st->nkeep; i++)
+		if (strlen(st->keep[i]) == nlen && strncmp(st->keep[i], name, nlen) == 0)
+			return 1;
+	return 0;
+}
+
+#define VERSIONS_VAR "PCSECRET_VERSIONS"
+
+/* NAME=value, or NAME_FILE=path with --files. Reports its own failures. */
+static int deliver(struct envlist *el, const struct runenv_var *v, struct tmpfiles *files)
+{
+	char path[PATH_MAX], fname[PCS_ENV_NAME_MAX + 8];
+	pcs_error err = { 0 };
+	int r;
+
+	if (files != NULL && v->secret) {
+		(void)snprintf(fname, sizeof(fname), "%s_FILE", v->name);
+		/* SSL_CERT + _FILE is a name no binding may set: check what is set. */
+		if ((r = envname_check(fname, &err)) != 0 ||
+		    (r = tmpfiles_write(
+		         files, v->name, v->value, v->len, path, sizeof(path), &err)) != 0 ||
+		    (r = envlist_add(el, fname, strlen(fname), path, strlen(path), &err)) != 0) {
+			fprintf(stderr, "pcrun: cannot deliver %s as a file: ", v->name);
+			runenv_report(NULL, &err);
+		}
+		return r;
+	}
+	if ((r = envlist_add(el, v->name, strlen(v->name), (const char *)v->value, v->len, &err)) !=
+	    0)
+		runenv_report(NULL, &err);
+	return r;
+}
+
+/*
+ * The child's environment: the variables, PCSECRET_VERSIONS, then what is inherited (all of
+ * it, or with --clean-env only --keep's names) and not set here. Reports its own failures.
+ */
+static int build_env(
+    const struct runenv *re, const struct settings *st, struct tmpfiles *files, struct envlist *el)
+{
+	char *versions = NULL, *nv, item[PCS_ENV_NAME_MAX + 16];
+	size_t i, vlen = 0, ilen;
+	pcs_error err = { 0 };
+	const char *eq;
+	char **e;
+	int r = -1, nul = 0;
+
+	/* A value with a NUL byte cannot be an environment variable: name every one. */
+	for (i = 0; i < re->n; i++)
+		if (runenv_delivered(&re->v[i]) && !(files != NULL && re->v[i].secret) &&
+		    memchr(re->v[i].value, '\0', re->v[i].len) != NULL) {
+			fprintf(stderr,
+			    "pcrun: cannot set %s: its value contains a NUL byte (--files delivers "
+			    "such values)\n",
+			    re->v[i].name);
+			nul = 1;
+		}
+	if (nul)
+		goto out;
+	for (i = 0; i < re->n; i++) {
+		if (!runenv_delivered(&re->v[i]))
+			continue;
+		if (deliver(el, &re->v[i], files) != 0)
+			goto out;
+		if (!re->v[i].secret || re->v[i].version == 0)
+			continue;
+		ilen = (size_t)snprintf(item, sizeof(item), "%s%s=%u", vlen > 0 ? "," : "",
+		    re->v[i].name, re->v[i].version);
+		if ((nv = realloc(versions, vlen + ilen + 1)) == NULL)
+			goto oom;
+		versions = nv;
+		memcpy(versions + vlen, item, ilen + 1);
+		vlen += ilen;
+	}
+	if (versions != NULL &&
+	    envlist_add(el, VERSIONS_VAR, strlen(VERSIONS_VAR), versions, vlen, &err) != 0)
+		goto oom;
+	for (e = environ; *e != NULL; e++) {
+		if ((eq = strchr(*e, '=')) == NULL)
+			continue;
+		if (runenv_has(re, *e, (size_t)(eq - *e)) ||
+		    envlist_has(el, *e, (size_t)(eq - *e)) ||
+		    ((size_t)(eq - *e) == strlen(VERSIONS_VAR) &&
+		        strncmp(*e, VERSIONS_VAR, strlen(VERSIONS_VAR)) == 0))
+			continue;
+		if (st->clean_env && !kept(st, *e, (size_t)(eq - *e)))
+			continue;
+		if (envlist_add(el, *e, (size_t)(eq - *e), eq + 1, strlen(eq + 1), &err) != 0)
+			goto oom;
+	}
+	r = 0;
+	goto out;
+oom:
+	runenv_report(NULL, &err);
+out:
+	free(versions);
+	return r;
+}
+
+/* The values to mask in the output: every secret one long enough; a warning for the others. */
+static int mask_values(const struct runenv *re, struct mask_value **out, size_t *n)
+{
+	struct mask_value *mv;
+	size_t i;
+
+	*n = 0;
+	if ((mv = calloc(re->n + 1, sizeof(*mv))) == NULL)
+		return -1;
+	for (i = 0; i < re->n; i++) {
+		if (!runenv_delivered(&re->v[i]) || !re->v[i].secret || re->v[i].len == 0)
+			continue;
+		if (re->v[i].len < MASK_MIN_LEN) {
+			fprintf(stderr,
+			    "pcrun: warning: the value of %s is shorter than %d bytes: not masked\n",
+			    re->v[i].name, MASK_MIN_LEN);
+			continue;
+		}
+		mv[*n].data = re->v[i].value;
+		mv[(*n)++].len = re->v[i].len;
+	}
+	mask_values_sort(mv, *n);
+	*out = mv;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct settings st = { 0 };
+	struct tmpfiles files = { "", -1 };
+	struct mask_value *mv = NULL;
+	struct child_spec spec;
+	struct envlist el = { 0 };
+	struct runenv re = { 0 };
+	pcs_client *client = NULL;
+	pcs_error err = { 0 };
+	size_t nmv = 0;
+	int prog = 0, r, status = EXIT_FAILED;
+
+	if ((r = parse_options(argc, argv, &st, &prog)) != 0) {
+		status = r < 0 ? 0 : r;
+		goto out;
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "pcrun: libsodium failed to initialise\n");
-		return EXIT_FAILED;
-	}
-	json_set_alloc_funcs(wipe_malloc, wipe_free);
-	if (add_environment(&vs, &err) != 0) {
-		report(NULL, NULL, &err);
 		goto out;
 	}
-	if (env_json != NULL && add_env_json(&vs, env_json, &err) != 0) {
-		report(NULL, NULL, &err);
+	envfile_init();
+	if (add_sources(&re, &st, &err) != 0) {
+		runenv_report(NULL, &err);
 		goto out;
 	}
-	if (agent != NULL) {
-		if (pcs_connect(&opts, &client, &err) != 0) {
-			report(NULL, NULL, &err);
-			goto out;
-		}
-		if (add_agent_env(&vs, client, agent, &err) != 0)
-			goto out;
-	}
-	if (resolve_all(&vs, &client, &opts, agent, &err) != 0 || apply(&vs) != 0)
+	if (fetch(&re, &st, &client) != 0)
 		goto out;
-	/* The socket is close-on-exec as well; closing says goodbye to the daemon properly. */
+	/* Everything is resolved: the child inherits no connection (it is close-on-exec too). */
 	pcs_close(client);
 	client = NULL;
-	vars_free(&vs);
-	execvp(argv[optind], argv + optind);
-	fprintf(stderr, "pcrun: cannot execute %s: %s\n", argv[optind], strerror(errno));
-	r = EXIT_NOEXEC;
+	if (st.files_dir != NULL && tmpfiles_open(&files, st.files_dir, &err) != 0) {
+		runenv_report(NULL, &err);
+		goto out;
+	}
+	if (build_env(&re, &st, st.files_dir != NULL ? &files : NULL, &el) != 0)
+		goto out;
+	if (st.files_dir == NULL && !st.mask) {
+		/* Nothing to do after PROGRAM: become it. */
+		runenv_free(&re);
+		execvpe(argv[prog], argv + prog, el.s != NULL ? el.s : (char *[]){ NULL });
+		fprintf(stderr, "pcrun: cannot execute %s: %s\n", argv[prog], strerror(errno));
+		status = EXIT_NOEXEC;
+		goto out;
+	}
+	if (st.mask && mask_values(&re, &mv, &nmv) != 0) {
+		fprintf(stderr, "pcrun: out of memory\n");
+		goto out;
+	}
+	if (!st.mask) {
+		/* The values are in the files: nothing of them needs to stay in this process. */
+		runenv_free(&re);
+	}
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = argv + prog;
+	spec.envp = el.s != NULL ? el.s : (char *[]){ NULL };
+	spec.mask = st.mask;
+	spec.values = mv;
+	spec.nvalues = nmv;
+	if (child_run(&spec, &status, &err) != 0) {
+		runenv_report(NULL, &err);
+		status = EXIT_FAILED;
+	}
 out:
+	if (tmpfiles_remove(&files, &err) != 0) {
+		runenv_report(NULL, &err);
+		if (status == 0)
+			status = EXIT_FAILED;
+	}
+	free(mv);
+	envlist_free(&el);
+	runenv_free(&re);
 	pcs_close(client);
-	vars_free(&vs);
-	return r;
+	settings_free(&st);
+	return status;
 }

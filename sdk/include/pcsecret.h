@@ -24,6 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -138,6 +139,29 @@ typedef struct pcs_env_entry {
 int pcs_get_env(
     pcs_client *client, const char *agent, pcs_env_entry **out, size_t *count, pcs_error *err);
 void pcs_env_free(pcs_env_entry *env, size_t count);
+
+/*
+ * Delivery into the caller's memory and into files (docs/sdk.md, "Delivering values").
+ *
+ * pcs_buf_alloc: len bytes plus a NUL, zeroed, in locked memory kept out of core dumps (the
+ * pool pcs_resolve's values use); free it with pcs_buf_free, which wipes it.
+ *
+ * pcs_resolve_into: resolves one reference into buf (cap bytes, the caller's: lock it, e.g.
+ * with pcs_buf_alloc or mlock, and wipe it after use). *len gets the value's size, also when
+ * it does not fit (then OUT_OF_RANGE and nothing is copied); *version the version served
+ * (version may be NULL). No NUL is added: values may contain NUL bytes.
+ *
+ * pcs_resolve_to_file: resolves one reference into the file name (no '/', not starting with
+ * '.') in the directory dirfd: written under a temporary name, owned by uid (unless
+ * (uid_t)-1: the caller's), mode 0400, then renamed over name, so a reader sees the whole
+ * value or none. Put dirfd on a memory file system (tmpfs) with mode 0700.
+ */
+int pcs_buf_alloc(size_t len, unsigned char **out, pcs_error *err);
+void pcs_buf_free(unsigned char *buf);
+int pcs_resolve_into(pcs_client *client, const char *agent, const char *ref, unsigned char *buf,
+    size_t cap, size_t *len, uint32_t *version, pcs_error *err);
+int pcs_resolve_to_file(pcs_client *client, const char *agent, const char *ref, int dirfd,
+    const char *name, uid_t uid, uint32_t *version, pcs_error *err);
 
 #ifdef __cplusplus
 }

@@ -69,4 +69,12 @@ int pcs_value_buf_alloc(size_t len, unsigned char **out, pcs_error *err)
 /* Wipes the value's whole buffer and releases it; NULL does nothing. */
 void pcs_value_buf_free(unsigned char *v);
 
+/*
+ * The file behind pcs_resolve_to_file, for a value already resolved (pcrun --files): name in
+ * dirfd, owned by uid (unless (uid_t)-1), mode 0400, written under a temporary name and
+ * renamed into place; on failure nothing is left.
+ */
+int pcs_value_write_file(int dirfd, const char *name, const unsigned char *data, size_t len,
+    uid_t uid, pcs_error *err) __attribute__((warn_unused_result));
+
 #endif
