@@ -74,6 +74,11 @@ enum audit_param {
 	AUDIT_P_STATUS,
 	AUDIT_P_MESSAGE,
 	AUDIT_P_RECEIVED,
+	/* The refs (audit.h's struct audit_ref), each a PostgreSQL array literal; NULL: none. */
+	AUDIT_P_REF_IDS,
+	AUDIT_P_REF_NAMES,
+	AUDIT_P_REF_VERSIONS,
+	AUDIT_P_REF_ASKED,
 	AUDIT_NPARAMS,
 	/* Queued rows (audit_enqueue) also carry their deadline. */
 	AUDIT_P_DEADLINE = AUDIT_NPARAMS,

@@ -12,13 +12,15 @@
 /* audit_log's columns in enum audit_param's order (db.h); queued rows add their deadline. */
 #define AUDIT_COLUMNS \
 	"instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
-	"company, secret, version, status, message, received_at"
+	"company, secret, version, status, message, received_at, ref_ids, ref_names, " \
+	"ref_versions, ref_asked"
 
 /*
  * The group commit: one prepared statement whatever the batch's size, each column an array
- * ($1..$14, text, NULL allowed), then the checks of answers built from the daemon's cache:
- * (row, secret id, generation) for every secret one used ($15..$17) and (row, agent id,
- * generation, principal rules' generation) for each such row ($18..$21; generation 0 when the
+ * ($1..$18, text, NULL allowed; a row's refs are array literals), then the checks of answers
+ * built from the daemon's cache: (row, secret id, generation) for every secret one used
+ * ($19..$21) and (row, agent id, generation, principal rules' generation) for each such row
+ * ($22..$25; generation 0 when the
  * answer took only the caller's identity from the cache, with the nil uuid for the agent). A row whose check
  * fails is not inserted, in the same snapshot as the rows that are: the call is answered again
  * from the database (docs/architecture.md, "The cache"). Rows come back in the order given
@@ -28,19 +30,21 @@
 #define QUEUE_ROWS \
 	"WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], " \
 	"$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], " \
-	"$12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS r(instance_id, call_id, " \
+	"$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], " \
+	"$18::text[]) WITH ORDINALITY AS r(instance_id, call_id, " \
 	"peer_uid, peer_gid, peer_pid, principal, method, company, secret, version, status, " \
-	"message, received_at, deadline, i)), "
+	"message, received_at, ref_ids, ref_names, ref_versions, ref_asked, deadline, i)), "
 #define QUEUE_INSERT_FROM_ROWS \
 	"ins AS (INSERT INTO audit_log (" AUDIT_COLUMNS ", deadline) " \
 	"SELECT r.instance_id::uuid, r.call_id::numeric, r.peer_uid::bigint, r.peer_gid::bigint, " \
 	"r.peer_pid::bigint, r.principal, r.method, r.company, r.secret, r.version, r.status, " \
-	"r.message, r.received_at::timestamptz, r.deadline::timestamptz FROM r "
+	"r.message, r.received_at::timestamptz, r.ref_ids::uuid[], r.ref_names::text[], " \
+	"r.ref_versions::int4[], r.ref_asked::int4[], r.deadline::timestamptz FROM r "
 #define QUEUE_INSERT \
 	QUEUE_ROWS \
-	"stale AS (SELECT s.i FROM unnest($15::int4[], $16::uuid[], $17::int8[]) AS s(i, id, gen) " \
+	"stale AS (SELECT s.i FROM unnest($19::int4[], $20::uuid[], $21::int8[]) AS s(i, id, gen) " \
 	"LEFT JOIN secrets x ON x.id = s.id WHERE x.gen IS DISTINCT FROM s.gen " \
-	"UNION SELECT a.i FROM unnest($18::int4[], $19::uuid[], $20::int8[], $21::int8[]) " \
+	"UNION SELECT a.i FROM unnest($22::int4[], $23::uuid[], $24::int8[], $25::int8[]) " \
 	"AS a(i, id, gen, pgen) LEFT JOIN agents y ON y.id = a.id " \
 	"WHERE (a.gen <> 0 AND y.gen IS DISTINCT FROM a.gen) OR a.pgen IS DISTINCT FROM " \
 	"(SELECT g.gen FROM pcs_gens g WHERE g.name = 'principals')), " QUEUE_INSERT_FROM_ROWS \
@@ -57,9 +61,10 @@
 	                                  "SELECT status, NULL::bigint AS stale FROM ins"
 
 #define QUEUE_NCHECKS 7
-/* $1..$14: one text array per column of the rows. */
+/* $1..$18: one text array per column of the rows. */
 #define QUEUE_ROW_OIDS \
 	DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
+	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
 	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
 	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
 	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY
@@ -133,11 +138,12 @@ int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
 {
 	int n = snprintf(buf, size,
 	    "WITH r AS (%s), a AS (INSERT INTO audit_log (" AUDIT_COLUMNS
-	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)) "
-	    "SELECT * FROM r",
+	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, "
+	    "$%d, $%d)) SELECT * FROM r",
 	    inner, first_param, first_param + 1, first_param + 2, first_param + 3, first_param + 4,
 	    first_param + 5, first_param + 6, first_param + 7, first_param + 8, first_param + 9,
-	    first_param + 10, first_param + 11, first_param + 12);
+	    first_param + 10, first_param + 11, first_param + 12, first_param + 13,
+	    first_param + 14, first_param + 15, first_param + 16);
 	return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
@@ -201,7 +207,7 @@ static void on_inserted(const struct store_result *res, void *arg)
 	free(j);
 }
 
-/* The check arrays of the statement ($15..$21), from each row's check. */
+/* The check arrays of the statement ($19..$25), from each row's check. */
 struct check_arrays {
 	int32_t *s_row, *a_row;
 	const char **s_id, **a_id;
