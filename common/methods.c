@@ -41,6 +41,8 @@ static const struct method table[] = {
 	/* Not idempotent either: a repeat is refused (not deleted, already purged). */
 	{ "RestoreSecret", 25, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 	{ "PurgeSecret", 26, METHOD_ACTION_SECRET_WRITE, 0, WORK },
+	/* Reads only; its row goes with the statement, like ListAudit's. */
+	{ "VerifyAudit", 27, METHOD_ACTION_AUDIT_VERIFY, I, WORK },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

@@ -27,7 +27,8 @@ enum method_action {
 	METHOD_ACTION_AGENT_READ, /* metadata only: admin, operator or launcher of the company */
 	METHOD_ACTION_VALUE_READ, /* values: the agent itself, or a launcher of its company */
 	METHOD_ACTION_PRINCIPAL_ADMIN, /* admin */
-	METHOD_ACTION_AUDIT_READ       /* admin, operator of the company (or of every listed one) */
+	METHOD_ACTION_AUDIT_READ,      /* admin, operator of the company (or of every listed one) */
+	METHOD_ACTION_AUDIT_VERIFY     /* admin: every instance's chains, all companies at once */
 };
 
 /* Its reply can carry secret values (only these may ever go to an agent or launcher). */

@@ -191,12 +191,32 @@ struct db_principal_match {
 	int64_t gen; /* the principal rules' generation when the rows were read */
 };
 
+/* One secret an audit row lists: id and name may be NULL; served 0: none; asked 0: latest. */
+struct db_audit_ref {
+	const char *id, *name;
+	uint32_t served, asked;
+};
+
 struct db_audit_entry {
 	uint64_t id;
 	const char *at, *instance_id;
 	uint64_t call_id;
 	uint32_t peer_uid, peer_gid, peer_pid;
 	const char *principal, *method, *company, *secret, *version, *status, *message;
+	const struct db_audit_ref *refs;
+	size_t nrefs;
+};
+
+/*
+ * One hash chain as pcs_audit_verify found it (docs/audit.md): lane 0 with unchained set
+ * counts an instance's rows from before the chain; problem NULL: intact. Hashes in hex.
+ */
+struct db_audit_chain {
+	const char *instance_id;
+	uint32_t lane;
+	int unchained;
+	uint64_t rows, last_seq, last_id, head_seq, bad_id, bad_seq;
+	const char *last_hash, *head_hash, *problem;
 };
 
 /* One reference to resolve: a secret id, or company and name ("" for the unused ones). */
@@ -289,6 +309,7 @@ typedef void (*db_rule_cb)(struct call *c, const struct db_principal_rule *row);
 typedef void (*db_rules_cb)(struct call *c, const struct db_principal_rule *rows, size_t n);
 typedef void (*db_principal_cb)(struct call *c, const struct db_principal_match *rows, size_t n);
 typedef void (*db_audit_list_cb)(struct call *c, const struct db_audit_entry *rows, size_t n);
+typedef void (*db_audit_verify_cb)(struct call *c, const struct db_audit_chain *rows, size_t n);
 typedef void (*db_resolve_cb)(
     struct call *c, const struct db_target *t, const struct db_resolved *rows, size_t n);
 typedef void (*db_agent_env_cb)(
@@ -374,6 +395,8 @@ void db_principal_lookup(
 /* Audit rows, newest first, of the only[n] companies (only == NULL: all), at most limit. */
 void db_audit_list(
     struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb);
+/* Every chain of instance_id (NULL: of every instance) checked from its first row. */
+void db_audit_verify(struct call *c, const char *instance_id, db_audit_verify_cb cb);
 
 /*
  * Values. Which refs the agent company/agent may read is decided by its env config in the

@@ -163,6 +163,10 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 		if (rq->company == NULL || rq->company[0] == '\0')
 			return 0; /* the listing is filtered to its companies */
 		return need_company(p, rq->company, "read the audit log", err);
+	case METHOD_ACTION_AUDIT_VERIFY:
+		if (p->role == ROLE_ADMIN)
+			return 0;
+		return deny(err, p, "verify the audit log");
 	}
 	return pcs_fail(err, PCS_INTERNAL, "unknown authorization action %d", (int)rq->action);
 }
