@@ -103,6 +103,36 @@ static void test_service_role_cannot_change_audit_rows(void **state)
 	/* What the daemon does with audit rows: insert and read them. */
 	assert_int_equal(exec(svc, AUDIT_ROW, &err), 0);
 	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_log", &err), 0);
+	/*
+	 * Its insert was sealed into a chain whose head the owner's trigger recorded; the
+	 * service role can read heads, and write none (migration 012, docs/audit.md).
+	 */
+	assert_query(owner_url,
+	    "SELECT count(*)::text || max(seq)::text FROM audit_chain_heads h JOIN audit_log a "
+	    "ON a.instance_id = h.instance_id AND a.chain_lane = h.lane AND a.chain_hash = h.hash",
+	    "11");
+	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_chain_heads", &err), 0);
+	assert_int_equal(exec(svc, "UPDATE audit_chain_heads SET seq = 0", &err), -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc, "DELETE FROM audit_chain_heads", &err), -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc,
+	                     "INSERT INTO audit_chain_heads (instance_id, lane, seq, hash) "
+	                     "VALUES (gen_random_uuid(), 1, 1, '\\x00')",
+	                     &err),
+	    -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	/* Its chain columns are the trigger's, whatever an insert says. */
+	assert_int_equal(exec(svc,
+	                     "INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, "
+	                     "peer_pid, principal, method, status, chain_seq, chain_hash) VALUES "
+	                     "(gen_random_uuid(), 1, 0, 0, 0, 'test', 'Hello', 'OK', 7, '\\x00')",
+	                     &err),
+	    0);
+	assert_query(owner_url,
+	    "SELECT count(*) FILTER (WHERE problem IS NULL)::text || max(last_seq)::text "
+	    "FROM public.pcs_audit_verify(NULL)",
+	    "21");
 
 	/* Not granted. */
 	for (i = 0; i < 3; i++) {
@@ -119,7 +149,7 @@ static void test_service_role_cannot_change_audit_rows(void **state)
 		    ops[i]);
 		assert_string_equal(err.message, want);
 	}
-	assert_query(owner_url, "SELECT count(*) || status FROM audit_log GROUP BY status", "1OK");
+	assert_query(owner_url, "SELECT count(*) || status FROM audit_log GROUP BY status", "2OK");
 	/* The next start-up takes such grants back. */
 	assert_int_equal(migrate_apply(owner, &plan, SVC, &err), 0);
 	assert_query(owner_url,
