@@ -69,6 +69,8 @@ static const struct opt opts[] = {
 	    "bytes of sealed values, bindings and rules remembered between calls (0: none)"),
 	I(purge_interval_ms, "60000", 100, 86400000,
 	    "how often deleted secrets whose recovery window ended are purged"),
+	I(heartbeat_interval_ms, "30000", 100, 86400000,
+	    "how often the instance records last_seen and its audit chains' heads"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)

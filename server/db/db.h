@@ -382,6 +382,14 @@ struct db_purger;
 int db_purger_new(struct event_base *base, struct store *store, const char *instance_id,
     int64_t interval_ms, struct db_purger **out, pcs_error *err) PCS_WUR;
 void db_purger_free(struct db_purger *p);
+/*
+ * The instance's heartbeat (db_heartbeat.c): once at once and then every interval_ms, its
+ * last_seen and the heads of its audit hash chains go to its instances row.
+ */
+struct db_heartbeat;
+int db_heartbeat_new(struct event_base *base, struct store *store, const char *instance_id,
+    int64_t interval_ms, struct db_heartbeat **out, pcs_error *err) PCS_WUR;
+void db_heartbeat_free(struct db_heartbeat *h);
 
 /* Principal rules. */
 void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const char *role,

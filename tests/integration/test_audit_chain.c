@@ -5,6 +5,7 @@
  *    lists what was asked and serves nothing; pcctl audit list --json shows the refs;
  *  - 32 concurrent resolvers: every resolve has exactly one event, in far fewer INSERT
  *    statements (transactions) than resolves (group commit);
+ *  - the heartbeat copies the instance's chain heads into its instances row;
  *  - pcctl audit verify passes on the daemon's chains, and reports a row altered, a row
  *    deleted, two rows swapped and the newest row deleted, each naming the row (the rows are
  *    changed as the owner, who alone can: test_roles_db shows the daemon's role cannot).
@@ -100,6 +101,9 @@ static int pcctl(struct it_result *r, ...)
 
 static int setup(void **state)
 {
+	/* Heartbeats often, so the test of the heads they record is quick. */
+	static const char *const args[] = { "--heartbeat-interval-ms", "200", NULL };
+	const struct it_daemon_opts opts = { args, 0, NULL };
 	Pcsecret__V1__CreateCompanyRequest cc = PCSECRET__V1__CREATE_COMPANY_REQUEST__INIT;
 	Pcsecret__V1__CreateAgentRequest ca = PCSECRET__V1__CREATE_AGENT_REQUEST__INIT;
 	Pcsecret__V1__UpdateSecretRequest up = PCSECRET__V1__UPDATE_SECRET_REQUEST__INIT;
@@ -107,7 +111,7 @@ static int setup(void **state)
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
 	if (it_database(DB, conninfo, sizeof(conninfo)) != 0 ||
-	    it_daemon_start(&D, conninfo, NULL) != 0)
+	    it_daemon_start_opts(&D, conninfo, NULL, &opts) != 0)
 		return -1;
 	E.socket = D.socket;
 	E.conninfo = conninfo;
@@ -321,6 +325,29 @@ static void test_verify_passes_on_the_daemons_chains(void **state)
 	it_result_free(&r);
 }
 
+/* The heartbeat copies every head of the instance's chains into its instances row. */
+static void test_heartbeat_records_the_heads(void **state)
+{
+	char got[64], want[64];
+	uint64_t until = wire_now_ms() + 20000;
+
+	(void)state;
+	sql(want, sizeof(want), "SELECT count(*) FROM audit_chain_heads WHERE instance_id = '%s'",
+	    E.instance);
+	assert_true(atoi(want) >= 1);
+	/* Nothing is being written now: the next beat must match the table. */
+	do {
+		wire_sleep_ms(100);
+		sql(got, sizeof(got),
+		    "SELECT count(*) FROM instances i, jsonb_array_elements(i.chain_heads) e, "
+		    "audit_chain_heads h WHERE i.id = '%s' AND h.instance_id = i.id AND "
+		    "h.lane = (e->>'lane')::int AND h.seq = (e->>'seq')::bigint AND "
+		    "encode(h.hash, 'hex') = e->>'hash'",
+		    E.instance);
+	} while (strcmp(got, want) != 0 && wire_now_ms() < until);
+	assert_string_equal(got, want);
+}
+
 /*
  * A chain of 6 rows of instance inst, inserted by the owner in one statement (one backend:
  * one lane); the id of its row k (1-based) in ids[k - 1].
@@ -404,6 +431,7 @@ int main(void)
 		cmocka_unit_test(test_resolve_lists_refs_and_refusals),
 		cmocka_unit_test(test_concurrent_resolvers_one_event_each),
 		cmocka_unit_test(test_verify_passes_on_the_daemons_chains),
+		cmocka_unit_test(test_heartbeat_records_the_heads),
 		cmocka_unit_test(test_verify_reports_tampering),
 	};
 
