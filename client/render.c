@@ -129,16 +129,51 @@ json_t *j_rule(const Pcsecret__V1__PrincipalRule *p)
 	    "created_at", json_text(p->created_at), "created_by", json_text(p->created_by));
 }
 
+/* {secret, id, version, asked}: id null when unknown, version null when nothing was served. */
+static json_t *j_audit_refs(const Pcsecret__V1__AuditEntry *e)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a != NULL && i < e->n_refs; i++) {
+		const Pcsecret__V1__AuditRef *r = e->refs[i];
+		json_t *o = json_pack("{s:o, s:o, s:o, s:I}", "secret", json_text(r->secret), "id",
+		    r->secret_id[0] != '\0' ? json_text(r->secret_id) : json_null(), "version",
+		    r->version != 0 ? json_integer((json_int_t)r->version) : json_null(), "asked",
+		    (json_int_t)r->asked);
+		if (o == NULL || json_array_append_new(a, o) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
 json_t *j_audit(const Pcsecret__V1__AuditEntry *e)
 {
-	return json_pack("{s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-	    "id", (json_int_t)e->id, "at", json_text(e->at), "instance_id",
-	    json_text(e->instance_id), "call_id", (json_int_t)e->call_id, "peer_uid",
-	    (json_int_t)e->peer_uid, "peer_gid", (json_int_t)e->peer_gid, "peer_pid",
-	    (json_int_t)e->peer_pid, "principal", json_text(e->principal), "method",
-	    json_text(e->method), "company", json_text(e->company), "secret", json_text(e->secret),
-	    "version", json_text(e->version), "status", json_text(e->status), "message",
-	    json_text(e->message));
+	return json_pack(
+	    "{s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",
+	    (json_int_t)e->id, "at", json_text(e->at), "instance_id", json_text(e->instance_id),
+	    "call_id", (json_int_t)e->call_id, "peer_uid", (json_int_t)e->peer_uid, "peer_gid",
+	    (json_int_t)e->peer_gid, "peer_pid", (json_int_t)e->peer_pid, "principal",
+	    json_text(e->principal), "method", json_text(e->method), "company",
+	    json_text(e->company), "secret", json_text(e->secret), "version", json_text(e->version),
+	    "status", json_text(e->status), "message", json_text(e->message), "refs",
+	    j_audit_refs(e));
+}
+
+json_t *j_audit_chain(const Pcsecret__V1__AuditChain *k)
+{
+	return json_pack("{s:o, s:o, s:b, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	    "instance_id", json_text(k->instance_id), "lane",
+	    k->unchained ? json_null() : json_integer((json_int_t)k->lane), "unchained",
+	    (int)k->unchained, "rows", (json_int_t)k->rows, "last_seq", (json_int_t)k->last_seq,
+	    "last_id", k->last_id ? json_integer((json_int_t)k->last_id) : json_null(), "last_hash",
+	    json_text(k->last_hash), "head_seq",
+	    k->head_seq ? json_integer((json_int_t)k->head_seq) : json_null(), "head_hash",
+	    json_text(k->head_hash), "bad_id",
+	    k->bad_id ? json_integer((json_int_t)k->bad_id) : json_null(), "bad_seq",
+	    k->bad_seq ? json_integer((json_int_t)k->bad_seq) : json_null(), "problem",
+	    json_text(k->problem));
 }
 
 char *join_strings(char **v, size_t n)

@@ -26,5 +26,7 @@ json_t *j_secret(const Pcsecret__V1__SecretInfo *s, int with_versions);
 json_t *j_agent(const Pcsecret__V1__AgentInfo *a);
 json_t *j_rule(const Pcsecret__V1__PrincipalRule *p);
 json_t *j_audit(const Pcsecret__V1__AuditEntry *e);
+/* One chain of VerifyAudit's reply. */
+json_t *j_audit_chain(const Pcsecret__V1__AuditChain *k);
 
 #endif

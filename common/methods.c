@@ -47,6 +47,8 @@ static const struct method table[] = {
 	{ "DestroySecretVersion", 28, METHOD_ACTION_SECRET_WRITE, 0, WORK },
 	/* ---- a stream; its row is group-committed when it starts ---- */
 	{ "Watch", 29, METHOD_ACTION_WATCH, 0, QUEUED },
+	/* Reads only; its row goes with the statement, like ListAudit's. */
+	{ "VerifyAudit", 30, METHOD_ACTION_AUDIT_VERIFY, I, WORK },
 };
 
 #define NMETHODS (sizeof(table) / sizeof(table[0]))

@@ -33,6 +33,7 @@ static struct server srv;
 static struct devmode dev;
 static struct event *drain_timer;
 static struct db_purger *purger;
+static struct db_heartbeat *heartbeat;
 static uint64_t drain_deadline_ms;
 
 static void harden(void)
@@ -317,6 +318,9 @@ int main(int argc, char **argv)
 	if (db_purger_new(
 	        srv.base, srv.store, srv.instance_id, cfg.purge_interval_ms, &purger, &err) != 0)
 		fatal(&err);
+	if (db_heartbeat_new(srv.base, srv.store, srv.instance_id, cfg.heartbeat_interval_ms,
+	        &heartbeat, &err) != 0)
+		fatal(&err);
 	drain_timer = evtimer_new(srv.base, on_drain_check, NULL);
 	for (int i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(srv.base, signums[i], on_signal, NULL);
@@ -354,6 +358,7 @@ int main(int argc, char **argv)
 	listener_close(&srv);
 	conn_close_all(&srv, "shutting down");
 	db_purger_free(purger);
+	db_heartbeat_free(heartbeat);
 	audit_queue_free(srv.audit);
 	feed_free(srv.feed);
 	watch_hub_free(srv.watch);

@@ -45,6 +45,21 @@ const char *audit_safe_text(const char *s, char *out, size_t size)
 	return out;
 }
 
+void audit_ref_set(struct audit_ref *r, const char *id, const char *company, const char *name,
+    uint32_t asked, uint32_t served)
+{
+	char joined[sizeof(r->name)];
+
+	snprintf(r->id, sizeof(r->id), "%s", id != NULL ? id : "");
+	if (company != NULL && company[0] != '\0')
+		snprintf(joined, sizeof(joined), "%s/%s", company, name != NULL ? name : "");
+	else
+		snprintf(joined, sizeof(joined), "%s", name != NULL ? name : "");
+	audit_safe_text(joined, r->name, sizeof(r->name));
+	r->asked = asked;
+	r->served = served;
+}
+
 /* s itself when safe, else its escaped copy in buf's text (cut short when that is full). */
 static const char *safe_param(const char *s, struct audit_buf *buf)
 {
@@ -62,10 +77,92 @@ static const char *safe_param(const char *s, struct audit_buf *buf)
 
 static const char *format_ts(long long us, char out[40]);
 
-void audit_params(
+/* Appends s to out[*o..size) when it fits; *o counts every byte either way. */
+static void put(char *out, size_t size, size_t *o, const char *s, size_t n)
+{
+	if (out != NULL && *o + n < size)
+		memcpy(out + *o, s, n);
+	*o += n;
+}
+
+/*
+ * Field which (AUDIT_P_REF_*) of every ref as a PostgreSQL array literal into out (may be
+ * NULL to measure); returns its length without the NUL, written only when shorter than size.
+ * Names are safe text already: only '"' and '\' need a backslash inside a quoted element.
+ */
+static size_t refs_literal(const struct audit_row *row, int which, char *out, size_t size)
+{
+	size_t o = 0;
+	char num[16];
+
+	put(out, size, &o, "{", 1);
+	for (size_t i = 0; i < row->nrefs; i++) {
+		const struct audit_ref *r = &row->refs[i];
+		if (i > 0)
+			put(out, size, &o, ",", 1);
+		if (which == AUDIT_P_REF_IDS) {
+			if (r->id[0] == '\0')
+				put(out, size, &o, "NULL", 4);
+			else
+				put(out, size, &o, r->id, strlen(r->id));
+		} else if (which == AUDIT_P_REF_NAMES) {
+			put(out, size, &o, "\"", 1);
+			for (const char *p = r->name; *p != '\0'; p++) {
+				if (*p == '"' || *p == '\\')
+					put(out, size, &o, "\\", 1);
+				put(out, size, &o, p, 1);
+			}
+			put(out, size, &o, "\"", 1);
+		} else {
+			uint32_t v = which == AUDIT_P_REF_VERSIONS ? r->served : r->asked;
+			if (which == AUDIT_P_REF_VERSIONS && v == 0)
+				put(out, size, &o, "NULL", 4);
+			else
+				put(out, size, &o, num,
+				    (size_t)snprintf(num, sizeof(num), "%u", v));
+		}
+	}
+	put(out, size, &o, "}", 1);
+	if (out != NULL && o < size)
+		out[o] = '\0';
+	return o;
+}
+
+/* The four ref literals into one allocation, buf->refs; values point into it. */
+static int refs_params(
+    const struct audit_row *row, struct audit_buf *buf, const char *values[AUDIT_NPARAMS])
+{
+	static const int which[] = { AUDIT_P_REF_IDS, AUDIT_P_REF_NAMES, AUDIT_P_REF_VERSIONS,
+		AUDIT_P_REF_ASKED };
+	size_t len[4], total = 0, o = 0;
+
+	for (int k = 0; k < 4; k++) {
+		values[which[k]] = NULL;
+		total += (len[k] = refs_literal(row, which[k], NULL, 0)) + 1;
+	}
+	if (row->nrefs == 0)
+		return 0;
+	if ((buf->refs = malloc(total)) == NULL)
+		return -1;
+	for (int k = 0; k < 4; k++) {
+		refs_literal(row, which[k], buf->refs + o, len[k] + 1);
+		values[which[k]] = buf->refs + o;
+		o += len[k] + 1;
+	}
+	return 0;
+}
+
+void audit_buf_free(struct audit_buf *buf)
+{
+	free(buf->refs);
+	buf->refs = NULL;
+}
+
+int audit_params(
     const struct audit_row *row, struct audit_buf *buf, const char *values[AUDIT_NPARAMS])
 {
 	buf->used = 0;
+	buf->refs = NULL;
 	snprintf(buf->call_id, sizeof(buf->call_id), "%llu", row->call_id);
 	snprintf(buf->uid, sizeof(buf->uid), "%lu", row->uid);
 	snprintf(buf->gid, sizeof(buf->gid), "%lu", row->gid);
@@ -83,6 +180,7 @@ void audit_params(
 	values[AUDIT_P_STATUS] = safe_param(row->status, buf);
 	values[AUDIT_P_MESSAGE] = safe_param(row->message, buf);
 	values[AUDIT_P_RECEIVED] = format_ts(row->received_us, buf->received);
+	return refs_params(row, buf, values);
 }
 
 /* "2024-05-01 12:00:00.123456+00", or NULL for 0 (unknown). */
@@ -382,8 +480,11 @@ struct audit_entry *audit_enqueue(
 	char deadline[40];
 	size_t len[AUDIT_QUEUE_NPARAMS], total = 0, o = 0, check_len = 0;
 
-	/* One allocation per row: this is on every resolve's path. */
-	audit_params(row, &buf, values);
+	/* One allocation per row (and one for its refs' text, freed here): every resolve's path. */
+	if (audit_params(row, &buf, values) != 0) {
+		audit_buf_free(&buf);
+		return NULL;
+	}
 	values[AUDIT_P_DEADLINE] = format_ts(row->deadline_us, deadline);
 	if (row->check != NULL)
 		check_len = sizeof(*row->check) +
@@ -391,8 +492,10 @@ struct audit_entry *audit_enqueue(
 	for (int i = 0; i < AUDIT_QUEUE_NPARAMS; i++)
 		total += (len[i] = values[i] != NULL ? strlen(values[i]) + 1 : 0);
 	/* The check first, where data is aligned for it (data follows pointers in the struct). */
-	if ((e = calloc(1, sizeof(*e) + check_len + total)) == NULL)
+	if ((e = calloc(1, sizeof(*e) + check_len + total)) == NULL) {
+		audit_buf_free(&buf);
 		return NULL;
+	}
 	if (row->check != NULL) {
 		e->check = (struct db_check *)(void *)e->data;
 		memcpy(e->check, row->check, check_len);
@@ -405,6 +508,7 @@ struct audit_entry *audit_enqueue(
 		e->text[i] = e->data + o;
 		o += len[i];
 	}
+	audit_buf_free(&buf);
 	e->q = q;
 	e->fn = fn;
 	e->arg = arg;

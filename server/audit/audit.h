@@ -9,8 +9,22 @@
 #define PCS_SERVER_AUDIT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "db.h"
+#include "ref.h"
 #include "status.h"
+
+/*
+ * One secret a Resolve or GetAgentEnv was about (docs/audit.md, "The record"): its id when
+ * the daemon identified it ("" otherwise), company/name (as asked when unknown), the version
+ * served (0: none, as in every ref of a refused call) and the version asked (0: latest).
+ * Strings already safe for a row (audit_safe_text).
+ */
+struct audit_ref {
+	char id[37];
+	char name[2 * PCS_NAME_MAX + 2];
+	uint32_t served, asked;
+};
 
 struct audit_row {
 	const char *instance_id;
@@ -31,21 +45,30 @@ struct audit_row {
 	 * otherwise its callback gets AUDIT_STALE and nothing was written.
 	 */
 	const struct db_check *check;
+	/* The secrets the call was about, in the order asked (NULL, 0: none). */
+	const struct audit_ref *refs;
+	size_t nrefs;
 };
 
-/* Room for the numbers audit_params formats, and for strings it has to escape. */
+/*
+ * Room for the numbers audit_params formats, and for strings it has to escape; refs holds the
+ * row's refs as PostgreSQL array literals (malloc'd only for a row with refs).
+ */
 struct audit_buf {
 	char call_id[24], uid[24], gid[24], pid[24], received[40];
 	char text[2048];
 	size_t used;
+	char *refs;
 };
 
 /*
  * Fills values[AUDIT_NPARAMS] (pointing into row and buf) in enum audit_param's order; a
- * string that is not safe as it is (see above) is escaped into buf.
+ * string that is not safe as it is (see above) is escaped into buf. 0, or -1 out of memory
+ * (for the refs' literals). audit_buf_free releases buf's refs either way.
  */
-void audit_params(
-    const struct audit_row *row, struct audit_buf *buf, const char *values[AUDIT_NPARAMS]);
+int audit_params(
+    const struct audit_row *row, struct audit_buf *buf, const char *values[AUDIT_NPARAMS]) PCS_WUR;
+void audit_buf_free(struct audit_buf *buf);
 
 /*
  * Group commit. Rows queued while a batch is being written go out together in the next one
@@ -85,6 +108,12 @@ void audit_cancel(struct audit_entry *e);
  * callback will report what PostgreSQL stored, and the caller must wait for it.
  */
 int audit_expire(struct audit_entry *e) PCS_WUR;
+/*
+ * Fills r: id and company/name may be NULL or "" (unknown); a name that is not safe text is
+ * escaped (audit_safe_text). served 0: nothing served; asked 0: latest.
+ */
+void audit_ref_set(struct audit_ref *r, const char *id, const char *company, const char *name,
+    uint32_t asked, uint32_t served);
 /* Makes s safe for a row or a reply (see above) into out; returns out. */
 const char *audit_safe_text(const char *s, char *out, size_t size);
 

@@ -72,6 +72,8 @@ static const struct opt opts[] = {
 	/* ---- Watch ---- */
 	I(max_watches_per_conn, "16", 1, 100000, "open Watch streams per connection"),
 	I(max_watches_per_uid, "64", 1, 1000000, "open Watch streams of one uid"),
+	I(heartbeat_interval_ms, "30000", 100, 86400000,
+	    "how often the instance records last_seen and its audit chains' heads"),
 };
 
 static char **str_slot(struct config *cfg, const struct opt *o)

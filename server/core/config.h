@@ -37,12 +37,13 @@ struct config {
 	int64_t max_conns_unknown_per_uid; /* of one uid that has no principal (yet) */
 	int64_t max_frame_before_hello;    /* bytes of a frame before Hello succeeded */
 	int64_t max_buffered_per_uid;      /* bytes of unfinished input held for one uid */
-	int64_t max_calls_per_uid;    /* calls in flight for one uid, over all its connections */
-	int64_t db_wait_ms;           /* how long a call waits when no database connection is up */
-	int64_t cache_max_bytes;      /* the resolve cache's bound (server/cache); 0: no cache */
-	int64_t purge_interval_ms;    /* between runs of the purge of expired deletions */
-	int64_t max_watches_per_conn; /* open Watch streams per connection */
-	int64_t max_watches_per_uid;  /* over all of a uid's connections */
+	int64_t max_calls_per_uid;     /* calls in flight for one uid, over all its connections */
+	int64_t db_wait_ms;            /* how long a call waits when no database connection is up */
+	int64_t cache_max_bytes;       /* the resolve cache's bound (server/cache); 0: no cache */
+	int64_t purge_interval_ms;     /* between runs of the purge of expired deletions */
+	int64_t max_watches_per_conn;  /* open Watch streams per connection */
+	int64_t max_watches_per_uid;   /* over all of a uid's connections */
+	int64_t heartbeat_interval_ms; /* between heartbeats (last_seen, audit chain heads) */
 	int dev; /* --dev: private cluster, key and socket in a temporary dir */
 	int help, version;
 };

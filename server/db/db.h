@@ -74,6 +74,11 @@ enum audit_param {
 	AUDIT_P_STATUS,
 	AUDIT_P_MESSAGE,
 	AUDIT_P_RECEIVED,
+	/* The refs (audit.h's struct audit_ref), each a PostgreSQL array literal; NULL: none. */
+	AUDIT_P_REF_IDS,
+	AUDIT_P_REF_NAMES,
+	AUDIT_P_REF_VERSIONS,
+	AUDIT_P_REF_ASKED,
 	AUDIT_NPARAMS,
 	/* Queued rows (audit_enqueue) also carry their deadline. */
 	AUDIT_P_DEADLINE = AUDIT_NPARAMS,
@@ -194,12 +199,32 @@ struct db_principal_match {
 	int64_t gen; /* the principal rules' generation when the rows were read */
 };
 
+/* One secret an audit row lists: id and name may be NULL; served 0: none; asked 0: latest. */
+struct db_audit_ref {
+	const char *id, *name;
+	uint32_t served, asked;
+};
+
 struct db_audit_entry {
 	uint64_t id;
 	const char *at, *instance_id;
 	uint64_t call_id;
 	uint32_t peer_uid, peer_gid, peer_pid;
 	const char *principal, *method, *company, *secret, *version, *status, *message;
+	const struct db_audit_ref *refs;
+	size_t nrefs;
+};
+
+/*
+ * One hash chain as pcs_audit_verify found it (docs/audit.md): lane 0 with unchained set
+ * counts an instance's rows from before the chain; problem NULL: intact. Hashes in hex.
+ */
+struct db_audit_chain {
+	const char *instance_id;
+	uint32_t lane;
+	int unchained;
+	uint64_t rows, last_seq, last_id, head_seq, bad_id, bad_seq;
+	const char *last_hash, *head_hash, *problem;
 };
 
 /* One reference to resolve: a secret id, or company and name ("" for the unused ones). */
@@ -292,6 +317,7 @@ typedef void (*db_rule_cb)(struct call *c, const struct db_principal_rule *row);
 typedef void (*db_rules_cb)(struct call *c, const struct db_principal_rule *rows, size_t n);
 typedef void (*db_principal_cb)(struct call *c, const struct db_principal_match *rows, size_t n);
 typedef void (*db_audit_list_cb)(struct call *c, const struct db_audit_entry *rows, size_t n);
+typedef void (*db_audit_verify_cb)(struct call *c, const struct db_audit_chain *rows, size_t n);
 typedef void (*db_resolve_cb)(
     struct call *c, const struct db_target *t, const struct db_resolved *rows, size_t n);
 typedef void (*db_agent_env_cb)(
@@ -397,6 +423,14 @@ struct db_purger;
 int db_purger_new(struct event_base *base, struct store *store, const char *instance_id,
     int64_t interval_ms, struct db_purger **out, pcs_error *err) PCS_WUR;
 void db_purger_free(struct db_purger *p);
+/*
+ * The instance's heartbeat (db_heartbeat.c): once at once and then every interval_ms, its
+ * last_seen and the heads of its audit hash chains go to its instances row.
+ */
+struct db_heartbeat;
+int db_heartbeat_new(struct event_base *base, struct store *store, const char *instance_id,
+    int64_t interval_ms, struct db_heartbeat **out, pcs_error *err) PCS_WUR;
+void db_heartbeat_free(struct db_heartbeat *h);
 
 /* Principal rules. */
 void db_principal_add(struct call *c, const char *match, uint32_t unix_id, const char *role,
@@ -410,6 +444,8 @@ void db_principal_lookup(
 /* Audit rows, newest first, of the only[n] companies (only == NULL: all), at most limit. */
 void db_audit_list(
     struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb);
+/* Every chain of instance_id (NULL: of every instance) checked from its first row. */
+void db_audit_verify(struct call *c, const char *instance_id, db_audit_verify_cb cb);
 
 /*
  * Values. Which refs the agent company/agent may read is decided by its env config in the

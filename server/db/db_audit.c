@@ -12,13 +12,15 @@
 /* audit_log's columns in enum audit_param's order (db.h); queued rows add their deadline. */
 #define AUDIT_COLUMNS \
 	"instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, method, " \
-	"company, secret, version, status, message, received_at"
+	"company, secret, version, status, message, received_at, ref_ids, ref_names, " \
+	"ref_versions, ref_asked"
 
 /*
  * The group commit: one prepared statement whatever the batch's size, each column an array
- * ($1..$14, text, NULL allowed), then the checks of answers built from the daemon's cache:
- * (row, secret id, generation) for every secret one used ($15..$17) and (row, agent id,
- * generation, principal rules' generation) for each such row ($18..$21; generation 0 when the
+ * ($1..$18, text, NULL allowed; a row's refs are array literals), then the checks of answers
+ * built from the daemon's cache: (row, secret id, generation) for every secret one used
+ * ($19..$21) and (row, agent id, generation, principal rules' generation) for each such row
+ * ($22..$25; generation 0 when the
  * answer took only the caller's identity from the cache, with the nil uuid for the agent). A row whose check
  * fails is not inserted, in the same snapshot as the rows that are: the call is answered again
  * from the database (docs/architecture.md, "The cache"). Rows come back in the order given
@@ -28,19 +30,21 @@
 #define QUEUE_ROWS \
 	"WITH r AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], " \
 	"$5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], " \
-	"$12::text[], $13::text[], $14::text[]) WITH ORDINALITY AS r(instance_id, call_id, " \
+	"$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[], " \
+	"$18::text[]) WITH ORDINALITY AS r(instance_id, call_id, " \
 	"peer_uid, peer_gid, peer_pid, principal, method, company, secret, version, status, " \
-	"message, received_at, deadline, i)), "
+	"message, received_at, ref_ids, ref_names, ref_versions, ref_asked, deadline, i)), "
 #define QUEUE_INSERT_FROM_ROWS \
 	"ins AS (INSERT INTO audit_log (" AUDIT_COLUMNS ", deadline) " \
 	"SELECT r.instance_id::uuid, r.call_id::numeric, r.peer_uid::bigint, r.peer_gid::bigint, " \
 	"r.peer_pid::bigint, r.principal, r.method, r.company, r.secret, r.version, r.status, " \
-	"r.message, r.received_at::timestamptz, r.deadline::timestamptz FROM r "
+	"r.message, r.received_at::timestamptz, r.ref_ids::uuid[], r.ref_names::text[], " \
+	"r.ref_versions::int4[], r.ref_asked::int4[], r.deadline::timestamptz FROM r "
 #define QUEUE_INSERT \
 	QUEUE_ROWS \
-	"stale AS (SELECT s.i FROM unnest($15::int4[], $16::uuid[], $17::int8[]) AS s(i, id, gen) " \
+	"stale AS (SELECT s.i FROM unnest($19::int4[], $20::uuid[], $21::int8[]) AS s(i, id, gen) " \
 	"LEFT JOIN secrets x ON x.id = s.id WHERE x.gen IS DISTINCT FROM s.gen " \
-	"UNION SELECT a.i FROM unnest($18::int4[], $19::uuid[], $20::int8[], $21::int8[]) " \
+	"UNION SELECT a.i FROM unnest($22::int4[], $23::uuid[], $24::int8[], $25::int8[]) " \
 	"AS a(i, id, gen, pgen) LEFT JOIN agents y ON y.id = a.id " \
 	"WHERE (a.gen <> 0 AND y.gen IS DISTINCT FROM a.gen) OR a.pgen IS DISTINCT FROM " \
 	"(SELECT g.gen FROM pcs_gens g WHERE g.name = 'principals')), " QUEUE_INSERT_FROM_ROWS \
@@ -57,9 +61,10 @@
 	                                  "SELECT status, NULL::bigint AS stale FROM ins"
 
 #define QUEUE_NCHECKS 7
-/* $1..$14: one text array per column of the rows. */
+/* $1..$18: one text array per column of the rows. */
 #define QUEUE_ROW_OIDS \
 	DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
+	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
 	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
 	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY, \
 	    DB_OID_TEXT_ARRAY, DB_OID_TEXT_ARRAY
@@ -90,7 +95,11 @@ enum {
 	L_SECRET,
 	L_VERSION,
 	L_STATUS,
-	L_MESSAGE
+	L_MESSAGE,
+	L_REF_ID,
+	L_REF_NAME,
+	L_REF_SERVED,
+	L_REF_ASKED
 };
 static const char *const list_cols[] = {
 	[L_ID] = "id",
@@ -107,16 +116,65 @@ static const char *const list_cols[] = {
 	[L_VERSION] = "version",
 	[L_STATUS] = "status",
 	[L_MESSAGE] = "message",
+	[L_REF_ID] = "ref_id",
+	[L_REF_NAME] = "ref_name",
+	[L_REF_SERVED] = "ref_served",
+	[L_REF_ASKED] = "ref_asked",
 };
 
-/* companies (NULL: all), limit */
+/*
+ * companies (NULL: all), limit. One result row per ref (an entry without refs: one row with
+ * NULL refs), entries newest first and each entry's refs in the order asked.
+ */
 static struct db_stmt list_audit = {
 	.name = "pcs_list_audit",
-	DB_FROM("SELECT id, pcs_ts(at) AS at, instance_id, call_id, peer_uid, peer_gid, peer_pid, "
-	        "principal, method, company, secret, version, status, message",
-	    "pcs_list_audit($1, $2)"),
+	.sql = "SELECT a.id, pcs_ts(a.at) AS at, a.instance_id, a.call_id, a.peer_uid, a.peer_gid, "
+	       "a.peer_pid, a.principal, a.method, a.company, a.secret, a.version, a.status, "
+	       "a.message, x.id AS ref_id, x.name AS ref_name, x.served AS ref_served, "
+	       "x.asked AS ref_asked FROM pcs_list_audit($1, $2) a LEFT JOIN LATERAL "
+	       "unnest(a.ref_ids, a.ref_names, a.ref_versions, a.ref_asked) WITH ORDINALITY "
+	       "AS x(id, name, served, asked, ord) ON true ORDER BY a.id DESC, x.ord",
 	DB_COLS(list_cols),
 	.param_oid = { [0] = DB_OID_TEXT_ARRAY },
+};
+
+enum {
+	V_INSTANCE,
+	V_LANE,
+	V_ROWS,
+	V_LAST_SEQ,
+	V_LAST_ID,
+	V_LAST_HASH,
+	V_HEAD_SEQ,
+	V_HEAD_HASH,
+	V_BAD_ID,
+	V_BAD_SEQ,
+	V_PROBLEM
+};
+static const char *const verify_cols[] = { [V_INSTANCE] = "instance_id",
+	[V_LANE] = "lane",
+	[V_ROWS] = "nrows",
+	[V_LAST_SEQ] = "last_seq",
+	[V_LAST_ID] = "last_id",
+	[V_LAST_HASH] = "last_hash",
+	[V_HEAD_SEQ] = "head_seq",
+	[V_HEAD_HASH] = "head_hash",
+	[V_BAD_ID] = "bad_id",
+	[V_BAD_SEQ] = "bad_seq",
+	[V_PROBLEM] = "problem" };
+
+/*
+ * instance id (NULL: all). The check lives with the chain's trigger (migration 012), in
+ * public, so it always uses the encoding the rows were sealed with.
+ */
+static struct db_stmt verify_audit = {
+	.name = "pcs_audit_verify",
+	.sql = "SELECT v.instance_id, v.lane, v.nrows, v.last_seq, v.last_id, "
+	       "encode(v.last_hash, 'hex') AS last_hash, v.head_seq, "
+	       "encode(v.head_hash, 'hex') AS head_hash, v.bad_id, v.bad_seq, v.problem "
+	       "FROM public.pcs_audit_verify($1::uuid) v "
+	       "ORDER BY v.instance_id, v.lane NULLS FIRST",
+	DB_COLS(verify_cols),
 };
 
 static struct db_stmt audit_insert_plain = {
@@ -127,17 +185,18 @@ static struct db_stmt audit_insert_plain = {
 };
 
 struct db_stmt *const db_audit_statements[] = { &audit_insert, &audit_insert_plain, &list_audit,
-	NULL };
+	&verify_audit, NULL };
 
 int audit_wrap_sql(char *buf, size_t size, const char *inner, int first_param)
 {
 	int n = snprintf(buf, size,
 	    "WITH r AS (%s), a AS (INSERT INTO audit_log (" AUDIT_COLUMNS
-	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d)) "
-	    "SELECT * FROM r",
+	    ") VALUES ($%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, $%d, "
+	    "$%d, $%d)) SELECT * FROM r",
 	    inner, first_param, first_param + 1, first_param + 2, first_param + 3, first_param + 4,
 	    first_param + 5, first_param + 6, first_param + 7, first_param + 8, first_param + 9,
-	    first_param + 10, first_param + 11, first_param + 12);
+	    first_param + 10, first_param + 11, first_param + 12, first_param + 13,
+	    first_param + 14, first_param + 15, first_param + 16);
 	return (n < 0 || (size_t)n >= size) ? -1 : 0;
 }
 
@@ -201,7 +260,7 @@ static void on_inserted(const struct store_result *res, void *arg)
 	free(j);
 }
 
-/* The check arrays of the statement ($15..$21), from each row's check. */
+/* The check arrays of the statement ($19..$25), from each row's check. */
 struct check_arrays {
 	int32_t *s_row, *a_row;
 	const char **s_id, **a_id;
@@ -324,32 +383,59 @@ void db_job_cancel(struct db_job *job)
 
 static void deliver_list(struct call *c, const struct db_pending *p, const struct store_result *res)
 {
-	size_t n = (size_t)store_result_ntuples(res);
-	struct db_audit_entry *rows = db_rows_alloc(c, n, sizeof(*rows));
+	size_t nres = (size_t)store_result_ntuples(res), n = 0, nref = 0;
+	struct db_audit_entry *rows = db_rows_alloc(c, nres, sizeof(*rows));
+	struct db_audit_ref *refs = db_rows_alloc(c, nres, sizeof(*refs));
 	const struct db_stmt *st = p->st;
 
-	if (rows == NULL)
+	if (rows == NULL || refs == NULL) {
+		free(rows);
+		free(refs);
 		return;
-	for (size_t i = 0; i < n; i++) {
-		struct db_audit_entry *e = &rows[i];
+	}
+	for (size_t i = 0; i < nres; i++) {
+		struct db_audit_entry *e = &rows[n > 0 ? n - 1 : 0];
 		int row = (int)i;
-		e->id = db_col_u64(res, row, st, L_ID);
-		e->at = db_col_str(res, row, st, L_AT);
-		e->instance_id = db_col_str(res, row, st, L_INSTANCE_ID);
-		e->call_id = db_col_u64(res, row, st, L_CALL_ID);
-		e->peer_uid = db_col_u32(res, row, st, L_PEER_UID);
-		e->peer_gid = db_col_u32(res, row, st, L_PEER_GID);
-		e->peer_pid = db_col_u32(res, row, st, L_PEER_PID);
-		e->principal = db_col_str(res, row, st, L_PRINCIPAL);
-		e->method = db_col_str(res, row, st, L_METHOD);
-		e->company = db_col_str(res, row, st, L_COMPANY);
-		e->secret = db_col_str(res, row, st, L_SECRET);
-		e->version = db_col_str(res, row, st, L_VERSION);
-		e->status = db_col_str(res, row, st, L_STATUS);
-		e->message = db_col_str(res, row, st, L_MESSAGE);
+		uint64_t id = db_col_u64(res, row, st, L_ID);
+		/* A ref of the entry before it, or a new entry. */
+		if (n == 0 || e->id != id) {
+			e = &rows[n++];
+			e->id = id;
+			e->at = db_col_str(res, row, st, L_AT);
+			e->instance_id = db_col_str(res, row, st, L_INSTANCE_ID);
+			e->call_id = db_col_u64(res, row, st, L_CALL_ID);
+			e->peer_uid = db_col_u32(res, row, st, L_PEER_UID);
+			e->peer_gid = db_col_u32(res, row, st, L_PEER_GID);
+			e->peer_pid = db_col_u32(res, row, st, L_PEER_PID);
+			e->principal = db_col_str(res, row, st, L_PRINCIPAL);
+			e->method = db_col_str(res, row, st, L_METHOD);
+			e->company = db_col_str(res, row, st, L_COMPANY);
+			e->secret = db_col_str(res, row, st, L_SECRET);
+			e->version = db_col_str(res, row, st, L_VERSION);
+			e->status = db_col_str(res, row, st, L_STATUS);
+			e->message = db_col_str(res, row, st, L_MESSAGE);
+			e->refs = &refs[nref];
+		}
+		if (db_col_null(res, row, st, L_REF_NAME) && db_col_null(res, row, st, L_REF_ID))
+			continue;
+		refs[nref].id = db_col_null(res, row, st, L_REF_ID) ?
+		    NULL :
+		    db_col_str(res, row, st, L_REF_ID);
+		refs[nref].name = db_col_null(res, row, st, L_REF_NAME) ?
+		    NULL :
+		    db_col_str(res, row, st, L_REF_NAME);
+		refs[nref].served = db_col_null(res, row, st, L_REF_SERVED) ?
+		    0 :
+		    db_col_u32(res, row, st, L_REF_SERVED);
+		refs[nref].asked = db_col_null(res, row, st, L_REF_ASKED) ?
+		    0 :
+		    db_col_u32(res, row, st, L_REF_ASKED);
+		nref++;
+		e->nrefs++;
 	}
 	p->cb.audit(c, rows, n);
 	free(rows);
+	free(refs);
 }
 
 void db_audit_list(
@@ -363,4 +449,48 @@ void db_audit_list(
 	db_param_u32(&p, limit);
 	db_run(c, DB_RUN_CALL, &list_audit, &p, deliver_list, (union db_cb){ .audit = cb }, NULL);
 	db_array_free(&a);
+}
+
+/* ---- VerifyAudit ---- */
+
+static void deliver_verify(
+    struct call *c, const struct db_pending *p, const struct store_result *res)
+{
+	size_t n = (size_t)store_result_ntuples(res);
+	struct db_audit_chain *rows = db_rows_alloc(c, n, sizeof(*rows));
+	const struct db_stmt *st = p->st;
+
+	if (rows == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct db_audit_chain *k = &rows[i];
+		int row = (int)i;
+#define OPT_U64(col) (db_col_null(res, row, st, (col)) ? 0 : db_col_u64(res, row, st, (col)))
+#define OPT_STR(col) (db_col_null(res, row, st, (col)) ? NULL : db_col_str(res, row, st, (col)))
+		k->instance_id = db_col_str(res, row, st, V_INSTANCE);
+		k->unchained = db_col_null(res, row, st, V_LANE);
+		k->lane = k->unchained ? 0 : db_col_u32(res, row, st, V_LANE);
+		k->rows = OPT_U64(V_ROWS);
+		k->last_seq = OPT_U64(V_LAST_SEQ);
+		k->last_id = OPT_U64(V_LAST_ID);
+		k->head_seq = OPT_U64(V_HEAD_SEQ);
+		k->bad_id = OPT_U64(V_BAD_ID);
+		k->bad_seq = OPT_U64(V_BAD_SEQ);
+		k->last_hash = OPT_STR(V_LAST_HASH);
+		k->head_hash = OPT_STR(V_HEAD_HASH);
+		k->problem = OPT_STR(V_PROBLEM);
+#undef OPT_U64
+#undef OPT_STR
+	}
+	p->cb.chains(c, rows, n);
+	free(rows);
+}
+
+void db_audit_verify(struct call *c, const char *instance_id, db_audit_verify_cb cb)
+{
+	struct db_params p = { 0 };
+
+	db_param_text(&p, instance_id);
+	db_run(
+	    c, DB_RUN_CALL, &verify_audit, &p, deliver_verify, (union db_cb){ .chains = cb }, NULL);
 }

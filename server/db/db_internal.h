@@ -161,6 +161,7 @@ union db_cb {
 	db_rules_cb rules;
 	db_principal_cb principal;
 	db_audit_list_cb audit;
+	db_audit_verify_cb chains;
 	db_resolve_cb resolve;
 	db_agent_env_cb env;
 	db_watch_cb watch;

@@ -200,6 +200,10 @@ int authz_check(const struct principal *p, const struct authz_request *rq, pcs_e
 		return need_company(p, rq->company, "read the audit log", err);
 	case METHOD_ACTION_WATCH:
 		return check_watch(p, rq, err);
+	case METHOD_ACTION_AUDIT_VERIFY:
+		if (p->role == ROLE_ADMIN)
+			return 0;
+		return deny(err, p, "verify the audit log");
 	}
 	return pcs_fail(err, PCS_INTERNAL, "unknown authorization action %d", (int)rq->action);
 }

@@ -73,6 +73,9 @@ struct call {
 	char secret[2 * PCS_NAME_MAX + 8];
 	char version[16];
 	char actor[32];
+	/* The secrets its audit row lists (call_refs); NULL: none. */
+	struct audit_ref *refs;
+	size_t nrefs;
 	void *db_arg; /* the running statement's, for db_cb */
 	void (*db_arg_free)(void *);
 	void (*sent_fn)(int status, void *arg); /* call_on_sent */
@@ -204,6 +207,7 @@ static void call_free(struct call *c)
 	if (c->timer != NULL)
 		event_free(c->timer);
 	free(c->check);
+	free(c->refs);
 	free(c);
 }
 
@@ -277,6 +281,9 @@ static void call_again_uncached(struct call *c)
 	c->company[0] = '\0';
 	c->secret[0] = '\0';
 	c->version[0] = '\0';
+	free(c->refs);
+	c->refs = NULL;
+	c->nrefs = 0;
 	c->principals_gen = 0;
 	c->identified = 0;
 	memset(&c->principal, 0, sizeof(c->principal));
@@ -335,6 +342,22 @@ static void fill_audit(struct call *c, struct audit_row *row, char *principal, s
 	row->received_us = c->received_us;
 	row->deadline_us = 0;
 	row->check = c->check;
+	row->refs = c->refs;
+	row->nrefs = c->nrefs;
+}
+
+/* ---- the refs of the audit row (docs/audit.md) ---- */
+
+struct audit_ref *call_refs(struct call *c, size_t n)
+{
+	struct audit_ref *refs = calloc(n + 1, sizeof(*refs));
+
+	if (refs == NULL)
+		return NULL;
+	free(c->refs);
+	c->refs = refs;
+	c->nrefs = n;
+	return refs;
 }
 
 static void arm(struct call *c, uint32_t ms)
@@ -542,7 +565,11 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 			lengths[i] = q->lengths ? q->lengths[i] : 0;
 			formats[i] = q->formats ? q->formats[i] : 0;
 		}
-		audit_params(&row, &buf, values + q->nparams);
+		if (audit_params(&row, &buf, values + q->nparams) != 0) {
+			audit_buf_free(&buf);
+			call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
 		for (int i = q->nparams; i < q->nparams + AUDIT_NPARAMS; i++) {
 			lengths[i] = 0;
 			formats[i] = 0;
@@ -554,6 +581,8 @@ static void call_db_run(struct call *c, const struct store_query *q, int audited
 		wq.formats = formats;
 	}
 	c->job = store_submit(c->srv->store, &wq, on_db_done, c, &err);
+	if (audited)
+		audit_buf_free(&buf);
 	if (c->job == NULL)
 		call_fail_err(c, -err.code, &err);
 }

@@ -18,6 +18,7 @@
 #include "status.h"
 #include "store.h"
 
+struct audit_ref;
 struct db_check;
 
 struct call;
@@ -41,6 +42,11 @@ int dispatch_frame(struct session *s, const uint8_t *body, size_t len) PCS_WUR;
 
 /* What the audit row names. Any may be NULL. */
 void call_set_target(struct call *c, const char *company, const char *secret, const char *version);
+/*
+ * The secrets the audit row lists (audit.h's struct audit_ref, fill with audit_ref_set): n
+ * zeroed entries owned by the call, replacing any given before. NULL when out of memory.
+ */
+struct audit_ref *call_refs(struct call *c, size_t n);
 /*
  * Checks the caller may run this call's method (its action comes from authz's method table)
  * on company (and, for value methods, agent). Fails the call and returns <0 when not.

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
 #include "cache.h"
 #include "config.h"
 #include "crypto.h"
@@ -95,6 +96,25 @@ static void ref_label(const Pcsecret__V1__SecretRef *r, char *buf, size_t size)
 		snprintf(buf, size, "reference");
 }
 
+/*
+ * The audit row's refs as the caller asked them (an id, or company/name, and the version):
+ * what a refusal records. NULL when out of memory.
+ */
+static struct audit_ref *resolve_refs_asked(struct call *c, const Pcsecret__V1__ResolveRequest *in)
+{
+	struct audit_ref *ar = call_refs(c, in->n_refs);
+
+	for (size_t i = 0; ar != NULL && i < in->n_refs; i++) {
+		const Pcsecret__V1__SecretRef *r = in->refs[i];
+		if (r->secret_id[0] != '\0')
+			audit_ref_set(&ar[i], uuid_valid(r->secret_id) ? r->secret_id : NULL, NULL,
+			    uuid_valid(r->secret_id) ? NULL : r->secret_id, r->version, 0);
+		else
+			audit_ref_set(&ar[i], NULL, r->company, r->name, r->version, 0);
+	}
+	return ar;
+}
+
 /* Every ref must be granted (authz decides from the row) and its version active. */
 static void on_resolved(
     struct call *c, const struct db_target *t, const struct db_resolved *rows, size_t n)
@@ -105,16 +125,28 @@ static void on_resolved(
 	Pcsecret__V1__ResolvedValue *items = calloc(n + 1, sizeof(*items));
 	Pcsecret__V1__ResolvedValue **ptrs = calloc(n + 1, sizeof(*ptrs));
 	struct opened o = { calloc(n + 1, sizeof(struct crypto_plain)), 0 };
+	struct audit_ref *ar = NULL;
 	char label[2 * PCS_NAME_MAX + 64];
 	pcs_error err;
 
-	if (items == NULL || ptrs == NULL || o.plain == NULL) {
+	if (items == NULL || ptrs == NULL || o.plain == NULL ||
+	    (ar = resolve_refs_asked(c, in)) == NULL) {
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
 	if (n != in->n_refs) {
 		call_fail(c, PCS_INTERNAL, "resolved %zu of %zu references", n, in->n_refs);
 		goto out;
+	}
+	/* The audit row names each secret as found, before anything may refuse the call. */
+	for (size_t i = 0; i < n; i++) {
+		const struct db_resolved *x = &rows[i];
+		size_t idx = (size_t)x->idx - 1;
+		if (idx < in->n_refs && x->secret_id != NULL && x->secret_id[0] != '\0')
+			audit_ref_set(&ar[idx], x->secret_id,
+			    x->company != NULL ? x->company : in->refs[idx]->company,
+			    x->name != NULL ? x->name : in->refs[idx]->name, in->refs[idx]->version,
+			    0);
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct db_resolved *x = &rows[i];
@@ -170,6 +202,9 @@ static void on_resolved(
 		o.n++;
 		ptrs[i] = &items[i];
 	}
+	/* Every value opened: the versions the reply serves are the row's. */
+	for (size_t i = 0; i < n; i++)
+		ar[rows[i].idx - 1].served = rows[i].version;
 	rep.values = ptrs;
 	rep.n_values = n;
 	call_reply(c, &rep.base);
@@ -223,11 +258,16 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__Res
 {
 	HANDLER_PROLOGUE(c);
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1], acompany[PCS_NAME_MAX + 1] = "";
-	char aname[PCS_NAME_MAX + 1] = "", first[2 * PCS_NAME_MAX + 40], version[16];
+	char aname[PCS_NAME_MAX + 1] = "", target[PCS_NAME_MAX + 8];
 	size_t n = in->n_refs, max = (size_t)call_server(c)->cfg->max_refs;
 	struct db_ref *refs = NULL;
 	pcs_error err;
 
+	/* A refusal records what was asked too (not past max_refs: that is the refusal). */
+	if (n > 0 && n <= max && resolve_refs_asked(c, in) == NULL) {
+		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
 	if (in->agent[0] != '\0' && ref_parse_path(in->agent, acompany, aname, &err) != 0) {
 		call_fail(c, PCS_INVALID_ARGUMENT, "agent: %s", err.message);
 		return;
@@ -270,17 +310,9 @@ void handle_resolve(Pcsecret__V1__PcSecret_Service *svc, const Pcsecret__V1__Res
 		refs[i].name = by_id ? "" : r->name;
 		refs[i].version = r->version;
 	}
-	/* The audit row names the first reference and how many more there were. */
-	snprintf(first, sizeof(first), "%s%s%s%s", refs[0].secret_id, refs[0].company,
-	    refs[0].secret_id[0] ? "" : "/", refs[0].name);
-	if (n > 1)
-		snprintf(
-		    first + strlen(first), sizeof(first) - strlen(first), " (+%zu more)", n - 1);
-	if (refs[0].version != 0)
-		snprintf(version, sizeof(version), "%u", refs[0].version);
-	else
-		snprintf(version, sizeof(version), "latest");
-	call_set_target(c, company, first, version);
+	/* The row names the agent; its refs name each secret and the version served. */
+	snprintf(target, sizeof(target), "agent:%s", agent);
+	call_set_target(c, company, target, NULL);
 	/*
 	 * Resolve's audit row is queued (common/methods.h), not part of this statement: authz
 	 * decides from its rows, and the row (written before the reply leaves) carries that.
@@ -299,12 +331,17 @@ static void on_env(
 	Pcsecret__V1__SecretRef *refs = calloc(n + 1, sizeof(*refs));
 	Pcsecret__V1__EnvValue **ptrs = calloc(n + 1, sizeof(*ptrs));
 	struct opened o = { calloc(n + 1, sizeof(struct crypto_plain)), 0 };
+	struct audit_ref *ar = call_refs(c, n);
 	char agent[2 * PCS_NAME_MAX + 2];
 
-	if (items == NULL || refs == NULL || ptrs == NULL || o.plain == NULL) {
+	if (items == NULL || refs == NULL || ptrs == NULL || o.plain == NULL || ar == NULL) {
 		call_fail(c, PCS_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
+	/* Each binding's secret, named before anything may refuse the call. */
+	for (size_t i = 0; i < n; i++)
+		audit_ref_set(&ar[i], rows[i].secret_id, rows[i].ref_company, rows[i].ref_name,
+		    rows[i].selector, 0);
 	for (size_t i = 0; i < n; i++) {
 		const struct db_env_value *v = &rows[i];
 		if (open_sealed(
@@ -323,6 +360,8 @@ static void on_env(
 		o.n++;
 		ptrs[i] = &items[i];
 	}
+	for (size_t i = 0; i < n; i++)
+		ar[i].served = rows[i].version;
 	snprintf(agent, sizeof(agent), "%s/%s", t->company, t->agent);
 	rep.agent = agent;
 	rep.env = ptrs;
@@ -341,11 +380,12 @@ void handle_get_agent_env(Pcsecret__V1__PcSecret_Service *svc,
 {
 	HANDLER_PROLOGUE(c);
 	char company[PCS_NAME_MAX + 1], agent[PCS_NAME_MAX + 1];
-	char label[2 * PCS_NAME_MAX + 2];
+	char label[PCS_NAME_MAX + 8];
 
 	if (target_agent(c, in->company, in->agent, company, agent) != 0)
 		return;
-	snprintf(label, sizeof(label), "%s/%s", company, agent);
+	/* As Resolve's row: the agent here, each binding's secret and version in its refs. */
+	snprintf(label, sizeof(label), "agent:%s", agent);
 	call_set_target(c, company, label, NULL);
 	/* Audited after opening the values, so a DATA_LOSS is the call's one row, not a second. */
 	db_agent_env(c, company, agent, on_env);

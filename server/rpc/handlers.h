@@ -64,6 +64,9 @@ void handle_remove_principal(Pcsecret__V1__PcSecret_Service *svc,
 void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__ListAuditRequest *in, Pcsecret__V1__ListAuditReply_Closure closure,
     void *closure_data);
+void handle_verify_audit(Pcsecret__V1__PcSecret_Service *svc,
+    const Pcsecret__V1__VerifyAuditRequest *in, Pcsecret__V1__VerifyAuditReply_Closure closure,
+    void *closure_data);
 /* h_agent.c */
 void handle_list_agents(Pcsecret__V1__PcSecret_Service *svc,
     const Pcsecret__V1__ListAgentsRequest *in, Pcsecret__V1__ListAgentsReply_Closure closure,

@@ -52,6 +52,7 @@ enum op_kind {
 	K_RULES,
 	K_PRINCIPAL,
 	K_AUDIT,
+	K_CHAINS,
 	K_RESOLVE,
 	K_ENV,
 	K_STORED,
@@ -558,6 +559,26 @@ static void answer(struct call *c, const struct stub_op *op, struct gen *g)
 		free(rows);
 		return;
 	}
+	case K_CHAINS: {
+		struct db_audit_chain *rows;
+		n = gen_rows(g, 1);
+		rows = rows_alloc(n, sizeof(*rows));
+		for (size_t i = 0; i < n; i++) {
+			struct db_audit_chain *k = &rows[i];
+			k->instance_id = gen_str(g, SOME_ID);
+			k->lane = gen_u32(g, 4242);
+			k->rows = gen_u64(g, 3);
+			k->last_seq = gen_u64(g, 3);
+			k->last_id = gen_u64(g, 7);
+			k->head_seq = gen_u64(g, 3);
+			k->last_hash = gen_str(g, "00");
+			k->head_hash = gen_str(g, "00");
+			k->problem = gen_str(g, "");
+		}
+		op->cb.chains(c, rows, n);
+		free(rows);
+		return;
+	}
 	case K_RESOLVE: {
 		struct db_resolved *rows;
 		/* Canned: one granted, active row per reference, in the order asked. */
@@ -946,6 +967,12 @@ void db_audit_list(
 	(void)n;
 	(void)limit;
 	OP(K_AUDIT, audit, cb, 0);
+}
+
+void db_audit_verify(struct call *c, const char *instance_id, db_audit_verify_cb cb)
+{
+	(void)instance_id;
+	OP(K_CHAINS, chains, cb, 0);
 }
 
 void db_resolve(struct call *c, const char *company, const char *agent, const struct db_ref *refs,

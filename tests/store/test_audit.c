@@ -55,7 +55,8 @@ static void run(int rows, int cancel_every, unsigned long *batches)
 	struct audit_queue *q;
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000001", 0, 1000, 1000, 42,
-		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0 , NULL };
+		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0, NULL,
+		NULL, 0 };
 
 	assert_int_equal(store_open(base, conninfo, 2, &s, &err), 0);
 	assert_non_null(q = audit_queue_new(base, s));
@@ -88,7 +89,8 @@ static void test_rows_share_batches(void **state)
 	assert_int_equal(failed, 0);
 	/* 1200 rows queued at once: three INSERTs of at most 500, not 1200. */
 	assert_true(batches >= 3 && batches <= 4);
-	count = pgtest_query_text(conninfo, "SELECT count(*) FROM audit_log WHERE method = 'Resolve'");
+	count = pgtest_query_text(
+	    conninfo, "SELECT count(*) FROM audit_log WHERE method = 'Resolve'");
 	assert_string_equal(count, "1200");
 	free(count);
 }
@@ -108,9 +110,11 @@ static void test_unwritable_batch_fails_every_caller(void **state)
 	unsigned long batches;
 
 	(void)state;
-	assert_int_equal(pgtest_exec(conninfo, "ALTER TABLE audit_log RENAME TO audit_log_gone"), 0);
+	assert_int_equal(
+	    pgtest_exec(conninfo, "ALTER TABLE audit_log RENAME TO audit_log_gone"), 0);
 	run(50, 0, &batches);
-	assert_int_equal(pgtest_exec(conninfo, "ALTER TABLE audit_log_gone RENAME TO audit_log"), 0);
+	assert_int_equal(
+	    pgtest_exec(conninfo, "ALTER TABLE audit_log_gone RENAME TO audit_log"), 0);
 	assert_int_equal(done, 50);
 	assert_int_equal(failed, 50);
 }
@@ -133,7 +137,8 @@ static void test_bad_row_fails_only_its_caller(void **state)
 	struct audit_queue *q;
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000002", 0, 1000, 1000, 42,
-		"uid 1000 (before Hello)", "Hello", NULL, NULL, NULL, "OK", NULL, 0, 0 , NULL };
+		"uid 1000 (before Hello)", "Hello", NULL, NULL, NULL, "OK", NULL, 0, 0, NULL, NULL,
+		0 };
 	char *count;
 
 	(void)state;
@@ -152,7 +157,8 @@ static void test_bad_row_fails_only_its_caller(void **state)
 	audit_queue_free(q);
 	store_close(s);
 	event_base_free(base);
-	count = pgtest_query_text(conninfo, "SELECT count(*) FROM audit_log WHERE "
+	count = pgtest_query_text(conninfo,
+	    "SELECT count(*) FROM audit_log WHERE "
 	    "instance_id = '00000000-0000-0000-0000-000000000002'");
 	assert_string_equal(count, "99");
 	free(count);
@@ -170,7 +176,7 @@ static void test_unsafe_strings_are_escaped(void **state)
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000003", 77, 1000, 1000, 42,
 		"uid 1000 (before Hello)", "unknown", "ac\xc3\x28me", "x\n\x1b[31m", NULL,
-		"INVALID_ARGUMENT", "bad \xed\xa0\x80 surrogate", 0, 0 , NULL };
+		"INVALID_ARGUMENT", "bad \xed\xa0\x80 surrogate", 0, 0, NULL, NULL, 0 };
 	char *got;
 
 	(void)state;
@@ -183,7 +189,8 @@ static void test_unsafe_strings_are_escaped(void **state)
 	audit_queue_free(q);
 	store_close(s);
 	event_base_free(base);
-	got = pgtest_query_text(conninfo, "SELECT company || '|' || secret || '|' || message "
+	got = pgtest_query_text(conninfo,
+	    "SELECT company || '|' || secret || '|' || message "
 	    "FROM audit_log WHERE instance_id = '00000000-0000-0000-0000-000000000003'");
 	assert_non_null(got);
 	assert_string_equal(got, "ac\\xc3(me|x\\x0a\\x1b[31m|bad \\xed\\xa0\\x80 surrogate");
@@ -202,7 +209,8 @@ static void test_late_row_stored_unavailable(void **state)
 	struct timespec now;
 	pcs_error err;
 	struct audit_row row = { "00000000-0000-0000-0000-000000000004", 0, 1000, 1000, 42,
-		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0 , NULL };
+		"agent acme/bot", "Resolve", "acme", "acme/key", "latest", "OK", NULL, 0, 0, NULL,
+		NULL, 0 };
 	long long now_us;
 	char *got;
 
@@ -214,10 +222,10 @@ static void test_late_row_stored_unavailable(void **state)
 	done = failed = late = 0;
 	row.call_id = 901;
 	row.received_us = now_us - 2000000;
-	row.deadline_us = now_us - 1000000;      /* passed a second ago */
+	row.deadline_us = now_us - 1000000; /* passed a second ago */
 	assert_non_null(audit_enqueue(q, &row, on_done, NULL));
 	row.call_id = 902;
-	row.deadline_us = now_us + 60000000;     /* a minute away */
+	row.deadline_us = now_us + 60000000; /* a minute away */
 	assert_non_null(audit_enqueue(q, &row, on_done, NULL));
 	spin(base, 2);
 	assert_int_equal(done, 2);
@@ -226,7 +234,8 @@ static void test_late_row_stored_unavailable(void **state)
 	audit_queue_free(q);
 	store_close(s);
 	event_base_free(base);
-	got = pgtest_query_text(conninfo, "SELECT string_agg(call_id || ':' || status || ':' || "
+	got = pgtest_query_text(conninfo,
+	    "SELECT string_agg(call_id || ':' || status || ':' || "
 	    "(received_at < at)::text || ':' || (deadline IS NOT NULL)::text, ',' ORDER BY call_id) "
 	    "FROM audit_log WHERE call_id IN (901, 902)");
 	assert_non_null(got);

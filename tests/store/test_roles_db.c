@@ -18,18 +18,23 @@
 #include "store.h"
 
 #define SVC "pcs_test_svc"
-/* What the migrations leave in public: trigger functions only (the API has its own schema). */
+/*
+ * What the migrations leave in public: trigger functions, and the audit chain's (migration
+ * 012: the row encoding its trigger seals and verify checks, one definition whatever the API
+ * version; the heartbeat); the API has its own schema.
+ */
 #define TRIGGER_FUNCTIONS \
-	"pcs_agent_changed,pcs_audit_append_only,pcs_audit_deadline,pcs_binding_changed," \
+	"pcs_agent_changed,pcs_audit_afield,pcs_audit_append_only,pcs_audit_chain," \
+	"pcs_audit_chain_heads,pcs_audit_deadline,pcs_audit_field,pcs_audit_row_hash," \
+	"pcs_audit_ts,pcs_audit_verify,pcs_binding_changed,pcs_instance_heartbeat," \
 	"pcs_notify_all,pcs_principals_changed,pcs_secret_changed,pcs_version_changed," \
 	"pcs_watch_binding,pcs_watch_secret,pcs_watch_version"
-#define TRIGGER_FUNCTIONS_COUNT "11"
+#define TRIGGER_FUNCTIONS_COUNT "19"
 
 static char owner_url[1024], svc_url[1200];
 
 /* A fresh database; *owner is connected to it as the cluster's superuser. */
-static void
-fresh(const char *dbname, struct store_sync **owner)
+static void fresh(const char *dbname, struct store_sync **owner)
 {
 	pcs_error err = { 0, "" };
 
@@ -39,8 +44,7 @@ fresh(const char *dbname, struct store_sync **owner)
 }
 
 /* A connection as the service role, with API version api's search_path as the daemon has. */
-static struct store_sync *
-service(int api)
+static struct store_sync *service(int api)
 {
 	struct store_sync *c = NULL;
 	char path[64], opts[96], *url = NULL;
@@ -54,8 +58,7 @@ service(int api)
 	return c;
 }
 
-static void
-assert_query(const char *conninfo, const char *sql, const char *want)
+static void assert_query(const char *conninfo, const char *sql, const char *want)
 {
 	char *got = pgtest_query_text(conninfo, sql);
 
@@ -65,17 +68,16 @@ assert_query(const char *conninfo, const char *sql, const char *want)
 }
 
 /* Runs sql on c; returns its status and leaves the message in err. */
-static int
-exec(struct store_sync *c, const char *sql, pcs_error *err)
+static int exec(struct store_sync *c, const char *sql, pcs_error *err)
 {
 	return store_sync_exec_script(c, sql, err);
 }
 
-#define AUDIT_ROW "INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, peer_pid, " \
+#define AUDIT_ROW \
+	"INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, peer_pid, " \
 	"principal, method, status) VALUES (gen_random_uuid(), 1, 0, 0, 0, 'test', 'Hello', 'OK')"
 
-static void
-test_service_role_cannot_change_audit_rows(void **state)
+static void test_service_role_cannot_change_audit_rows(void **state)
 {
 	static const char *const changes[] = {
 		"UPDATE audit_log SET status = 'PERMISSION_DENIED'",
@@ -102,6 +104,36 @@ test_service_role_cannot_change_audit_rows(void **state)
 	/* What the daemon does with audit rows: insert and read them. */
 	assert_int_equal(exec(svc, AUDIT_ROW, &err), 0);
 	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_log", &err), 0);
+	/*
+	 * Its insert was sealed into a chain whose head the owner's trigger recorded; the
+	 * service role can read heads, and write none (migration 012, docs/audit.md).
+	 */
+	assert_query(owner_url,
+	    "SELECT count(*)::text || max(seq)::text FROM audit_chain_heads h JOIN audit_log a "
+	    "ON a.instance_id = h.instance_id AND a.chain_lane = h.lane AND a.chain_hash = h.hash",
+	    "11");
+	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_chain_heads", &err), 0);
+	assert_int_equal(exec(svc, "UPDATE audit_chain_heads SET seq = 0", &err), -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc, "DELETE FROM audit_chain_heads", &err), -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc,
+	                     "INSERT INTO audit_chain_heads (instance_id, lane, seq, hash) "
+	                     "VALUES (gen_random_uuid(), 1, 1, '\\x00')",
+	                     &err),
+	    -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	/* Its chain columns are the trigger's, whatever an insert says. */
+	assert_int_equal(exec(svc,
+	                     "INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, "
+	                     "peer_pid, principal, method, status, chain_seq, chain_hash) VALUES "
+	                     "(gen_random_uuid(), 1, 0, 0, 0, 'test', 'Hello', 'OK', 7, '\\x00')",
+	                     &err),
+	    0);
+	assert_query(owner_url,
+	    "SELECT count(*) FILTER (WHERE problem IS NULL)::text || max(last_seq)::text "
+	    "FROM public.pcs_audit_verify(NULL)",
+	    "21");
 
 	/* Not granted. */
 	for (i = 0; i < 3; i++) {
@@ -112,16 +144,20 @@ test_service_role_cannot_change_audit_rows(void **state)
 	assert_int_equal(exec(owner, "GRANT ALL ON audit_log TO " SVC, &err), 0);
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(exec(svc, changes[i], &err), -PCS_PERMISSION_DENIED);
-		snprintf(want, sizeof(want), "audit rows are append-only: %s on audit_log is refused "
-		    "to role " SVC, ops[i]);
+		snprintf(want, sizeof(want),
+		    "audit rows are append-only: %s on audit_log is refused "
+		    "to role " SVC,
+		    ops[i]);
 		assert_string_equal(err.message, want);
 	}
-	assert_query(owner_url, "SELECT count(*) || status FROM audit_log GROUP BY status", "1OK");
+	assert_query(owner_url, "SELECT count(*) || status FROM audit_log GROUP BY status", "2OK");
 	/* The next start-up takes such grants back. */
 	assert_int_equal(migrate_apply(owner, &plan, SVC, &err), 0);
-	assert_query(owner_url, "SELECT has_table_privilege('" SVC "', 'audit_log', "
+	assert_query(owner_url,
+	    "SELECT has_table_privilege('" SVC "', 'audit_log', "
 	    "'UPDATE, DELETE, TRUNCATE')::text || has_table_privilege('" SVC "', 'audit_log', "
-	    "'INSERT, SELECT')::text", "falsetrue");
+	    "'INSERT, SELECT')::text",
+	    "falsetrue");
 	/* The owner (who applies migrations) is the one role that may. */
 	assert_int_equal(exec(owner, "UPDATE audit_log SET message = 'owner'", &err), 0);
 	assert_int_equal(exec(owner, "DELETE FROM audit_log", &err), 0);
@@ -130,8 +166,7 @@ test_service_role_cannot_change_audit_rows(void **state)
 	store_sync_close(owner);
 }
 
-static void
-test_service_role_uses_the_api_schema(void **state)
+static void test_service_role_uses_the_api_schema(void **state)
 {
 	struct store_sync *owner, *svc;
 	struct migrate_plan plan;
@@ -152,21 +187,27 @@ test_service_role_uses_the_api_schema(void **state)
 	svc = service(pcs_api_version);
 	/* Unqualified, as the daemon's statements call them. */
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_create_company('acme', 'test')", &err), 0);
-	assert_int_equal(exec(svc, "SELECT * FROM pcs_create_agent('acme', 'bot', 40010, 'test', "
-	    "'{}')", &err), 0);
+	assert_int_equal(exec(svc,
+	                     "SELECT * FROM pcs_create_agent('acme', 'bot', 40010, 'test', "
+	                     "'{}')",
+	                     &err),
+	    0);
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_delete_agent('acme', 'bot')", &err), 0);
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_list_audit(NULL, 10)", &err), 0);
 	/* Beyond what the functions need, nothing. */
 	assert_int_equal(exec(svc, "UPDATE companies SET name = 'x'", &err), -PCS_INTERNAL);
 	assert_int_equal(exec(svc, "DELETE FROM keyring", &err), -PCS_INTERNAL);
-	assert_int_equal(exec(svc, "CREATE FUNCTION pcs_api_1.pcs_ts(t timestamptz) RETURNS text "
-	    "LANGUAGE sql AS 'SELECT 1'", &err), -PCS_INTERNAL);
+	assert_int_equal(exec(svc,
+	                     "CREATE FUNCTION pcs_api_1.pcs_ts(t timestamptz) RETURNS text "
+	                     "LANGUAGE sql AS 'SELECT 1'",
+	                     &err),
+	    -PCS_INTERNAL);
 	assert_int_equal(exec(svc, "DELETE FROM service_grants", &err), -PCS_INTERNAL);
 	store_sync_close(svc);
 
 	/* A role that is not there is named. */
-	assert_int_equal(migrate_apply(owner, &plan, "pcs_test_nobody", &err),
-	    -PCS_FAILED_PRECONDITION);
+	assert_int_equal(
+	    migrate_apply(owner, &plan, "pcs_test_nobody", &err), -PCS_FAILED_PRECONDITION);
 	assert_string_equal(err.message, "database role pcs_test_nobody does not exist");
 	/* The owner itself needs no grants (a single-role set-up). */
 	assert_int_equal(migrate_apply(owner, &plan, "postgres", &err), 0);
@@ -174,8 +215,7 @@ test_service_role_uses_the_api_schema(void **state)
 }
 
 /* A database made by a daemon from before API schemas moves to them, data and all. */
-static void
-test_upgrade_from_public_functions(void **state)
+static void test_upgrade_from_public_functions(void **state)
 {
 	struct store_sync *owner, *svc;
 	struct migrate_plan plan;
@@ -190,13 +230,17 @@ test_upgrade_from_public_functions(void **state)
 
 	migrate_plan_builtin(&plan);
 	assert_int_equal(migrate_apply(owner, &plan, SVC, &err), 0);
-	assert_query(owner_url, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pcs_%' AND "
-	    "pronamespace = 'public'::regnamespace", TRIGGER_FUNCTIONS_COUNT);
+	assert_query(owner_url,
+	    "SELECT count(*) FROM pg_proc WHERE proname LIKE 'pcs_%' AND "
+	    "pronamespace = 'public'::regnamespace",
+	    TRIGGER_FUNCTIONS_COUNT);
 	svc = service(pcs_api_version);
 	assert_int_equal(migrate_check(svc, &plan, NULL, &err), 0);
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_create_company('beta', 'new')", &err), 0);
-	assert_query(owner_url, "SELECT string_agg(name || ':' || created_by, ',' ORDER BY name) "
-	    "FROM companies", "acme:old,beta:new");
+	assert_query(owner_url,
+	    "SELECT string_agg(name || ':' || created_by, ',' ORDER BY name) "
+	    "FROM companies",
+	    "acme:old,beta:new");
 	store_sync_close(svc);
 
 	/* Such a daemon, restarted, cannot use the new schema: 004 says so. */
@@ -206,8 +250,7 @@ test_upgrade_from_public_functions(void **state)
 }
 
 /* The owner's connection may come with any search_path (a test's, ALTER ROLE ... SET). */
-static void
-test_owner_search_path_does_not_matter(void **state)
+static void test_owner_search_path_does_not_matter(void **state)
 {
 	struct store_sync *owner, *odd;
 	struct migrate_plan plan;
@@ -222,7 +265,8 @@ test_owner_search_path_does_not_matter(void **state)
 	/* The second run finds the API schema first on its path, and still the one record. */
 	assert_int_equal(migrate_apply(odd, &plan, SVC, &err), 0);
 	assert_int_equal(migrate_apply(odd, &plan, SVC, &err), 0);
-	assert_query(owner_url, "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY "
+	assert_query(owner_url,
+	    "SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY "
 	    "c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE "
 	    "c.relname IN ('schema_migrations', 'schema_api', 'audit_log')",
 	    "public.audit_log,public.schema_api,public.schema_migrations");
@@ -239,8 +283,7 @@ static const struct migration m4 = { 4, "004_d", "ALTER TABLE a DROP COLUMN id;"
 #define API1_FIX "CREATE FUNCTION g() RETURNS int LANGUAGE sql AS 'SELECT 2';"
 #define API2 "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS 'SELECT max(note) FROM a';"
 
-static void
-test_old_and_new_daemons_share_a_database(void **state)
+static void test_old_and_new_daemons_share_a_database(void **state)
 {
 	const struct migration old_set[] = { m1, m2 };
 	const struct migration new_set[] = { m1, m2, m3 };
@@ -254,8 +297,10 @@ test_old_and_new_daemons_share_a_database(void **state)
 	fresh("pcs_test_roles_share", &owner);
 	assert_int_equal(migrate_apply(owner, &old_plan, SVC, &err), 0);
 	assert_int_equal(migrate_apply(owner, &new_plan, SVC, &err), 0);
-	assert_query(owner_url, "SELECT string_agg(version || ':' || coalesce(min_api, 0), ',' "
-	    "ORDER BY version) FROM schema_migrations", "1:0,2:0,3:1");
+	assert_query(owner_url,
+	    "SELECT string_agg(version || ':' || coalesce(min_api, 0), ',' "
+	    "ORDER BY version) FROM schema_migrations",
+	    "1:0,2:0,3:1");
 	/* The old one restarts: 003 says API 1 still works, so it does. */
 	assert_int_equal(migrate_apply(owner, &old_plan, SVC, &err), 0);
 	svc1 = service(1);
@@ -267,15 +312,16 @@ test_old_and_new_daemons_share_a_database(void **state)
 	assert_int_equal(exec(owner, "GRANT SELECT ON a TO " SVC, &err), 0);
 	assert_int_equal(exec(svc1, "SELECT f() + 1", &err), 0);
 	assert_int_equal(exec(svc2, "SELECT f() || 'x'", &err), 0);
-	assert_query(owner_url, "SELECT string_agg(version || ':' || schema, ',' ORDER BY version) "
-	    "FROM schema_api", "1:pcs_api_1,2:pcs_api_2");
+	assert_query(owner_url,
+	    "SELECT string_agg(version || ':' || schema, ',' ORDER BY version) "
+	    "FROM schema_api",
+	    "1:pcs_api_1,2:pcs_api_2");
 	store_sync_close(svc1);
 	store_sync_close(svc2);
 	store_sync_close(owner);
 }
 
-static void
-test_newer_schema_the_api_cannot_use_refused(void **state)
+static void test_newer_schema_the_api_cannot_use_refused(void **state)
 {
 	const struct migration old_set[] = { m1, m2 };
 	const struct migration newer_set[] = { m1, m2, m3, m4 };
@@ -290,12 +336,15 @@ test_newer_schema_the_api_cannot_use_refused(void **state)
 	fresh("pcs_test_roles_newer", &owner);
 	assert_int_equal(migrate_apply(owner, &newer_plan, SVC, &err), 0);
 	assert_int_equal(migrate_apply(owner, &old_plan, SVC, &err), -PCS_FAILED_PRECONDITION);
-	assert_string_equal(err.message, "database schema version 4 (migration 004_d) needs a "
+	assert_string_equal(err.message,
+	    "database schema version 4 (migration 004_d) needs a "
 	    "pcsecretd with SQL API version 2 or later; this one has 1 (schema version 2): "
 	    "upgrade it");
 	/* Refused before anything was applied: no pcs_api_1. */
-	assert_query(owner_url, "SELECT (to_regnamespace('pcs_api_1') IS NULL)::text || "
-	    "(SELECT count(*) FROM schema_api)", "true1");
+	assert_query(owner_url,
+	    "SELECT (to_regnamespace('pcs_api_1') IS NULL)::text || "
+	    "(SELECT count(*) FROM schema_api)",
+	    "true1");
 	store_sync_close(owner);
 
 	/* A newer schema without one of ours (another branch): ours would meet a schema it was
@@ -303,17 +352,18 @@ test_newer_schema_the_api_cannot_use_refused(void **state)
 	fresh("pcs_test_roles_newer", &owner);
 	assert_int_equal(migrate_apply(owner, &gap_plan, NULL, &err), 0);
 	assert_int_equal(migrate_apply(owner, &old_plan, NULL, &err), -PCS_FAILED_PRECONDITION);
-	assert_string_equal(err.message, "database schema version 3 is newer than this pcsecretd "
+	assert_string_equal(err.message,
+	    "database schema version 3 is newer than this pcsecretd "
 	    "but lacks its migration 002_b");
 	assert_query(owner_url, "SELECT (to_regclass('b') IS NULL)::text", "true");
 	store_sync_close(owner);
 }
 
-#define MISMATCH "SQL API schema pcs_api_1 in the database holds another text than this " \
+#define MISMATCH \
+	"SQL API schema pcs_api_1 in the database holds another text than this " \
 	"pcsecretd's (checksum "
 
-static void
-test_service_side_checks(void **state)
+static void test_service_side_checks(void **state)
 {
 	const struct migration old_set[] = { m1, m2 };
 	const struct migration new_set[] = { m1, m2, m3 };
@@ -331,7 +381,8 @@ test_service_side_checks(void **state)
 	svc = service(1);
 	/* Migrations went elsewhere (migrate_database_url names another database). */
 	assert_int_equal(migrate_check(svc, &old_plan, &st, &err), -PCS_FAILED_PRECONDITION);
-	assert_string_equal(err.message, "the database of database_url has no pcsecret schema: "
+	assert_string_equal(err.message,
+	    "the database of database_url has no pcsecret schema: "
 	    "were the migrations applied to another one? (migrate_database_url must name the "
 	    "same database)");
 
@@ -339,63 +390,71 @@ test_service_side_checks(void **state)
 	assert_int_equal(migrate_check(svc, &old_plan, &st, &err), 0);
 	/* A binary that needs a later schema than the database has. */
 	assert_int_equal(migrate_check(svc, &new_plan, &st, &err), -PCS_FAILED_PRECONDITION);
-	assert_string_equal(err.message, "database schema version 2 is older than this pcsecretd "
+	assert_string_equal(err.message,
+	    "database schema version 2 is older than this pcsecretd "
 	    "needs (3): migrations are applied through migrate_database_url, which must name the "
 	    "same database as database_url");
 	assert_int_equal(st.schema_version, 2);
 
 	/* Another text of the same API version replaces it (functions gone from it go too)... */
 	assert_int_equal(migrate_apply(owner, &old_fixed, SVC, &err), 0);
-	assert_query(owner_url, "SELECT string_agg(proname, ',') FROM pg_proc "
-	    "WHERE pronamespace = 'pcs_api_1'::regnamespace", "g");
+	assert_query(owner_url,
+	    "SELECT string_agg(proname, ',') FROM pg_proc "
+	    "WHERE pronamespace = 'pcs_api_1'::regnamespace",
+	    "g");
 	/* ...the service role can still use the schema... */
 	assert_int_equal(exec(svc, "SELECT g()", &err), 0);
 	/* ...and a daemon of the first text is told, not left with functions it lacks. */
 	assert_int_equal(migrate_check(svc, &old_plan, &st, &err), -PCS_FAILED_PRECONDITION);
 	assert_true(strncmp(err.message, MISMATCH, strlen(MISMATCH)) == 0);
-	assert_non_null(strstr(err.message, "another build of API version 1 started meanwhile; a "
+	assert_non_null(strstr(err.message,
+	    "another build of API version 1 started meanwhile; a "
 	    "changed sql/api.sql needs a new api_version"));
 
 	/* Without the daemon's search_path the check says so. */
 	assert_int_equal(store_sync_connect(svc_url, &plain, &err), 0);
 	assert_int_equal(migrate_check(plain, &old_fixed, &st, &err), -PCS_FAILED_PRECONDITION);
-	assert_string_equal(err.message, "the connection's search_path does not start with "
+	assert_string_equal(err.message,
+	    "the connection's search_path does not start with "
 	    "pcs_api_1");
 	store_sync_close(plain);
 
 	/* A build whose migration claims an API it does not have is refused outright. */
 	assert_int_equal(migrate_apply(owner, &bad_plan, SVC, &err), -PCS_INVALID_ARGUMENT);
-	assert_string_equal(err.message, "migration 004_d needs SQL API version 2; this build "
+	assert_string_equal(err.message,
+	    "migration 004_d needs SQL API version 2; this build "
 	    "has 1");
 	store_sync_close(svc);
 	store_sync_close(owner);
 }
 
 /* The pool's connection string: the caller's settings stay, the search_path is added. */
-static void
-test_conninfo_add_options(void **state)
+static void test_conninfo_add_options(void **state)
 {
 	const char *base = getenv("PCS_TEST_CONNINFO");
 	char in[1200], uri[1200], dir[512], port[16];
 	const char *p;
 	struct store_sync *c = NULL;
 	struct store_result *r = NULL;
-	struct store_query q = { "SELECT current_setting('search_path') || '|' || "
-	    "current_setting('statement_timeout') || '|' || current_setting('application_name')",
-	    0, NULL, NULL, NULL };
+	struct store_query q = {
+		"SELECT current_setting('search_path') || '|' || "
+		"current_setting('statement_timeout') || '|' || current_setting('application_name')",
+		0, NULL, NULL, NULL
+	};
 	pcs_error err = { 0, "" };
 	char *out = NULL;
 
 	(void)state;
 	assert_non_null(base);
-	snprintf(in, sizeof(in), "%s options='-c statement_timeout=12345 -c search_path=x' "
-	    "application_name='it\\'s \\\\ ok'", base);
-	assert_int_equal(store_conninfo_add_options(in, "-c search_path=pcs_api_7,public", &out,
-	    &err), 0);
+	snprintf(in, sizeof(in),
+	    "%s options='-c statement_timeout=12345 -c search_path=x' "
+	    "application_name='it\\'s \\\\ ok'",
+	    base);
+	assert_int_equal(
+	    store_conninfo_add_options(in, "-c search_path=pcs_api_7,public", &out, &err), 0);
 	assert_int_equal(store_sync_connect(out, &c, &err), 0);
 	assert_int_equal(store_sync_exec(c, &q, &r, &err), 0);
-	assert_string_equal(store_result_value(r, 0, 0),
-	    "pcs_api_7,public|12345ms|it's \\ ok");
+	assert_string_equal(store_result_value(r, 0, 0), "pcs_api_7,public|12345ms|it's \\ ok");
 	store_result_free(r);
 	store_sync_close(c);
 	store_conninfo_free(out);
@@ -406,8 +465,8 @@ test_conninfo_add_options(void **state)
 	assert_non_null(p = strstr(base, "port="));
 	assert_int_equal(sscanf(p, "port=%15s", port), 1);
 	snprintf(uri, sizeof(uri), "postgresql://postgres@/postgres?host=%s&port=%s", dir, port);
-	assert_int_equal(store_conninfo_add_options(uri, "-c search_path=pcs_api_7,public", &out,
-	    &err), 0);
+	assert_int_equal(
+	    store_conninfo_add_options(uri, "-c search_path=pcs_api_7,public", &out, &err), 0);
 	assert_int_equal(store_sync_connect(out, &c, &err), 0);
 	assert_int_equal(store_sync_exec(c, &q, &r, &err), 0);
 	assert_string_equal(store_result_value(r, 0, 0), "pcs_api_7,public|0|");
@@ -420,8 +479,7 @@ test_conninfo_add_options(void **state)
 	assert_null(out);
 }
 
-int
-main(void)
+int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_service_role_cannot_change_audit_rows),

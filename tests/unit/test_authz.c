@@ -55,6 +55,7 @@ static const struct {
 	/* a launcher for an agent of its company, an agent for itself; both only
 	 * for what the agent is bound to. */
 	{ "Watch", "ACGG" },
+	{ "VerifyAudit", "ADDD" },
 };
 
 static const enum role roles[] = { ROLE_ADMIN, ROLE_OPERATOR, ROLE_LAUNCHER, ROLE_AGENT };
@@ -116,21 +117,26 @@ static void test_matrix(void **state)
 					struct principal p;
 					struct authz_request rq;
 					pcs_error err;
-					int want = expected(spec[si].rule[r], own, granted, is_resolve);
+					int want = expected(
+					    spec[si].rule[r], own, granted, is_resolve);
 					int got;
 
 					make_principal(&p, roles[r]);
 					rq.action = (enum method_action)action;
 					rq.company = own ? "acme" : "beta";
 					rq.agent = "bot";
-					rq.grant = is_resolve ? (granted ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO) :
+					rq.grant = is_resolve ?
+					    (granted ? AUTHZ_GRANT_YES : AUTHZ_GRANT_NO) :
 					    AUTHZ_GRANT_NA;
 					got = -authz_check(&p, &rq, &err);
 					if (got != want)
-						fail_msg("%s as %s, %s company, %s: got %s, want %s (%s)", method,
-						    authz_role_name(roles[r]), own ? "own" : "other",
-						    granted ? "granted" : "not granted", pcs_status_name(got),
-						    pcs_status_name(want), got ? err.message : "");
+						fail_msg(
+						    "%s as %s, %s company, %s: got %s, want %s (%s)",
+						    method, authz_role_name(roles[r]),
+						    own ? "own" : "other",
+						    granted ? "granted" : "not granted",
+						    pcs_status_name(got), pcs_status_name(want),
+						    got ? err.message : "");
 					if (got != PCS_OK)
 						assert_true(strlen(err.message) > 0);
 					checked++;
@@ -150,13 +156,16 @@ static void test_unknown_peer_is_unauthenticated(void **state)
 	(void)state;
 	make_principal(&p, ROLE_NONE);
 	for (unsigned m = 0; m < d->n_methods; m++) {
-		struct authz_request rq = { (enum method_action)authz_method_action(d->methods[m].name),
+		struct authz_request rq = { (enum method_action)authz_method_action(
+			                        d->methods[m].name),
 			"acme", "bot", AUTHZ_GRANT_YES };
 		assert_int_equal(authz_check(&p, &rq, &err), -PCS_UNAUTHENTICATED);
 		assert_non_null(strstr(err.message, "matches no principal"));
 	}
-	assert_int_equal(authz_check(NULL, &(struct authz_request){ METHOD_ACTION_SESSION, NULL, NULL,
-	    AUTHZ_GRANT_NA }, &err), -PCS_UNAUTHENTICATED);
+	assert_int_equal(
+	    authz_check(NULL,
+	        &(struct authz_request){ METHOD_ACTION_SESSION, NULL, NULL, AUTHZ_GRANT_NA }, &err),
+	    -PCS_UNAUTHENTICATED);
 }
 
 static void test_agent_without_company_is_itself(void **state)
@@ -208,11 +217,13 @@ static void test_values_only_in_two_replies_never_to_admins(void **state)
 		for (size_t r = 0; r < 2; r++) {
 			for (int own = 0; own <= 1; own++) {
 				struct principal p;
-				struct authz_request rq = { (enum method_action)authz_method_action(method),
+				struct authz_request rq = { (enum method_action)authz_method_action(
+					                        method),
 					own ? "acme" : "beta", "bot", AUTHZ_GRANT_YES };
 				pcs_error err;
 				make_principal(&p, managers[r]);
-				assert_int_equal(authz_check(&p, &rq, &err), -PCS_PERMISSION_DENIED);
+				assert_int_equal(
+				    authz_check(&p, &rq, &err), -PCS_PERMISSION_DENIED);
 			}
 		}
 	}

@@ -23,6 +23,7 @@ static const char *const wire_ids[] = {
 	"SetSecretRetention", "DestroySecretVersion",
 	/* Watch */
 	"Watch",
+	"VerifyAudit",
 };
 
 static void test_ids_pinned(void **state)
