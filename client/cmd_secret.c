@@ -508,8 +508,8 @@ const struct ctl_command ctl_secret_commands[] = {
 	{ "secret", "watch", "[COMPANY/NAME...] [--agent C/A] [--count N] [--events-only]",
 	    "print a line per change to the secrets (or the agent's environment) as it commits, "
 	    "until interrupted or N events; watches again after \"watch again\"",
-	    0, CTL_ARGS_MAX, { { "agent", CTL_VALUE }, { "count", CTL_VALUE },
-	        { "events-only", CTL_FLAG } },
+	    0, CTL_ARGS_MAX,
+	    { { "agent", CTL_VALUE }, { "count", CTL_VALUE }, { "events-only", CTL_FLAG } },
 	    ctl_secret_watch },
 	{ .group = NULL },
 };

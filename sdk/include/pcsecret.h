@@ -184,12 +184,12 @@ typedef struct pcs_watched_secret {
 
 /* One change, as it committed. No values: re-resolve to get the new one. */
 typedef struct pcs_watch_event {
-	int kind; /* enum pcs_watch_kind */
-	char kind_name[PCS_WATCH_KIND_MAX + 1]; /* the wire's word: "new_version", "rollback", ... */
+	int kind;                               /* enum pcs_watch_kind */
+	char kind_name[PCS_WATCH_KIND_MAX + 1]; /* the wire's word: "new_version", ... */
 	char secret_id[PCS_WATCH_ID_MAX + 1];   /* empty for PCS_WATCH_BINDING_CHANGED */
 	char company[PCS_WATCH_NAME_MAX + 1];
 	char name[PCS_WATCH_NAME_MAX + 1]; /* the secret's; the agent's for binding_changed */
-	uint32_t latest;  /* the secret's latest version after the change */
+	uint32_t latest;                   /* the secret's latest version after the change */
 	uint32_t version; /* the version the change is about; 0 for the whole secret */
 } pcs_watch_event;
 
@@ -236,8 +236,8 @@ int pcs_watch_read(
  * pcs_watch_read that waits up to timeout_ms (< 0: without limit) for at least one event or
  * the end. 0 with *n 0 when the time ran out. A signal does not cut the wait short.
  */
-int pcs_watch_wait(pcs_watch *watch, int timeout_ms, pcs_watch_event *events, size_t max,
-    size_t *n, pcs_error *err);
+int pcs_watch_wait(pcs_watch *watch, int timeout_ms, pcs_watch_event *events, size_t max, size_t *n,
+    pcs_error *err);
 
 /* Closes the watch's connection (which ends its stream) and frees it. NULL is fine. */
 void pcs_watch_close(pcs_watch *watch);

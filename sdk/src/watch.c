@@ -152,7 +152,10 @@ static int hello(pcs_watch *w, int64_t deadline, int timeout_ms, pcs_error *err)
 	if ((r = exchange(w, "Hello", &req.base, HELLO_CALL_ID, deadline, timeout_ms, &msg, err)) !=
 	    0)
 		goto out;
-	rep = (const Pcsecret__V1__HelloReply *)msg;
+	if ((rep = (const Pcsecret__V1__HelloReply *)msg) == NULL) {
+		r = pcs_fail(err, PCS_INTERNAL, "Hello returned no reply");
+		goto out;
+	}
 	if (rep->protocol_version != PCS_PROTOCOL_VERSION) {
 		r = pcs_fail(err, PCS_FAILED_PRECONDITION,
 		    "pcsecretd at %s speaks protocol version %u; this library speaks %d", w->path,
@@ -197,6 +200,8 @@ static int secrets_take(pcs_watch *w, const Pcsecret__V1__WatchReply *rep, pcs_e
 {
 	size_t i;
 
+	if (rep == NULL)
+		return pcs_fail(err, PCS_INTERNAL, "Watch returned no reply");
 	/* One spare entry: calloc(0) may return NULL, and an empty watch is still a watch. */
 	if ((w->secrets = calloc(rep->n_secrets + 1, sizeof(*w->secrets))) == NULL)
 		return pcs_fail(
