@@ -1,7 +1,8 @@
 /*
  * pcctl secret create, update, list, show, the version lifecycle (promote, rollback,
  * disable-version, enable-version; docs/lifecycle.md), delete (soft), restore and purge,
- * set-retention and destroy-version; import's row (its handler is in cmd_import.c). No command here prints a value.
+ * set-retention and destroy-version; import's and watch's rows (their handlers are in
+ * cmd_import.c and cmd_watch.c). No command here prints a value.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -504,5 +505,11 @@ const struct ctl_command ctl_secret_commands[] = {
 	    1, 1,
 	    { { "company", CTL_VALUE }, { "skip-existing", CTL_FLAG }, { "parallel", CTL_VALUE } },
 	    ctl_secret_import },
+	{ "secret", "watch", "[COMPANY/NAME...] [--agent C/A] [--count N] [--events-only]",
+	    "print a line per change to the secrets (or the agent's environment) as it commits, "
+	    "until interrupted or N events; watches again after \"watch again\"",
+	    0, CTL_ARGS_MAX,
+	    { { "agent", CTL_VALUE }, { "count", CTL_VALUE }, { "events-only", CTL_FLAG } },
+	    ctl_secret_watch },
 	{ .group = NULL },
 };

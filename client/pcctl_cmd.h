@@ -24,7 +24,7 @@
 #include "status.h"
 
 /* Most positional arguments and options any command takes; raise them as commands need. */
-#define CTL_ARGS_MAX 3
+#define CTL_ARGS_MAX 64
 #define CTL_OPTS_MAX 5
 
 struct ctl {
@@ -87,6 +87,8 @@ extern const struct ctl_command ctl_keys_commands[];
 
 /* `secret import` (cmd_import.c), a row of the secret group's table. */
 int ctl_secret_import(struct ctl *ctl, const struct ctl_args *args, pcs_error *err);
+/* `secret watch` (cmd_watch.c), a row of the secret group's table. */
+int ctl_secret_watch(struct ctl *ctl, const struct ctl_args *args, pcs_error *err);
 
 /* The value of a CTL_VALUE option, or NULL when not given. name must be in the row. */
 const char *ctl_value(const struct ctl_args *args, const char *name);

@@ -163,6 +163,112 @@ int pcs_resolve_into(pcs_client *client, const char *agent, const char *ref, uns
 int pcs_resolve_to_file(pcs_client *client, const char *agent, const char *ref, int dirfd,
     const char *name, uid_t uid, uint32_t *version, pcs_error *err);
 
+/*
+ * Watching secrets for changes (docs/sdk.md, "Watching"; the Watch rpc of docs/protocol.md).
+ *
+ * A watch has a connection of its own, opened by pcs_watch_start with the client's socket,
+ * server check and timeouts, so its descriptor is readable only for the watch's frames and
+ * the client stays free for ordinary calls from any thread meanwhile (e.g. a pcs_resolve
+ * after an event). After pcs_watch_start the watch no longer uses the client: either may be
+ * closed first. No thread is started: the caller polls pcs_watch_fd for POLLIN and then calls
+ * pcs_watch_read (as with libpq's PQsocket and PQnotifies), or blocks in pcs_watch_wait.
+ *
+ * Threads: a pcs_watch is used by one thread at a time (it has no lock); different watches,
+ * and the client they came from, may be used by different threads at once.
+ */
+typedef struct pcs_watch pcs_watch;
+
+#define PCS_WATCH_NAME_MAX 128 /* longest company, secret or agent name */
+#define PCS_WATCH_ID_MAX 36    /* a secret id: a lowercase uuid */
+#define PCS_WATCH_KIND_MAX 31
+
+/* What a change was; PCS_WATCH_OTHER for a kind this library does not know (see kind_name). */
+enum pcs_watch_kind {
+	PCS_WATCH_OTHER = 0,
+	PCS_WATCH_NEW_VERSION,    /* an update made a new latest */
+	PCS_WATCH_STAGED,         /* an update with no_promote: latest unchanged */
+	PCS_WATCH_PROMOTED,       /* a staged or older version became latest */
+	PCS_WATCH_ROLLBACK,       /* an older version became latest */
+	PCS_WATCH_DISABLED,       /* a version was disabled */
+	PCS_WATCH_ENABLED,        /* a version was enabled again */
+	PCS_WATCH_DELETED,        /* the secret was deleted (soft) */
+	PCS_WATCH_RESTORED,       /* the secret was restored */
+	PCS_WATCH_PURGED,         /* every version's value was destroyed */
+	PCS_WATCH_BINDING_CHANGED /* the watched agent's environment changed: the stream ends next */
+};
+
+/* A watched secret as it was when the watch started. */
+typedef struct pcs_watched_secret {
+	char secret_id[PCS_WATCH_ID_MAX + 1];
+	char company[PCS_WATCH_NAME_MAX + 1];
+	char name[PCS_WATCH_NAME_MAX + 1];
+	uint32_t latest; /* its latest version */
+	int deleted;     /* 1: deleted, still holding its name (it can be restored or purged) */
+} pcs_watched_secret;
+
+/* One change, as it committed. No values: re-resolve to get the new one. */
+typedef struct pcs_watch_event {
+	int kind;                               /* enum pcs_watch_kind */
+	char kind_name[PCS_WATCH_KIND_MAX + 1]; /* the wire's word: "new_version", ... */
+	char secret_id[PCS_WATCH_ID_MAX + 1];   /* empty for PCS_WATCH_BINDING_CHANGED */
+	char company[PCS_WATCH_NAME_MAX + 1];
+	char name[PCS_WATCH_NAME_MAX + 1]; /* the secret's; the agent's for binding_changed */
+	uint32_t latest;                   /* the secret's latest version after the change */
+	uint32_t version; /* the version the change is about; 0 for the whole secret */
+} pcs_watch_event;
+
+/*
+ * Starts watching: nrefs references ("pcs:acme/key", "acme/key" or "pcs:<uuid>"; a version
+ * suffix is ignored), all in one company, and/or agent ("company/agent": the secrets its
+ * environment binds; NULL with no refs from an agent process: its own). Connects (a new
+ * connection, with Hello), sends Watch and waits for its first reply, bounded by the client's
+ * connect and call timeouts. On success *out is the watch; pcs_watch_secrets lists what it
+ * watches. Fails with the daemon's status (PERMISSION_DENIED, NOT_FOUND, INVALID_ARGUMENT,
+ * RESOURCE_EXHAUSTED past the daemon's watch limits, UNAVAILABLE while its change feed is
+ * down, ...).
+ */
+int pcs_watch_start(pcs_client *client, const char *const *refs, size_t nrefs, const char *agent,
+    pcs_watch **out, pcs_error *err);
+
+/* The watched secrets, in the daemon's order, as of the start; valid until pcs_watch_close. */
+const pcs_watched_secret *pcs_watch_secrets(const pcs_watch *watch, size_t *n);
+/* "company/agent" when an agent's environment is watched, else "". */
+const char *pcs_watch_agent(const pcs_watch *watch);
+
+/*
+ * The descriptor to poll for POLLIN; -1 for NULL. It stays open (and, once the stream has
+ * ended, readable) until pcs_watch_close. Only read it through pcs_watch_read.
+ */
+int pcs_watch_fd(const pcs_watch *watch);
+
+/*
+ * Never blocks: reads what the socket holds and returns up to max events in events[0 ..
+ * *n). Returns 0 while the stream is open (*n may be 0). Once the stream has ended and every
+ * event before its end has been returned, returns its status, negative, with *n 0 and err
+ * saying why, and keeps returning it: -PCS_ABORTED ("... watch again": start a new watch),
+ * -PCS_UNAVAILABLE (the connection or the daemon's change feed was lost), or another.
+ * Poll the descriptor again only after a call returned fewer than max events: frames already
+ * read off the socket do not make it readable (as with PQnotifies).
+ * Unread events wait in the kernel's socket buffer and in one receive buffer of at most
+ * about 1 MiB; a watcher that stops reading is cut off by the daemon (max_output), which it
+ * sees as the end of the stream (UNAVAILABLE).
+ */
+int pcs_watch_read(
+    pcs_watch *watch, pcs_watch_event *events, size_t max, size_t *n, pcs_error *err);
+
+/*
+ * pcs_watch_read that waits up to timeout_ms (< 0: without limit) for at least one event or
+ * the end. 0 with *n 0 when the time ran out. A signal does not cut the wait short.
+ */
+int pcs_watch_wait(pcs_watch *watch, int timeout_ms, pcs_watch_event *events, size_t max, size_t *n,
+    pcs_error *err);
+
+/* Closes the watch's connection (which ends its stream) and frees it. NULL is fine. */
+void pcs_watch_close(pcs_watch *watch);
+
+/* "new_version" for PCS_WATCH_NEW_VERSION; "other" outside the table. */
+const char *pcs_watch_kind_name(int kind);
+
 #ifdef __cplusplus
 }
 #endif

@@ -193,6 +193,19 @@ static const struct op ops[] = {
 	  { "secret", "set-retention", "acme/shared", "0" } },
 	{ "DestroySecretVersion", NULL, { FP, FP, NO, NO, UN }, "pcctl", NULL, NULL,
 	  { "secret", "destroy-version", "acme/shared", "1", "--yes" } },
+	/*
+	 * Watch (pcctl secret watch --count 0: the stream's first reply, then exit): operators
+	 * their company's secrets; a launcher only through an agent of its company; an agent only
+	 * what it is bound to, or its own environment.
+	 */
+	{ "Watch", NULL, { OK, OK, NO, OK, UN }, "pcctl", NULL, NULL,
+	  { "secret", "watch", "acme/shared", "--count", "0" } },
+	{ "Watch", NULL, { OK, OK, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "watch", "acme/hidden", "--count", "0" } },
+	{ "Watch", NULL, { OK, OK, OK, OK, UN }, "pcctl", NULL, NULL,
+	  { "secret", "watch", "--agent", "acme/bot", "--count", "0" } },
+	{ "Watch", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
+	  { "secret", "watch", "--agent", "beta/bot2", "--count", "0" } },
 	{ "ListPrincipals", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL, { "principal", "list" } },
 	{ "AddPrincipal", NULL, { OK, NO, NO, NO, UN }, "pcctl", NULL, NULL,
 	    { "principal", "add", "--uid", "5%u", "--role", "launcher", "--company", "beta" } },

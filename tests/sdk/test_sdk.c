@@ -1564,6 +1564,9 @@ test_shared_library_exports(void **state)
 	assert_non_null(dlsym(h, "pcs_status_name"));
 	assert_non_null(dlsym(h, "pcs_env_free"));
 	assert_non_null(dlsym(h, "pcs_set_max_refs_per_call"));
+	assert_non_null(dlsym(h, "pcs_watch_start"));
+	assert_non_null(dlsym(h, "pcs_watch_read"));
+	assert_non_null(dlsym(h, "pcs_watch_close"));
 	/* Internal code, including pcscommon's, stays inside the library. */
 	assert_null(dlsym(h, "pcs_rpc_call"));
 	assert_null(dlsym(h, "pcs_rpc_start"));
