@@ -170,13 +170,17 @@ static int print_entry(struct ctl *ctl, const Pcsecret__V1__AuditEntry *e, pcs_e
 		if (audit_line(e) != 0)
 			return pcs_fail(err, PCS_INTERNAL, "cannot write the JSON output");
 	} else {
-		const void *items = &e;
-		int r = ctl_print_table(table_new(11, "AT", "INSTANCE", "CALL", "PEER UID/GID/PID",
-		                            "PRINCIPAL", "METHOD", "SECRET", "VERSION",
-		                            "REFS (SECRET@SERVED)", "STATUS", "MESSAGE"),
-		    items, 1, audit_row, err);
-		if (r != 0)
-			return r;
+		/* One line an entry, no header: a follow has no end to align columns at. */
+		char *refs = refs_text(e);
+		if (refs == NULL)
+			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
+		printf("%s %.8s %s %s [%s] peer %u/%u %s%s%s%s%s\n", e->at, e->instance_id,
+		    e->method, e->status, e->principal, e->peer_uid, e->peer_pid,
+		    e->company[0] ? e->company : "-", e->secret[0] ? "/" : "", e->secret,
+		    refs[0] ? " refs " : "", refs);
+		if (e->message[0] != '\0')
+			printf("  %s\n", e->message);
+		free(refs);
 	}
 	return fflush(stdout) == 0 ? 0 : pcs_fail(err, PCS_INTERNAL, "cannot write the output");
 }
