@@ -4,8 +4,6 @@
  * pcctl audit export: every entry of a time window as JSON lines, streamed.
  * pcctl audit verify: every hash chain of the audit log checked (docs/audit.md).
  */
-#define _POSIX_C_SOURCE 200809L
-
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -76,7 +74,10 @@ static int audit_row(struct table *t, const void *items, size_t i)
 #define AUDIT_FILTER_OPTS \
 	{ "company", CTL_VALUE }, { "secret", CTL_VALUE }, { "agent", CTL_VALUE }, \
 	    { "principal", CTL_VALUE }, { "method", CTL_VALUE }, { "outcome", CTL_VALUE }, \
-	    { "since", CTL_VALUE }, { "until", CTL_VALUE }, { "no-hello", CTL_FLAG }
+	    { "since", CTL_VALUE }, { "until", CTL_VALUE }, \
+	{ \
+		"no-hello", CTL_FLAG \
+	}
 #define AUDIT_FILTER_USAGE \
 	"[--company C] [--secret C/N] [--agent C/A] [--principal P] [--method M] " \
 	"[--outcome ok|denied|error] [--since T] [--until T] [--no-hello]"
@@ -261,6 +262,8 @@ static void recent_expire(struct recent *rc, uint64_t cut, uint64_t *settled)
 	rc->n = k;
 	/* Ids at or below the settled place are never asked for again. */
 	k = recent_find(rc, *settled + 1);
+	if (k == 0)
+		return;
 	memmove(rc->id, &rc->id[k], (rc->n - k) * sizeof(*rc->id));
 	memmove(rc->at, &rc->at[k], (rc->n - k) * sizeof(*rc->at));
 	rc->n -= k;
@@ -319,7 +322,7 @@ static int cmd_audit_tail(struct ctl *ctl, const struct ctl_args *args, pcs_erro
 		if ((r = audit_page(ctl, &req, &rep, err)) != 0)
 			return r;
 		for (size_t i = rep->n_entries; i > 0; i--)
-			if ((r = print_entry( ctl, rep->entries[i - 1], err)) != 0)
+			if ((r = print_entry(ctl, rep->entries[i - 1], err)) != 0)
 				return r;
 		if (rep->n_entries > 0)
 			settled = rep->entries[0]->id;
@@ -477,8 +480,8 @@ const struct ctl_command ctl_audit_commands[] = {
 	    0, 0, { AUDIT_FILTER_OPTS, { "follow", CTL_FLAG }, { "lines", CTL_VALUE } },
 	    cmd_audit_tail },
 	{ "audit", "export", "--since T " AUDIT_FILTER_USAGE,
-	    "every entry from --since to --until (default: now), oldest first, as JSON lines", 0,
-	    0, { AUDIT_FILTER_OPTS }, cmd_audit_export },
+	    "every entry from --since to --until (default: now), oldest first, as JSON lines", 0, 0,
+	    { AUDIT_FILTER_OPTS }, cmd_audit_export },
 	{ "audit", "verify", "[--instance ID]",
 	    "check every audit hash chain; report the first broken, altered or missing row", 0, 0,
 	    { { "instance", CTL_VALUE } }, cmd_audit_verify },

@@ -159,8 +159,8 @@ json_t *j_audit(const Pcsecret__V1__AuditEntry *e)
 	    (json_object_set_new(o, "time", json_text(e->at)) != 0 ||
 	        json_object_set_new(o, "instance", json_text(e->instance_id)) != 0 ||
 	        json_object_set_new(o, "outcome", json_text(e->outcome)) != 0 ||
-	        json_object_set_new(o, "agent",
-	            e->agent[0] != '\0' ? json_text(e->agent) : json_null()) != 0)) {
+	        json_object_set_new(
+	            o, "agent", e->agent[0] != '\0' ? json_text(e->agent) : json_null()) != 0)) {
 		json_decref(o);
 		return NULL;
 	}

@@ -28,8 +28,8 @@ static uint32_t page_limit(const Pcsecret__V1__ListAuditRequest *in)
 static void on_listed(struct call *c, const struct db_audit_entry *rows, size_t n)
 {
 	Pcsecret__V1__ListAuditReply rep = PCSECRET__V1__LIST_AUDIT_REPLY__INIT;
-	const Pcsecret__V1__ListAuditRequest *in =
-	    (const Pcsecret__V1__ListAuditRequest *)call_request(c);
+	const Pcsecret__V1__ListAuditRequest *in = (const Pcsecret__V1__ListAuditRequest *)
+	    call_request(c);
 	uint32_t limit = page_limit(in);
 	char next[24];
 	Pcsecret__V1__AuditEntry *items = NULL;
@@ -188,8 +188,8 @@ void handle_list_audit(Pcsecret__V1__PcSecret_Service *svc,
 	const struct principal *p = call_principal(c);
 	const char *names[AUTHZ_MAX_COMPANIES];
 	struct db_audit_query q = { 0 };
-	char sc[PCS_NAME_MAX + 1], sn[PCS_NAME_MAX + 1], ac[PCS_NAME_MAX + 1],
-	    an[PCS_NAME_MAX + 1], since[48], until[48];
+	char sc[PCS_NAME_MAX + 1], sn[PCS_NAME_MAX + 1], ac[PCS_NAME_MAX + 1], an[PCS_NAME_MAX + 1],
+	    since[48], until[48];
 	const char *o = in->outcome;
 
 	if (call_authorize(c, in->company, NULL) != 0)

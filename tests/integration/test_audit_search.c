@@ -13,8 +13,6 @@
  *
  * Agents' and the operator's connections are opened as their uids. Needs root.
  */
-#define _POSIX_C_SOURCE 200809L
-
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -259,8 +257,7 @@ static void newest(char *cursor, size_t size)
 }
 
 /* pcctl audit list (as root, through A) with the filters, up to cursor; its ids. */
-#define LIST(buf, cursor, ...) \
-	list_ids(buf, sizeof(buf), cursor, __VA_ARGS__, (const char *)NULL)
+#define LIST(buf, cursor, ...) list_ids(buf, sizeof(buf), cursor, __VA_ARGS__, (const char *)NULL)
 
 static void list_ids(char *buf, size_t size, const char *cursor, ...)
 {
@@ -364,15 +361,15 @@ static void test_filters_alone_and_combined(void **state)
 	assert_true(strlen(got) > 0);
 
 	/* A window between two rows' times. */
-	sql(since, sizeof(since),
-	    "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 5 LIMIT 1");
-	sql(until, sizeof(until),
-	    "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 20 LIMIT 1");
+	sql(since, sizeof(since), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 5 LIMIT 1");
+	sql(until, sizeof(until), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 20 LIMIT 1");
 	LIST(got, cursor, "--since", since);
-	sql_ids(want, sizeof(want), cursor, "a.at >= (SELECT at FROM audit_log ORDER BY id OFFSET 5 LIMIT 1)");
+	sql_ids(want, sizeof(want), cursor,
+	    "a.at >= (SELECT at FROM audit_log ORDER BY id OFFSET 5 LIMIT 1)");
 	assert_string_equal(got, want);
 	LIST(got, cursor, "--until", until);
-	sql_ids(want, sizeof(want), cursor, "a.at < (SELECT at FROM audit_log ORDER BY id OFFSET 20 LIMIT 1)");
+	sql_ids(want, sizeof(want), cursor,
+	    "a.at < (SELECT at FROM audit_log ORDER BY id OFFSET 20 LIMIT 1)");
 	assert_string_equal(got, want);
 
 	LIST(got, cursor, "--no-hello");
@@ -459,9 +456,8 @@ static void test_operator_sees_its_companies(void **state)
 	sql_ids(want, sizeof(want), cursor, "a.company = 'beta'");
 	assert_string_equal(got, want);
 	assert_true(o > 0);
-	assert_int_not_equal(pcctl(OPERATOR_UID, A, &r, "audit", "list", "--secret", "acme/k",
-	                         (char *)NULL),
-	    0);
+	assert_int_not_equal(
+	    pcctl(OPERATOR_UID, A, &r, "audit", "list", "--secret", "acme/k", (char *)NULL), 0);
 	assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
 	it_result_free(&r);
 	assert_int_not_equal(
@@ -519,8 +515,9 @@ static void test_tail_follows_the_other_daemon(void **state)
 	/* Let it start following, then a row through B. */
 	usleep(1500 * 1000);
 	assert_int_equal(resolve(&agent[B], "acme", "k"), PCSECRET__V1__STATUS_CODE__OK);
-	sql(id, sizeof(id), "SELECT max(id) FROM audit_log WHERE method = 'Resolve' AND "
-	                    "instance_id = '%s'",
+	sql(id, sizeof(id),
+	    "SELECT max(id) FROM audit_log WHERE method = 'Resolve' AND "
+	    "instance_id = '%s'",
 	    E[B].instance);
 	/* Compact JSON, one entry a line. */
 	snprintf(needle, sizeof(needle), "\"id\":%s,", id);
@@ -548,10 +545,11 @@ static void test_export_window(void **state)
 	(void)state;
 	sql(since, sizeof(since), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 3 LIMIT 1");
 	sql(until, sizeof(until), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 30 LIMIT 1");
-	assert_int_equal(pcctl(0, B, &r, "audit", "export", "--since", since, "--until", until,
-	                     (char *)NULL),
+	assert_int_equal(
+	    pcctl(0, B, &r, "audit", "export", "--since", since, "--until", until, (char *)NULL),
 	    0);
-	for (line = strtok_r(r.out, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+	for (line = strtok_r(r.out, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
 		json_error_t jerr;
 		json_t *e = json_loads(line, 0, &jerr);
 		assert_non_null(e);
