@@ -63,6 +63,9 @@ static int parse_args(struct ctl *ctl, const struct ctl_command *cmd, int argc, 
 			ctl->json = 1;
 			continue;
 		}
+		/* -f is --follow's short form (tail -f), for the commands that have --follow. */
+		if (strcmp(arg, "-f") == 0)
+			arg = "--follow";
 		if (strncmp(arg, "--", 2) != 0)
 			return ctl_usage_fail(ctl, err, "unknown option %s", arg);
 		eq = strchr(arg, '=');

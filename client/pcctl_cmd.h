@@ -25,7 +25,7 @@
 
 /* Most positional arguments and options any command takes; raise them as commands need. */
 #define CTL_ARGS_MAX 64
-#define CTL_OPTS_MAX 5
+#define CTL_OPTS_MAX 12
 
 struct ctl {
 	const char *socket;

@@ -148,7 +148,26 @@ static json_t *j_audit_refs(const Pcsecret__V1__AuditEntry *e)
 	return a;
 }
 
+static json_t *j_audit_fields(const Pcsecret__V1__AuditEntry *e);
+
 json_t *j_audit(const Pcsecret__V1__AuditEntry *e)
+{
+	json_t *o = j_audit_fields(e);
+
+	/* The names docs/audit.md gives (time, instance), beside the older at and instance_id. */
+	if (o != NULL &&
+	    (json_object_set_new(o, "time", json_text(e->at)) != 0 ||
+	        json_object_set_new(o, "instance", json_text(e->instance_id)) != 0 ||
+	        json_object_set_new(o, "outcome", json_text(e->outcome)) != 0 ||
+	        json_object_set_new(
+	            o, "agent", e->agent[0] != '\0' ? json_text(e->agent) : json_null()) != 0)) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static json_t *j_audit_fields(const Pcsecret__V1__AuditEntry *e)
 {
 	return json_pack(
 	    "{s:I, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id",

@@ -31,7 +31,7 @@ enum method_action {
 	/* Watch: admin, operator of the company; a launcher of it for a named agent; an agent for
 	 * its own environment. Per secret, launchers and agents only what the agent is bound to. */
 	METHOD_ACTION_WATCH,
-	METHOD_ACTION_AUDIT_VERIFY     /* admin: every instance's chains, all companies at once */
+	METHOD_ACTION_AUDIT_VERIFY /* admin: every instance's chains, all companies at once */
 };
 
 /* Its reply can carry secret values (only these may ever go to an agent or launcher). */

@@ -1,4 +1,4 @@
--- api_version: 6
+-- api_version: 7
 --
 -- pcsecret's SQL API: every function an rpc calls. Not a migration: each pcsecretd creates
 -- these in a schema of its own, pcs_api_<api_version>, at every start-up where the text
@@ -1035,11 +1035,74 @@ BEGIN
      ORDER BY r.i;
 END $$;
 
--- Audit, newest first. p_only NULL = every company.
-CREATE FUNCTION pcs_list_audit(p_only text[], p_limit integer)
-RETURNS SETOF audit_log
-LANGUAGE sql STABLE AS $$
-    SELECT * FROM audit_log a
-     WHERE p_only IS NULL OR a.company = ANY (p_only)
-     ORDER BY a.id DESC LIMIT p_limit
+-- An audit row's outcome (docs/audit.md, "Searching"): ok, denied (the caller was refused:
+-- PERMISSION_DENIED or UNAUTHENTICATED) or error (any other status).
+CREATE FUNCTION pcs_audit_outcome(p_status text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_status = 'OK' THEN 'ok'
+                WHEN p_status IN ('PERMISSION_DENIED', 'UNAUTHENTICATED') THEN 'denied'
+                ELSE 'error' END
 $$;
+
+-- The agent an audit row is about, company/agent: the caller when it is an agent (principal
+-- "agent C/A"), else the agent a call acted on or for (company C, secret "agent:A"); NULL.
+CREATE FUNCTION pcs_audit_agent(p_principal text, p_company text, p_secret text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_principal LIKE 'agent %/%' THEN substr(p_principal, 7)
+                WHEN p_company IS NOT NULL AND p_secret LIKE 'agent:%'
+                    THEN p_company || '/' || substr(p_secret, 7) END
+$$;
+
+-- Audit search, one page (docs/audit.md, "Searching"). Every filter NULL = none; they combine
+-- with AND. p_only: the companies the caller may see (NULL: every one). p_secret_*: rows
+-- whose refs hold any secret ever named company/name (live or deleted: by id, through the GIN
+-- index on ref_ids) or whose own company and secret name it (the lifecycle calls). p_agent_*:
+-- rows by that agent (principal "agent C/A") or acting on or for it (secret "agent:A").
+-- p_cursor: rows after that id in the order asked (ascending: oldest first). The statement is
+-- built from the filters given, so each search is planned for what it asks, indexes included;
+-- the values stay parameters.
+CREATE FUNCTION pcs_search_audit(p_only text[], p_company text, p_secret_company text,
+    p_secret_name text, p_agent_company text, p_agent_name text, p_principal text,
+    p_method text, p_outcome text, p_since timestamptz, p_until timestamptz,
+    p_no_hello boolean, p_cursor bigint, p_ascending boolean, p_limit integer)
+RETURNS SETOF audit_log
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    w text := 'true';
+    ids uuid[];
+BEGIN
+    IF p_only IS NOT NULL THEN w := w || ' AND a.company = ANY ($1)'; END IF;
+    IF p_company IS NOT NULL THEN w := w || ' AND a.company = $2'; END IF;
+    IF p_secret_name IS NOT NULL THEN
+        SELECT coalesce(array_agg(s.id), '{}') INTO ids
+          FROM secrets s JOIN companies c ON c.id = s.company_id
+         WHERE c.name = p_secret_company AND s.name = p_secret_name;
+        w := w || ' AND (a.ref_ids && $16 OR (a.company = $3 AND a.secret = $4))';
+    END IF;
+    IF p_agent_name IS NOT NULL THEN
+        w := w || ' AND (a.principal = ''agent '' || $5 || ''/'' || $6'
+                  ' OR (a.company = $5 AND a.secret = ''agent:'' || $6))';
+    END IF;
+    IF p_principal IS NOT NULL THEN w := w || ' AND a.principal = $7'; END IF;
+    IF p_method IS NOT NULL THEN w := w || ' AND a.method = $8'; END IF;
+    IF p_outcome = 'ok' THEN
+        w := w || ' AND a.status = ''OK''';
+    ELSIF p_outcome = 'denied' THEN
+        w := w || ' AND a.status IN (''PERMISSION_DENIED'', ''UNAUTHENTICATED'')';
+    ELSIF p_outcome = 'error' THEN
+        w := w || ' AND a.status NOT IN (''OK'', ''PERMISSION_DENIED'', ''UNAUTHENTICATED'')';
+    ELSIF p_outcome IS NOT NULL THEN
+        PERFORM pcs_raise(3, 'outcome must be ok, denied or error');
+    END IF;
+    IF p_since IS NOT NULL THEN w := w || ' AND a.at >= $10'; END IF;
+    IF p_until IS NOT NULL THEN w := w || ' AND a.at < $11'; END IF;
+    IF p_no_hello THEN w := w || ' AND a.method <> ''Hello'''; END IF;
+    IF p_cursor IS NOT NULL THEN
+        w := w || CASE WHEN p_ascending THEN ' AND a.id > $13' ELSE ' AND a.id < $13' END;
+    END IF;
+    RETURN QUERY EXECUTE 'SELECT a.* FROM audit_log a WHERE ' || w || ' ORDER BY a.id '
+        || CASE WHEN p_ascending THEN 'ASC' ELSE 'DESC' END || ' LIMIT $15'
+        USING p_only, p_company, p_secret_company, p_secret_name, p_agent_company,
+              p_agent_name, p_principal, p_method, p_outcome, p_since, p_until, p_no_hello,
+              p_cursor, p_ascending, p_limit, ids;
+END $$;

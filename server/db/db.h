@@ -211,6 +211,8 @@ struct db_audit_entry {
 	uint64_t call_id;
 	uint32_t peer_uid, peer_gid, peer_pid;
 	const char *principal, *method, *company, *secret, *version, *status, *message;
+	const char *outcome; /* ok, denied, error (docs/audit.md) */
+	const char *agent;   /* company/agent; NULL: none */
 	const struct db_audit_ref *refs;
 	size_t nrefs;
 };
@@ -441,9 +443,25 @@ void db_principal_remove(struct call *c, uint64_t id, db_done_cb cb);
 void db_principal_lookup(
     struct call *c, uint32_t uid, const gid_t *groups, size_t ngroups, db_principal_cb cb);
 
-/* Audit rows, newest first, of the only[n] companies (only == NULL: all), at most limit. */
-void db_audit_list(
-    struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb);
+/*
+ * An audit search (docs/audit.md, "Searching"): each field NULL (0) = no filter. only[nonly]:
+ * the companies the caller may see (only == NULL: all). Times are ISO 8601 text the caller
+ * checked; cursor 0: from the newest (or, ascending, the oldest) row.
+ */
+struct db_audit_query {
+	const char *const *only;
+	size_t nonly;
+	const char *company;
+	const char *secret_company, *secret_name;
+	const char *agent_company, *agent_name;
+	const char *principal, *method, *outcome;
+	const char *since, *until;
+	int no_hello, ascending;
+	uint64_t cursor;
+	uint32_t limit;
+};
+/* The rows of q, at most q->limit, in the order asked. */
+void db_audit_list(struct call *c, const struct db_audit_query *q, db_audit_list_cb cb);
 /* Every chain of instance_id (NULL: of every instance) checked from its first row. */
 void db_audit_verify(struct call *c, const char *instance_id, db_audit_verify_cb cb);
 

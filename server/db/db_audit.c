@@ -99,7 +99,9 @@ enum {
 	L_REF_ID,
 	L_REF_NAME,
 	L_REF_SERVED,
-	L_REF_ASKED
+	L_REF_ASKED,
+	L_OUTCOME,
+	L_AGENT
 };
 static const char *const list_cols[] = {
 	[L_ID] = "id",
@@ -120,20 +122,28 @@ static const char *const list_cols[] = {
 	[L_REF_NAME] = "ref_name",
 	[L_REF_SERVED] = "ref_served",
 	[L_REF_ASKED] = "ref_asked",
+	[L_OUTCOME] = "outcome",
+	[L_AGENT] = "agent",
 };
 
 /*
- * companies (NULL: all), limit. One result row per ref (an entry without refs: one row with
- * NULL refs), entries newest first and each entry's refs in the order asked.
+ * struct db_audit_query's fields in pcs_search_audit's order, limit last. One result row per
+ * ref (an entry without refs: one row with NULL refs), entries in the order asked and each
+ * entry's refs in the order the call asked them.
  */
 static struct db_stmt list_audit = {
-	.name = "pcs_list_audit",
+	.name = "pcs_search_audit",
 	.sql = "SELECT a.id, pcs_ts(a.at) AS at, a.instance_id, a.call_id, a.peer_uid, a.peer_gid, "
 	       "a.peer_pid, a.principal, a.method, a.company, a.secret, a.version, a.status, "
 	       "a.message, x.id AS ref_id, x.name AS ref_name, x.served AS ref_served, "
-	       "x.asked AS ref_asked FROM pcs_list_audit($1, $2) a LEFT JOIN LATERAL "
+	       "x.asked AS ref_asked, pcs_audit_outcome(a.status) AS outcome, "
+	       "pcs_audit_agent(a.principal, a.company, a.secret) AS agent "
+	       "FROM pcs_search_audit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::timestamptz, "
+	       "$11::timestamptz, $12::boolean, $13::bigint, $14::boolean, $15::integer) a "
+	       "LEFT JOIN LATERAL "
 	       "unnest(a.ref_ids, a.ref_names, a.ref_versions, a.ref_asked) WITH ORDINALITY "
-	       "AS x(id, name, served, asked, ord) ON true ORDER BY a.id DESC, x.ord",
+	       "AS x(id, name, served, asked, ord) ON true "
+	       "ORDER BY CASE WHEN $14::boolean THEN a.id ELSE -a.id END, x.ord",
 	DB_COLS(list_cols),
 	.param_oid = { [0] = DB_OID_TEXT_ARRAY },
 };
@@ -414,6 +424,8 @@ static void deliver_list(struct call *c, const struct db_pending *p, const struc
 			e->version = db_col_str(res, row, st, L_VERSION);
 			e->status = db_col_str(res, row, st, L_STATUS);
 			e->message = db_col_str(res, row, st, L_MESSAGE);
+			e->outcome = db_col_str(res, row, st, L_OUTCOME);
+			e->agent = db_col_opt(res, row, st, L_AGENT);
 			e->refs = &refs[nref];
 		}
 		if (db_col_null(res, row, st, L_REF_NAME) && db_col_null(res, row, st, L_REF_ID))
@@ -438,15 +450,29 @@ static void deliver_list(struct call *c, const struct db_pending *p, const struc
 	free(refs);
 }
 
-void db_audit_list(
-    struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb)
+void db_audit_list(struct call *c, const struct db_audit_query *q, db_audit_list_cb cb)
 {
 	struct db_params p = { 0 };
 	struct db_array a = { NULL, 0 };
+	char cursor[24];
 
-	if (db_param_names(c, &p, &a, only, n) != 0)
+	if (db_param_names(c, &p, &a, q->only, q->nonly) != 0)
 		return;
-	db_param_u32(&p, limit);
+	(void)snprintf(cursor, sizeof(cursor), "%llu", (unsigned long long)q->cursor);
+	db_param_text(&p, q->company);
+	db_param_text(&p, q->secret_company);
+	db_param_text(&p, q->secret_name);
+	db_param_text(&p, q->agent_company);
+	db_param_text(&p, q->agent_name);
+	db_param_text(&p, q->principal);
+	db_param_text(&p, q->method);
+	db_param_text(&p, q->outcome);
+	db_param_text(&p, q->since);
+	db_param_text(&p, q->until);
+	db_param_bool(&p, q->no_hello);
+	db_param_text(&p, q->cursor != 0 ? cursor : NULL);
+	db_param_bool(&p, q->ascending);
+	db_param_u32(&p, q->limit);
 	db_run(c, DB_RUN_CALL, &list_audit, &p, deliver_list, (union db_cb){ .audit = cb }, NULL);
 	db_array_free(&a);
 }

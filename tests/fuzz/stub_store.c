@@ -960,12 +960,9 @@ void db_principal_lookup(
 	OP(K_PRINCIPAL, principal, cb, 1);
 }
 
-void db_audit_list(
-    struct call *c, const char *const *only, size_t n, uint32_t limit, db_audit_list_cb cb)
+void db_audit_list(struct call *c, const struct db_audit_query *q, db_audit_list_cb cb)
 {
-	(void)only;
-	(void)n;
-	(void)limit;
+	(void)q;
 	OP(K_AUDIT, audit, cb, 0);
 }
 

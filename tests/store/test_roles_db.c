@@ -24,12 +24,13 @@
  * version; the heartbeat); the API has its own schema.
  */
 #define TRIGGER_FUNCTIONS \
-	"pcs_agent_changed,pcs_audit_afield,pcs_audit_append_only,pcs_audit_chain," \
+	"pcs_agent_changed,pcs_audit_afield,pcs_audit_append_only,pcs_audit_archivable," \
+	"pcs_audit_archive,pcs_audit_chain," \
 	"pcs_audit_chain_heads,pcs_audit_deadline,pcs_audit_field,pcs_audit_row_hash," \
 	"pcs_audit_ts,pcs_audit_verify,pcs_binding_changed,pcs_instance_heartbeat," \
 	"pcs_notify_all,pcs_principals_changed,pcs_secret_changed,pcs_version_changed," \
 	"pcs_watch_binding,pcs_watch_secret,pcs_watch_version"
-#define TRIGGER_FUNCTIONS_COUNT "19"
+#define TRIGGER_FUNCTIONS_COUNT "21"
 
 static char owner_url[1024], svc_url[1200];
 
@@ -182,7 +183,7 @@ static void test_service_role_uses_the_api_schema(void **state)
 	    "WHERE pronamespace = 'public'::regnamespace", TRIGGER_FUNCTIONS);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_proc WHERE pronamespace = "
 	    "'pcs_api_%d'::regnamespace", pcs_api_version);
-	assert_query(owner_url, sql, "41");
+	assert_query(owner_url, sql, "43");
 
 	svc = service(pcs_api_version);
 	/* Unqualified, as the daemon's statements call them. */
@@ -193,7 +194,8 @@ static void test_service_role_uses_the_api_schema(void **state)
 	                     &err),
 	    0);
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_delete_agent('acme', 'bot')", &err), 0);
-	assert_int_equal(exec(svc, "SELECT * FROM pcs_list_audit(NULL, 10)", &err), 0);
+	assert_int_equal(exec(svc, "SELECT * FROM pcs_search_audit(NULL, NULL, NULL, 'x', "
+	                     "NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, false, 10)", &err), 0);
 	/* Beyond what the functions need, nothing. */
 	assert_int_equal(exec(svc, "UPDATE companies SET name = 'x'", &err), -PCS_INTERNAL);
 	assert_int_equal(exec(svc, "DELETE FROM keyring", &err), -PCS_INTERNAL);
