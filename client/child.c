@@ -154,8 +154,8 @@ static void restore(const struct saved_signals *saved)
 }
 
 /* In the child, after fork: never returns. */
-static void exec_child(char *const *argv, char *const *envp, const struct saved_signals *saved,
-    int out_w, int err_w)
+static void exec_child(
+    char *const *argv, char *const *envp, const struct saved_signals *saved, int out_w, int err_w)
 {
 	restore(saved);
 	(void)sigprocmask(SIG_SETMASK, &saved->mask, NULL);
@@ -323,10 +323,7 @@ int child_stop(struct child *c, int grace_ms, int *status)
 	return 0;
 }
 
-int child_start(struct child *c, char *const *envp, pcs_error *err)
-{
-	return spawn(c, envp, err);
-}
+int child_start(struct child *c, char *const *envp, pcs_error *err) { return spawn(c, envp, err); }
 
 int child_set_values(struct child *c, const struct mask_value *values, size_t n, pcs_error *err)
 {

@@ -109,8 +109,8 @@ int follow_start(struct follow *f)
 		runenv_report("--on-change: cannot watch what the program is given", &err);
 		return -1;
 	}
-	runenv_report("--on-change: cannot watch yet (the program starts; watching is tried again)",
-	    &err);
+	runenv_report(
+	    "--on-change: cannot watch yet (the program starts; watching is tried again)", &err);
 	f->watch_lost = 1;
 	plan_rewatch(f, now_ms());
 	return 0;
@@ -145,8 +145,9 @@ static void read_events(struct follow *f, long now)
 				f->backoff_ms = REWATCH_FIRST_MS;
 				f->rewatch_due = now;
 			} else {
-				runenv_report("--on-change: the watch ended; the program keeps running, "
-				              "watching again",
+				runenv_report(
+				    "--on-change: the watch ended; the program keeps running, "
+				    "watching again",
 				    &err);
 				f->watch_lost = 1;
 				plan_rewatch(f, now);
@@ -166,16 +167,18 @@ static void rewatch(struct follow *f, long now)
 	f->rewatch_due = 0;
 	if (open_watch(f, &err) != 0) {
 		if (!f->watch_lost)
-			runenv_report("--on-change: cannot watch; the program keeps running, trying "
-			              "again",
+			runenv_report(
+			    "--on-change: cannot watch; the program keeps running, trying "
+			    "again",
 			    &err);
 		f->watch_lost = 1;
 		plan_rewatch(f, now);
 		return;
 	}
 	if (f->watch_lost)
-		fprintf(stderr, "pcrun: --on-change: watching again; resolving again in case a "
-		                "change was missed\n");
+		fprintf(stderr,
+		    "pcrun: --on-change: watching again; resolving again in case a "
+		    "change was missed\n");
 	f->watch_lost = 0;
 	f->backoff_ms = REWATCH_FIRST_MS;
 	plan_check(f, now);
@@ -261,22 +264,24 @@ static int check(struct follow *f, struct child *c, long now, int *status)
 	f->check_due = 0;
 	if (resolve_again(f, &fresh, &unavailable) != 0) {
 		if (unavailable) {
-			fprintf(stderr, "pcrun: --on-change: the program keeps running; resolving "
-			                "again later\n");
+			fprintf(stderr,
+			    "pcrun: --on-change: the program keeps running; resolving "
+			    "again later\n");
 			f->check_first = 0;
 			f->check_due = now + REWATCH_MAX_MS / 2;
 		} else {
-			fprintf(stderr, "pcrun: --on-change: a change cannot be delivered; the "
-			                "program keeps running with what it has\n");
+			fprintf(stderr,
+			    "pcrun: --on-change: a change cannot be delivered; the "
+			    "program keeps running with what it has\n");
 		}
 		goto out;
 	}
 	if (!onchange_differs(&f->cur, &fresh, &name, &va, &vb))
 		goto out;
 	fprintf(stderr, "pcrun: %s changed (version %u -> %u): %s\n", name, va, vb,
-	    f->mode == ONCHANGE_RESTART ? "restarting the program" :
-	    f->mode == ONCHANGE_SIGNAL  ? "rewriting its files and signalling the program" :
-	                                  "stopping the program and exiting");
+	    f->mode == ONCHANGE_RESTART    ? "restarting the program" :
+	        f->mode == ONCHANGE_SIGNAL ? "rewriting its files and signalling the program" :
+	                                     "stopping the program and exiting");
 	if (f->mode == ONCHANGE_EXIT) {
 		if (child_stop(c, f->grace_ms, status) == 0)
 			*status = ONCHANGE_EXIT_STATUS;

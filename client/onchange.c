@@ -72,15 +72,16 @@ static const struct runenv_var *first_change(const struct runenv *from, const st
 		v = &from->v[i];
 		if (!delivered(v))
 			continue;
-		if ((w = find(to, v->name)) == NULL || w->version != v->version || w->len != v->len ||
+		if ((w = find(to, v->name)) == NULL || w->version != v->version ||
+		    w->len != v->len ||
 		    (v->len > 0 && sodium_memcmp(w->value, v->value, v->len) != 0))
 			return v;
 	}
 	return NULL;
 }
 
-int onchange_differs(const struct runenv *a, const struct runenv *b, const char **name,
-    unsigned *va, unsigned *vb)
+int onchange_differs(
+    const struct runenv *a, const struct runenv *b, const char **name, unsigned *va, unsigned *vb)
 {
 	const struct runenv_var *v, *w;
 

@@ -39,7 +39,7 @@ int onchange_event_matters(int kind);
  * only in one, or another version or value. *name (when not NULL) gets the first such name
  * and *va, *vb its versions (0 when absent).
  */
-int onchange_differs(const struct runenv *a, const struct runenv *b, const char **name,
-    unsigned *va, unsigned *vb);
+int onchange_differs(
+    const struct runenv *a, const struct runenv *b, const char **name, unsigned *va, unsigned *vb);
 
 #endif

@@ -139,8 +139,7 @@ static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 		{ "clean-env", no_argument, NULL, 'c' }, { "keep", required_argument, NULL, 'k' },
 		{ "wait", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
 		{ "on-change", required_argument, NULL, 'o' },
-		{ "grace", required_argument, NULL, 'g' },
-		{ NULL, 0, NULL, 0 } };
+		{ "grace", required_argument, NULL, 'g' }, { NULL, 0, NULL, 0 } };
 	struct source *ns;
 	char *end;
 	int ch;
@@ -223,8 +222,9 @@ static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 	}
 	if (st->on_change == ONCHANGE_SIGNAL && st->files_dir == NULL) {
 		/* A running process's environment cannot change: only files can be replaced. */
-		fprintf(stderr, "pcrun: --on-change signal:NAME needs --files DIR: the environment "
-		                "of a running program cannot change, its files can\n");
+		fprintf(stderr,
+		    "pcrun: --on-change signal:NAME needs --files DIR: the environment "
+		    "of a running program cannot change, its files can\n");
 		return EXIT_USAGE;
 	}
 	if (optind >= argc) {

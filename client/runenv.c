@@ -110,8 +110,8 @@ int runenv_clone(const struct runenv *src, struct runenv *dst, pcs_error *err)
 	int r;
 
 	for (i = 0; i < src->n; i++)
-		if ((r = runenv_add(dst, src->v[i].name, src->v[i].ref, (const char *)src->v[i].value,
-		         src->v[i].len, err)) != 0)
+		if ((r = runenv_add(dst, src->v[i].name, src->v[i].ref,
+		         (const char *)src->v[i].value, src->v[i].len, err)) != 0)
 			return r;
 	return 0;
 }

@@ -117,7 +117,8 @@ static void start(struct run *p, const char *tag, const char *const *env, ...)
 	if (p->pid == 0) {
 		gid_t g[1] = { IT_GROUP };
 
-		if ((fd = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0 || dup2(fd, 1) < 0 ||
+		if ((fd = open(p->out, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0 ||
+		    dup2(fd, 1) < 0 ||
 		    (fd = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0 || dup2(fd, 2) < 0)
 			_exit(126);
 		/* Its own process group: signals sent to the test's group do not reach it. */
