@@ -43,6 +43,36 @@ int mask_init(struct mask *m, const struct mask_value *values, size_t n, size_t 
 	return 0;
 }
 
+int mask_set_values(struct mask *m, const struct mask_value *values, size_t n, pcs_error *err)
+{
+	size_t i, max_len = m->max_len, chunk, cap;
+	unsigned char *scratch = NULL, *tail = NULL;
+
+	chunk = m->scratch_cap - (m->max_len > 0 ? m->max_len - 1 : 0);
+	for (i = 0; i < n; i++)
+		if (values[i].len > max_len)
+			max_len = values[i].len;
+	if (max_len > m->max_len) {
+		cap = max_len - 1 + chunk;
+		if ((scratch = sodium_malloc(cap + 1)) == NULL ||
+		    (tail = sodium_malloc(max_len + 1)) == NULL) {
+			sodium_free(scratch);
+			return pcs_fail(
+			    err, PCS_RESOURCE_EXHAUSTED, "out of secure memory for masking");
+		}
+		memcpy(tail, m->tail, m->tail_len);
+		sodium_free(m->scratch);
+		sodium_free(m->tail);
+		m->scratch = scratch;
+		m->tail = tail;
+		m->scratch_cap = cap;
+		m->max_len = max_len;
+	}
+	m->values = values;
+	m->nvalues = n;
+	return 0;
+}
+
 /* The length of the longest value that starts at buf[0] and ends within len bytes, or 0. */
 static size_t match_at(const struct mask *m, const unsigned char *buf, size_t len)
 {
@@ -87,7 +117,7 @@ int mask_feed(struct mask *m, const unsigned char *buf, size_t len)
 	size_t hold, limit, stop = 0, total;
 	int r;
 
-	if (m->nvalues == 0)
+	if (m->nvalues == 0 && m->tail_len == 0)
 		return len > 0 ? m->write(m->ctx, buf, len) : 0;
 	if (m->tail_len + len > m->scratch_cap)
 		return -PCS_INTERNAL;

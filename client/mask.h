@@ -43,6 +43,12 @@ void mask_values_sort(struct mask_value *values, size_t n);
  */
 int mask_init(struct mask *m, const struct mask_value *values, size_t n, size_t chunk,
     mask_write_fn write, void *ctx, pcs_error *err);
+/*
+ * Replaces the values (pcrun --on-change, after a rotation), keeping what is held back. The
+ * bytes held back never shrink (max_len is the longest value ever set), so nothing that may
+ * start an old or a new value is written early. 0 or -PCS_RESOURCE_EXHAUSTED (m unchanged).
+ */
+int mask_set_values(struct mask *m, const struct mask_value *values, size_t n, pcs_error *err);
 /* Masks len (<= chunk) more bytes, writing what can no longer be part of a value. */
 int mask_feed(struct mask *m, const unsigned char *buf, size_t len);
 /* End of the stream: writes what is held back, masked. */

@@ -5,9 +5,11 @@
  * environment's "pcs:" references; --env-file and --env-json files in the order given; the
  * configured environment of --agent (GetAgentEnv). Everything is resolved before PROGRAM
  * starts, or PROGRAM does not start. By default pcrun then execs PROGRAM with the values in
- * its environment; with --files or --mask it stays PROGRAM's parent (child.c) to clean up
- * the value files or to mask the output. The modules: runenv.c (variables and resolving),
- * envfile.c (the files), tmpfiles.c (--files), mask.c and child.c (--mask, supervision).
+ * its environment; with --files, --mask or --on-change it stays PROGRAM's parent (child.c)
+ * to clean up the value files, to mask the output, or to follow changes (follow.c). The
+ * modules: runenv.c (variables and resolving), envfile.c (the files), deliver.c (the child's
+ * environment), tmpfiles.c (--files), mask.c and child.c (--mask, supervision), onchange.c
+ * and follow.c (--on-change).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,8 +24,11 @@
 
 #include "child.h"
 #include "envfile.h"
+#include "deliver.h"
 #include "envname.h"
+#include "follow.h"
 #include "mask.h"
+#include "onchange.h"
 #include "ref.h"
 #include "rpc.h"
 #include "runenv.h"
@@ -34,6 +39,8 @@
 #define EXIT_USAGE 2
 #define EXIT_NOEXEC 127
 #define WAIT_MAX_S 86400
+#define GRACE_MAX_S 3600
+#define GRACE_DEFAULT_S 10
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 2000
 
@@ -55,13 +62,9 @@ struct settings {
 	char **keep; /* --keep names, each strdup'd */
 	size_t nkeep;
 	long wait_s;
-};
-
-/* The child's environment: "NAME=value" strings in locked memory, wiped when freed. */
-struct envlist {
-	char **s;
-	size_t n;
-	size_t cap;
+	enum onchange_mode on_change; /* --on-change */
+	int on_change_sig;
+	long grace_s; /* --grace; -1 when not given */
 };
 
 static void usage(FILE *f)
@@ -69,7 +72,8 @@ static void usage(FILE *f)
 	fprintf(f,
 	    "usage: pcrun [--socket PATH] [--agent COMPANY/AGENT] [--env-file FILE]\n"
 	    "             [--env-json FILE] [--files DIR] [--mask] [--clean-env [--keep NAME]...]\n"
-	    "             [--wait SECONDS] -- PROGRAM [ARGS...]\n\n"
+	    "             [--wait SECONDS] [--on-change restart|signal:NAME|exit [--grace SECONDS]]\n"
+	    "             -- PROGRAM [ARGS...]\n\n"
 	    "Replaces every environment variable whose value is a reference (pcs:COMPANY/NAME[@N]\n"
 	    "or pcs:SECRET-ID[@N]) with the secret's value, then runs PROGRAM.\n"
 	    "  --agent C/A       add the agent's configured environment; resolve on its behalf\n"
@@ -80,6 +84,10 @@ static void usage(FILE *f)
 	    "  --mask            replace secret values in PROGRAM's stdout and stderr\n"
 	    "  --clean-env       PROGRAM gets only the variables pcrun sets and --keep NAME[,NAME]\n"
 	    "  --wait SECONDS    retry while the daemon is unreachable or UNAVAILABLE\n"
+	    "  --on-change WHAT  stay PROGRAM's parent and watch what it was given; on a change\n"
+	    "                    restart it, or (with --files) rewrite the files and send it\n"
+	    "                    signal:NAME (HUP, USR1, ...), or stop it and exit 75\n"
+	    "  --grace SECONDS   after SIGTERM, wait this long before SIGKILL (default 10)\n"
 	    "PCSECRET_VERSIONS=NAME=N,... tells PROGRAM the version of each secret it got.\n");
 }
 
@@ -130,7 +138,8 @@ static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 		{ "files", required_argument, NULL, 'f' }, { "mask", no_argument, NULL, 'm' },
 		{ "clean-env", no_argument, NULL, 'c' }, { "keep", required_argument, NULL, 'k' },
 		{ "wait", required_argument, NULL, 'w' }, { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 } };
+		{ "on-change", required_argument, NULL, 'o' },
+		{ "grace", required_argument, NULL, 'g' }, { NULL, 0, NULL, 0 } };
 	struct source *ns;
 	char *end;
 	int ch;
@@ -177,6 +186,24 @@ static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 				return EXIT_USAGE;
 			}
 			break;
+		case 'o':
+			if (onchange_parse(optarg, &st->on_change, &st->on_change_sig) != 0) {
+				fprintf(stderr,
+				    "pcrun: --on-change: restart, exit or signal:NAME (HUP, INT, "
+				    "QUIT, TERM, USR1, USR2, ALRM, WINCH, CONT)\n");
+				return EXIT_USAGE;
+			}
+			break;
+		case 'g':
+			errno = 0;
+			st->grace_s = strtol(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' || st->grace_s < 0 ||
+			    st->grace_s > GRACE_MAX_S) {
+				fprintf(stderr, "pcrun: --grace: a number of seconds, 0 to %d\n",
+				    GRACE_MAX_S);
+				return EXIT_USAGE;
+			}
+			break;
 		case 'h':
 			usage(stdout);
 			return -1;
@@ -187,6 +214,17 @@ static int parse_options(int argc, char **argv, struct settings *st, int *prog)
 	}
 	if (st->nkeep > 0 && !st->clean_env) {
 		fprintf(stderr, "pcrun: --keep only makes sense with --clean-env\n");
+		return EXIT_USAGE;
+	}
+	if (st->grace_s >= 0 && st->on_change == ONCHANGE_NONE) {
+		fprintf(stderr, "pcrun: --grace only makes sense with --on-change\n");
+		return EXIT_USAGE;
+	}
+	if (st->on_change == ONCHANGE_SIGNAL && st->files_dir == NULL) {
+		/* A running process's environment cannot change: only files can be replaced. */
+		fprintf(stderr,
+		    "pcrun: --on-change signal:NAME needs --files DIR: the environment "
+		    "of a running program cannot change, its files can\n");
 		return EXIT_USAGE;
 	}
 	if (optind >= argc) {
@@ -307,199 +345,13 @@ fail:
 	return -1;
 }
 
-/* ---- the child's environment ---- */
-
-static void envlist_free(struct envlist *el)
-{
-	size_t i;
-
-	for (i = 0; i < el->n; i++)
-		pcs_value_buf_free((unsigned char *)el->s[i]);
-	free(el->s);
-	memset(el, 0, sizeof(*el));
-}
-
-/* Adds "name=value" (value len bytes, no NUL byte in it). */
-static int envlist_add(struct envlist *el, const char *name, size_t nlen, const char *value,
-    size_t len, pcs_error *err)
-{
-	unsigned char *s;
-	char **ns;
-	size_t ncap;
-	int r;
-
-	if (el->n + 2 > el->cap) {
-		ncap = el->cap == 0 ? 32 : el->cap * 2;
-		if ((ns = realloc(el->s, ncap * sizeof(*ns))) == NULL)
-			return pcs_fail(err, PCS_RESOURCE_EXHAUSTED, "out of memory");
-		el->s = ns;
-		el->cap = ncap;
-	}
-	if ((r = pcs_value_buf_alloc(nlen + 1 + len, &s, err)) != 0)
-		return r;
-	memcpy(s, name, nlen);
-	s[nlen] = '=';
-	if (len > 0)
-		memcpy(s + nlen + 1, value, len);
-	s[nlen + 1 + len] = '\0';
-	el->s[el->n++] = (char *)s;
-	el->s[el->n] = NULL;
-	return 0;
-}
-
-static int envlist_has(const struct envlist *el, const char *name, size_t nlen)
-{
-	size_t i;
-
-	for (i = 0; i < el->n; i++)
-		if (strncmp(el->s[i], name, nlen) == 0 && el->s[i][nlen] == '=')
-			return 1;
-	return 0;
-}
-
-static int runenv_has(const struct runenv *re, const char *name, size_t nlen)
-{
-	size_t i;
-
-	for (i = 0; i < re->n; i++)
-		if (strlen(re->v[i].name) == nlen && strncmp(re->v[i].name, name, nlen) == 0)
-			return 1;
-	return 0;
-}
-
-static int kept(const struct settings *st, const char *name, size_t nlen)
-{
-	size_t i;
-
-	for (i = 0; i < st->nkeep; i++)
-		if (strlen(st->keep[i]) == nlen && strncmp(st->keep[i], name, nlen) == 0)
-			return 1;
-	return 0;
-}
-
-#define VERSIONS_VAR "PCSECRET_VERSIONS"
-
-/* NAME=value, or NAME_FILE=path with --files. Reports its own failures. */
-static int deliver(struct envlist *el, const struct runenv_var *v, struct tmpfiles *files)
-{
-	char path[PATH_MAX], fname[PCS_ENV_NAME_MAX + 8];
-	pcs_error err = { 0 };
-	int r;
-
-	if (files != NULL && v->secret) {
-		(void)snprintf(fname, sizeof(fname), "%s_FILE", v->name);
-		/* SSL_CERT + _FILE is a name no binding may set: check what is set. */
-		if ((r = envname_check(fname, &err)) != 0 ||
-		    (r = tmpfiles_write(
-		         files, v->name, v->value, v->len, path, sizeof(path), &err)) != 0 ||
-		    (r = envlist_add(el, fname, strlen(fname), path, strlen(path), &err)) != 0) {
-			fprintf(stderr, "pcrun: cannot deliver %s as a file: ", v->name);
-			runenv_report(NULL, &err);
-		}
-		return r;
-	}
-	if ((r = envlist_add(el, v->name, strlen(v->name), (const char *)v->value, v->len, &err)) !=
-	    0)
-		runenv_report(NULL, &err);
-	return r;
-}
-
-/*
- * The child's environment: the variables, PCSECRET_VERSIONS, then what is inherited (all of
- * it, or with --clean-env only --keep's names) and not set here. Reports its own failures.
- */
-static int build_env(
-    const struct runenv *re, const struct settings *st, struct tmpfiles *files, struct envlist *el)
-{
-	char *versions = NULL, *nv, item[PCS_ENV_NAME_MAX + 16];
-	size_t i, vlen = 0, ilen;
-	pcs_error err = { 0 };
-	const char *eq;
-	char **e;
-	int r = -1, nul = 0;
-
-	/* A value with a NUL byte cannot be an environment variable: name every one. */
-	for (i = 0; i < re->n; i++)
-		if (runenv_delivered(&re->v[i]) && !(files != NULL && re->v[i].secret) &&
-		    memchr(re->v[i].value, '\0', re->v[i].len) != NULL) {
-			fprintf(stderr,
-			    "pcrun: cannot set %s: its value contains a NUL byte (--files delivers "
-			    "such values)\n",
-			    re->v[i].name);
-			nul = 1;
-		}
-	if (nul)
-		goto out;
-	for (i = 0; i < re->n; i++) {
-		if (!runenv_delivered(&re->v[i]))
-			continue;
-		if (deliver(el, &re->v[i], files) != 0)
-			goto out;
-		if (!re->v[i].secret || re->v[i].version == 0)
-			continue;
-		ilen = (size_t)snprintf(item, sizeof(item), "%s%s=%u", vlen > 0 ? "," : "",
-		    re->v[i].name, re->v[i].version);
-		if ((nv = realloc(versions, vlen + ilen + 1)) == NULL)
-			goto oom;
-		versions = nv;
-		memcpy(versions + vlen, item, ilen + 1);
-		vlen += ilen;
-	}
-	if (versions != NULL &&
-	    envlist_add(el, VERSIONS_VAR, strlen(VERSIONS_VAR), versions, vlen, &err) != 0)
-		goto oom;
-	for (e = environ; *e != NULL; e++) {
-		if ((eq = strchr(*e, '=')) == NULL)
-			continue;
-		if (runenv_has(re, *e, (size_t)(eq - *e)) ||
-		    envlist_has(el, *e, (size_t)(eq - *e)) ||
-		    ((size_t)(eq - *e) == strlen(VERSIONS_VAR) &&
-		        strncmp(*e, VERSIONS_VAR, strlen(VERSIONS_VAR)) == 0))
-			continue;
-		if (st->clean_env && !kept(st, *e, (size_t)(eq - *e)))
-			continue;
-		if (envlist_add(el, *e, (size_t)(eq - *e), eq + 1, strlen(eq + 1), &err) != 0)
-			goto oom;
-	}
-	r = 0;
-	goto out;
-oom:
-	runenv_report(NULL, &err);
-out:
-	free(versions);
-	return r;
-}
-
-/* The values to mask in the output: every secret one long enough; a warning for the others. */
-static int mask_values(const struct runenv *re, struct mask_value **out, size_t *n)
-{
-	struct mask_value *mv;
-	size_t i;
-
-	*n = 0;
-	if ((mv = calloc(re->n + 1, sizeof(*mv))) == NULL)
-		return -1;
-	for (i = 0; i < re->n; i++) {
-		if (!runenv_delivered(&re->v[i]) || !re->v[i].secret || re->v[i].len == 0)
-			continue;
-		if (re->v[i].len < MASK_MIN_LEN) {
-			fprintf(stderr,
-			    "pcrun: warning: the value of %s is shorter than %d bytes: not masked\n",
-			    re->v[i].name, MASK_MIN_LEN);
-			continue;
-		}
-		mv[*n].data = re->v[i].value;
-		mv[(*n)++].len = re->v[i].len;
-	}
-	mask_values_sort(mv, *n);
-	*out = mv;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct settings st = { 0 };
 	struct tmpfiles files = { "", -1 };
+	struct deliver_opts dopts;
+	struct child_hooks hooks;
+	struct follow follow;
 	struct mask_value *mv = NULL;
 	struct child_spec spec;
 	struct envlist el = { 0 };
@@ -507,33 +359,42 @@ int main(int argc, char **argv)
 	pcs_client *client = NULL;
 	pcs_error err = { 0 };
 	size_t nmv = 0;
-	int prog = 0, r, status = EXIT_FAILED;
+	int prog = 0, r, status = EXIT_FAILED, following;
 
+	memset(&follow, 0, sizeof(follow));
+	st.grace_s = -1;
 	if ((r = parse_options(argc, argv, &st, &prog)) != 0) {
 		status = r < 0 ? 0 : r;
 		goto out;
 	}
+	following = st.on_change != ONCHANGE_NONE;
 	if (sodium_init() < 0) {
 		fprintf(stderr, "pcrun: libsodium failed to initialise\n");
 		goto out;
 	}
 	envfile_init();
-	if (add_sources(&re, &st, &err) != 0) {
+	if (add_sources(&re, &st, &err) != 0 ||
+	    (following && runenv_clone(&re, &follow.tmpl, &err) != 0)) {
 		runenv_report(NULL, &err);
 		goto out;
 	}
 	if (fetch(&re, &st, &client) != 0)
 		goto out;
-	/* Everything is resolved: the child inherits no connection (it is close-on-exec too). */
-	pcs_close(client);
-	client = NULL;
+	if (!following) {
+		/* Everything is resolved: the child inherits no connection (close-on-exec too). */
+		pcs_close(client);
+		client = NULL;
+	}
 	if (st.files_dir != NULL && tmpfiles_open(&files, st.files_dir, &err) != 0) {
 		runenv_report(NULL, &err);
 		goto out;
 	}
-	if (build_env(&re, &st, st.files_dir != NULL ? &files : NULL, &el) != 0)
+	dopts.clean_env = st.clean_env;
+	dopts.keep = st.keep;
+	dopts.nkeep = st.nkeep;
+	if (deliver_env(&re, &dopts, st.files_dir != NULL ? &files : NULL, &el) != 0)
 		goto out;
-	if (st.files_dir == NULL && !st.mask) {
+	if (st.files_dir == NULL && !st.mask && !following) {
 		/* Nothing to do after PROGRAM: become it. */
 		runenv_free(&re);
 		execvpe(argv[prog], argv + prog, el.s != NULL ? el.s : (char *[]){ NULL });
@@ -541,11 +402,11 @@ int main(int argc, char **argv)
 		status = EXIT_NOEXEC;
 		goto out;
 	}
-	if (st.mask && mask_values(&re, &mv, &nmv) != 0) {
+	if (st.mask && deliver_mask_values(&re, NULL, &mv, &nmv) != 0) {
 		fprintf(stderr, "pcrun: out of memory\n");
 		goto out;
 	}
-	if (!st.mask) {
+	if (!st.mask && !following) {
 		/* The values are in the files: nothing of them needs to stay in this process. */
 		runenv_free(&re);
 	}
@@ -555,11 +416,36 @@ int main(int argc, char **argv)
 	spec.mask = st.mask;
 	spec.values = mv;
 	spec.nvalues = nmv;
+	if (following) {
+		/* The follower owns what the child was given from here on (follow_free). */
+		follow.mode = st.on_change;
+		follow.sig = st.on_change_sig;
+		follow.grace_ms = (int)(st.grace_s >= 0 ? st.grace_s : GRACE_DEFAULT_S) * 1000;
+		follow.agent = st.agent;
+		follow.opts = &st.opts;
+		follow.dopts = &dopts;
+		follow.files = st.files_dir != NULL ? &files : NULL;
+		follow.mask = st.mask;
+		follow.cur = re;
+		follow.el = el;
+		follow.mv = mv;
+		follow.nmv = nmv;
+		follow.client = client;
+		memset(&re, 0, sizeof(re));
+		memset(&el, 0, sizeof(el));
+		mv = NULL;
+		client = NULL;
+		if (follow_start(&follow) != 0)
+			goto out;
+		follow_hooks(&follow, &hooks);
+		spec.hooks = &hooks;
+	}
 	if (child_run(&spec, &status, &err) != 0) {
 		runenv_report(NULL, &err);
 		status = EXIT_FAILED;
 	}
 out:
+	follow_free(&follow);
 	if (tmpfiles_remove(&files, &err) != 0) {
 		runenv_report(NULL, &err);
 		if (status == 0)

@@ -104,6 +104,18 @@ int runenv_add(struct runenv *re, const char *name, const char *ref, const char 
 	return 0;
 }
 
+int runenv_clone(const struct runenv *src, struct runenv *dst, pcs_error *err)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < src->n; i++)
+		if ((r = runenv_add(dst, src->v[i].name, src->v[i].ref,
+		         (const char *)src->v[i].value, src->v[i].len, err)) != 0)
+			return r;
+	return 0;
+}
+
 int runenv_add_environment(struct runenv *re, pcs_error *err)
 {
 	const char *eq;

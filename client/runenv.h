@@ -32,6 +32,12 @@ void runenv_free(struct runenv *re);
 /* Adds name with a reference (copied) or a literal value (copied into locked memory). */
 int runenv_add(struct runenv *re, const char *name, const char *ref, const char *value, size_t len,
     pcs_error *err) __attribute__((warn_unused_result));
+/*
+ * A copy of src's variables as the sources gave them (references, literals), for resolving
+ * again (pcrun --on-change). src must hold no agent binding yet.
+ */
+int runenv_clone(const struct runenv *src, struct runenv *dst, pcs_error *err)
+    __attribute__((warn_unused_result));
 /* Every inherited variable whose value starts with "pcs:". */
 int runenv_add_environment(struct runenv *re, pcs_error *err) __attribute__((warn_unused_result));
 /*

@@ -150,6 +150,30 @@ static void test_no_values_passes_through(void **state)
 	expect(&s, "anything at all");
 }
 
+/*
+ * New values mid-stream (pcrun --on-change): a value split across the change, held back under
+ * the old set, is still masked; a longer new value and the old one are both masked after it.
+ */
+static void test_set_values_mid_stream(void **state)
+{
+	struct mask_value old[1] = { { (const unsigned char *)"old-secret", 10 } };
+	struct mask_value both[2] = { { (const unsigned char *)"new-much-longer-secret", 22 },
+		{ (const unsigned char *)"old-secret", 10 } };
+	struct sink s;
+	struct mask m;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(mask_init(&m, old, 1, 16, sink_write, &s, NULL), 0);
+	assert_int_equal(mask_feed(&m, (const unsigned char *)"a old-sec", 9), 0);
+	assert_int_equal(mask_set_values(&m, both, 2, NULL), 0);
+	assert_int_equal(mask_feed(&m, (const unsigned char *)"ret b new-much-", 15), 0);
+	assert_int_equal(mask_feed(&m, (const unsigned char *)"longer-secret c", 15), 0);
+	assert_int_equal(mask_flush(&m), 0);
+	mask_free(&m);
+	expect(&s, "a " M " b " M " c");
+}
+
 /* Random streams of values and noise, in random feed sizes, against a one-shot reference. */
 static void test_random_streams(void **state)
 {
@@ -191,6 +215,7 @@ int main(void)
 		cmocka_unit_test(test_binary_values),
 		cmocka_unit_test(test_no_values_passes_through),
 		cmocka_unit_test(test_random_streams),
+		cmocka_unit_test(test_set_values_mid_stream),
 	};
 
 	if (sodium_init() < 0)
