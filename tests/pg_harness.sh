@@ -2,11 +2,18 @@
 # A private PostgreSQL cluster for the tests, reachable only through a Unix socket in DIR.
 #   pg_harness.sh start DIR PORT   initdb into DIR/data and start it (a leftover is replaced)
 #   pg_harness.sh stop DIR PORT    stop it and remove DIR (succeeds when nothing runs)
+#   pg_harness.sh halt DIR PORT    stop it (fast shutdown: sessions are cut) and keep DIR, so
+#                                  that resume can start it again; fails when it is not running
+#   pg_harness.sh resume DIR PORT  start a halted cluster again; returns once it accepts
+#                                  connections
+# PORT is the one given to start: the cluster keeps it in DIR/data/postgresql.conf.
+# halt and resume are for tests that stop PostgreSQL under a daemon (test_pg_stopped), on a
+# cluster of their own: never on the shared one, which other tests use at the same time.
 # As root, the cluster belongs to and runs as the postgres user (PostgreSQL refuses root).
 set -eu
 
 usage() {
-	echo "usage: $0 start|stop DIR PORT" >&2
+	echo "usage: $0 start|stop|halt|resume DIR PORT" >&2
 	exit 2
 }
 
@@ -103,6 +110,29 @@ EOF
 stop)
 	stop_cluster
 	rm -rf "$dir"
+	;;
+halt)
+	if ! running; then
+		echo "pg_harness: no cluster running in $data" >&2
+		exit 1
+	fi
+	if ! as_pg "$bindir/pg_ctl" -D "$data" -w -t 30 stop -m fast >/dev/null; then
+		echo "pg_harness: PostgreSQL did not stop; the end of $log:" >&2
+		tail -n 20 "$log" >&2 || true
+		exit 1
+	fi
+	;;
+resume)
+	if [ ! -f "$data/PG_VERSION" ]; then
+		echo "pg_harness: no cluster in $data (start makes one)" >&2
+		exit 1
+	fi
+	# -w: pg_ctl returns once the server accepts connections (or fails after -t seconds).
+	if ! as_pg "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null; then
+		echo "pg_harness: PostgreSQL did not start again; the end of $log:" >&2
+		tail -n 40 "$log" >&2 || true
+		exit 1
+	fi
 	;;
 *)
 	usage
