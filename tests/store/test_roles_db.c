@@ -25,12 +25,12 @@
  */
 #define TRIGGER_FUNCTIONS \
 	"pcs_agent_changed,pcs_audit_afield,pcs_audit_append_only,pcs_audit_archivable," \
-	"pcs_audit_archive,pcs_audit_deadline,pcs_audit_field,pcs_audit_link_hash," \
+	"pcs_audit_archivable_chain,pcs_audit_archive,pcs_audit_deadline,pcs_audit_field,pcs_audit_link_hash," \
 	"pcs_audit_row_hash,pcs_audit_row_hash2,pcs_audit_seal,pcs_audit_ts," \
 	"pcs_audit_verify,pcs_binding_changed,pcs_instance_heartbeat,pcs_notify_all," \
 	"pcs_principals_changed,pcs_secret_changed,pcs_version_changed,pcs_watch_binding," \
 	"pcs_watch_secret,pcs_watch_version"
-#define TRIGGER_FUNCTIONS_COUNT "22"
+#define TRIGGER_FUNCTIONS_COUNT "23"
 
 static char owner_url[1024], svc_url[1200];
 
