@@ -429,9 +429,9 @@ static int chain_row(struct table *t, const void *items, size_t i)
 	(void)snprintf(head, sizeof(head), "%" PRIu64, k->head_seq);
 	/* What was archived is said on the chain's line: it is not missing. */
 	(void)snprintf(status, sizeof(status), "%s%s%s",
-	    k->unchained ? "not chained (written before migration 012)"
-	    : k->problem[0] ? k->problem
-	                    : "ok",
+	    k->unchained      ? "not chained (written before migration 012)" :
+	        k->problem[0] ? k->problem :
+	                        "ok",
 	    k->archived[0] ? "; " : "", k->archived);
 	if (k->unchained)
 		return table_add(t, k->instance_id, "-", rows, "-", "-", status);

@@ -707,16 +707,19 @@ static void test_archive_as_owner(void **state)
 	    "SELECT l.ids[1] FROM audit_chain_links l WHERE l.instance_id = '%s' AND "
 	    "l.lane || ' ' || l.seq = '%s'",
 	    chain, chain + 37);
-	sql(n, sizeof(n), "UPDATE audit_log SET principal = principal || 'x' WHERE id = %s RETURNING id",
-	    id);
+	sql(n, sizeof(n),
+	    "UPDATE audit_log SET principal = principal || 'x' WHERE id = %s RETURNING id", id);
 	assert_string_equal(n, id);
 	assert_int_not_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
-	snprintf(want, sizeof(want), "row id %s (seq %s, row 1 of ", id, strchr(chain + 37, ' ') + 1);
+	snprintf(
+	    want, sizeof(want), "row id %s (seq %s, row 1 of ", id, strchr(chain + 37, ' ') + 1);
 	if (strstr(r.out, want) == NULL || strstr(r.out, "was altered") == NULL)
 		fail_msg("verify said \"%s\", not \"%s ... was altered\"", r.out, want);
 	it_result_free(&r);
-	sql(n, sizeof(n), "UPDATE audit_log SET principal = left(principal, -1) WHERE id = %s "
-	    "RETURNING id", id);
+	sql(n, sizeof(n),
+	    "UPDATE audit_log SET principal = left(principal, -1) WHERE id = %s "
+	    "RETURNING id",
+	    id);
 	assert_int_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
 	it_result_free(&r);
 

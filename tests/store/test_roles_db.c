@@ -167,6 +167,18 @@ static void test_service_role_cannot_change_audit_rows(void **state)
 		assert_int_equal(exec(svc, changes[i], &err), -PCS_INTERNAL);
 		assert_string_equal(err.message, "database error (SQLSTATE 42501)");
 	}
+	/* Nor is archiving (migration 014): the owner's only. */
+	{
+		static const char *const archive[] = {
+			"SELECT * FROM public.pcs_audit_archive(now() - interval '1 day', 0)",
+			"SELECT * FROM public.pcs_audit_archivable(now())",
+			"SELECT * FROM public.pcs_audit_archivable_chain(now())",
+		};
+		for (i = 0; i < 3; i++) {
+			assert_int_equal(exec(svc, archive[i], &err), -PCS_INTERNAL);
+			assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+		}
+	}
 	/* Granted by someone careless: the trigger still refuses. */
 	assert_int_equal(exec(owner, "GRANT ALL ON audit_log TO " SVC, &err), 0);
 	for (i = 0; i < 3; i++) {
@@ -205,10 +217,14 @@ static void test_service_role_uses_the_api_schema(void **state)
 	migrate_plan_builtin(&plan);
 	assert_int_equal(migrate_apply(owner, &plan, SVC, &err), 0);
 	/* Only the trigger functions stayed in public; the API is in its own schema. */
-	assert_query(owner_url, "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc "
-	    "WHERE pronamespace = 'public'::regnamespace", TRIGGER_FUNCTIONS);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_proc WHERE pronamespace = "
-	    "'pcs_api_%d'::regnamespace", pcs_api_version);
+	assert_query(owner_url,
+	    "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc "
+	    "WHERE pronamespace = 'public'::regnamespace",
+	    TRIGGER_FUNCTIONS);
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM pg_proc WHERE pronamespace = "
+	    "'pcs_api_%d'::regnamespace",
+	    pcs_api_version);
 	assert_query(owner_url, sql, "43");
 
 	svc = service(pcs_api_version);
@@ -220,8 +236,11 @@ static void test_service_role_uses_the_api_schema(void **state)
 	                     &err),
 	    0);
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_delete_agent('acme', 'bot')", &err), 0);
-	assert_int_equal(exec(svc, "SELECT * FROM pcs_search_audit(NULL, NULL, NULL, 'x', "
-	                     "NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, false, 10)", &err), 0);
+	assert_int_equal(exec(svc,
+	                     "SELECT * FROM pcs_search_audit(NULL, NULL, NULL, 'x', "
+	                     "NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, false, 10)",
+	                     &err),
+	    0);
 	/* Beyond what the functions need, nothing. */
 	assert_int_equal(exec(svc, "UPDATE companies SET name = 'x'", &err), -PCS_INTERNAL);
 	assert_int_equal(exec(svc, "DELETE FROM keyring", &err), -PCS_INTERNAL);
