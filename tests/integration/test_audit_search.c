@@ -8,9 +8,10 @@
  *  - pcctl audit tail -f shows a row made through the other daemon, and SIGINT ends it with 0;
  *  - pcctl audit export between two times writes exactly that window as JSON lines;
  *  - scripts/audit-archive.sh as the owner removes the old rows and their links whole,
- *    keeps a summary per chain whose last hash is where each chain now starts; pcctl audit verify passes after it and says what was archived, names a remaining
- *    row altered, and reports the first remaining link deleted as missing; the daemon's role
- *    may not archive; rows are written after it as before.
+ *    keeps a summary per chain whose last hash is where each chain now starts; pcctl audit
+ *    verify passes after it and says what was archived, names a remaining row altered, and
+ *    reports the first remaining link deleted as missing; the daemon's role may not archive;
+ *    rows are written after it as before.
  *
  * Agents' and the operator's connections are opened as their uids. Needs root.
  */
