@@ -421,17 +421,21 @@ static json_t *chain_json(const void *items, size_t i)
 static int chain_row(struct table *t, const void *items, size_t i)
 {
 	const Pcsecret__V1__AuditChain *k = ((Pcsecret__V1__AuditChain *const *)items)[i];
-	char lane[16], rows[24], last[24], head[24];
+	char lane[16], rows[24], last[24], head[24], status[1024];
 
 	(void)snprintf(lane, sizeof(lane), "%u", k->lane);
 	(void)snprintf(rows, sizeof(rows), "%" PRIu64, k->rows);
 	(void)snprintf(last, sizeof(last), "%" PRIu64, k->last_seq);
 	(void)snprintf(head, sizeof(head), "%" PRIu64, k->head_seq);
+	/* What was archived is said on the chain's line: it is not missing. */
+	(void)snprintf(status, sizeof(status), "%s%s%s",
+	    k->unchained      ? "not chained (written before migration 012)" :
+	        k->problem[0] ? k->problem :
+	                        "ok",
+	    k->archived[0] ? "; " : "", k->archived);
 	if (k->unchained)
-		return table_add(t, k->instance_id, "-", rows, "-", "-",
-		    "not chained (written before migration 012)");
-	return table_add(t, k->instance_id, lane, rows, last, k->head_seq ? head : "-",
-	    k->problem[0] ? k->problem : "ok");
+		return table_add(t, k->instance_id, "-", rows, "-", "-", status);
+	return table_add(t, k->instance_id, lane, rows, last, k->head_seq ? head : "-", status);
 }
 
 static int cmd_audit_verify(struct ctl *ctl, const struct ctl_args *args, pcs_error *err)

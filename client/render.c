@@ -182,7 +182,7 @@ static json_t *j_audit_fields(const Pcsecret__V1__AuditEntry *e)
 
 json_t *j_audit_chain(const Pcsecret__V1__AuditChain *k)
 {
-	return json_pack("{s:o, s:o, s:b, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
+	return json_pack("{s:o, s:o, s:b, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
 	    "instance_id", json_text(k->instance_id), "lane",
 	    k->unchained ? json_null() : json_integer((json_int_t)k->lane), "unchained",
 	    (int)k->unchained, "rows", (json_int_t)k->rows, "last_seq", (json_int_t)k->last_seq,
@@ -192,7 +192,8 @@ json_t *j_audit_chain(const Pcsecret__V1__AuditChain *k)
 	    json_text(k->head_hash), "bad_id",
 	    k->bad_id ? json_integer((json_int_t)k->bad_id) : json_null(), "bad_seq",
 	    k->bad_seq ? json_integer((json_int_t)k->bad_seq) : json_null(), "problem",
-	    json_text(k->problem));
+	    json_text(k->problem), "archived",
+	    k->archived[0] != '\0' ? json_string(k->archived) : json_null());
 }
 
 char *join_strings(char **v, size_t n)

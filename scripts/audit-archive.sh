@@ -3,10 +3,12 @@
 #   scripts/audit-archive.sh --before TIME --out FILE [--database URL]
 # Run it as the database's owner (the role that applies migrations, migrate_database_url):
 # nobody else may remove audit rows. In one REPEATABLE READ transaction it copies the rows
-# pcs_audit_archivable(TIME) names to FILE as JSON lines (one row_to_json object per row,
-# every column, the chain's included), flushes FILE to disk, then calls pcs_audit_archive,
-# which removes exactly those rows (or nothing, when the count in FILE differs) and records
-# one summary per chain in audit_archive_summaries; it prints the summaries. FILE must not
+# pcs_audit_archivable(TIME) names (whole chain links of each chain's prefix, see
+# migrations/014_audit_retention.sql) to FILE as JSON lines (one row_to_json object per row,
+# every column), flushes FILE to disk, then calls pcs_audit_archive, which removes exactly
+# those rows and their links (or nothing, when the count in FILE differs, or a chain is broken
+# where it would be archived) and records one summary per chain in audit_archive_summaries;
+# it prints the summaries. FILE must not
 # exist; it appears only once the transaction committed. URL defaults to libpq's
 # environment (PGHOST, PGDATABASE, ...).
 set -euo pipefail
@@ -49,7 +51,7 @@ SELECT row_to_json(a)::text FROM public.pcs_audit_archivable(:'before'::timestam
 \set copied `sync -- "$PCS_ARCHIVE_PART" && wc -l < "$PCS_ARCHIVE_PART"`
 \pset tuples_only off
 \pset format aligned
-SELECT instance_id, lane, nrows, first_id, last_id, first_seq, last_seq,
+SELECT instance_id, lane, nrows, nlinks, first_id, last_id, first_seq, last_seq,
        encode(last_hash, 'hex') AS last_hash
   FROM public.pcs_audit_archive(:'before'::timestamptz, :copied);
 COMMIT;

@@ -219,14 +219,15 @@ struct db_audit_entry {
 
 /*
  * One hash chain as pcs_audit_verify found it (docs/audit.md): lane 0 with unchained set
- * counts an instance's rows from before the chain; problem NULL: intact. Hashes in hex.
+ * counts an instance's rows from before the chain; problem NULL: intact; archived NULL:
+ * nothing archived, else what was (migration 014). Hashes in hex.
  */
 struct db_audit_chain {
 	const char *instance_id;
 	uint32_t lane;
 	int unchained;
 	uint64_t rows, last_seq, last_id, head_seq, bad_id, bad_seq;
-	const char *last_hash, *head_hash, *problem;
+	const char *last_hash, *head_hash, *problem, *archived;
 };
 
 /* One reference to resolve: a secret id, or company and name ("" for the unused ones). */

@@ -159,7 +159,8 @@ enum {
 	V_HEAD_HASH,
 	V_BAD_ID,
 	V_BAD_SEQ,
-	V_PROBLEM
+	V_PROBLEM,
+	V_ARCHIVED
 };
 static const char *const verify_cols[] = { [V_INSTANCE] = "instance_id",
 	[V_LANE] = "lane",
@@ -171,7 +172,8 @@ static const char *const verify_cols[] = { [V_INSTANCE] = "instance_id",
 	[V_HEAD_HASH] = "head_hash",
 	[V_BAD_ID] = "bad_id",
 	[V_BAD_SEQ] = "bad_seq",
-	[V_PROBLEM] = "problem" };
+	[V_PROBLEM] = "problem",
+	[V_ARCHIVED] = "archived" };
 
 /*
  * instance id (NULL: all). The check lives with the chain's trigger (migration 012), in
@@ -181,7 +183,8 @@ static struct db_stmt verify_audit = {
 	.name = "pcs_audit_verify",
 	.sql = "SELECT v.instance_id, v.lane, v.nrows, v.last_seq, v.last_id, "
 	       "encode(v.last_hash, 'hex') AS last_hash, v.head_seq, "
-	       "encode(v.head_hash, 'hex') AS head_hash, v.bad_id, v.bad_seq, v.problem "
+	       "encode(v.head_hash, 'hex') AS head_hash, v.bad_id, v.bad_seq, v.problem, "
+	       "v.archived "
 	       "FROM public.pcs_audit_verify($1::uuid) v "
 	       "ORDER BY v.instance_id, v.lane NULLS FIRST",
 	DB_COLS(verify_cols),
@@ -505,6 +508,7 @@ static void deliver_verify(
 		k->last_hash = OPT_STR(V_LAST_HASH);
 		k->head_hash = OPT_STR(V_HEAD_HASH);
 		k->problem = OPT_STR(V_PROBLEM);
+		k->archived = OPT_STR(V_ARCHIVED);
 #undef OPT_U64
 #undef OPT_STR
 	}

@@ -289,6 +289,7 @@ static void on_verified(struct call *c, const struct db_audit_chain *rows, size_
 		e->bad_id = k->bad_id;
 		e->bad_seq = k->bad_seq;
 		e->problem = (char *)(k->problem != NULL ? k->problem : "");
+		e->archived = (char *)(k->archived != NULL ? k->archived : "");
 	}
 	rep.chains = ptrs;
 	rep.n_chains = n;

@@ -7,8 +7,10 @@
  *    statements (transactions) than resolves (group commit);
  *  - the heartbeat copies the instance's chain heads into its instances row;
  *  - pcctl audit verify passes on the daemon's chains, and reports a row altered, a row
- *    deleted, two rows swapped and the newest row deleted, each naming the row (the rows are
- *    changed as the owner, who alone can: test_roles_db shows the daemon's role cannot).
+ *    deleted, two rows swapped, a link altered, a link deleted and the newest statement's
+ *    rows and link deleted, each naming the row or link (the rows are changed as the owner, who alone can:
+ *    test_roles_db shows the daemon's role cannot);
+ *  - a chain begun under migration 012 (rows sealed one by one) goes on with 013's links.
  *
  * One daemon; agent connections are opened by children running as the agent's uid
  * (wire_connect_as) and pcrun runs as the agent. Needs root.
@@ -349,8 +351,8 @@ static void test_heartbeat_records_the_heads(void **state)
 }
 
 /*
- * A chain of 6 rows of instance inst, inserted by the owner in one statement (one backend:
- * one lane); the id of its row k (1-based) in ids[k - 1].
+ * 6 rows of instance inst, inserted by the owner in one statement (one backend: one lane, one
+ * link of the chain); the id of its row k (1-based) in ids[k - 1].
  */
 static void make_chain(const char *inst, char ids[6][24])
 {
@@ -363,6 +365,25 @@ static void make_chain(const char *inst, char ids[6][24])
 	    inst);
 	for (int k = 0; k < 6; k++)
 		snprintf(ids[k], sizeof(ids[k]), "%lld", atoll(first) + k);
+}
+
+/*
+ * Two statements of 6 rows each of instance inst, in one session (one lane): a chain of two
+ * links. The ids of the second link's first and fifth rows in first2, fifth2.
+ */
+static void make_chain2(const char *inst, char first2[24], char fifth2[24])
+{
+	char out[64];
+
+	sql(out, sizeof(out),
+	    "DO $$ BEGIN FOR k IN 1..2 LOOP INSERT INTO audit_log (instance_id, call_id, peer_uid, "
+	    "peer_gid, peer_pid, principal, method, status) SELECT '%s', g, 0, 0, 1, 'test', "
+	    "'Hello', 'OK' FROM generate_series(1, 6) g; END LOOP; END $$; SELECT 1",
+	    inst);
+	sql(first2, 24, "SELECT ids[1] FROM audit_chain_links WHERE instance_id = '%s' AND seq = 2",
+	    inst);
+	sql(fifth2, 24, "SELECT ids[5] FROM audit_chain_links WHERE instance_id = '%s' AND seq = 2",
+	    inst);
 }
 
 /* pcctl audit verify --instance inst must fail and say want. */
@@ -381,47 +402,128 @@ static void test_verify_reports_tampering(void **state)
 {
 	static const char *const inst[] = { "00000000-0000-4000-8000-00000000a001",
 		"00000000-0000-4000-8000-00000000a002", "00000000-0000-4000-8000-00000000a003",
-		"00000000-0000-4000-8000-00000000a004" };
-	char ids[4][6][24], want[160], out[64];
+		"00000000-0000-4000-8000-00000000a004", "00000000-0000-4000-8000-00000000a005",
+		"00000000-0000-4000-8000-00000000a006" };
+	char ids[3][6][24], first2[3][24], fifth2[3][24], want[160], out[64];
 	struct it_result r;
 
 	(void)state;
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < 3; i++)
 		make_chain(inst[i], ids[i]);
-	for (int i = 0; i < 4; i++) {
+	/* inst[3] and inst[4]: two statements of one session, a chain of two links. */
+	make_chain2(inst[3], first2[0], fifth2[0]);
+	make_chain2(inst[4], first2[1], fifth2[1]);
+	make_chain2(inst[5], first2[2], fifth2[2]);
+	for (int i = 0; i < 6; i++) {
 		assert_int_equal(pcctl(&r, "audit", "verify", "--instance", inst[i], NULL), 0);
 		it_result_free(&r);
 	}
-	/* Altered: its content no longer matches its hash. */
+	/* Altered: its content no longer matches the hash its link holds for it. */
 	sql(out, sizeof(out),
 	    "UPDATE audit_log SET status = 'PERMISSION_DENIED' WHERE id = %s "
 	    "RETURNING id",
 	    ids[0][2]);
-	snprintf(want, sizeof(want), "row id %s (seq 3) was altered", ids[0][2]);
+	snprintf(want, sizeof(want), "row id %s (seq 1, row 3 of 6) was altered", ids[0][2]);
 	verify_reports(inst[0], want);
-	/* Deleted: a seq is missing. */
+	/* Deleted: its link still lists it. */
 	sql(out, sizeof(out), "DELETE FROM audit_log WHERE id = %s RETURNING id", ids[1][3]);
-	snprintf(want, sizeof(want), "row seq 4 is missing: row id %s (seq 5) follows row id %s",
-	    ids[1][4], ids[1][2]);
+	snprintf(want, sizeof(want), "row id %s (seq 1, row 4 of 6) is missing", ids[1][3]);
 	verify_reports(inst[1], want);
-	/* Two rows swapped (their places in the chain exchanged). */
+	/* Two rows swapped: each row's content moved to the other's place (its id). */
 	sql(out, sizeof(out),
-	    "UPDATE audit_log SET chain_seq = CASE id WHEN %s THEN 3 ELSE 2 END WHERE id IN "
-	    "(%s, %s) RETURNING id",
-	    ids[2][1], ids[2][1], ids[2][2]);
-	snprintf(want, sizeof(want), "row id %s (seq 2) was altered", ids[2][2]);
+	    "UPDATE audit_log SET id = CASE id WHEN %s THEN -1 ELSE %s END WHERE id IN (%s, %s) "
+	    "RETURNING id",
+	    ids[2][1], ids[2][1], ids[2][1], ids[2][2]);
+	sql(out, sizeof(out), "UPDATE audit_log SET id = %s WHERE id = -1 RETURNING id", ids[2][2]);
+	snprintf(want, sizeof(want), "row id %s (seq 1, row 2 of 6) was altered", ids[2][1]);
 	verify_reports(inst[2], want);
-	/* The newest row deleted: only the recorded head shows it. */
-	sql(out, sizeof(out), "DELETE FROM audit_log WHERE id = %s RETURNING id", ids[3][5]);
-	verify_reports(inst[3], "rows 6 to 6 are missing at the end of the chain");
+	/* The newest statement's rows and its link deleted: only the recorded head shows it. */
+	sql(out, sizeof(out),
+	    "WITH d AS (DELETE FROM audit_log WHERE instance_id = '%s' AND id >= %s RETURNING id) "
+	    "SELECT count(*) FROM d",
+	    inst[3], first2[0]);
+	assert_string_equal(out, "6");
+	sql(out, sizeof(out),
+	    "WITH d AS (DELETE FROM audit_chain_links WHERE instance_id = '%s' AND seq = 2 "
+	    "RETURNING seq) SELECT count(*) FROM d",
+	    inst[3]);
+	assert_string_equal(out, "1");
+	verify_reports(inst[3], "rows 2 to 2 are missing at the end of the chain");
+	/* A link altered (a row taken out of its list): the link is named. */
+	sql(out, sizeof(out),
+	    "UPDATE audit_chain_links SET ids = ids[1:5], row_hashes = row_hashes[1:5] "
+	    "WHERE instance_id = '%s' AND seq = 2 RETURNING seq",
+	    inst[4]);
+	snprintf(want, sizeof(want), "the link of seq 2 (rows id %s to %s) was altered", first2[1],
+	    fifth2[1]);
+	verify_reports(inst[4], want);
+	/* A link in the middle deleted: the next one no longer follows. */
+	sql(out, sizeof(out),
+	    "WITH d AS (DELETE FROM audit_chain_links WHERE instance_id = '%s' AND seq = 1 "
+	    "RETURNING seq) SELECT count(*) FROM d",
+	    inst[5]);
+	assert_string_equal(out, "1");
+	verify_reports(inst[5], "link seq 1 is missing: the link of row id ");
 	/* --json names the row too, and says what needs the heads. */
 	assert_int_not_equal(
 	    pcctl(&r, "--json", "audit", "verify", "--instance", inst[1], NULL), 0);
-	snprintf(want, sizeof(want), "\"bad_id\": %s", ids[1][4]);
+	snprintf(want, sizeof(want), "\"bad_id\": %s", ids[1][3]);
 	assert_non_null(strstr(r.out, want));
 	assert_non_null(strstr(r.out, "\"ok\": false"));
 	assert_non_null(strstr(r.out, "recorded head"));
 	it_result_free(&r);
+}
+
+/*
+ * A chain begun under migration 012 (rows sealed one by one, their hash in the row) goes on
+ * with 013's links, and verify checks both kinds in one walk: 012's rows are made here as 012
+ * sealed them (pcs_audit_row_hash, chain columns set), by the owner with the chain trigger
+ * off, then a statement goes through the trigger.
+ */
+static void test_chain_from_012_carries_on(void **state)
+{
+	static const char *const inst = "00000000-0000-4000-8000-00000000a012";
+	char out[512], want[160], row2[24];
+	struct it_result r;
+
+	(void)state;
+	/*
+	 * One session (one lane): with the 013 trigger off, 6 rows sealed as 012 did, row by row
+	 * (seq k, prev the previous row's hash, hash over the row), and their head; then the
+	 * trigger back on and one statement of 6 rows through it.
+	 */
+	sql(out, sizeof(out),
+	    "DO $$ DECLARE i bigint; p bytea := '\\x'; BEGIN "
+	    "ALTER TABLE audit_log DISABLE TRIGGER audit_log_seal; "
+	    "FOR k IN 1..6 LOOP INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, "
+	    "peer_pid, principal, method, status, chain_lane, chain_seq, chain_prev) VALUES "
+	    "('%s', k, 0, 0, 1, 'test', 'Hello', 'OK', pg_backend_pid(), k, p) RETURNING id INTO i; "
+	    "UPDATE audit_log a SET chain_hash = pcs_audit_row_hash(a) WHERE a.id = i "
+	    "RETURNING chain_hash INTO p; END LOOP; "
+	    "INSERT INTO audit_chain_heads (instance_id, lane, seq, hash) "
+	    "VALUES ('%s', pg_backend_pid(), 6, p); "
+	    "ALTER TABLE audit_log ENABLE TRIGGER audit_log_seal; "
+	    "INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, peer_pid, principal, "
+	    "method, status) SELECT '%s', g, 0, 0, 1, 'test', 'Hello', 'OK' "
+	    "FROM generate_series(7, 12) g; END $$; SELECT 1",
+	    inst, inst, inst);
+	/* The link is element 7 of the same chain, linked to 012's row 6. */
+	sql(out, sizeof(out),
+	    "SELECT l.seq || ' ' || (l.prev_hash = a.chain_hash) || ' ' || cardinality(l.ids) "
+	    "FROM audit_chain_links l JOIN audit_log a ON a.instance_id = l.instance_id AND "
+	    "a.chain_lane = l.lane AND a.chain_seq = 6 WHERE l.instance_id = '%s'",
+	    inst);
+	assert_string_equal(out, "7 true 6");
+	assert_int_equal(pcctl(&r, "audit", "verify", "--instance", inst, NULL), 0);
+	assert_non_null(strstr(r.out, " 0 broken"));
+	it_result_free(&r);
+	/* A 012 row altered is still named, with 012's message. */
+	sql(row2, sizeof(row2),
+	    "UPDATE audit_log SET status = 'X' WHERE instance_id = '%s' AND chain_seq = 2 "
+	    "RETURNING id",
+	    inst);
+	snprintf(want, sizeof(want), "row id %s (seq 2) was altered", row2);
+	verify_reports(inst, want);
 }
 
 int main(void)
@@ -433,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_verify_passes_on_the_daemons_chains),
 		cmocka_unit_test(test_heartbeat_records_the_heads),
 		cmocka_unit_test(test_verify_reports_tampering),
+		cmocka_unit_test(test_chain_from_012_carries_on),
 	};
 
 	if (!it_is_root()) {

@@ -7,9 +7,11 @@
  *  - an operator sees only its company's rows and is refused another company's secret;
  *  - pcctl audit tail -f shows a row made through the other daemon, and SIGINT ends it with 0;
  *  - pcctl audit export between two times writes exactly that window as JSON lines;
- *  - scripts/audit-archive.sh as the owner removes the old rows, keeps a summary per chain
- *    whose last hash is where each chain now starts; the daemon's role may not archive; rows
- *    are written after it as before.
+ *  - scripts/audit-archive.sh as the owner removes the old rows and their links whole,
+ *    keeps a summary per chain whose last hash is where each chain now starts; pcctl audit
+ *    verify passes after it and says what was archived, names a remaining row altered, and
+ *    reports the first remaining link deleted as missing; the daemon's role may not archive;
+ *    rows are written after it as before.
  *
  * Agents' and the operator's connections are opened as their uids. Needs root.
  */
@@ -573,14 +575,22 @@ static void test_export_window(void **state)
 
 static void test_archive_as_owner(void **state)
 {
-	char cut[64], n[64], before[32], removed[32], sum[64], out[256], cmd[1024];
+	char cut[64], n[64], before[32], removed[32], sum[64], out[256], cmd[1024], first[32];
+	char maxid[32], chain[128], id[32], want[256];
 	struct it_result r;
 	const char *argv[8];
 
 	(void)state;
+	/* The chains are intact before, so whatever verify says after is the archive's doing. */
+	assert_int_equal(pcctl(0, A, &r, "audit", "verify", NULL), 0);
+	it_result_free(&r);
 	sql(cut, sizeof(cut), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 25 LIMIT 1");
-	sql(before, sizeof(before), "SELECT count(*) FROM audit_log");
-	sql(removed, sizeof(removed), "SELECT count(*) FROM audit_log WHERE at < '%s'", cut);
+	sql(maxid, sizeof(maxid), "SELECT max(id) FROM audit_log");
+	sql(before, sizeof(before), "SELECT count(*) FROM audit_log WHERE id <= %s", maxid);
+	sql(first, sizeof(first), "SELECT min(id) FROM audit_log");
+	/* What goes: whole links of each chain's prefix, so a statement whose rows straddle the
+	 * cut keeps its older rows; never fewer than the rows of the first 20 ids. */
+	sql(removed, sizeof(removed), "SELECT count(*) FROM pcs_audit_archivable('%s')", cut);
 	/* The daemon's role may not archive. */
 	argv[0] = "/bin/sh";
 	argv[1] = "-c";
@@ -613,11 +623,25 @@ static void test_archive_as_owner(void **state)
 		fprintf(stderr, "audit-archive.sh: %s\n", r.err);
 	assert_int_equal(r.status, 0);
 	it_result_free(&r);
-	sql(n, sizeof(n), "SELECT count(*) FROM audit_log WHERE at < '%s'", cut);
+	sql(n, sizeof(n), "SELECT count(*) FROM pcs_audit_archivable('%s')", cut);
 	assert_string_equal(n, "0");
+	sql(n, sizeof(n), "SELECT count(*) FROM audit_log WHERE id < %ld", atol(first) + 20);
+	assert_string_equal(n, "0");
+	sql(n, sizeof(n), "SELECT %ld - count(*) FROM audit_log WHERE id <= %s", atol(before),
+	    maxid);
+	assert_string_equal(n, removed);
 	sql(sum, sizeof(sum), "SELECT sum(nrows) FROM audit_archive_summaries");
 	assert_string_equal(sum, removed);
 	assert_true(atoi(removed) >= 20);
+	/* The links of what was archived went with their rows, never part of one. */
+	sql(n, sizeof(n),
+	    "SELECT count(*) FROM audit_chain_links l JOIN audit_archive_summaries s ON "
+	    "s.instance_id = l.instance_id AND s.lane = l.lane AND l.seq <= s.last_seq");
+	assert_string_equal(n, "0");
+	sql(n, sizeof(n),
+	    "SELECT count(*) FROM audit_chain_links l WHERE EXISTS (SELECT 1 FROM unnest(l.ids) "
+	    "u(id) LEFT JOIN audit_log a ON a.id = u.id WHERE a.id IS NULL)");
+	assert_string_equal(n, "0");
 	/* The file holds the rows removed, one JSON object a line. */
 	{
 		FILE *f = fopen(out, "r");
@@ -634,18 +658,23 @@ static void test_archive_as_owner(void **state)
 		fclose(f);
 		assert_int_equal(lines, atol(removed));
 	}
-	/* Each chain that still has rows starts where its summary's last link ends. */
+	/* Each chain that still has elements starts where its summary's last element ends. */
 	sql(n, sizeof(n),
 	    "SELECT count(*) FROM audit_archive_summaries s WHERE s.lane IS NOT NULL AND "
-	    "EXISTS (SELECT 1 FROM audit_log a WHERE a.instance_id = s.instance_id AND "
-	    "a.chain_lane = s.lane)");
+	    "EXISTS (SELECT 1 FROM audit_chain_links l WHERE l.instance_id = s.instance_id AND "
+	    "l.lane = s.lane)");
 	assert_true(atoi(n) >= 1);
 	sql(n, sizeof(n),
-	    "SELECT count(*) FROM audit_archive_summaries s JOIN LATERAL (SELECT a.chain_seq, "
-	    "a.chain_prev FROM audit_log a WHERE a.instance_id = s.instance_id AND "
-	    "a.chain_lane = s.lane ORDER BY a.chain_seq LIMIT 1) f ON true "
-	    "WHERE f.chain_seq <> s.last_seq + 1 OR f.chain_prev <> s.last_hash");
+	    "SELECT count(*) FROM audit_archive_summaries s JOIN LATERAL (SELECT l.seq, "
+	    "l.prev_hash FROM audit_chain_links l WHERE l.instance_id = s.instance_id AND "
+	    "l.lane = s.lane ORDER BY l.seq LIMIT 1) f ON true "
+	    "WHERE f.seq <> s.last_seq + 1 OR f.prev_hash <> s.last_hash");
 	assert_string_equal(n, "0");
+	/* verify passes, and says what was archived rather than missing. */
+	assert_int_equal(pcctl(0, A, &r, "audit", "verify", NULL), 0);
+	assert_non_null(strstr(r.out, " archived, "));
+	assert_null(strstr(r.out, "missing"));
+	it_result_free(&r);
 	/* Summaries are the owner's too. */
 	snprintf(cmd, sizeof(cmd), "psql -X -q '%s' -c \"DELETE FROM audit_archive_summaries\"",
 	    D[A].service_conninfo);
@@ -656,7 +685,7 @@ static void test_archive_as_owner(void **state)
 	assert_int_equal(it_run(0, D[A].socket, NULL, NULL, argv, &r), 0);
 	assert_int_not_equal(r.status, 0);
 	it_result_free(&r);
-	/* Rows keep being written, by both daemons. */
+	/* Rows keep being written, by both daemons, and the chains still verify. */
 	sql(before, sizeof(before), "SELECT max(id) FROM audit_log");
 	assert_int_equal(resolve(&agent[A], "acme", "k"), PCSECRET__V1__STATUS_CODE__OK);
 	assert_int_equal(resolve(&agent[B], "acme", "k"), PCSECRET__V1__STATUS_CODE__OK);
@@ -664,6 +693,52 @@ static void test_archive_as_owner(void **state)
 	    "SELECT count(*) FROM audit_log WHERE id > %s AND method = 'Resolve' AND status = 'OK'",
 	    before);
 	assert_string_equal(n, "2");
+	assert_int_equal(pcctl(0, A, &r, "audit", "verify", NULL), 0);
+	it_result_free(&r);
+
+	/* A remaining row altered: named, archive or not. */
+	sql(chain, sizeof(chain),
+	    "SELECT s.instance_id || ' ' || s.lane || ' ' || (s.last_seq + 1) FROM "
+	    "audit_archive_summaries s JOIN audit_chain_links l ON l.instance_id = s.instance_id "
+	    "AND l.lane = s.lane AND l.seq = s.last_seq + 1 WHERE EXISTS (SELECT 1 FROM "
+	    "audit_chain_links m WHERE m.instance_id = s.instance_id AND m.lane = s.lane AND "
+	    "m.seq = s.last_seq + 2) ORDER BY s.id LIMIT 1");
+	assert_true(strlen(chain) > 36);
+	chain[36] = '\0';
+	sql(id, sizeof(id),
+	    "SELECT l.ids[1] FROM audit_chain_links l WHERE l.instance_id = '%s' AND "
+	    "l.lane || ' ' || l.seq = '%s'",
+	    chain, chain + 37);
+	sql(n, sizeof(n),
+	    "UPDATE audit_log SET principal = principal || 'x' WHERE id = %s RETURNING id", id);
+	assert_string_equal(n, id);
+	assert_int_not_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
+	snprintf(
+	    want, sizeof(want), "row id %s (seq %s, row 1 of ", id, strchr(chain + 37, ' ') + 1);
+	if (strstr(r.out, want) == NULL || strstr(r.out, "was altered") == NULL)
+		fail_msg("verify said \"%s\", not \"%s ... was altered\"", r.out, want);
+	it_result_free(&r);
+	sql(n, sizeof(n),
+	    "UPDATE audit_log SET principal = left(principal, -1) WHERE id = %s "
+	    "RETURNING id",
+	    id);
+	assert_int_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
+	it_result_free(&r);
+
+	/* The first remaining link and its rows deleted without a summary: missing, since the
+	 * summary pins where the chain must start. */
+	sql(n, sizeof(n),
+	    "WITH l AS (DELETE FROM audit_chain_links l WHERE l.instance_id = '%s' AND "
+	    "l.lane || ' ' || l.seq = '%s' RETURNING l.ids) "
+	    ", d AS (DELETE FROM audit_log a USING l WHERE a.id = ANY (l.ids) RETURNING a.id) "
+	    "SELECT count(*) FROM d",
+	    chain, chain + 37);
+	assert_true(atoi(n) >= 1);
+	assert_int_not_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
+	snprintf(want, sizeof(want), "seq %s is missing: ", strchr(chain + 37, ' ') + 1);
+	if (strstr(r.out, want) == NULL || strstr(r.out, "follows the archived seq") == NULL)
+		fail_msg("verify said \"%s\", not \"%s... follows the archived seq\"", r.out, want);
+	it_result_free(&r);
 }
 
 int main(void)

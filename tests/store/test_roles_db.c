@@ -19,18 +19,18 @@
 
 #define SVC "pcs_test_svc"
 /*
- * What the migrations leave in public: trigger functions, and the audit chain's (migration
- * 012: the row encoding its trigger seals and verify checks, one definition whatever the API
- * version; the heartbeat); the API has its own schema.
+ * What the migrations leave in public: trigger functions, and the audit chain's (migrations
+ * 012 and 013: the row and link encodings the seal writes and verify checks, one definition
+ * whatever the API version; the heartbeat); the API has its own schema.
  */
 #define TRIGGER_FUNCTIONS \
 	"pcs_agent_changed,pcs_audit_afield,pcs_audit_append_only,pcs_audit_archivable," \
-	"pcs_audit_archive,pcs_audit_chain," \
-	"pcs_audit_chain_heads,pcs_audit_deadline,pcs_audit_field,pcs_audit_row_hash," \
-	"pcs_audit_ts,pcs_audit_verify,pcs_binding_changed,pcs_instance_heartbeat," \
-	"pcs_notify_all,pcs_principals_changed,pcs_secret_changed,pcs_version_changed," \
-	"pcs_watch_binding,pcs_watch_secret,pcs_watch_version"
-#define TRIGGER_FUNCTIONS_COUNT "21"
+	"pcs_audit_archivable_chain,pcs_audit_archive,pcs_audit_deadline,pcs_audit_field,pcs_audit_link_hash," \
+	"pcs_audit_row_hash,pcs_audit_row_hash2,pcs_audit_seal,pcs_audit_ts," \
+	"pcs_audit_verify,pcs_binding_changed,pcs_instance_heartbeat,pcs_notify_all," \
+	"pcs_principals_changed,pcs_secret_changed,pcs_version_changed,pcs_watch_binding," \
+	"pcs_watch_secret,pcs_watch_version"
+#define TRIGGER_FUNCTIONS_COUNT "23"
 
 static char owner_url[1024], svc_url[1200];
 
@@ -106,13 +106,28 @@ static void test_service_role_cannot_change_audit_rows(void **state)
 	assert_int_equal(exec(svc, AUDIT_ROW, &err), 0);
 	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_log", &err), 0);
 	/*
-	 * Its insert was sealed into a chain whose head the owner's trigger recorded; the
-	 * service role can read heads, and write none (migration 012, docs/audit.md).
+	 * Its insert was sealed by the owner's trigger into a chain's link listing the row with
+	 * its hash, and the chain's head recorded; the service role can read links and heads,
+	 * and write neither (migrations 012 and 013, docs/audit.md).
 	 */
 	assert_query(owner_url,
-	    "SELECT count(*)::text || max(seq)::text FROM audit_chain_heads h JOIN audit_log a "
-	    "ON a.instance_id = h.instance_id AND a.chain_lane = h.lane AND a.chain_hash = h.hash",
+	    "SELECT count(*)::text || max(h.seq)::text FROM audit_chain_heads h "
+	    "JOIN audit_chain_links l ON l.instance_id = h.instance_id AND l.lane = h.lane "
+	    "AND l.seq = h.seq AND l.hash = h.hash JOIN audit_log a ON a.id = ANY (l.ids) "
+	    "AND l.row_hashes = ARRAY[pcs_audit_row_hash2(a)]",
 	    "11");
+	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_chain_links", &err), 0);
+	assert_int_equal(exec(svc, "UPDATE audit_chain_links SET seq = 0", &err), -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc, "DELETE FROM audit_chain_links", &err), -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc,
+	                     "INSERT INTO audit_chain_links (instance_id, lane, seq, ids, "
+	                     "row_hashes, prev_hash, hash) VALUES (gen_random_uuid(), 1, 1, "
+	                     "'{1}', '{}', '\\x', '\\x00')",
+	                     &err),
+	    -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
 	assert_int_equal(exec(svc, "SELECT count(*) FROM audit_chain_heads", &err), 0);
 	assert_int_equal(exec(svc, "UPDATE audit_chain_heads SET seq = 0", &err), -PCS_INTERNAL);
 	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
@@ -124,22 +139,45 @@ static void test_service_role_cannot_change_audit_rows(void **state)
 	                     &err),
 	    -PCS_INTERNAL);
 	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
-	/* Its chain columns are the trigger's, whatever an insert says. */
+	/*
+	 * It cannot choose chain values: the chain columns are 012's rows' only, and an insert
+	 * that sets them is refused (nothing inserted); the chain is the trigger's.
+	 */
 	assert_int_equal(exec(svc,
 	                     "INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, "
 	                     "peer_pid, principal, method, status, chain_seq, chain_hash) VALUES "
 	                     "(gen_random_uuid(), 1, 0, 0, 0, 'test', 'Hello', 'OK', 7, '\\x00')",
 	                     &err),
-	    0);
+	    -PCS_INTERNAL);
+	assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	assert_int_equal(exec(svc,
+	                     "INSERT INTO audit_log (instance_id, call_id, peer_uid, peer_gid, "
+	                     "peer_pid, principal, method, status, chain_lane) VALUES "
+	                     "(gen_random_uuid(), 1, 0, 0, 0, 'test', 'Hello', 'OK', 7)",
+	                     &err),
+	    -PCS_INTERNAL);
+	assert_query(owner_url, "SELECT count(*) FROM audit_log", "1");
 	assert_query(owner_url,
 	    "SELECT count(*) FILTER (WHERE problem IS NULL)::text || max(last_seq)::text "
 	    "FROM public.pcs_audit_verify(NULL)",
-	    "21");
+	    "11");
 
 	/* Not granted. */
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(exec(svc, changes[i], &err), -PCS_INTERNAL);
 		assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+	}
+	/* Nor is archiving (migration 014): the owner's only. */
+	{
+		static const char *const archive[] = {
+			"SELECT * FROM public.pcs_audit_archive(now() - interval '1 day', 0)",
+			"SELECT * FROM public.pcs_audit_archivable(now())",
+			"SELECT * FROM public.pcs_audit_archivable_chain(now())",
+		};
+		for (i = 0; i < 3; i++) {
+			assert_int_equal(exec(svc, archive[i], &err), -PCS_INTERNAL);
+			assert_string_equal(err.message, "database error (SQLSTATE 42501)");
+		}
 	}
 	/* Granted by someone careless: the trigger still refuses. */
 	assert_int_equal(exec(owner, "GRANT ALL ON audit_log TO " SVC, &err), 0);
@@ -151,7 +189,7 @@ static void test_service_role_cannot_change_audit_rows(void **state)
 		    ops[i]);
 		assert_string_equal(err.message, want);
 	}
-	assert_query(owner_url, "SELECT count(*) || status FROM audit_log GROUP BY status", "2OK");
+	assert_query(owner_url, "SELECT count(*) || status FROM audit_log GROUP BY status", "1OK");
 	/* The next start-up takes such grants back. */
 	assert_int_equal(migrate_apply(owner, &plan, SVC, &err), 0);
 	assert_query(owner_url,
@@ -179,10 +217,14 @@ static void test_service_role_uses_the_api_schema(void **state)
 	migrate_plan_builtin(&plan);
 	assert_int_equal(migrate_apply(owner, &plan, SVC, &err), 0);
 	/* Only the trigger functions stayed in public; the API is in its own schema. */
-	assert_query(owner_url, "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc "
-	    "WHERE pronamespace = 'public'::regnamespace", TRIGGER_FUNCTIONS);
-	snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_proc WHERE pronamespace = "
-	    "'pcs_api_%d'::regnamespace", pcs_api_version);
+	assert_query(owner_url,
+	    "SELECT string_agg(proname, ',' ORDER BY proname) FROM pg_proc "
+	    "WHERE pronamespace = 'public'::regnamespace",
+	    TRIGGER_FUNCTIONS);
+	snprintf(sql, sizeof(sql),
+	    "SELECT count(*) FROM pg_proc WHERE pronamespace = "
+	    "'pcs_api_%d'::regnamespace",
+	    pcs_api_version);
 	assert_query(owner_url, sql, "43");
 
 	svc = service(pcs_api_version);
@@ -194,8 +236,11 @@ static void test_service_role_uses_the_api_schema(void **state)
 	                     &err),
 	    0);
 	assert_int_equal(exec(svc, "SELECT * FROM pcs_delete_agent('acme', 'bot')", &err), 0);
-	assert_int_equal(exec(svc, "SELECT * FROM pcs_search_audit(NULL, NULL, NULL, 'x', "
-	                     "NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, false, 10)", &err), 0);
+	assert_int_equal(exec(svc,
+	                     "SELECT * FROM pcs_search_audit(NULL, NULL, NULL, 'x', "
+	                     "NULL, NULL, NULL, NULL, NULL, NULL, NULL, false, NULL, false, 10)",
+	                     &err),
+	    0);
 	/* Beyond what the functions need, nothing. */
 	assert_int_equal(exec(svc, "UPDATE companies SET name = 'x'", &err), -PCS_INTERNAL);
 	assert_int_equal(exec(svc, "DELETE FROM keyring", &err), -PCS_INTERNAL);
