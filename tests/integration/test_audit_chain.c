@@ -85,7 +85,6 @@ static void bind(const char *env, const char *name)
 	itconn_admin_ok(&adm, "SetAgentEnv", &q.base);
 }
 
-/* pcctl as root with args (NULL-ended); its exit status, output in r (free it). */
 static int setup(void **state)
 {
 	/* Heartbeats often, so the test of the heads they record is quick. */

@@ -62,7 +62,6 @@ static void sql(char *buf, size_t size, const char *fmt, ...)
 	itconn_sql_text(&E[A], buf, size, "%s", q);
 }
 
-/* pcctl as uid on daemon d with args (NULL-ended); its exit status, output in r. */
 static void admin(int d, const char *method, const ProtobufCMessage *q)
 {
 	itconn_admin_ok(&adm[d], method, q);

@@ -299,7 +299,6 @@ static void test_create_token(void **state)
 	assert_int_equal(it_file_contains(D[A].log, TOKEN, strlen(TOKEN)), 0);
 }
 
-/* pcctl as root against daemon A; its exit status, output in r (free it). */
 #define D_VERSIONS \
 	"SELECT count(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id WHERE " \
 	"s.name = 'd'"

@@ -196,7 +196,6 @@ static void bind(const char *env, uint32_t version)
 	itconn_admin_ok(&adm, "SetAgentEnv", &q.base);
 }
 
-/* pcctl as root with args; its exit status, output in r (free it). */
 static int setup(void **state)
 {
 	Pcsecret__V1__CreateCompanyRequest cc = PCSECRET__V1__CREATE_COMPANY_REQUEST__INIT;

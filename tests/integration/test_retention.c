@@ -70,7 +70,6 @@ static void sql_text(char *buf, size_t size, const char *sql)
 	itconn_sql_text(&E[A], buf, size, "%s", sql);
 }
 
-/* pcctl as uid with args; its exit status, output in r (free it). */
 /* The audit row of the admin's call id: "method status version" ("" when none). */
 static void audit_of(uint64_t id, char *buf, size_t size)
 {

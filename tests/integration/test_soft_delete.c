@@ -195,7 +195,6 @@ static void agent_env(int want, const char *needle, const char *when)
 		fail_msg("%s: GetAgentEnv \"%s\" does not say \"%s\"", when, msg, needle);
 }
 
-/* pcctl as root with args; its exit status, output in r (free it). */
 /* pcrun as the agent with K=pcs:acme/k printing it; its exit status, output in r. */
 static int pcrun_k(struct it_result *r)
 {

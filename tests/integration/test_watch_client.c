@@ -383,7 +383,6 @@ static void test_sdk_cycles_leave_nothing(void **state)
 
 /* ---- pcctl ---- */
 
-/* pcctl as root, to completion; its exit status, output in r (free it). */
 static void pcctl_ok(const char *stdin_data, ...)
 {
 	const char *argv[16];
