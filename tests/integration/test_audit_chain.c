@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
@@ -82,23 +83,6 @@ static void bind(const char *env, const char *name)
 	q.env_name = (char *)env;
 	q.ref = &ref;
 	itconn_admin_ok(&adm, "SetAgentEnv", &q.base);
-}
-
-/* pcctl as root with args (NULL-ended); its exit status, output in r (free it). */
-static int pcctl(struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(0, D.socket, NULL, NULL, argv, r), 0);
-	return r->status;
 }
 
 static int setup(void **state)
@@ -246,12 +230,15 @@ static void test_resolve_lists_refs_and_refusals(void **state)
 	assert_string_equal(refs, "acme/a@-/0 id,acme/b@-/1 noid,acme/nosuch@-/0 noid");
 
 	/* pcctl audit list shows them, in text and in JSON. */
-	assert_int_equal(pcctl(&r, "audit", "list", "--company", "acme", "--limit", "5", NULL), 0);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "audit", "list", "--company", "acme",
+	                     "--limit", "5", NULL),
+	    0);
 	assert_non_null(strstr(r.out, "acme/b@2 ("));
 	assert_non_null(strstr(r.out, "acme/nosuch@-"));
 	it_result_free(&r);
-	assert_int_equal(
-	    pcctl(&r, "--json", "audit", "list", "--company", "acme", "--limit", "5", NULL), 0);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "--json", "audit", "list", "--company",
+	                     "acme", "--limit", "5", NULL),
+	    0);
 	assert_non_null(strstr(r.out, "\"refs\": ["));
 	assert_non_null(strstr(r.out, "\"secret\": \"acme/nosuch\""));
 	assert_non_null(strstr(r.out, "\"version\": null"));
@@ -317,11 +304,12 @@ static void test_verify_passes_on_the_daemons_chains(void **state)
 	struct it_result r;
 
 	(void)state;
-	assert_int_equal(pcctl(&r, "audit", "verify", "--instance", E.instance, NULL), 0);
+	assert_int_equal(
+	    it_pcctl(0, D.socket, NULL, &r, "audit", "verify", "--instance", E.instance, NULL), 0);
 	assert_non_null(strstr(r.out, " 0 broken"));
 	assert_non_null(strstr(r.out, "recorded head"));
 	it_result_free(&r);
-	assert_int_equal(pcctl(&r, "--json", "audit", "verify", NULL), 0);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "--json", "audit", "verify", NULL), 0);
 	assert_non_null(strstr(r.out, "\"ok\": true"));
 	assert_non_null(strstr(r.out, "\"head_hash\": \""));
 	it_result_free(&r);
@@ -391,7 +379,8 @@ static void verify_reports(const char *inst, const char *want)
 {
 	struct it_result r;
 
-	assert_int_not_equal(pcctl(&r, "audit", "verify", "--instance", inst, NULL), 0);
+	assert_int_not_equal(
+	    it_pcctl(0, D.socket, NULL, &r, "audit", "verify", "--instance", inst, NULL), 0);
 	if (strstr(r.out, want) == NULL)
 		fail_msg("verify said \"%s\" (%s), not \"%s\"", r.out, r.err, want);
 	assert_non_null(strstr(r.err, "DATA_LOSS"));
@@ -415,7 +404,9 @@ static void test_verify_reports_tampering(void **state)
 	make_chain2(inst[4], first2[1], fifth2[1]);
 	make_chain2(inst[5], first2[2], fifth2[2]);
 	for (int i = 0; i < 6; i++) {
-		assert_int_equal(pcctl(&r, "audit", "verify", "--instance", inst[i], NULL), 0);
+		assert_int_equal(
+		    it_pcctl(0, D.socket, NULL, &r, "audit", "verify", "--instance", inst[i], NULL),
+		    0);
 		it_result_free(&r);
 	}
 	/* Altered: its content no longer matches the hash its link holds for it. */
@@ -465,8 +456,9 @@ static void test_verify_reports_tampering(void **state)
 	assert_string_equal(out, "1");
 	verify_reports(inst[5], "link seq 1 is missing: the link of row id ");
 	/* --json names the row too, and says what needs the heads. */
-	assert_int_not_equal(
-	    pcctl(&r, "--json", "audit", "verify", "--instance", inst[1], NULL), 0);
+	assert_int_not_equal(it_pcctl(0, D.socket, NULL, &r, "--json", "audit", "verify",
+	                         "--instance", inst[1], NULL),
+	    0);
 	snprintf(want, sizeof(want), "\"bad_id\": %s", ids[1][3]);
 	assert_non_null(strstr(r.out, want));
 	assert_non_null(strstr(r.out, "\"ok\": false"));
@@ -514,7 +506,8 @@ static void test_chain_from_012_carries_on(void **state)
 	    "a.chain_lane = l.lane AND a.chain_seq = 6 WHERE l.instance_id = '%s'",
 	    inst);
 	assert_string_equal(out, "7 true 6");
-	assert_int_equal(pcctl(&r, "audit", "verify", "--instance", inst, NULL), 0);
+	assert_int_equal(
+	    it_pcctl(0, D.socket, NULL, &r, "audit", "verify", "--instance", inst, NULL), 0);
 	assert_non_null(strstr(r.out, " 0 broken"));
 	it_result_free(&r);
 	/* A 012 row altered is still named, with 012's message. */

@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "wire.h"
@@ -59,23 +60,6 @@ static void sql(char *buf, size_t size, const char *fmt, ...)
 	vsnprintf(q, sizeof(q), fmt, ap);
 	va_end(ap);
 	itconn_sql_text(&E[A], buf, size, "%s", q);
-}
-
-/* pcctl as uid on daemon d with args (NULL-ended); its exit status, output in r. */
-static int pcctl(uid_t uid, int d, struct it_result *r, ...)
-{
-	const char *argv[32];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 31 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(uid, D[d].socket, NULL, NULL, argv, r), 0);
-	return r->status;
 }
 
 static void admin(int d, const char *method, const ProtobufCMessage *q)
@@ -409,8 +393,9 @@ static void test_paging(void **state)
 	while (more) {
 		struct it_result r;
 		char ids[256];
-		assert_int_equal(pcctl(0, B, &r, "--json", "audit", "list", "--no-hello", "--limit",
-		                     "3", "--cursor", page_cursor, (char *)NULL),
+		assert_int_equal(
+		    it_pcctl(0, D[B].socket, NULL, &r, "--json", "audit", "list", "--no-hello",
+		        "--limit", "3", "--cursor", page_cursor, (char *)NULL),
 		    0);
 		ids_of_array(r.out, ids, sizeof(ids));
 		/* The next cursor is on stderr while more rows match. */
@@ -442,8 +427,8 @@ static void test_operator_sees_its_companies(void **state)
 
 	(void)state;
 	newest(cursor, sizeof(cursor));
-	assert_int_equal(pcctl(OPERATOR_UID, A, &r, "--json", "audit", "list", "--limit", "1000",
-	                     "--cursor", cursor, (char *)NULL),
+	assert_int_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "--json", "audit", "list",
+	                     "--limit", "1000", "--cursor", cursor, (char *)NULL),
 	    0);
 	a = json_loads(r.out, 0, NULL);
 	assert_non_null(a);
@@ -458,12 +443,14 @@ static void test_operator_sees_its_companies(void **state)
 	sql_ids(want, sizeof(want), cursor, "a.company = 'beta'");
 	assert_string_equal(got, want);
 	assert_true(o > 0);
-	assert_int_not_equal(
-	    pcctl(OPERATOR_UID, A, &r, "audit", "list", "--secret", "acme/k", (char *)NULL), 0);
+	assert_int_not_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "audit", "list",
+	                         "--secret", "acme/k", (char *)NULL),
+	    0);
 	assert_non_null(strstr(r.err, "PERMISSION_DENIED"));
 	it_result_free(&r);
-	assert_int_not_equal(
-	    pcctl(OPERATOR_UID, A, &r, "audit", "list", "--company", "acme", (char *)NULL), 0);
+	assert_int_not_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "audit", "list",
+	                         "--company", "acme", (char *)NULL),
+	    0);
 	it_result_free(&r);
 }
 
@@ -547,8 +534,8 @@ static void test_export_window(void **state)
 	(void)state;
 	sql(since, sizeof(since), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 3 LIMIT 1");
 	sql(until, sizeof(until), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 30 LIMIT 1");
-	assert_int_equal(
-	    pcctl(0, B, &r, "audit", "export", "--since", since, "--until", until, (char *)NULL),
+	assert_int_equal(it_pcctl(0, D[B].socket, NULL, &r, "audit", "export", "--since", since,
+	                     "--until", until, (char *)NULL),
 	    0);
 	for (line = strtok_r(r.out, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
@@ -582,7 +569,7 @@ static void test_archive_as_owner(void **state)
 
 	(void)state;
 	/* The chains are intact before, so whatever verify says after is the archive's doing. */
-	assert_int_equal(pcctl(0, A, &r, "audit", "verify", NULL), 0);
+	assert_int_equal(it_pcctl(0, D[A].socket, NULL, &r, "audit", "verify", NULL), 0);
 	it_result_free(&r);
 	sql(cut, sizeof(cut), "SELECT pcs_ts(at) FROM audit_log ORDER BY id OFFSET 25 LIMIT 1");
 	sql(maxid, sizeof(maxid), "SELECT max(id) FROM audit_log");
@@ -671,7 +658,7 @@ static void test_archive_as_owner(void **state)
 	    "WHERE f.seq <> s.last_seq + 1 OR f.prev_hash <> s.last_hash");
 	assert_string_equal(n, "0");
 	/* verify passes, and says what was archived rather than missing. */
-	assert_int_equal(pcctl(0, A, &r, "audit", "verify", NULL), 0);
+	assert_int_equal(it_pcctl(0, D[A].socket, NULL, &r, "audit", "verify", NULL), 0);
 	assert_non_null(strstr(r.out, " archived, "));
 	assert_null(strstr(r.out, "missing"));
 	it_result_free(&r);
@@ -693,7 +680,7 @@ static void test_archive_as_owner(void **state)
 	    "SELECT count(*) FROM audit_log WHERE id > %s AND method = 'Resolve' AND status = 'OK'",
 	    before);
 	assert_string_equal(n, "2");
-	assert_int_equal(pcctl(0, A, &r, "audit", "verify", NULL), 0);
+	assert_int_equal(it_pcctl(0, D[A].socket, NULL, &r, "audit", "verify", NULL), 0);
 	it_result_free(&r);
 
 	/* A remaining row altered: named, archive or not. */
@@ -712,7 +699,8 @@ static void test_archive_as_owner(void **state)
 	sql(n, sizeof(n),
 	    "UPDATE audit_log SET principal = principal || 'x' WHERE id = %s RETURNING id", id);
 	assert_string_equal(n, id);
-	assert_int_not_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
+	assert_int_not_equal(
+	    it_pcctl(0, D[A].socket, NULL, &r, "audit", "verify", "--instance", chain, NULL), 0);
 	snprintf(
 	    want, sizeof(want), "row id %s (seq %s, row 1 of ", id, strchr(chain + 37, ' ') + 1);
 	if (strstr(r.out, want) == NULL || strstr(r.out, "was altered") == NULL)
@@ -722,7 +710,8 @@ static void test_archive_as_owner(void **state)
 	    "UPDATE audit_log SET principal = left(principal, -1) WHERE id = %s "
 	    "RETURNING id",
 	    id);
-	assert_int_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
+	assert_int_equal(
+	    it_pcctl(0, D[A].socket, NULL, &r, "audit", "verify", "--instance", chain, NULL), 0);
 	it_result_free(&r);
 
 	/* The first remaining link and its rows deleted without a summary: missing, since the
@@ -734,7 +723,8 @@ static void test_archive_as_owner(void **state)
 	    "SELECT count(*) FROM d",
 	    chain, chain + 37);
 	assert_true(atoi(n) >= 1);
-	assert_int_not_equal(pcctl(0, A, &r, "audit", "verify", "--instance", chain, NULL), 0);
+	assert_int_not_equal(
+	    it_pcctl(0, D[A].socket, NULL, &r, "audit", "verify", "--instance", chain, NULL), 0);
 	snprintf(want, sizeof(want), "seq %s is missing: ", strchr(chain + 37, ' ') + 1);
 	if (strstr(r.out, want) == NULL || strstr(r.out, "follows the archived seq") == NULL)
 		fail_msg("verify said \"%s\", not \"%s... follows the archived seq\"", r.out, want);

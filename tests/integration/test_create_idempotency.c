@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
 #include "wire.h"
@@ -139,14 +140,6 @@ static void sql_text(char *buf, size_t size, const char *fmt, ...)
 	free(t);
 }
 
-static long long sql_count(const char *sql)
-{
-	char buf[64];
-
-	sql_text(buf, sizeof(buf), "%s", sql);
-	return atoll(buf);
-}
-
 /* The audit rows of daemon A's call id: "METHOD STATUS VERSION", joined by ','. */
 static void audit_of(uint64_t id, char *buf, size_t size)
 {
@@ -203,9 +196,11 @@ static void test_create_token(void **state)
 	assert_string_equal(a.id, first.id);
 	assert_int_equal(a.version, 1);
 	assert_audit(102, "CreateSecret OK 1");
-	assert_int_equal(sql_count("SELECT count(*) FROM secrets WHERE name = 'c1'"), 1);
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	                           "s.id = v.secret_id WHERE s.name = 'c1'"),
+	assert_int_equal(
+	    it_sql_count(conninfo, "SELECT count(*) FROM secrets WHERE name = 'c1'"), 1);
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name = 'c1'"),
 	    1);
 
 	/* Another value: refused, naming the secret, never the value or the token. */
@@ -223,8 +218,9 @@ static void test_create_token(void **state)
 	assert_audit(104, "CreateSecret FAILED_PRECONDITION 1");
 
 	/* Nothing changed: one version, the first ciphertext, the first description... */
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	                           "s.id = v.secret_id WHERE s.name = 'c1'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name = 'c1'"),
 	    1);
 	sql_text(now, sizeof(now),
 	    "SELECT md5(v.ciphertext) FROM secret_versions v JOIN secrets s ON s.id = "
@@ -257,7 +253,8 @@ static void test_create_token(void **state)
 	assert_non_null(strstr(a.message, "control character"));
 	assert_audit(108, "CreateSecret INVALID_ARGUMENT -");
 	assert_audit(109, "CreateSecret INVALID_ARGUMENT -");
-	assert_int_equal(sql_count("SELECT count(*) FROM secrets WHERE name = 'c9'"), 0);
+	assert_int_equal(
+	    it_sql_count(conninfo, "SELECT count(*) FROM secrets WHERE name = 'c9'"), 0);
 
 	/* A deleted secret is neither brought back nor reported live by a retry of its create. */
 	create(&w, 110, "c2", VALUE_A, "", TOKEN, &first);
@@ -275,43 +272,31 @@ static void test_create_token(void **state)
 	assert_audit(112, "CreateSecret FAILED_PRECONDITION -");
 	create(&w, 113, "c2", VALUE_A, "", "", &a);
 	assert_int_equal(a.status, ST_EXISTS);
-	assert_int_equal(sql_count("SELECT count(*) FROM secrets WHERE name = 'c2' AND deleted_at "
-	                           "IS NOT NULL AND restored_at IS NULL"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secrets WHERE name = 'c2' AND deleted_at "
+	                     "IS NOT NULL AND restored_at IS NULL"),
 	    1);
-	assert_int_equal(sql_count("SELECT count(*) FROM secrets WHERE name = 'c2'"), 1);
+	assert_int_equal(
+	    it_sql_count(conninfo, "SELECT count(*) FROM secrets WHERE name = 'c2'"), 1);
 
 	/* Tokens and tags only on version 1 of a create with a token; no value in clear. */
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions WHERE idempotency_token "
-	                           "IS NOT NULL AND version = 1 AND length(idempotency_tag) = 32 "
-	                           "AND idempotency_description IS NOT NULL"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions WHERE idempotency_token "
+	                     "IS NOT NULL AND version = 1 AND length(idempotency_tag) = 32 "
+	                     "AND idempotency_description IS NOT NULL"),
 	    2);
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v WHERE v::text LIKE "
-	                           "'%cidem-value%' OR position('cidem-value'::bytea IN "
-	                           "v.ciphertext) > 0"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions v WHERE v::text LIKE "
+	                     "'%cidem-value%' OR position('cidem-value'::bytea IN "
+	                     "v.ciphertext) > 0"),
 	    0);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log a WHERE a::text LIKE "
-	                           "'%cidem-value%' OR a::text LIKE '%" TOKEN "%'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log a WHERE a::text LIKE "
+	                     "'%cidem-value%' OR a::text LIKE '%" TOKEN "%'"),
 	    0);
 	wire_close(&w);
 	assert_int_equal(it_file_contains(D[A].log, "cidem-value", strlen("cidem-value")), 0);
 	assert_int_equal(it_file_contains(D[A].log, TOKEN, strlen(TOKEN)), 0);
-}
-
-/* pcctl as root against daemon A; its exit status, output in r (free it). */
-static int pcctl(const char *stdin_data, struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(0, D[A].socket, NULL, stdin_data, argv, r), 0);
-	return r->status;
 }
 
 #define D_VERSIONS \
@@ -338,7 +323,7 @@ static void test_update_description(void **state)
 	assert_int_equal(a.status, ST_OK);
 	assert_int_equal(a.version, 1);
 	assert_string_equal(a.description, "two");
-	assert_int_equal(sql_count(D_VERSIONS), 1);
+	assert_int_equal(it_sql_count(conninfo, D_VERSIONS), 1);
 	sql_text(buf, sizeof(buf), "SELECT description FROM secrets WHERE name = 'd'");
 	assert_string_equal(buf, "two");
 	assert_audit(201, "UpdateSecret OK -");
@@ -348,7 +333,7 @@ static void test_update_description(void **state)
 	assert_int_equal(a.status, ST_OK);
 	assert_int_equal(a.version, 2);
 	assert_string_equal(a.description, "three");
-	assert_int_equal(sql_count(D_VERSIONS), 2);
+	assert_int_equal(it_sql_count(conninfo, D_VERSIONS), 2);
 	assert_audit(202, "UpdateSecret OK 2");
 
 	/* Neither: refused. A description-only update takes none of the value's options. */
@@ -370,7 +355,7 @@ static void test_update_description(void **state)
 	assert_string_equal(a.message, "description is longer than 1024 bytes");
 	sql_text(buf, sizeof(buf), "SELECT description FROM secrets WHERE name = 'd'");
 	assert_string_equal(buf, "three");
-	assert_int_equal(sql_count(D_VERSIONS), 2);
+	assert_int_equal(it_sql_count(conninfo, D_VERSIONS), 2);
 
 	/* An update's token covers its description too. */
 	update(&w, 207, "d", VALUE_A, "five", "cidem-token-4", &a);
@@ -386,50 +371,52 @@ static void test_update_description(void **state)
 	update(&w, 210, "d", VALUE_A, NULL, "cidem-token-4", &a);
 	assert_int_equal(a.status, ST_PRECONDITION);
 	assert_audit(209, "UpdateSecret FAILED_PRECONDITION 3");
-	assert_int_equal(sql_count(D_VERSIONS), 3);
+	assert_int_equal(it_sql_count(conninfo, D_VERSIONS), 3);
 	wire_close(&w);
 
 	/* pcctl: --description alone reads no value, even from a pipe, and makes no version. */
-	if (pcctl("cidem-value-piped", &r, "secret", "update", "acme/d", "--description", "seven",
-	        (char *)NULL) != 0)
+	if (it_pcctl(0, D[A].socket, "cidem-value-piped", &r, "secret", "update", "acme/d",
+	        "--description", "seven", (char *)NULL) != 0)
 		fail_msg("pcctl secret update --description: %s", r.err);
 	assert_non_null(strstr(r.out, "updated the description of secret acme/d; no new version"));
 	it_result_free(&r);
-	assert_int_equal(sql_count(D_VERSIONS), 3);
-	if (pcctl(NULL, &r, "secret", "show", "acme/d", (char *)NULL) != 0)
+	assert_int_equal(it_sql_count(conninfo, D_VERSIONS), 3);
+	if (it_pcctl(0, D[A].socket, NULL, &r, "secret", "show", "acme/d", (char *)NULL) != 0)
 		fail_msg("pcctl secret show: %s", r.err);
 	assert_non_null(strstr(r.out, "seven"));
 	it_result_free(&r);
 	/* With --from-file, both. */
-	if (pcctl("cidem-value-piped", &r, "secret", "update", "acme/d", "--description", "eight",
-	        "--from-file", "/dev/stdin", (char *)NULL) != 0)
+	if (it_pcctl(0, D[A].socket, "cidem-value-piped", &r, "secret", "update", "acme/d",
+	        "--description", "eight", "--from-file", "/dev/stdin", (char *)NULL) != 0)
 		fail_msg("pcctl secret update --description --from-file: %s", r.err);
 	it_result_free(&r);
-	assert_int_equal(sql_count(D_VERSIONS), 4);
+	assert_int_equal(it_sql_count(conninfo, D_VERSIONS), 4);
 	sql_text(buf, sizeof(buf), "SELECT description FROM secrets WHERE name = 'd'");
 	assert_string_equal(buf, "eight");
 	/* The value's options without a value: usage, nothing sent. */
-	assert_int_equal(pcctl(NULL, &r, "secret", "update", "acme/d", "--description", "nine",
-	                     "--no-promote", (char *)NULL),
+	assert_int_equal(it_pcctl(0, D[A].socket, NULL, &r, "secret", "update", "acme/d",
+	                     "--description", "nine", "--no-promote", (char *)NULL),
 	    2);
 	it_result_free(&r);
 	/* create --idempotency-token through pcctl, twice: one secret. */
-	assert_int_equal(pcctl("cidem-value-cli", &r, "secret", "create", "acme/e",
-	                     "--idempotency-token", "cidem-token-5", (char *)NULL),
+	assert_int_equal(it_pcctl(0, D[A].socket, "cidem-value-cli", &r, "secret", "create",
+	                     "acme/e", "--idempotency-token", "cidem-token-5", (char *)NULL),
 	    0);
 	it_result_free(&r);
-	assert_int_equal(pcctl("cidem-value-cli", &r, "secret", "create", "acme/e",
-	                     "--idempotency-token", "cidem-token-5", (char *)NULL),
+	assert_int_equal(it_pcctl(0, D[A].socket, "cidem-value-cli", &r, "secret", "create",
+	                     "acme/e", "--idempotency-token", "cidem-token-5", (char *)NULL),
 	    0);
 	it_result_free(&r);
-	assert_int_equal(sql_count("SELECT count(*) FROM secrets WHERE name = 'e'"), 1);
+	assert_int_equal(
+	    it_sql_count(conninfo, "SELECT count(*) FROM secrets WHERE name = 'e'"), 1);
 
 	/* Every update sent audited once: 4 OK on the wire and 2 through pcctl, 6 refused. */
-	assert_int_equal(sql_count(D_AUDIT("OK")), 6);
-	assert_int_equal(sql_count(D_AUDIT("INVALID_ARGUMENT")), 4);
-	assert_int_equal(sql_count(D_AUDIT("FAILED_PRECONDITION")), 2);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log a WHERE a::text LIKE "
-	                           "'%cidem-value%'"),
+	assert_int_equal(it_sql_count(conninfo, D_AUDIT("OK")), 6);
+	assert_int_equal(it_sql_count(conninfo, D_AUDIT("INVALID_ARGUMENT")), 4);
+	assert_int_equal(it_sql_count(conninfo, D_AUDIT("FAILED_PRECONDITION")), 2);
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log a WHERE a::text LIKE "
+	                     "'%cidem-value%'"),
 	    0);
 }
 
@@ -501,17 +488,19 @@ static void test_racing_creates_one_token(void **state)
 		    "SELECT count(*) FROM secrets s JOIN secret_versions v ON v.secret_id = s.id "
 		    "WHERE s.name = 'race-%d' AND s.id = '%s'",
 		    n, o[0].ids[n]);
-		assert_int_equal(sql_count(sql), 1);
+		assert_int_equal(it_sql_count(conninfo, sql), 1);
 		snprintf(
 		    sql, sizeof(sql), "SELECT count(*) FROM secrets WHERE name = 'race-%d'", n);
-		assert_int_equal(sql_count(sql), 1);
+		assert_int_equal(it_sql_count(conninfo, sql), 1);
 	}
 	/* One OK audit row per racer's call, none failed. */
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'CreateSecret' "
-	                           "AND secret LIKE 'race-%' AND status = 'OK'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'CreateSecret' "
+	                     "AND secret LIKE 'race-%' AND status = 'OK'"),
 	    CLIENTS * ROUNDS);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'CreateSecret' "
-	                           "AND secret LIKE 'race-%' AND status <> 'OK'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'CreateSecret' "
+	                     "AND secret LIKE 'race-%' AND status <> 'OK'"),
 	    0);
 	munmap(o, sizeof(*o) * CLIENTS);
 }

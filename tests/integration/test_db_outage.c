@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "pgtest.h"
 
 #define DB "it_db_outage"
@@ -23,22 +24,6 @@
 
 static struct it_daemon D;
 static char conninfo[512];
-
-static int pcctl(uid_t uid, const char *stdin_data, struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(uid, D.socket, NULL, stdin_data, argv, r), 0);
-	return r->status;
-}
 
 /* The agent resolves through pcrun (the SDK's default deadline: 10 s); returns its status. */
 static int agent_resolve(struct it_result *r)
@@ -96,14 +81,16 @@ static void test_calls_fail_fast_without_database(void **state)
 	if (!it_is_root())
 		skip();
 	snprintf(uid, sizeof(uid), "%d", IT_AGENT_UID);
-	assert_int_equal(pcctl(0, NULL, &r, "company", "create", "acme", NULL), 0);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "company", "create", "acme", NULL), 0);
 	it_result_free(&r);
-	assert_int_equal(pcctl(0, VALUE, &r, "secret", "create", "acme/k", NULL), 0);
+	assert_int_equal(it_pcctl(0, D.socket, VALUE, &r, "secret", "create", "acme/k", NULL), 0);
 	it_result_free(&r);
-	assert_int_equal(pcctl(0, NULL, &r, "agent", "create", "acme/bot", "--uid", uid, NULL), 0);
+	assert_int_equal(
+	    it_pcctl(0, D.socket, NULL, &r, "agent", "create", "acme/bot", "--uid", uid, NULL), 0);
 	it_result_free(&r);
-	assert_int_equal(pcctl(0, NULL, &r, "agent", "set-env", "acme/bot", "K", "pcs:acme/k",
-	    NULL), 0);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "agent", "set-env", "acme/bot", "K",
+	                     "pcs:acme/k", NULL),
+	    0);
 	it_result_free(&r);
 	assert_int_equal(agent_resolve(&r), 0);
 	assert_string_equal(r.out, VALUE);
@@ -111,8 +98,10 @@ static void test_calls_fail_fast_without_database(void **state)
 
 	/* The outage: no new sessions, and the daemon's are cut. */
 	assert_int_equal(pgtest_exec(admin, "ALTER DATABASE " DB " ALLOW_CONNECTIONS false"), 0);
-	assert_int_equal(pgtest_exec(admin, "SELECT pg_terminate_backend(pid) FROM "
-	    "pg_stat_activity WHERE datname = '" DB "'"), 0);
+	assert_int_equal(pgtest_exec(admin,
+	                     "SELECT pg_terminate_backend(pid) FROM "
+	                     "pg_stat_activity WHERE datname = '" DB "'"),
+	    0);
 	usleep(200 * 1000);
 
 	t0 = now_s();

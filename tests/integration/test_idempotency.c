@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
 #include "wire.h"
@@ -67,17 +68,6 @@ static void update(struct wire *w, uint64_t id, const char *value, uint32_t expe
 		pcsecret__v1__reply__free_unpacked(r, NULL);
 }
 
-static long long sql_count(const char *sql)
-{
-	char *t = pgtest_query_text(conninfo, sql);
-	long long n;
-
-	assert_non_null(t);
-	n = atoll(t);
-	free(t);
-	return n;
-}
-
 #define VERSIONS "SELECT count(*) FROM secret_versions"
 #define CURRENT "SELECT current_version FROM secrets WHERE name = 'k'"
 
@@ -110,7 +100,7 @@ static void test_token_reuse(void **state)
 	assert_int_equal(again.status, ST_OK);
 	assert_int_equal(again.version, 2);
 	assert_string_equal(again.updated_at, first.updated_at);
-	assert_int_equal(sql_count(VERSIONS), 2);
+	assert_int_equal(it_sql_count(conninfo, VERSIONS), 2);
 
 	/* Same token, another value: refused, naming the version, never the value or the token. */
 	update(&w, 6, VALUE_B, 0, "t1", &a);
@@ -120,20 +110,21 @@ static void test_token_reuse(void **state)
 	    "(version 2)"));
 	assert_null(strstr(a.message, "idem-value"));
 	assert_null(strstr(a.message, "t1"));
-	assert_int_equal(sql_count(VERSIONS), 2);
-	assert_int_equal(sql_count(CURRENT), 2);
+	assert_int_equal(it_sql_count(conninfo, VERSIONS), 2);
+	assert_int_equal(it_sql_count(conninfo, CURRENT), 2);
 
 	/* Same token and value with an expected version the first call was not made on. */
 	update(&w, 7, VALUE_A, 5, "t1", &a);
 	assert_int_equal(a.status, ST_PRECONDITION);
-	assert_non_null(strstr(a.message, "this idempotency token was used with expected version 1"));
+	assert_non_null(
+	    strstr(a.message, "this idempotency token was used with expected version 1"));
 	update(&w, 8, VALUE_A, 2, "t1", &a);
 	assert_int_equal(a.status, ST_PRECONDITION);
 	/* The one it was made on (version 1) fits: the first call's answer. */
 	update(&w, 9, VALUE_A, 1, "t1", &a);
 	assert_int_equal(a.status, ST_OK);
 	assert_int_equal(a.version, 2);
-	assert_int_equal(sql_count(VERSIONS), 2);
+	assert_int_equal(it_sql_count(conninfo, VERSIONS), 2);
 
 	/* A token first used with an expected version keeps it. */
 	update(&w, 10, VALUE_B, 2, "t2", &a);
@@ -152,43 +143,50 @@ static void test_token_reuse(void **state)
 	update(&w, 14, VALUE_A, 0, "t4", &a);
 	assert_int_equal(a.status, ST_OK);
 	assert_int_equal(a.version, 5);
-	assert_int_equal(sql_count(VERSIONS), 5);
-	assert_int_equal(sql_count(CURRENT), 5);
+	assert_int_equal(it_sql_count(conninfo, VERSIONS), 5);
+	assert_int_equal(it_sql_count(conninfo, CURRENT), 5);
 
 	/* Tags are kept with tokens only, 32 bytes, equal for equal values of one secret. */
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions WHERE idempotency_tag IS "
-	                           "NOT NULL AND length(idempotency_tag) = 32"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions WHERE idempotency_tag IS "
+	                     "NOT NULL AND length(idempotency_tag) = 32"),
 	    4);
 	assert_int_equal(
-	    sql_count("SELECT count(DISTINCT idempotency_tag) FROM secret_versions"), 2);
-	assert_int_equal(
-	    sql_count("SELECT count(*) FROM secret_versions WHERE idempotency_token IS "
-	              "NULL AND (idempotency_tag IS NOT NULL OR "
-	              "idempotency_expected IS NOT NULL)"),
+	    it_sql_count(conninfo, "SELECT count(DISTINCT idempotency_tag) FROM secret_versions"),
+	    2);
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions WHERE idempotency_token IS "
+	                     "NULL AND (idempotency_tag IS NOT NULL OR "
+	                     "idempotency_expected IS NOT NULL)"),
 	    0);
 	/* Sanity: no unkeyed hash of the value, nor the value itself, in any stored column. */
 	assert_int_equal(
-	    sql_count("SELECT count(*) FROM secret_versions WHERE idempotency_tag IN "
-	              "(sha256('" VALUE_A "'::bytea), sha256('" VALUE_B "'::bytea), "
-	              "decode(md5('" VALUE_A "'), 'hex'), decode(md5('" VALUE_B "'), 'hex'))"),
+	    it_sql_count(conninfo,
+	        "SELECT count(*) FROM secret_versions WHERE idempotency_tag IN "
+	        "(sha256('" VALUE_A "'::bytea), sha256('" VALUE_B "'::bytea), "
+	        "decode(md5('" VALUE_A "'), 'hex'), decode(md5('" VALUE_B "'), 'hex'))"),
 	    0);
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v WHERE "
-	                           "position('idem-value'::bytea IN v.ciphertext) > 0 OR "
-	                           "position('idem-value'::bytea IN v.idempotency_tag) > 0 OR "
-	                           "position('idem-value'::bytea IN v.nonce) > 0 OR "
-	                           "position('idem-value'::bytea IN v.wrapped_key) > 0 OR "
-	                           "v::text LIKE '%idem-value%'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions v WHERE "
+	                     "position('idem-value'::bytea IN v.ciphertext) > 0 OR "
+	                     "position('idem-value'::bytea IN v.idempotency_tag) > 0 OR "
+	                     "position('idem-value'::bytea IN v.nonce) > 0 OR "
+	                     "position('idem-value'::bytea IN v.wrapped_key) > 0 OR "
+	                     "v::text LIKE '%idem-value%'"),
 	    0);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log a WHERE a::text LIKE "
-	                           "'%idem-value%'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log a WHERE a::text LIKE "
+	                     "'%idem-value%'"),
 	    0);
 
 	/* The refusals are audited like any call. */
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
-	                           "AND status <> 'OK'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
+	                     "AND status <> 'OK'"),
 	    4);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
-	                           "AND status = 'OK'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
+	                     "AND status = 'OK'"),
 	    7);
 
 	wire_close(&w);

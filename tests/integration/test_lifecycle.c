@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
@@ -195,31 +196,6 @@ static void bind(const char *env, uint32_t version)
 	itconn_admin_ok(&adm, "SetAgentEnv", &q.base);
 }
 
-/* pcctl as root with args; its exit status, output in r (free it). */
-static int pcctl(const char *stdin_data, struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(0, D.socket, NULL, stdin_data, argv, r), 0);
-	return r->status;
-}
-
-static long long sql_count(const char *sql)
-{
-	char buf[32];
-
-	itconn_sql_text(&E, buf, sizeof(buf), "%s", sql);
-	return atoll(buf);
-}
-
 static int setup(void **state)
 {
 	Pcsecret__V1__CreateCompanyRequest cc = PCSECRET__V1__CREATE_COMPANY_REQUEST__INIT;
@@ -279,12 +255,14 @@ static void test_stage_promote_rollback_disable_enable(void **state)
 	agent_resolves(0, ST_OK, V1, 1, "from the cache");
 
 	/* Staged: version 2 is added, latest stays 1. */
-	if (pcctl(V2, &r, "secret", "update", "acme/k", "--no-promote", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, V2, &r, "secret", "update", "acme/k", "--no-promote",
+	        (char *)NULL) != 0)
 		fail_msg("secret update --no-promote: %s", r.err);
 	assert_non_null(strstr(r.out, "staged"));
 	it_result_free(&r);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
-	                           "AND status = 'OK' AND version = '2'"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
+	                     "AND status = 'OK' AND version = '2'"),
 	    1);
 	d = describe();
 	assert_int_equal(d.current, 1);
@@ -341,33 +319,38 @@ static void test_stage_promote_rollback_disable_enable(void **state)
 	assert_string_equal(d.v[1].enabled_by, "uid:0");
 
 	/* The verbs through pcctl, and what secret show prints. */
-	if (pcctl(NULL, &r, "secret", "promote", "acme/k", "2", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "promote", "acme/k", "2", (char *)NULL) != 0)
 		fail_msg("secret promote: %s", r.err);
 	it_result_free(&r);
 	agent_resolves(0, ST_OK, V2, 2, "after pcctl secret promote");
-	assert_int_equal(
-	    pcctl(NULL, &r, "secret", "disable-version", "acme/k", "2", (char *)NULL), 1);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "secret", "disable-version", "acme/k", "2",
+	                     (char *)NULL),
+	    1);
 	assert_non_null(strstr(r.err, "FAILED_PRECONDITION"));
 	assert_non_null(strstr(r.err, "latest may not point at a disabled version"));
 	it_result_free(&r);
-	assert_int_equal(pcctl(NULL, &r, "secret", "rollback", "acme/k", "x", (char *)NULL), 2);
+	assert_int_equal(
+	    it_pcctl(0, D.socket, NULL, &r, "secret", "rollback", "acme/k", "x", (char *)NULL), 2);
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "secret", "rollback", "acme/k", "1", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "rollback", "acme/k", "1", (char *)NULL) != 0)
 		fail_msg("secret rollback: %s", r.err);
 	it_result_free(&r);
 	agent_resolves(0, ST_OK, V1, 1, "after pcctl secret rollback");
-	if (pcctl(NULL, &r, "secret", "disable-version", "acme/k", "2", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "disable-version", "acme/k", "2",
+	        (char *)NULL) != 0)
 		fail_msg("secret disable-version: %s", r.err);
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
 		fail_msg("secret show: %s", r.err);
 	assert_non_null(strstr(r.out, "latest"));
 	assert_non_null(strstr(r.out, "disabled"));
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "secret", "enable-version", "acme/k", "2", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "enable-version", "acme/k", "2",
+	        (char *)NULL) != 0)
 		fail_msg("secret enable-version: %s", r.err);
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "--json", "secret", "show", "acme/k", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "--json", "secret", "show", "acme/k", (char *)NULL) !=
+	    0)
 		fail_msg("secret show --json: %s", r.err);
 	assert_non_null(strstr(r.out, "\"staged\": true"));
 	assert_non_null(strstr(r.out, "\"latest\": true"));
@@ -375,7 +358,7 @@ static void test_stage_promote_rollback_disable_enable(void **state)
 	it_result_free(&r);
 
 	/* Still two versions: nothing above wrote one. */
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions"), 2);
+	assert_int_equal(it_sql_count(E.conninfo, "SELECT count(*) FROM secret_versions"), 2);
 	/* pcctl's calls were audited too, each once. */
 	itconn_sql_text(&E, row, sizeof(row),
 	    "SELECT string_agg(method || ' ' || status, ',' ORDER BY id) FROM audit_log "

@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
@@ -33,17 +34,6 @@ static struct it_daemon D[2];
 static struct itconn_env E[2];
 static struct itconn adm;
 static char conninfo[512];
-
-static long long sql_count(const char *sql)
-{
-	char *t = pgtest_query_text(conninfo, sql);
-	long long n;
-
-	assert_non_null(t);
-	n = atoll(t);
-	free(t);
-	return n;
-}
 
 /* Creates and deletes acme/<prefix><i> for i < n (restorable for a day). */
 static void create_and_delete(const char *prefix, int n)
@@ -85,7 +75,7 @@ static long long released(const char *prefix)
 	snprintf(sql, sizeof(sql),
 	    "SELECT count(*) FROM secrets WHERE name LIKE '%s%%' AND released_at IS NOT NULL",
 	    prefix);
-	return sql_count(sql);
+	return it_sql_count(conninfo, sql);
 }
 
 static void wait_released(const char *prefix, long long want)
@@ -120,31 +110,36 @@ static void test_one_daemon_at_a_time(void **state)
 	wire_sleep_ms(1000);
 	assert_int_equal(released("t"), 0);
 	assert_int_equal(
-	    sql_count("SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired'"), 0);
+	    it_sql_count(conninfo, "SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired'"),
+	    0);
 	/* Skipping, not waiting: no daemon's round is stuck behind the lock. */
-	assert_int_equal(sql_count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
-	                           "= 'Lock' AND datname = current_database()"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type "
+	                     "= 'Lock' AND datname = current_database()"),
 	    0);
 	PQfinish(holder);
 
 	wait_released("t", NSECRETS);
 	/* Once each: one OK row per secret, no second purge by the other daemon. */
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired' "
-	                           "AND status = 'OK' AND secret LIKE 't%'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired' "
+	                     "AND status = 'OK' AND secret LIKE 't%'"),
 	    NSECRETS);
-	assert_int_equal(sql_count("SELECT count(DISTINCT secret) FROM audit_log WHERE method = "
-	                           "'PurgeExpired' AND secret LIKE 't%'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(DISTINCT secret) FROM audit_log WHERE method = "
+	                     "'PurgeExpired' AND secret LIKE 't%'"),
 	    NSECRETS);
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	                           "s.id = v.secret_id WHERE s.name LIKE 't%' AND (v.ciphertext IS "
-	                           "NOT NULL OR v.state <> 'destroyed')"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name LIKE 't%' AND (v.ciphertext IS "
+	                     "NOT NULL OR v.state <> 'destroyed')"),
 	    0);
 	/* Every row was written by one of the two daemons. */
 	snprintf(sql, sizeof(sql),
 	    "SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired' AND "
 	    "instance_id::text NOT IN ('%s', '%s')",
 	    E[A].instance, E[B].instance);
-	assert_int_equal(sql_count(sql), 0);
+	assert_int_equal(it_sql_count(conninfo, sql), 0);
 }
 
 static void test_the_other_daemon_carries_on(void **state)
@@ -160,7 +155,7 @@ static void test_the_other_daemon_carries_on(void **state)
 	    "SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired' AND status = 'OK' AND "
 	    "secret LIKE 'u%%' AND instance_id::text = '%s'",
 	    E[B].instance);
-	assert_int_equal(sql_count(sql), 3);
+	assert_int_equal(it_sql_count(conninfo, sql), 3);
 }
 
 static int setup(void **state)

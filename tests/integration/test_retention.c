@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
@@ -67,23 +68,6 @@ static long long sql_count(const char *fmt, ...)
 static void sql_text(char *buf, size_t size, const char *sql)
 {
 	itconn_sql_text(&E[A], buf, size, "%s", sql);
-}
-
-/* pcctl as uid with args; its exit status, output in r (free it). */
-static int pcctl(uid_t uid, const char *stdin_data, struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(uid, D[A].socket, NULL, stdin_data, argv, r), 0);
-	return r->status;
 }
 
 /* The audit row of the admin's call id: "method status version" ("" when none). */
@@ -284,7 +268,7 @@ static void operator_update(uint32_t version, int no_promote)
 {
 	struct it_result r;
 
-	if (pcctl(OPERATOR_UID, values[version], &r, "secret", "update", "acme/k",
+	if (it_pcctl(OPERATOR_UID, D[A].socket, values[version], &r, "secret", "update", "acme/k",
 	        no_promote ? "--no-promote" : (char *)NULL, (char *)NULL) != 0)
 		fail_msg("secret update (version %u): %s", version, r.err);
 	it_result_free(&r);
@@ -365,8 +349,8 @@ static void test_retention_destroys_beyond_the_limit(void **state)
 	assert_int_equal(d.max_versions, 0);
 
 	/* The operator sets a limit of 2 through pcctl: one version, nothing to destroy. */
-	if (pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "2", (char *)NULL) !=
-	    0)
+	if (it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "set-retention", "acme/k", "2",
+	        (char *)NULL) != 0)
 		fail_msg("secret set-retention: %s", r.err);
 	assert_non_null(strstr(r.out, "keeps 2 versions"));
 	it_result_free(&r);
@@ -420,14 +404,16 @@ static void test_retention_destroys_beyond_the_limit(void **state)
 	                  " OK k 5");
 
 	/* show, as the operator: the limit, and per version who destroyed it, when and how. */
-	if (pcctl(OPERATOR_UID, NULL, &r, "--json", "secret", "show", "acme/k", (char *)NULL) != 0)
+	if (it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "--json", "secret", "show", "acme/k",
+	        (char *)NULL) != 0)
 		fail_msg("secret show --json: %s", r.err);
 	assert_non_null(strstr(r.out, "\"max_versions\": 2"));
 	assert_non_null(strstr(r.out, "\"destroyed_by\": \"" OPERATOR "\""));
 	assert_non_null(strstr(r.out, "\"destroyed_how\": \"retention\""));
 	assert_null(strstr(r.out, values[1]));
 	it_result_free(&r);
-	if (pcctl(OPERATOR_UID, NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
+	if (it_pcctl(
+	        OPERATOR_UID, D[A].socket, NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
 		fail_msg("secret show: %s", r.err);
 	assert_non_null(strstr(r.out, "keep 2 versions"));
 	assert_non_null(strstr(r.out, "destroyed (retention)"));
@@ -447,8 +433,8 @@ static void test_destroy_one_version(void **state)
 	assert_string_equal(buf, "destroyed,destroyed,active,active,active");
 
 	/* Without --yes pcctl refuses before sending anything. */
-	assert_int_equal(
-	    pcctl(OPERATOR_UID, NULL, &r, "secret", "destroy-version", "acme/k", "4", (char *)NULL),
+	assert_int_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "destroy-version",
+	                     "acme/k", "4", (char *)NULL),
 	    2);
 	assert_non_null(strstr(r.err, "--yes"));
 	it_result_free(&r);
@@ -470,8 +456,8 @@ static void test_destroy_one_version(void **state)
 	agent_resolves(4, ST_OK, values[4], 4, "staged, pinned");
 	agent_resolves(4, ST_OK, values[4], 4, "staged, pinned, from the cache");
 	gen = gen_of("k");
-	if (pcctl(OPERATOR_UID, NULL, &r, "secret", "destroy-version", "acme/k", "4", "--yes",
-	        (char *)NULL) != 0)
+	if (it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "destroy-version", "acme/k",
+	        "4", "--yes", (char *)NULL) != 0)
 		fail_msg("secret destroy-version: %s", r.err);
 	assert_non_null(strstr(r.out, "destroyed the value of version 4"));
 	it_result_free(&r);
@@ -533,21 +519,21 @@ static void test_bad_limit_changes_nothing(void **state)
 	retention("k", 10001, ST_INVALID, "max versions 10001 is too large", 0);
 	retention("k", 1LL << 40, ST_INVALID, "too large", 0);
 	retention("nope", 2, ST_NOT_FOUND, "acme/nope does not exist", 0);
-	assert_int_equal(
-	    pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "two", (char *)NULL),
+	assert_int_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "set-retention",
+	                     "acme/k", "two", (char *)NULL),
 	    2);
 	it_result_free(&r);
-	assert_int_equal(
-	    pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "1x", (char *)NULL),
+	assert_int_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "set-retention",
+	                     "acme/k", "1x", (char *)NULL),
 	    2);
 	it_result_free(&r);
 	/* A negative number reads as an option unless after "--": then the daemon refuses it. */
-	assert_int_equal(
-	    pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "-1", (char *)NULL),
+	assert_int_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "set-retention",
+	                     "acme/k", "-1", (char *)NULL),
 	    2);
 	it_result_free(&r);
-	assert_int_equal(pcctl(OPERATOR_UID, NULL, &r, "secret", "set-retention", "acme/k", "--",
-	                     "-3", (char *)NULL),
+	assert_int_equal(it_pcctl(OPERATOR_UID, D[A].socket, NULL, &r, "secret", "set-retention",
+	                     "acme/k", "--", "-3", (char *)NULL),
 	    1);
 	assert_non_null(strstr(r.err, "INVALID_ARGUMENT"));
 	assert_non_null(strstr(r.err, "max versions -3 is negative"));

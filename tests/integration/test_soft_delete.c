@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
@@ -194,31 +195,6 @@ static void agent_env(int want, const char *needle, const char *when)
 		fail_msg("%s: GetAgentEnv \"%s\" does not say \"%s\"", when, msg, needle);
 }
 
-/* pcctl as root with args; its exit status, output in r (free it). */
-static int pcctl(const char *stdin_data, struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(0, D.socket, NULL, stdin_data, argv, r), 0);
-	return r->status;
-}
-
-static long long sql_count(const char *sql)
-{
-	char buf[32];
-
-	itconn_sql_text(&E, buf, sizeof(buf), "%s", sql);
-	return atoll(buf);
-}
-
 /* pcrun as the agent with K=pcs:acme/k printing it; its exit status, output in r. */
 static int pcrun_k(struct it_result *r)
 {
@@ -297,13 +273,14 @@ static void test_delete_and_restore(void **state)
 
 	/* Deleted, bindings kept. */
 	delete_secret("k", 1, 3, ST_OK, NULL, until, sizeof(until));
-	assert_int_equal(sql_count("SELECT count(*) FROM agent_env e JOIN secrets s ON "
-	                           "s.id = e.secret_id WHERE s.name = 'k'"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM agent_env e JOIN secrets s ON "
+	                     "s.id = e.secret_id WHERE s.name = 'k'"),
 	    1);
-	assert_int_equal(
-	    sql_count("SELECT count(*) FROM secrets WHERE name = 'k' AND "
-	              "delete_after BETWEEN now() + interval '3 days' - interval "
-	              "'1 minute' AND now() + interval '3 days' AND deleted_by = 'uid:0'"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM secrets WHERE name = 'k' AND "
+	                     "delete_after BETWEEN now() + interval '3 days' - interval "
+	                     "'1 minute' AND now() + interval '3 days' AND deleted_by = 'uid:0'"),
 	    1);
 	snprintf(
 	    note, sizeof(note), "secret acme/k was deleted; it can be restored until %s", until);
@@ -316,7 +293,7 @@ static void test_delete_and_restore(void **state)
 	assert_non_null(strstr(r.err, "was deleted"));
 	assert_int_equal(r.out_len, 0);
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "agent", "show", "acme/bot", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "agent", "show", "acme/bot", (char *)NULL) != 0)
 		fail_msg("agent show: %s", r.err);
 	assert_non_null(strstr(r.out, "acme/k"));
 	it_result_free(&r);
@@ -331,31 +308,35 @@ static void test_delete_and_restore(void **state)
 		q.name = (char *)"k";
 		expect("DescribeSecret", &q.base, ST_NOT_FOUND, note, NULL);
 	}
-	assert_int_equal(pcctl("x", &r, "secret", "update", "acme/k", (char *)NULL), 1);
+	assert_int_equal(
+	    it_pcctl(0, D.socket, "x", &r, "secret", "update", "acme/k", (char *)NULL), 1);
 	assert_non_null(strstr(r.err, "NOT_FOUND"));
 	assert_non_null(strstr(r.err, "was deleted"));
 	it_result_free(&r);
 
 	/* Listed as deleted, with its deadline. */
-	if (pcctl(NULL, &r, "secret", "list", "acme", "--deleted", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "list", "acme", "--deleted", (char *)NULL) !=
+	    0)
 		fail_msg("secret list --deleted: %s", r.err);
 	assert_non_null(strstr(r.out, until));
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "--json", "secret", "list", "acme", "--deleted", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "--json", "secret", "list", "acme", "--deleted",
+	        (char *)NULL) != 0)
 		fail_msg("secret list --deleted --json: %s", r.err);
 	assert_non_null(strstr(r.out, "\"restore_until\""));
 	assert_non_null(strstr(r.out, k_id));
 	it_result_free(&r);
-	if (pcctl(NULL, &r, "secret", "list", "acme", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "list", "acme", (char *)NULL) != 0)
 		fail_msg("secret list: %s", r.err);
 	assert_null(strstr(r.out, "\nk "));
 	it_result_free(&r);
-	assert_int_equal(
-	    pcctl(NULL, &r, "secret", "delete", "acme/p", "--recovery-days", "0", (char *)NULL), 2);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "secret", "delete", "acme/p",
+	                     "--recovery-days", "0", (char *)NULL),
+	    2);
 	it_result_free(&r);
 
 	/* Restored: same id, bindings intact, resolving again on the same connection. */
-	if (pcctl(NULL, &r, "secret", "restore", "acme/k", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "restore", "acme/k", (char *)NULL) != 0)
 		fail_msg("secret restore: %s", r.err);
 	assert_non_null(strstr(r.out, k_id));
 	it_result_free(&r);
@@ -367,13 +348,14 @@ static void test_delete_and_restore(void **state)
 	it_result_free(&r);
 	name_verb("RestoreSecret", "k", ST_PRECONDITION, "is not deleted");
 	name_verb("RestoreSecret", "nope", ST_NOT_FOUND, "does not exist");
-	assert_int_equal(
-	    sql_count("SELECT count(*) FROM secrets WHERE name = 'k' AND deleted_at IS "
-	              "NULL AND restored_by = 'uid:0'"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM secrets WHERE name = 'k' AND deleted_at IS "
+	                     "NULL AND restored_by = 'uid:0'"),
 	    1);
 	/* pcctl's own calls were audited. */
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE call_id < 1000000 AND "
-	                           "method = 'RestoreSecret' AND status = 'OK' AND secret = 'k'"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE call_id < 1000000 AND "
+	                     "method = 'RestoreSecret' AND status = 'OK' AND secret = 'k'"),
 	    1);
 }
 
@@ -384,45 +366,53 @@ static void test_purge(void **state)
 	(void)state;
 	agent_resolves("k", NULL, ST_OK, VK, NULL, "before purge");
 	/* Irreversible: not without --yes (refused by pcctl, before any call). */
-	assert_int_equal(pcctl(NULL, &r, "secret", "purge", "acme/k", (char *)NULL), 2);
+	assert_int_equal(
+	    it_pcctl(0, D.socket, NULL, &r, "secret", "purge", "acme/k", (char *)NULL), 2);
 	assert_non_null(strstr(r.err, "--yes"));
 	it_result_free(&r);
 	assert_int_equal(
-	    sql_count("SELECT count(*) FROM audit_log WHERE method = 'PurgeSecret'"), 0);
-	if (pcctl(NULL, &r, "secret", "purge", "acme/k", "--yes", (char *)NULL) != 0)
+	    it_sql_count(E.conninfo, "SELECT count(*) FROM audit_log WHERE method = 'PurgeSecret'"),
+	    0);
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "purge", "acme/k", "--yes", (char *)NULL) !=
+	    0)
 		fail_msg("secret purge: %s", r.err);
 	assert_non_null(strstr(r.out, "1 version"));
 	it_result_free(&r);
 	/* The values are gone; the metadata stays. */
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	                           "s.id = v.secret_id WHERE s.name = 'k' AND (v.ciphertext IS NOT "
-	                           "NULL OR v.nonce IS NOT NULL OR v.wrapped_key IS NOT NULL)"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name = 'k' AND (v.ciphertext IS NOT "
+	                     "NULL OR v.nonce IS NOT NULL OR v.wrapped_key IS NOT NULL)"),
 	    0);
-	assert_int_equal(
-	    sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	              "s.id = v.secret_id WHERE s.name = 'k' AND v.state = 'destroyed' "
-	              "AND v.purged_by = 'uid:0' AND v.purged_at IS NOT NULL"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name = 'k' AND v.state = 'destroyed' "
+	                     "AND v.purged_by = 'uid:0' AND v.purged_at IS NOT NULL"),
 	    1);
-	agent_resolves("k", NULL, ST_PRECONDITION, NULL, "version 1 of acme/k was destroyed", "after purge");
+	agent_resolves(
+	    "k", NULL, ST_PRECONDITION, NULL, "version 1 of acme/k was destroyed", "after purge");
 	agent_env(ST_PRECONDITION, "was destroyed", "after purge");
-	if (pcctl(NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "secret", "show", "acme/k", (char *)NULL) != 0)
 		fail_msg("secret show after purge: %s", r.err);
 	assert_non_null(strstr(r.out, "destroyed"));
 	it_result_free(&r);
 	name_verb("PurgeSecret", "k", ST_PRECONDITION, "already purged");
 	name_verb("PurgeSecret", "nope", ST_NOT_FOUND, "does not exist");
 	/* The history is kept: every call on k so far still has its row. */
-	assert_true(sql_count("SELECT count(*) FROM audit_log WHERE secret = 'k'") >= 10);
+	assert_true(
+	    it_sql_count(E.conninfo, "SELECT count(*) FROM audit_log WHERE secret = 'k'") >= 10);
 
 	/* A deleted secret can be purged too; it then says it was deleted. */
 	delete_secret("p", 1, 0, ST_OK, NULL, NULL, 0);
 	name_verb("PurgeSecret", "p", ST_OK, NULL);
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	                           "s.id = v.secret_id WHERE s.name = 'p' AND v.ciphertext IS NOT "
-	                           "NULL"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name = 'p' AND v.ciphertext IS NOT "
+	                     "NULL"),
 	    0);
 	agent_resolves("p", NULL, ST_NOT_FOUND, NULL, "secret acme/p was deleted", "p purged");
-	if (pcctl(NULL, &r, "--json", "secret", "list", "acme", "--deleted", (char *)NULL) != 0)
+	if (it_pcctl(0, D.socket, NULL, &r, "--json", "secret", "list", "acme", "--deleted",
+	        (char *)NULL) != 0)
 		fail_msg("secret list --deleted: %s", r.err);
 	assert_non_null(strstr(r.out, "\"purged\": true"));
 	it_result_free(&r);
@@ -442,25 +432,28 @@ static void test_expired_deletion_is_purged_by_the_daemon(void **state)
 	                     "interval '1 second' WHERE name = 'e'"),
 	    0);
 	for (until = wire_now_ms() + 15000;
-	     sql_count(
+	     it_sql_count(E.conninfo,
 	         "SELECT count(*) FROM secrets WHERE name = 'e' AND released_at IS NOT NULL") != 1;
 	     wire_sleep_ms(100))
 		if (wire_now_ms() > until)
 			fail_msg("the daemon did not purge the expired deletion");
-	assert_int_equal(sql_count("SELECT count(*) FROM secret_versions v JOIN secrets s ON "
-	                           "s.id = v.secret_id WHERE s.name = 'e' AND (v.ciphertext IS NOT "
-	                           "NULL OR v.state <> 'destroyed' OR v.purged_by <> 'pcsecretd')"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM secret_versions v JOIN secrets s ON "
+	                     "s.id = v.secret_id WHERE s.name = 'e' AND (v.ciphertext IS NOT "
+	                     "NULL OR v.state <> 'destroyed' OR v.purged_by <> 'pcsecretd')"),
 	    0);
 	/* One audit row, in the same transaction, and one log line with the count. */
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired' "
-	                           "AND status = 'OK' AND company = 'acme' AND secret = 'e'"),
+	assert_int_equal(it_sql_count(E.conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'PurgeExpired' "
+	                     "AND status = 'OK' AND company = 'acme' AND secret = 'e'"),
 	    1);
 	assert_int_equal(it_file_contains(D.log, "event=purged_expired secrets=1",
 	                     strlen("event=purged_expired secrets=1")),
 	    1);
 	/* Only that one: the others (k, p) are live or within their window. */
 	assert_int_equal(
-	    sql_count("SELECT count(*) FROM secrets WHERE released_at IS NOT NULL"), 1);
+	    it_sql_count(E.conninfo, "SELECT count(*) FROM secrets WHERE released_at IS NOT NULL"),
+	    1);
 	snprintf(note, sizeof(note), "secret acme/e was deleted; its recovery window ended at");
 	agent_resolves("e", NULL, ST_NOT_FOUND, NULL, note, "after the purge");
 	agent_env(ST_NOT_FOUND, "secret acme/e was deleted", "after the purge");

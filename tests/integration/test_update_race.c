@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "pcsecret.pb-c.h"
 #include "pgtest.h"
 #include "wire.h"
@@ -102,8 +103,8 @@ static int client(int d, int n, int go, struct outcome *o)
 		return 1;
 	for (int i = 0; i < UPDATES; i++) {
 		snprintf(value, sizeof(value), "race-c%d-u%d", n, i);
-		o->status[i] = update(&w, (uint64_t)i + 2, value, 0, NULL, &o->version[i], msg,
-		    sizeof(msg));
+		o->status[i] = update(
+		    &w, (uint64_t)i + 2, value, 0, NULL, &o->version[i], msg, sizeof(msg));
 		if (o->status[i] != ST_OK && o->nfailed++ == 0)
 			snprintf(o->first_failure, sizeof(o->first_failure), "%s: %s",
 			    status_name(o->status[i]), msg);
@@ -112,8 +113,8 @@ static int client(int d, int n, int go, struct outcome *o)
 	return 0;
 }
 
-static uint32_t describe_versions(struct wire *w, uint64_t id, uint32_t *versions, size_t max,
-    size_t *n)
+static uint32_t describe_versions(
+    struct wire *w, uint64_t id, uint32_t *versions, size_t max, size_t *n)
 {
 	Pcsecret__V1__DescribeSecretRequest rq = PCSECRET__V1__DESCRIBE_SECRET_REQUEST__INIT;
 	Pcsecret__V1__DescribeSecretReply *rep;
@@ -122,7 +123,8 @@ static uint32_t describe_versions(struct wire *w, uint64_t id, uint32_t *version
 
 	rq.company = (char *)"acme";
 	rq.name = (char *)"k";
-	assert_int_equal(wire_rpc(w, id, wire_mid("DescribeSecret"), 0, &rq.base, &r, 15000), ST_OK);
+	assert_int_equal(
+	    wire_rpc(w, id, wire_mid("DescribeSecret"), 0, &rq.base, &r, 15000), ST_OK);
 	rep = pcsecret__v1__describe_secret_reply__unpack(NULL, r->reply.len, r->reply.data);
 	assert_non_null(rep);
 	assert_non_null(rep->secret);
@@ -134,17 +136,6 @@ static uint32_t describe_versions(struct wire *w, uint64_t id, uint32_t *version
 	pcsecret__v1__describe_secret_reply__free_unpacked(rep, NULL);
 	pcsecret__v1__reply__free_unpacked(r, NULL);
 	return current;
-}
-
-static long long sql_count(const char *sql)
-{
-	char *t = pgtest_query_text(conninfo, sql);
-	long long n;
-
-	assert_non_null(t);
-	n = atoll(t);
-	free(t);
-	return n;
 }
 
 static void test_plain_updates_racing_all_succeed(void **state)
@@ -165,17 +156,17 @@ static void test_plain_updates_racing_all_succeed(void **state)
 	adm.fd = -1;
 	assert_int_equal(wire_session(&adm, D[A].socket), 0);
 	cc.name = (char *)"acme";
-	assert_int_equal(wire_rpc(&adm, 2, wire_mid("CreateCompany"), 0, &cc.base, NULL, 15000),
-	    ST_OK);
+	assert_int_equal(
+	    wire_rpc(&adm, 2, wire_mid("CreateCompany"), 0, &cc.base, NULL, 15000), ST_OK);
 	cs.company = (char *)"acme";
 	cs.name = (char *)"k";
 	cs.value.data = (uint8_t *)"race-initial";
 	cs.value.len = strlen("race-initial");
-	assert_int_equal(wire_rpc(&adm, 3, wire_mid("CreateSecret"), 0, &cs.base, NULL, 15000),
-	    ST_OK);
+	assert_int_equal(
+	    wire_rpc(&adm, 3, wire_mid("CreateSecret"), 0, &cs.base, NULL, 15000), ST_OK);
 
-	o = mmap(NULL, sizeof(*o) * CLIENTS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-	    -1, 0);
+	o = mmap(
+	    NULL, sizeof(*o) * CLIENTS, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(o != MAP_FAILED);
 	memset(o, 0, sizeof(*o) * CLIENTS);
 	assert_int_equal(pipe(go), 0);
@@ -198,16 +189,18 @@ static void test_plain_updates_racing_all_succeed(void **state)
 
 	for (int i = 0; i < CLIENTS; i++) {
 		if (o[i].nfailed > 0)
-			fprintf(stderr, "client %d (daemon %c): %d of %d updates failed, first: %s\n",
-			    i, i % 2 == 0 ? 'A' : 'B', o[i].nfailed, UPDATES, o[i].first_failure);
+			fprintf(stderr,
+			    "client %d (daemon %c): %d of %d updates failed, first: %s\n", i,
+			    i % 2 == 0 ? 'A' : 'B', o[i].nfailed, UPDATES, o[i].first_failure);
 		failed += (size_t)o[i].nfailed;
 		for (int u = 0; u < UPDATES; u++) {
 			v = o[i].version[u];
 			if (o[i].status[u] != ST_OK)
 				continue;
 			if (v < 2 || v > TOTAL || seen[v]++)
-				fail_msg("client %d update %d acknowledged version %u twice or out of "
-				         "range",
+				fail_msg(
+				    "client %d update %d acknowledged version %u twice or out of "
+				    "range",
 				    i, u, v);
 			if (v == TOTAL)
 				snprintf(want, sizeof(want), "race-c%d-u%d", i, u);
@@ -225,11 +218,13 @@ static void test_plain_updates_racing_all_succeed(void **state)
 	assert_string_not_equal(want, "");
 
 	/* One audit row per update, all OK: the retries wrote none. */
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
-	                           "AND status = 'OK'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
+	                     "AND status = 'OK'"),
 	    CLIENTS * UPDATES);
-	assert_int_equal(sql_count("SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
-	                           "AND status <> 'OK'"),
+	assert_int_equal(it_sql_count(conninfo,
+	                     "SELECT count(*) FROM audit_log WHERE method = 'UpdateSecret' "
+	                     "AND status <> 'OK'"),
 	    0);
 
 	/* The check-and-set the client asks for is kept: a stale expected version is refused. */

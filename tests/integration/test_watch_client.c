@@ -30,6 +30,7 @@
 #include <jansson.h>
 
 #include "it.h"
+#include "itcli.h"
 #include "itconn.h"
 #include "pbwipe.h"
 #include "pcsecret.h"
@@ -382,23 +383,6 @@ static void test_sdk_cycles_leave_nothing(void **state)
 
 /* ---- pcctl ---- */
 
-/* pcctl as root, to completion; its exit status, output in r (free it). */
-static int pcctl(const char *socket, const char *stdin_data, struct it_result *r, ...)
-{
-	const char *argv[16];
-	va_list ap;
-	size_t n = 0;
-
-	argv[n++] = it_path("client/pcctl");
-	va_start(ap, r);
-	while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-		n++;
-	va_end(ap);
-	argv[n] = NULL;
-	assert_int_equal(it_run(0, socket, NULL, stdin_data, argv, r), 0);
-	return r->status;
-}
-
 static void pcctl_ok(const char *stdin_data, ...)
 {
 	const char *argv[16];
@@ -577,14 +561,15 @@ static void test_pcctl_json_events_and_sigint(void **state)
 	assert_false(bg_line(&b, 0, line, sizeof(line)));
 	/* A secret that does not exist: exit 1 naming the status. */
 	assert_int_equal(
-	    pcctl(D.socket, NULL, &r, "secret", "watch", "acme/none", (char *)NULL), 1);
+	    it_pcctl(0, D.socket, NULL, &r, "secret", "watch", "acme/none", (char *)NULL), 1);
 	assert_non_null(strstr(r.err, "NOT_FOUND"));
 	it_result_free(&r);
 	/* Usage: a bad name, a bad count. */
-	assert_int_equal(pcctl(D.socket, NULL, &r, "secret", "watch", "nope", (char *)NULL), 2);
-	it_result_free(&r);
 	assert_int_equal(
-	    pcctl(D.socket, NULL, &r, "secret", "watch", "acme/p", "--count", "x", (char *)NULL),
+	    it_pcctl(0, D.socket, NULL, &r, "secret", "watch", "nope", (char *)NULL), 2);
+	it_result_free(&r);
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "secret", "watch", "acme/p", "--count",
+	                     "x", (char *)NULL),
 	    2);
 	it_result_free(&r);
 }
@@ -600,8 +585,8 @@ static void test_pcctl_text_count_rewatch_sigterm(void **state)
 
 	(void)state;
 	/* --count 0: the initial state, then exit 0. */
-	assert_int_equal(
-	    pcctl(D.socket, NULL, &r, "secret", "watch", "acme/p", "--count", "0", (char *)NULL),
+	assert_int_equal(it_pcctl(0, D.socket, NULL, &r, "secret", "watch", "acme/p", "--count",
+	                     "0", (char *)NULL),
 	    0);
 	assert_non_null(strstr(r.out, " watching acme/p latest 1"));
 	it_result_free(&r);
