@@ -1,5 +1,5 @@
 /*
- * pcrun --on-change (issue 12; docs/cli.md, "Following changes"), run as the agent's uid
+ * pcrun --on-change (docs/cli.md, "Following changes"), run as the agent's uid
  * against a real daemon, with the changes made by an admin connection meanwhile:
  *  - restart: a program printing its key at each start is started again exactly once after
  *    an update, with the new value and PCSECRET_VERSIONS; a staged update (no_promote) starts

@@ -1,5 +1,5 @@
 /*
- * PostgreSQL stopped under a warmed daemon (issue 13, "Audit you can trust"): the cluster is
+ * PostgreSQL stopped under a warmed daemon: the cluster is
  * shut down for 5 s (pg_ctl stop -m fast, tests/pg_harness.sh halt), not merely refusing
  * connections as in test_db_outage. Before, the agent's resolves filled the daemon's cache;
  * during the outage no audit row can be written, so:

@@ -1,5 +1,5 @@
 /*
- * Watch (issue 12): changes pushed as they commit, from whichever daemon made them. Two
+ * Watch: changes pushed as they commit, from whichever daemon made them. Two
  * daemons, A and B, on one database:
  *  - an update through A reaches a watcher connected to B within a second (measured on each
  *    of several updates);

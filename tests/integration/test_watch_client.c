@@ -1,5 +1,5 @@
 /*
- * The client side of Watch (issue 12) against the real daemon: the SDK's pcs_watch and
+ * The client side of Watch against the real daemon: the SDK's pcs_watch and
  * `pcctl secret watch`.
  *  - SDK: the first reply's state; poll() on pcs_watch_fd becomes readable when a change
  *    commits; each kind (new_version, staged, promoted, rollback, disabled, enabled, deleted,
