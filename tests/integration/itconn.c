@@ -87,3 +87,21 @@ void itconn_audit_of(
 	    "WHERE instance_id = '%s' AND peer_uid = 0 AND call_id = %" PRIu64,
 	    row, env->instance, id);
 }
+
+Pcsecret__V1__DescribeSecretReply *itconn_describe(
+    struct itconn *c, const char *company, const char *name)
+{
+	Pcsecret__V1__DescribeSecretRequest q = PCSECRET__V1__DESCRIBE_SECRET_REQUEST__INIT;
+	Pcsecret__V1__DescribeSecretReply *rep;
+	Pcsecret__V1__Reply *r = NULL;
+
+	q.company = (char *)company;
+	q.name = (char *)name;
+	assert_int_equal(itconn_call(c, "DescribeSecret", &q.base, NULL, 0, &r, NULL),
+	    PCSECRET__V1__STATUS_CODE__OK);
+	rep = pcsecret__v1__describe_secret_reply__unpack(NULL, r->reply.len, r->reply.data);
+	pcsecret__v1__reply__free_unpacked(r, NULL);
+	assert_non_null(rep);
+	assert_non_null(rep->secret);
+	return rep;
+}

@@ -48,6 +48,13 @@ void itconn_open(struct itconn_env *env, struct itconn *c, uid_t uid, uint64_t b
 int itconn_call(struct itconn *c, const char *method, const ProtobufCMessage *req, char *msg,
     size_t size, Pcsecret__V1__Reply **out, uint64_t *id);
 
+/*
+ * DescribeSecret of company/name on c, which must succeed with a secret in the reply. The
+ * caller frees the reply with pcsecret__v1__describe_secret_reply__free_unpacked(rep, NULL).
+ */
+Pcsecret__V1__DescribeSecretReply *itconn_describe(
+    struct itconn *c, const char *company, const char *name);
+
 /* One call on adm that must succeed. */
 void itconn_admin_ok(struct itconn *adm, const char *method, const ProtobufCMessage *req);
 

@@ -109,18 +109,10 @@ struct described {
 
 static struct described describe(void)
 {
-	Pcsecret__V1__DescribeSecretRequest q = PCSECRET__V1__DESCRIBE_SECRET_REQUEST__INIT;
-	Pcsecret__V1__DescribeSecretReply *rep;
-	Pcsecret__V1__Reply *r = NULL;
+	Pcsecret__V1__DescribeSecretReply *rep = itconn_describe(&adm, "acme", "k");
 	struct described d;
 
 	memset(&d, 0, sizeof(d));
-	q.company = (char *)"acme";
-	q.name = (char *)"k";
-	assert_int_equal(itconn_call(&adm, "DescribeSecret", &q.base, NULL, 0, &r, NULL), ST_OK);
-	rep = pcsecret__v1__describe_secret_reply__unpack(NULL, r->reply.len, r->reply.data);
-	assert_non_null(rep);
-	assert_non_null(rep->secret);
 	d.current = rep->secret->current_version;
 	d.n = rep->secret->n_versions;
 	assert_true(d.n <= 8);
@@ -136,7 +128,6 @@ static struct described describe(void)
 		snprintf(d.v[i].promoted_by, sizeof(d.v[i].promoted_by), "%s", v->promoted_by);
 	}
 	pcsecret__v1__describe_secret_reply__free_unpacked(rep, NULL);
-	pcsecret__v1__reply__free_unpacked(r, NULL);
 	return d;
 }
 

@@ -164,18 +164,10 @@ struct described {
 
 static struct described describe(void)
 {
-	Pcsecret__V1__DescribeSecretRequest q = PCSECRET__V1__DESCRIBE_SECRET_REQUEST__INIT;
-	Pcsecret__V1__DescribeSecretReply *rep;
-	Pcsecret__V1__Reply *r = NULL;
+	Pcsecret__V1__DescribeSecretReply *rep = itconn_describe(&adm, "acme", "k");
 	struct described d;
 
 	memset(&d, 0, sizeof(d));
-	q.company = (char *)"acme";
-	q.name = (char *)"k";
-	assert_int_equal(itconn_call(&adm, "DescribeSecret", &q.base, NULL, 0, &r, NULL), ST_OK);
-	rep = pcsecret__v1__describe_secret_reply__unpack(NULL, r->reply.len, r->reply.data);
-	assert_non_null(rep);
-	assert_non_null(rep->secret);
 	d.current = rep->secret->current_version;
 	d.max_versions = rep->secret->max_versions;
 	d.n = rep->secret->n_versions;
@@ -193,7 +185,6 @@ static struct described describe(void)
 		    d.v[i].destroyed_how, sizeof(d.v[i].destroyed_how), "%s", v->destroyed_how);
 	}
 	pcsecret__v1__describe_secret_reply__free_unpacked(rep, NULL);
-	pcsecret__v1__reply__free_unpacked(r, NULL);
 	return d;
 }
 
